@@ -1,0 +1,188 @@
+/*
+ * umpa.h - public interface of umpa, a user-mode page allocator for Linux.
+ *
+ * The page layer keeps a process-side cache of physically backed pages.
+ * Blocks are handed out, grown, shrunk, moved and swapped by remapping page
+ * tables; pages that come back stay populated so reusing them costs neither
+ * a page fault nor zeroing.  See docs/ARCHITECTURE.md for the design.
+ *
+ * Conventions for every function below unless its comment says otherwise:
+ *  - Thread safe: any thread may call any function at any time.
+ *  - Sizes are rounded up to whole pages (UMPA_PAGE_SIZE); a block is
+ *    identified by its start address and its size in pages.
+ *  - Impossible requests return NULL (or -1) and set errno; memory is never
+ *    corrupted silently.  Misuse that the layer can detect (freeing a pointer
+ *    it did not hand out, a size that does not match) prints one line on
+ *    stderr and aborts the process.
+ */
+#ifndef UMPA_H
+#define UMPA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define UMPA_API __attribute__((visibility("default")))
+#else
+#define UMPA_API
+#endif
+
+#define UMPA_VERSION_MAJOR 0
+#define UMPA_VERSION_MINOR 1
+#define UMPA_VERSION_PATCH 0
+
+/* The page size of the page layer: always the kernel's base page size. */
+#define UMPA_PAGE_SIZE 4096u
+
+/* ---------------------------------------------------------------------------
+ * Flags for userpage_malloc / userpage_realloc.
+ * ------------------------------------------------------------------------- */
+
+/* Contents are guaranteed zero.  Pages fresh from the kernel already are;
+ * pages reused from the cache are cleared only when this flag is given. */
+#define UMPA_ZERO 0x01u
+/* Do not populate: pages that are not already backed are faulted in on
+ * first touch by the kernel, as with plain mmap.  Out-of-memory can then
+ * surface at access time instead of at allocation. */
+#define UMPA_LAZY 0x02u
+/* Prefer transparent huge pages: blocks of 2 MiB and more are 2 MiB aligned
+ * (every block of 2 MiB or more is) and advised MADV_HUGEPAGE. */
+#define UMPA_HUGE 0x04u
+/* userpage_realloc only: fail instead of moving the block. */
+#define UMPA_NOMOVE 0x08u
+/* Address space only: the block has no memory until userpage_commit().
+ * Touching an uncommitted page is not trapped; the kernel then faults it in
+ * lazily like ordinary anonymous memory. */
+#define UMPA_RESERVE 0x10u
+
+/* ---------------------------------------------------------------------------
+ * The five calls of the user-mode page allocator.
+ * ------------------------------------------------------------------------- */
+
+/* Allocate a block of `size` bytes rounded up to whole pages.
+ * Returns a page-aligned pointer; blocks of 2 MiB and more are 2 MiB aligned.
+ * Unless UMPA_LAZY or UMPA_RESERVE is given, every page is populated before
+ * the call returns, so running out of memory is reported here (NULL, errno
+ * ENOMEM) wherever the kernel reports it rather than as a fault later.
+ * Contents are unspecified unless UMPA_ZERO is given.
+ * Errors: size 0 -> NULL, errno EINVAL; unknown flag bits or UMPA_NOMOVE ->
+ * NULL, errno EINVAL; size too large for the address space, or memory not
+ * available -> NULL, errno ENOMEM. */
+UMPA_API void *userpage_malloc(size_t size, unsigned flags);
+
+/* Free a block returned by userpage_malloc/userpage_realloc.  `size` must be
+ * the size it was allocated (or last reallocated) with; any size that rounds
+ * to the same number of pages is accepted.  NULL is a no-op.  The pages stay
+ * populated in the cache (up to UMPA_PAGE_CACHE bytes) for reuse.
+ * A pointer the page layer did not hand out, a block freed twice or a size
+ * that does not match aborts the process with a one-line message. */
+UMPA_API void userpage_free(void *p, size_t size);
+
+/* Resize a block without copying bytes.  Shrinking gives the tail pages back.
+ * Growing extends the block in place when the pages after it are free;
+ * otherwise the block is moved by remapping its pages (never by copying,
+ * unless the kernel refuses the remap, e.g. at vm.max_map_count; such copies
+ * are counted in umpa_page_stats).  With UMPA_NOMOVE the call fails instead
+ * of moving: NULL, errno ENOMEM, the block unchanged.  The grown part is
+ * populated unless UMPA_LAZY is given and zeroed if UMPA_ZERO is given.
+ * p == NULL behaves as userpage_malloc(new_size, flags).  new_size == 0 frees
+ * the block and returns NULL.  On failure the original block is unchanged.
+ * `old_size` is checked as in userpage_free. */
+UMPA_API void *userpage_realloc(void *p, size_t old_size, size_t new_size,
+                                unsigned flags);
+
+/* Back the pages of [p, p+size) with memory (populate them).  The range must
+ * lie inside one block of the page layer; p must be page aligned and size is
+ * rounded up to pages.  Pages already backed keep their contents.
+ * Returns 0, or -1 with errno EINVAL (bad range) or ENOMEM (no memory; pages
+ * populated before the failure stay populated). */
+UMPA_API int userpage_commit(void *p, size_t size);
+
+/* Give the memory of [p, p+size) back to the kernel and keep the address
+ * range reserved: the pages read as zero afterwards and cost a fault (or a
+ * userpage_commit) to use again.  Same range rules as userpage_commit.
+ * Returns 0, or -1 with errno EINVAL. */
+UMPA_API int userpage_release(void *p, size_t size);
+
+/* ---------------------------------------------------------------------------
+ * Page-level control beyond the paper's five calls.
+ * ------------------------------------------------------------------------- */
+
+/* Exchange the contents of [a, a+size) and [b, b+size) by remapping, without
+ * copying.  a and b must be page aligned, lie inside blocks of the page layer
+ * and not overlap; size is rounded up to pages.  Returns 0, or -1 with errno
+ * EINVAL (bad arguments) or ENOMEM (the kernel refused the remap; contents
+ * are then exchanged by copying, so the call still succeeds unless even the
+ * scratch space for that cannot be found). */
+UMPA_API int umpa_page_swap(void *a, void *b, size_t size);
+
+/* Give cached memory back to the kernel.  severity 0: down to the cache
+ * limit; 1: down to half the limit; 2: down to an eighth of the limit;
+ * 3: everything.  Returns the number of bytes released. */
+UMPA_API size_t umpa_page_trim(int severity);
+
+/* Populate `bytes` (rounded up to pages, capped at the cache limit) ahead of
+ * time and put them in the cache, so that later allocations of that much
+ * memory take no page faults.  Best effort: stops quietly when memory runs
+ * out. */
+UMPA_API void umpa_page_prefill(size_t bytes);
+
+/* Set the cache limit in bytes (initially UMPA_PAGE_CACHE) and return the
+ * previous one.  Lowering it releases what exceeds the new limit. */
+UMPA_API size_t umpa_page_cache_limit(size_t bytes);
+
+/* Number of buddy orders reported in umpa_page_stats.order[]: order k holds
+ * runs of 2^k pages, up to 2^31 pages (8 TiB), the largest block. */
+#define UMPA_PAGE_ORDERS 32
+
+/* Figures for one buddy order (runs of 2^k pages). */
+struct umpa_order_stats {
+  uint64_t free_runs;     /* free runs of this order now */
+  uint64_t lock_acquires; /* times the order's lock was taken */
+  uint64_t lock_waits;    /* acquisitions that found the lock busy */
+  uint64_t waiters_max;   /* high-water mark of threads waiting at once
+                             (the parallel-buddy "pending requests") */
+  uint64_t splits;        /* runs of this order split in two */
+  uint64_t merges;        /* pairs of this order merged into one */
+};
+
+/* A snapshot of the page layer; every byte figure is a multiple of the page
+ * size.  The fields are read without stopping other threads, so figures that
+ * change during the call may be mutually inconsistent by a few pages. */
+struct umpa_page_stats {
+  size_t reserved;          /* address space reserved for page runs */
+  size_t committed;         /* bytes backed by memory: in use + cached */
+  size_t in_use;            /* bytes in allocated blocks */
+  size_t cached;            /* backed bytes in free runs (the cache) */
+  size_t cache_limit;       /* the current cache limit */
+  size_t metadata;          /* address space of the layer's own metadata */
+  uint64_t allocs, frees;   /* userpage_malloc-like and free-like calls */
+  uint64_t cache_hits;      /* allocations needing no new page */
+  uint64_t cache_misses;    /* allocations that populated pages */
+  uint64_t pages_populated; /* pages populated from the kernel */
+  uint64_t page_faults;     /* minor+major faults taken while populating */
+  uint64_t pages_released;  /* pages given back to the kernel */
+  uint64_t pages_cleared;   /* cached pages zeroed for UMPA_ZERO */
+  uint64_t remaps;          /* page runs moved by mremap */
+  uint64_t pages_remapped;  /* pages moved by mremap */
+  uint64_t realloc_in_place;/* userpage_realloc growths done in place */
+  uint64_t realloc_moved;   /* userpage_realloc growths done by moving */
+  uint64_t copies;          /* moves that fell back to copying bytes */
+  uint64_t regions;         /* address-space regions reserved */
+  unsigned lock_kind;       /* 0 spinlock, 1 mutex (UMPA_PAGE_LOCK) */
+  unsigned max_order;       /* highest order that has ever held a run */
+  struct umpa_order_stats order[UMPA_PAGE_ORDERS];
+};
+
+/* Fill *out with a snapshot of the page layer's figures. */
+UMPA_API void umpa_page_stats(struct umpa_page_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* UMPA_H */

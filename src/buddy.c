@@ -1,0 +1,373 @@
+/*
+ * buddy.c - the parallel binary buddy system under the page layer.
+ *
+ * Runs of 2^k pages sit on free lists per order k, each order with its own
+ * lock, so requests of different sizes do not contend (Johnson and Davis's
+ * design, the one the parallel-buddy seed builds on).  A thread holds one
+ * order lock at a time, except when merging upwards (order k, then k+1):
+ * a split takes a run from order k+1 and then lists its upper half at order
+ * k; a merge takes the buddy from order k and then lists the pair at order
+ * k+1.  Between those steps the run is "in flight": its head says PM_BUSY,
+ * so no other thread can take or merge it.
+ *
+ * Invariant that makes this safe: a head entry changes to or from
+ * PM_TAG(PM_FREE, k) only while the order-k lock is held.  So a thread
+ * holding that lock can trust "my buddy is free at order k".
+ *
+ * Each free run knows how many of its pages are backed (`count`).  Each
+ * order has two lists: `warm` holds fully backed runs; `other` holds
+ * partly backed runs in front and cold runs at the back.  Ordinary requests
+ * take the smallest fully backed run of sufficient order first, so the
+ * cache serves them without a fault even when a cold run of the exact order
+ * exists; lazy/reserve requests take cold runs from the back.
+ *
+ * Coalescing is lazy below 2 MiB (Barkley and Lee's lazy buddy): while an
+ * order holds fewer than LAZY_RUNS free runs, a freed run is listed as it
+ * is, without looking for its buddy.  Otherwise a program that allocates
+ * and frees one page out of a fresh 1 GiB region would split 18 times and
+ * merge 18 times per pair of calls.  What lazy frees leave unmerged is
+ * bounded (LAZY_RUNS runs per order) and is merged by buddy_coalesce()
+ * before the layer reserves more address space or when a request could be
+ * served warm after merging.
+ */
+#include "internal.h"
+
+struct buddy umpa_buddy;
+
+#define LAZY_ORDERS HUGE_ORDER /* orders below 2 MiB may stay unmerged */
+#define LAZY_RUNS 8
+
+static void list_init(struct pmeta *sentinel) {
+  sentinel->next = sentinel->prev = sentinel;
+}
+
+void buddy_init(struct buddy *b, int lock_kind) {
+  for (unsigned k = 0; k <= MAX_ORDER; k++) {
+    struct buddy_level *lv = &b->level[k];
+    ulock_init(&lv->lock, lock_kind);
+    list_init(&lv->warm);
+    list_init(&lv->other);
+    atomic_init(&lv->xfree_runs, 0);
+    atomic_init(&lv->xwarm_runs, 0);
+    atomic_init(&lv->xlazy, 0);
+    atomic_init(&lv->xsplits, 0);
+    atomic_init(&lv->xmerges, 0);
+  }
+  atomic_init(&b->xbacked_free, 0);
+  atomic_init(&b->xmax_order, 0);
+  ulock_init(&b->grow_lock, lock_kind);
+}
+
+static inline bool run_is_warm(const struct pmeta *pm, unsigned k) {
+  return pm->count == ((uint32_t)1 << k);
+}
+
+/* Make pm the head of a free run of order k.  Order-k lock held. */
+static void put_free(struct buddy *b, unsigned k, struct region *r,
+                     struct pmeta *pm, size_t backed) {
+  struct buddy_level *lv = &b->level[k];
+  pm->region = r;
+  pm->count = (uint32_t)backed;
+  struct pmeta *at;
+  if (run_is_warm(pm, k)) {
+    at = &lv->warm;
+    COUNTER_ADD(lv->xwarm_runs, 1);
+  } else {
+    at = backed ? &lv->other : lv->other.prev;
+  }
+  pm->prev = at;
+  pm->next = at->next;
+  at->next->prev = pm;
+  at->next = pm;
+  COUNTER_ADD(lv->xfree_runs, 1);
+  if (backed)
+    atomic_fetch_add_explicit(&b->xbacked_free, backed, memory_order_relaxed);
+  atomic_store_explicit(&pm->xtag, PM_TAG(PM_FREE, k), memory_order_release);
+}
+
+/* Take the free run headed by pm off its list.  Order-k lock held. */
+static void take_free(struct buddy *b, unsigned k, struct pmeta *pm) {
+  struct buddy_level *lv = &b->level[k];
+  pm->prev->next = pm->next;
+  pm->next->prev = pm->prev;
+  COUNTER_ADD(lv->xfree_runs, -1);
+  if (run_is_warm(pm, k)) COUNTER_ADD(lv->xwarm_runs, -1);
+  if (pm->count)
+    atomic_fetch_sub_explicit(&b->xbacked_free, pm->count,
+                              memory_order_relaxed);
+  atomic_store_explicit(&pm->xtag, PM_TAG(PM_BUSY, 0), memory_order_relaxed);
+}
+
+static void insert_locked(struct buddy *b, unsigned k, struct region *r,
+                          struct pmeta *pm, size_t backed) {
+  struct buddy_level *lv = &b->level[k];
+  ulock_acquire(&lv->lock);
+  put_free(b, k, r, pm, backed);
+  ulock_release(&lv->lock);
+}
+
+enum pick { PICK_WARM, PICK_ANY_WARMEST, PICK_COLD };
+
+/* Take a run from order k per `how`, or NULL.  Peeks at the counters
+ * first so that empty orders cost no lock. */
+static struct pmeta *take_from(struct buddy *b, unsigned k, enum pick how) {
+  struct buddy_level *lv = &b->level[k];
+  _Atomic uint64_t *peek = how == PICK_WARM ? &lv->xwarm_runs : &lv->xfree_runs;
+  if (atomic_load_explicit(peek, memory_order_relaxed) == 0) return NULL;
+  ulock_acquire(&lv->lock);
+  struct pmeta *pm;
+  bool has_warm = lv->warm.next != &lv->warm;
+  bool has_other = lv->other.next != &lv->other;
+  if (how == PICK_WARM)
+    pm = has_warm ? lv->warm.next : NULL;
+  else if (how == PICK_COLD)
+    pm = has_other ? lv->other.prev : has_warm ? lv->warm.next : NULL;
+  else
+    pm = has_warm ? lv->warm.next : has_other ? lv->other.next : NULL;
+  if (pm) take_free(b, k, pm);
+  ulock_release(&lv->lock);
+  return pm;
+}
+
+/* Split the taken run pm of order k down to `order`, keeping the half
+ * that suits the request (more backed pages for warm requests, fewer for
+ * cold) and listing the other. */
+static struct pmeta *split(struct buddy *b, struct pmeta *pm, unsigned k,
+                           unsigned order, bool cold) {
+  struct region *r = pm->region;
+  size_t idx = pmeta_index(pm);
+  size_t backed = pm->count;
+  if (k > order) COUNTER_ADD(b->level[k].xsplits, 1);
+  while (k > order) {
+    k--;
+    size_t half = (size_t)1 << k;
+    size_t lo_backed = backed == 0 ? 0
+                       : backed == 2 * half
+                           ? half
+                           : bitmap_count(r->xbacked, idx, half);
+    size_t hi_backed = backed - lo_backed;
+    bool keep_hi = cold ? hi_backed < lo_backed : hi_backed > lo_backed;
+    if (k > order) COUNTER_ADD(b->level[k].xsplits, 1);
+    if (keep_hi) {
+      struct pmeta *hi = &r->meta[idx + half];
+      hi->region = r;
+      atomic_store_explicit(&hi->xtag, PM_TAG(PM_BUSY, 0),
+                            memory_order_relaxed);
+      insert_locked(b, k, r, &r->meta[idx], lo_backed);
+      idx += half;
+      backed = hi_backed;
+    } else {
+      insert_locked(b, k, r, &r->meta[idx + half], hi_backed);
+      backed = lo_backed;
+    }
+  }
+  pm = &r->meta[idx];
+  pm->region = r;
+  pm->count = (uint32_t)backed;
+  return pm;
+}
+
+struct pmeta *buddy_alloc(struct buddy *b, unsigned order, bool cold) {
+  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_acquire);
+  struct pmeta *pm = NULL;
+  unsigned k = order;
+  if (!cold) {
+    /* The smallest fully backed run that is large enough... */
+    for (; k <= top && !(pm = take_from(b, k, PICK_WARM)); k++) {
+    }
+    /* ...possibly after merging what lazy frees left apart, when the
+     * cache holds enough pages to serve the request. */
+    if (!pm && order > 0 &&
+        atomic_load_explicit(&b->xbacked_free, memory_order_relaxed) >=
+            ((size_t)1 << order)) {
+      buddy_coalesce(b);
+      for (k = order; k <= top && !(pm = take_from(b, k, PICK_WARM)); k++) {
+      }
+    }
+  }
+  if (!pm)
+    for (k = order; k <= top &&
+                    !(pm = take_from(b, k, cold ? PICK_COLD : PICK_ANY_WARMEST));
+         k++) {
+    }
+  return pm ? split(b, pm, k, order, cold) : NULL;
+}
+
+void buddy_free(struct buddy *b, struct region *r, size_t idx, unsigned order,
+                size_t backed) {
+  unsigned k = order;
+  for (;;) {
+    struct buddy_level *lv = &b->level[k];
+    ulock_acquire(&lv->lock);
+    bool lazy = k < LAZY_ORDERS &&
+                atomic_load_explicit(&lv->xfree_runs, memory_order_relaxed) <
+                    LAZY_RUNS;
+    if (lazy) COUNTER_ADD(lv->xlazy, 1);
+    if (k < r->order && !lazy) {
+      size_t bidx = idx ^ ((size_t)1 << k);
+      struct pmeta *bp = &r->meta[bidx];
+      if (atomic_load_explicit(&bp->xtag, memory_order_acquire) ==
+          PM_TAG(PM_FREE, k)) {
+        take_free(b, k, bp);
+        COUNTER_ADD(lv->xmerges, 1);
+        ulock_release(&lv->lock);
+        backed += bp->count;
+        /* The upper of the two heads becomes an interior page. */
+        size_t upper = bidx > idx ? bidx : idx;
+        atomic_store_explicit(&r->meta[upper].xtag, PM_TAG(PM_NONE, 0),
+                              memory_order_relaxed);
+        if (bidx < idx) idx = bidx;
+        k++;
+        continue;
+      }
+    }
+    put_free(b, k, r, &r->meta[idx], backed);
+    ulock_release(&lv->lock);
+    return;
+  }
+}
+
+void buddy_free_range(struct buddy *b, struct region *r, size_t idx, size_t n,
+                      bool full) {
+  while (n) {
+    unsigned k = idx ? (unsigned)__builtin_ctzll(idx) : r->order;
+    unsigned fit = log2_floor(n);
+    if (fit < k) k = fit;
+    size_t len = (size_t)1 << k;
+    size_t backed = full ? len : bitmap_count(r->xbacked, idx, len);
+    buddy_free(b, r, idx, k, backed);
+    idx += len;
+    n -= len;
+  }
+}
+
+long buddy_claim(struct buddy *b, struct region *r, size_t idx, size_t n) {
+  if (idx + n > r->npages || idx + n < idx) return -1;
+  size_t pos = idx, end = idx + n;
+  long backed = 0;
+  while (pos < end) {
+    /* The page before pos belongs to the caller, so a free run that holds
+     * pos must start at pos: its head tag says whether and at what order. */
+    struct pmeta *pm = &r->meta[pos];
+    uint8_t tag = atomic_load_explicit(&pm->xtag, memory_order_acquire);
+    if (PM_STATE(tag) != PM_FREE) goto fail;
+    unsigned k = PM_ORDER(tag);
+    struct buddy_level *lv = &b->level[k];
+    ulock_acquire(&lv->lock);
+    if (atomic_load_explicit(&pm->xtag, memory_order_relaxed) != tag) {
+      ulock_release(&lv->lock); /* merged or taken meanwhile: look again */
+      continue;
+    }
+    take_free(b, k, pm);
+    ulock_release(&lv->lock);
+    backed += pm->count;
+    atomic_store_explicit(&pm->xtag, PM_TAG(PM_NONE, 0), memory_order_relaxed);
+    pos += (size_t)1 << k;
+  }
+  if (pos > end) {
+    size_t extra = pos - end;
+    backed -= (long)bitmap_count(r->xbacked, end, extra);
+    buddy_free_range(b, r, end, extra, false);
+  }
+  return backed;
+fail:
+  if (pos > idx) buddy_free_range(b, r, idx, pos - idx, false);
+  return -1;
+}
+
+struct pmeta *buddy_take_warm(struct buddy *b, unsigned *order) {
+  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_acquire);
+  for (unsigned k = top + 1; k-- > 0;) {
+    struct buddy_level *lv = &b->level[k];
+    if (atomic_load_explicit(&lv->xfree_runs, memory_order_relaxed) == 0)
+      continue;
+    ulock_acquire(&lv->lock);
+    struct pmeta *pm = lv->warm.next != &lv->warm ? lv->warm.next
+                       : lv->other.next != &lv->other && lv->other.next->count
+                           ? lv->other.next
+                           : NULL;
+    if (pm) {
+      take_free(b, k, pm);
+      ulock_release(&lv->lock);
+      *order = k;
+      return pm;
+    }
+    ulock_release(&lv->lock);
+  }
+  return NULL;
+}
+
+/* Find a pair of free buddies on one of order k's lists.  Lock held. */
+static struct pmeta *find_pair(struct pmeta *list, unsigned k) {
+  for (struct pmeta *pm = list->next; pm != list; pm = pm->next) {
+    struct region *r = pm->region;
+    if (k >= r->order) continue;
+    size_t bidx = pmeta_index(pm) ^ ((size_t)1 << k);
+    if (atomic_load_explicit(&r->meta[bidx].xtag, memory_order_relaxed) ==
+        PM_TAG(PM_FREE, k))
+      return pm;
+  }
+  return NULL;
+}
+
+/* Merge the free buddies that lazy frees left apart, lowest order first.
+ * A merged run is freed one order up through buddy_free, which merges it
+ * further (eagerly from 2 MiB up).  The order-k lock is held while
+ * buddy_free takes higher orders' locks: locks nest only upwards, the order
+ * every other path respects. */
+void buddy_coalesce(struct buddy *b) {
+  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_acquire);
+  for (unsigned k = 0; k < top && k < LAZY_ORDERS; k++) {
+    struct buddy_level *lv = &b->level[k];
+    if (atomic_load_explicit(&lv->xlazy, memory_order_relaxed) == 0) continue;
+    ulock_acquire(&lv->lock);
+    atomic_store_explicit(&lv->xlazy, 0, memory_order_relaxed);
+    struct pmeta *pm;
+    while ((pm = find_pair(&lv->warm, k)) || (pm = find_pair(&lv->other, k))) {
+      struct region *r = pm->region;
+      size_t idx = pmeta_index(pm), bidx = idx ^ ((size_t)1 << k);
+      struct pmeta *bp = &r->meta[bidx];
+      size_t backed = (size_t)pm->count + bp->count;
+      take_free(b, k, pm);
+      take_free(b, k, bp);
+      COUNTER_ADD(lv->xmerges, 1);
+      size_t lo = idx < bidx ? idx : bidx, hi = idx ^ bidx ^ lo;
+      atomic_store_explicit(&r->meta[hi].xtag, PM_TAG(PM_NONE, 0),
+                            memory_order_relaxed);
+      buddy_free(b, r, lo, k + 1, backed);
+    }
+    ulock_release(&lv->lock);
+  }
+}
+
+void buddy_add_region(struct buddy *b, struct region *r) {
+  insert_locked(b, r->order, r, &r->meta[0], 0);
+  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_relaxed);
+  if (r->order > top)
+    atomic_store_explicit(&b->xmax_order, r->order, memory_order_release);
+}
+
+bool buddy_grow(struct buddy *b, unsigned order) {
+  ulock_acquire(&b->grow_lock);
+  /* Another thread may have added a region while we waited. */
+  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_acquire);
+  for (unsigned k = order; k <= top; k++)
+    if (atomic_load_explicit(&b->level[k].xfree_runs, memory_order_relaxed)) {
+      ulock_release(&b->grow_lock);
+      return true;
+    }
+  struct region *r = region_create(order);
+  if (r) buddy_add_region(b, r);
+  ulock_release(&b->grow_lock);
+  return r != NULL;
+}
+
+void buddy_lock_all(struct buddy *b) {
+  ulock_acquire(&b->grow_lock);
+  for (unsigned k = 0; k <= MAX_ORDER; k++) ulock_acquire(&b->level[k].lock);
+}
+
+void buddy_unlock_all(struct buddy *b) {
+  for (unsigned k = MAX_ORDER + 1; k-- > 0;) ulock_release(&b->level[k].lock);
+  ulock_release(&b->grow_lock);
+}

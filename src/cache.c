@@ -1,0 +1,130 @@
+/*
+ * cache.c - the lookaside cache: backed pages in free runs.
+ *
+ * Freed pages keep their memory, so the next request reuses them without
+ * a fault or zeroing.  The cache is not a separate store: it is the set of
+ * backed pages that sit in the buddy's free runs (counted in
+ * umpa_buddy.xbacked_free).  Its size is bounded by a limit; when frees
+ * push it over, the trimmer takes warm runs off the free lists, largest
+ * first (small recent runs are the likeliest to be reused), releases their
+ * memory and puts them back cold.
+ */
+#include "internal.h"
+
+static _Atomic size_t limit_pages;
+static ulock_t trim_lock;
+
+void cache_init(void) {
+  atomic_store(&limit_pages, umpa_opt.page_cache >> PAGE_SHIFT);
+  ulock_init(&trim_lock, LOCK_SPIN);
+}
+
+size_t cache_limit_pages(void) {
+  return atomic_load_explicit(&limit_pages, memory_order_relaxed);
+}
+
+static size_t cached_pages(void) {
+  return atomic_load_explicit(&umpa_buddy.xbacked_free, memory_order_relaxed);
+}
+
+/* Release up to `want` backed pages of the taken run [idx, idx+len),
+ * whole 2 MiB pieces first so that huge pages are not split.  Returns the
+ * pages released. */
+static size_t release_some(struct region *r, size_t idx, size_t len,
+                           size_t want) {
+  const size_t hp = (size_t)1 << HUGE_ORDER;
+  size_t step = len >= hp ? hp : len;
+  size_t released = 0;
+  for (size_t off = 0; off < len && released < want; off += step) {
+    size_t n = bitmap_count(r->xbacked, idx + off, step);
+    if (n == 0) continue;
+    /* A fresh mapping both drops the memory and heals VMAs split by
+     * earlier page moves. */
+    os_heal(region_addr(r, idx + off), step << PAGE_SHIFT, r->thp);
+    bitmap_clear(r->xbacked, idx + off, step);
+    released += n;
+  }
+  return released;
+}
+
+static size_t shrink(size_t target) {
+  size_t released = 0;
+  for (;;) {
+    size_t cached = cached_pages();
+    if (cached <= target) break;
+    unsigned k;
+    struct pmeta *pm = buddy_take_warm(&umpa_buddy, &k);
+    if (!pm) break;
+    struct region *r = pm->region;
+    size_t idx = pmeta_index(pm), backed = pm->count;
+    /* The run left the cache count when it was taken. */
+    size_t over = cached - target;
+    size_t n = release_some(r, idx, (size_t)1 << k, over);
+    released += n;
+    buddy_free(&umpa_buddy, r, idx, k, backed - n);
+  }
+  if (released) {
+    PC_ADD(xbacked, -released);
+    PC_ADD(xreleased, released);
+  }
+  return released;
+}
+
+size_t cache_shrink_to(size_t target_pages) {
+  ulock_acquire(&trim_lock);
+  size_t n = shrink(target_pages);
+  ulock_release(&trim_lock);
+  return n;
+}
+
+void cache_enforce(void) {
+  size_t limit = cache_limit_pages();
+  if (UMPA_LIKELY(cached_pages() <= limit)) return;
+  /* One trimmer at a time; the others carry on, it will catch up. */
+  if (!ulock_try(&trim_lock)) return;
+  shrink(limit);
+  ulock_release(&trim_lock);
+}
+
+size_t umpa_page_trim(int severity) {
+  page_init();
+  size_t limit = cache_limit_pages();
+  size_t target = severity <= 0 ? limit
+                  : severity == 1 ? limit / 2
+                  : severity == 2 ? limit / 8
+                                  : 0;
+  return cache_shrink_to(target) << PAGE_SHIFT;
+}
+
+size_t umpa_page_cache_limit(size_t bytes) {
+  page_init();
+  size_t old = atomic_exchange(&limit_pages, bytes >> PAGE_SHIFT);
+  cache_enforce();
+  return old << PAGE_SHIFT;
+}
+
+void umpa_page_prefill(size_t bytes) {
+  page_init();
+  size_t want = pages_of(bytes), limit = cache_limit_pages();
+  if (want > limit) want = limit;
+  /* Allocate (warm runs first, then fresh populated ones) until `want`
+   * pages are held, then free them all: the cache then holds them.  The
+   * blocks are chained through their own first word. */
+  const size_t chunk_max = (size_t)1 << (umpa_opt.region_shift - PAGE_SHIFT);
+  void *chain = NULL;
+  size_t held = 0;
+  while (held < want) {
+    size_t n = want - held < chunk_max ? want - held : chunk_max;
+    void **blk = page_alloc(n, 0, KIND_PAGE);
+    if (!blk) break;
+    blk[0] = chain;
+    blk[1] = (void *)n;
+    chain = blk;
+    held += n;
+  }
+  while (chain) {
+    void **blk = chain;
+    chain = blk[0];
+    page_free(blk, (size_t)blk[1], KIND_PAGE, "umpa_page_prefill");
+  }
+}

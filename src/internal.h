@@ -1,0 +1,410 @@
+/*
+ * internal.h - types, constants and cross-file prototypes of umpa.
+ *
+ * Naming: `umpa_`/`userpage_` is public (include/umpa.h); everything here is
+ * internal and hidden from the shared library's symbol table.  Fields whose
+ * name starts with `x` are _Atomic so that atomic accesses stand out.
+ */
+#ifndef UMPA_INTERNAL_H
+#define UMPA_INTERNAL_H
+
+#include "umpa.h"
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define UMPA_HIDDEN __attribute__((visibility("hidden")))
+#define UMPA_NOINLINE __attribute__((noinline))
+#define UMPA_NORETURN __attribute__((noreturn))
+#define UMPA_LIKELY(x) __builtin_expect(!!(x), 1)
+#define UMPA_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define UMPA_CACHE_LINE 64
+
+/* ---------------------------------------------------------------------------
+ * Geometry.
+ * ------------------------------------------------------------------------- */
+
+#define PAGE_SHIFT 12
+#define PAGE_SIZE ((size_t)1 << PAGE_SHIFT)
+#define HUGE_SHIFT 21 /* 2 MiB: x86-64 PMD, the THP size */
+#define HUGE_ORDER (HUGE_SHIFT - PAGE_SHIFT)
+
+/* Highest buddy order: a run of 2^31 pages = 8 TiB, the largest request the
+ * page layer accepts (16 of them fill the 47-bit user address space). */
+#define MAX_ORDER (UMPA_PAGE_ORDERS - 1)
+#define MAX_REQUEST_PAGES ((size_t)1 << MAX_ORDER)
+
+/* Regions are aligned to their size, which is a power of two between
+ * REGION_MIN_SHIFT and 2^(MAX_ORDER+PAGE_SHIFT).  The region map resolves an
+ * address in two steps: one slot per GiB, and for slots shared by regions
+ * smaller than a GiB a second table with one slot per 4 MiB. */
+#define REGION_MIN_SHIFT 22     /* 4 MiB */
+#define REGION_DEFAULT_SHIFT 30 /* 1 GiB */
+#define MAP_SLOT_SHIFT 30
+#define MAP_SUB_SHIFT REGION_MIN_SHIFT
+#define MAP_SUB_SLOTS (1u << (MAP_SLOT_SHIFT - MAP_SUB_SHIFT))
+#define ADDRESS_BITS 47
+#define MAP_SLOTS ((size_t)1 << (ADDRESS_BITS - MAP_SLOT_SHIFT))
+
+/* ---------------------------------------------------------------------------
+ * Options (src/options.c), parsed once from UMPA_* environment variables.
+ * ------------------------------------------------------------------------- */
+
+enum { POPULATE_AUTO, POPULATE_MADVISE, POPULATE_MAP, POPULATE_TOUCH };
+enum { LOCK_SPIN = 0, LOCK_MUTEX = 1 };
+
+struct umpa_options {
+  size_t page_cache;    /* UMPA_PAGE_CACHE: cache limit in bytes */
+  unsigned region_shift;/* UMPA_REGION_SIZE as a shift */
+  int page_lock;        /* UMPA_PAGE_LOCK: LOCK_SPIN or LOCK_MUTEX */
+  int populate;         /* UMPA_POPULATE: POPULATE_* */
+  int thp;              /* UMPA_THP: advise regions MADV_HUGEPAGE */
+};
+
+UMPA_HIDDEN extern struct umpa_options umpa_opt;
+/* Parse the environment once (idempotent, thread safe, no allocation). */
+UMPA_HIDDEN void options_init(void);
+/* Parse "123", "64K", "2M", "1G"...; returns false on a malformed value. */
+UMPA_HIDDEN bool options_parse_size(const char *s, size_t *out);
+
+/* ---------------------------------------------------------------------------
+ * OS layer (src/os.c): the only file that makes system calls.
+ * ------------------------------------------------------------------------- */
+
+/* Reserve `size` bytes aligned to `align` (a power of two), readable and
+ * writable but not backed (MAP_NORESERVE).  NULL with errno on failure. */
+UMPA_HIDDEN void *os_reserve_aligned(size_t size, size_t align);
+/* Plain anonymous mapping for metadata (lazily backed). */
+UMPA_HIDDEN void *os_map(size_t size);
+UMPA_HIDDEN void os_unmap(void *p, size_t size);
+/* Back [p, p+size) with memory now, keeping what backed pages hold.
+ * `empty` says the range holds no data, so it may be replaced wholesale.
+ * Returns 0 or an errno value (ENOMEM when the kernel has no memory for
+ * it).  *faults receives the page faults the call took. */
+UMPA_HIDDEN int os_populate(void *p, size_t size, bool empty,
+                            uint64_t *faults);
+/* Drop the memory of [p, p+size); the range stays reserved and reads zero. */
+UMPA_HIDDEN void os_release(void *p, size_t size);
+/* Replace an unbacked range by a fresh mapping so that the kernel can merge
+ * it with its neighbours again after mremap moves split the VMA. */
+UMPA_HIDDEN void os_heal(void *p, size_t size, bool thp);
+/* Advise transparent huge pages for [p, p+size). */
+UMPA_HIDDEN void os_advise_huge(void *p, size_t size);
+/* Move the pages of [src, src+size) to dst; src stays mapped and empty.
+ * Returns 0 or an errno value (ENOMEM at vm.max_map_count, ...). */
+UMPA_HIDDEN int os_move(void *src, void *dst, size_t size);
+/* Which of the pages of [p, p+npages pages) are resident: vec[i] & 1. */
+UMPA_HIDDEN int os_residency(void *p, size_t npages, unsigned char *vec);
+UMPA_HIDDEN bool os_has_swap(void);
+/* Minor + major page faults of the calling thread so far. */
+UMPA_HIDDEN uint64_t os_thread_faults(void);
+UMPA_HIDDEN void os_futex_wait(_Atomic uint32_t *addr, uint32_t val);
+UMPA_HIDDEN void os_futex_wake(_Atomic uint32_t *addr, int n);
+UMPA_HIDDEN void os_yield(void);
+UMPA_HIDDEN void os_write_stderr(const char *s, size_t len);
+UMPA_HIDDEN UMPA_NORETURN void os_abort(void);
+/* The environment block, or NULL before libc has set it up. */
+UMPA_HIDDEN char **os_environ(void);
+
+/* ---------------------------------------------------------------------------
+ * Messages (src/report.c): formatted without malloc.
+ * Formats: %s %d %u %zu %zx %p %%.
+ * ------------------------------------------------------------------------- */
+
+UMPA_HIDDEN UMPA_NORETURN void umpa_fatal(const char *fmt, ...);
+UMPA_HIDDEN void umpa_warn(const char *fmt, ...);
+/* Format into buf (always NUL-terminated); returns the length. */
+UMPA_HIDDEN size_t umpa_format(char *buf, size_t cap, const char *fmt, ...);
+
+/* ---------------------------------------------------------------------------
+ * Locks (src/lock.c).  One type serves as spinlock or futex mutex, chosen
+ * when the lock is initialised, and counts how often it was contended and
+ * how many threads waited at once (the buddy seed's "pending requests").
+ * ------------------------------------------------------------------------- */
+
+typedef struct ulock {
+  _Atomic uint32_t xword;     /* 0 free, 1 held, 2 held with sleepers */
+  _Atomic uint32_t xwaiting;  /* threads in the slow path now */
+  _Atomic uint64_t xacquires; /* updated while held, read racily */
+  _Atomic uint64_t xwaits;
+  _Atomic uint64_t xwaiters_max;
+  int kind;                   /* LOCK_SPIN or LOCK_MUTEX */
+} ulock_t;
+
+UMPA_HIDDEN void ulock_init(ulock_t *l, int kind);
+UMPA_HIDDEN void ulock_acquire_slow(ulock_t *l);
+UMPA_HIDDEN void ulock_release_slow(ulock_t *l);
+
+/* Counter bump for a field only written under a lock we hold: a relaxed
+ * load/store pair, no locked instruction, yet racy readers stay defined. */
+#define COUNTER_ADD(field, n)                                                \
+  atomic_store_explicit(&(field),                                            \
+                        atomic_load_explicit(&(field), memory_order_relaxed) \
+                            + (n),                                           \
+                        memory_order_relaxed)
+
+static inline void ulock_acquire(ulock_t *l) {
+  uint32_t expected = 0;
+  if (UMPA_UNLIKELY(!atomic_compare_exchange_strong_explicit(
+          &l->xword, &expected, 1, memory_order_acquire,
+          memory_order_relaxed)))
+    ulock_acquire_slow(l);
+  COUNTER_ADD(l->xacquires, 1);
+}
+
+static inline bool ulock_try(ulock_t *l) {
+  uint32_t expected = 0;
+  return atomic_compare_exchange_strong_explicit(
+      &l->xword, &expected, 1, memory_order_acquire, memory_order_relaxed);
+}
+
+static inline void ulock_release(ulock_t *l) {
+  if (UMPA_UNLIKELY(atomic_exchange_explicit(&l->xword, 0,
+                                             memory_order_release) == 2))
+    ulock_release_slow(l);
+}
+
+/* ---------------------------------------------------------------------------
+ * Per-page metadata.  Every page of a region has one entry, kept outside the
+ * region so that free runs can be listed without touching (and so faulting
+ * in) their memory.  Only the entry of a run's first page (its head) means
+ * anything; the entries of the other pages are PM_NONE.
+ * ------------------------------------------------------------------------- */
+
+enum pm_state {
+  PM_NONE = 0, /* not the head of a run */
+  PM_FREE = 1, /* head of a free run; the tag's low bits hold its order */
+  PM_USED = 2, /* head of an allocated block */
+  PM_BUSY = 3  /* head of a run some thread is working on (in flight) */
+};
+
+#define PM_TAG(state, order) ((uint8_t)(((state) << 6) | (order)))
+#define PM_STATE(tag) ((tag) >> 6)
+#define PM_ORDER(tag) ((tag)&63u)
+
+/* Owner of an allocated block: the page API, and room for upper layers. */
+enum pm_kind { KIND_PAGE = 1, KIND_SUPERBLOCK = 2, KIND_LARGE = 3 };
+
+/* Flags of an allocated block. */
+#define PMF_FULL 0x01u    /* every page is backed: frees need no bitmap scan */
+#define PMF_UNKNOWN 0x02u /* the owner may have touched unbacked pages */
+
+struct region;
+
+struct pmeta {
+  struct pmeta *next, *prev; /* free list links (free heads only) */
+  struct region *region;     /* set on heads of runs and blocks */
+  uint32_t count;            /* free head: backed pages; used head: pages */
+  _Atomic uint8_t xtag;      /* PM_TAG(state, order) */
+  uint8_t kind;              /* used head: enum pm_kind */
+  uint8_t flags;             /* used head: PMF_* */
+  uint8_t spare;
+};
+
+/* ---------------------------------------------------------------------------
+ * Regions (src/region.c): aligned reservations of address space.  A region's
+ * metadata (this struct, two page bitmaps and the pmeta array) lives in a
+ * separate lazily backed mapping.
+ * ------------------------------------------------------------------------- */
+
+struct region {
+  uintptr_t base;         /* aligned to its size */
+  size_t npages;          /* a power of two */
+  unsigned order;         /* log2(npages): the largest run it can hold */
+  bool thp;               /* advised MADV_HUGEPAGE as a whole */
+  struct pmeta *meta;     /* npages entries */
+  _Atomic uint64_t *xbacked; /* bit per page: may hold data / has memory */
+  _Atomic uint64_t *xheads;  /* bit per page: head of an allocated block */
+  _Atomic uint64_t *xmeta_backed; /* bit per page of `meta`: populated */
+  size_t meta_size;       /* bytes of the metadata mapping */
+  struct region *next;    /* all regions, newest first */
+};
+
+UMPA_HIDDEN struct region *region_of(const void *p);
+/* Reserve a region able to hold a run of 2^order pages and register it.
+ * Caller holds the buddy's growth lock.  NULL with errno on failure. */
+UMPA_HIDDEN struct region *region_create(unsigned order);
+UMPA_HIDDEN struct region *region_list(void);
+/* Populate the metadata of pages [idx, idx+n) of r.  Called whenever data
+ * pages are populated, so that a backed page's metadata never faults. */
+UMPA_HIDDEN void region_back_meta(struct region *r, size_t idx, size_t n);
+UMPA_HIDDEN size_t region_reserved_bytes(void);
+UMPA_HIDDEN size_t region_metadata_bytes(void);
+UMPA_HIDDEN uint64_t region_count(void);
+
+static inline size_t region_index(const struct region *r, const void *p) {
+  return ((uintptr_t)p - r->base) >> PAGE_SHIFT;
+}
+static inline void *region_addr(const struct region *r, size_t idx) {
+  return (void *)(r->base + (idx << PAGE_SHIFT));
+}
+
+/* Bitmap helpers over a region's page bitmaps (src/bitmap.c). */
+UMPA_HIDDEN size_t bitmap_count(_Atomic uint64_t *map, size_t from, size_t n);
+UMPA_HIDDEN void bitmap_set(_Atomic uint64_t *map, size_t from, size_t n);
+UMPA_HIDDEN void bitmap_clear(_Atomic uint64_t *map, size_t from, size_t n);
+/* Copy n bits from src[from_s..] to dst[from_d..]. */
+UMPA_HIDDEN void bitmap_copy(_Atomic uint64_t *dst, size_t from_d,
+                             _Atomic uint64_t *src, size_t from_s, size_t n);
+/* Exchange the n bits at a[ia..] with those at b[ib..] (no overlap). */
+UMPA_HIDDEN void bitmap_swap(_Atomic uint64_t *a, size_t ia,
+                             _Atomic uint64_t *b, size_t ib, size_t n);
+/* First index in [from, from+n) whose bit equals `value`, or from+n. */
+UMPA_HIDDEN size_t bitmap_find(_Atomic uint64_t *map, size_t from, size_t n,
+                               bool value);
+/* Last set bit at or below `from`, or SIZE_MAX. */
+UMPA_HIDDEN size_t bitmap_find_last_set(_Atomic uint64_t *map, size_t from);
+static inline bool bitmap_test(_Atomic uint64_t *map, size_t i) {
+  return (atomic_load_explicit(&map[i >> 6], memory_order_relaxed) >>
+          (i & 63)) & 1;
+}
+
+/* ---------------------------------------------------------------------------
+ * Parallel binary buddy system (src/buddy.c) over the pages of all regions.
+ * One lock per order; fully backed runs (warm) sit on their own list so
+ * that ordinary requests are served from the cache first.
+ * ------------------------------------------------------------------------- */
+
+struct buddy_level {
+  ulock_t lock;
+  struct pmeta warm;  /* sentinel: fully backed runs */
+  struct pmeta other; /* sentinel: partly backed in front, cold at back */
+  _Atomic uint64_t xfree_runs; /* runs on both lists */
+  _Atomic uint64_t xwarm_runs; /* runs on the warm list */
+  _Atomic uint64_t xlazy;      /* runs listed without trying to merge */
+  _Atomic uint64_t xsplits;
+  _Atomic uint64_t xmerges;
+} __attribute__((aligned(UMPA_CACHE_LINE)));
+
+struct buddy {
+  struct buddy_level level[MAX_ORDER + 1];
+  _Atomic size_t xbacked_free; /* backed pages in free runs: the cache */
+  _Atomic unsigned xmax_order; /* highest order that ever held a run */
+  ulock_t grow_lock;           /* serialises region creation */
+};
+
+UMPA_HIDDEN extern struct buddy umpa_buddy;
+
+UMPA_HIDDEN void buddy_init(struct buddy *b, int lock_kind);
+/* Take a run of exactly 2^order pages, splitting larger ones; prefers warm
+ * runs unless `cold`.  The head comes back PM_BUSY with `count` = backed
+ * pages.  NULL when no free run is large enough. */
+UMPA_HIDDEN struct pmeta *buddy_alloc(struct buddy *b, unsigned order,
+                                      bool cold);
+/* Give the run of 2^order pages at index idx of r back, merging with free
+ * buddies.  `backed` = backed pages in the run. */
+UMPA_HIDDEN void buddy_free(struct buddy *b, struct region *r, size_t idx,
+                            unsigned order, size_t backed);
+/* Give back an arbitrary page range [idx, idx+n) of r, as aligned runs.
+ * `full` says every page is backed (skips the bitmap scan). */
+UMPA_HIDDEN void buddy_free_range(struct buddy *b, struct region *r, size_t idx,
+                                  size_t n, bool full);
+/* Take the pages [idx, idx+n) of r out of the free runs if they are all
+ * free; returns the number of backed pages taken, or -1 (nothing changed). */
+UMPA_HIDDEN long buddy_claim(struct buddy *b, struct region *r, size_t idx,
+                             size_t n);
+/* Take one warm free run for the cache trimmer, preferring large ones;
+ * *order receives its order. */
+UMPA_HIDDEN struct pmeta *buddy_take_warm(struct buddy *b, unsigned *order);
+/* Merge free buddies that lazy coalescing left apart. */
+UMPA_HIDDEN void buddy_coalesce(struct buddy *b);
+/* Reserve a new region big enough for order; false (errno ENOMEM) when
+ * the kernel refuses.  Returns true at once if another thread grew. */
+UMPA_HIDDEN bool buddy_grow(struct buddy *b, unsigned order);
+/* Add a new region's pages as free runs. */
+UMPA_HIDDEN void buddy_add_region(struct buddy *b, struct region *r);
+/* Lock/unlock every order (fork and consistency checks). */
+UMPA_HIDDEN void buddy_lock_all(struct buddy *b);
+UMPA_HIDDEN void buddy_unlock_all(struct buddy *b);
+static inline size_t pmeta_index(const struct pmeta *pm) {
+  return (size_t)(pm - pm->region->meta);
+}
+
+/* ---------------------------------------------------------------------------
+ * The page layer (src/page.c, src/remap.c, src/cache.c).
+ * ------------------------------------------------------------------------- */
+
+struct page_counters {
+  _Atomic uint64_t xallocs, xfrees, xhits, xmisses;
+  _Atomic uint64_t xpopulated, xfaults, xreleased, xcleared;
+  _Atomic uint64_t xremaps, xpages_remapped, xcopies;
+  _Atomic uint64_t xgrow_in_place, xgrow_moved;
+  _Atomic size_t xin_use; /* pages in allocated blocks */
+  _Atomic size_t xbacked; /* pages with a set backed bit */
+};
+UMPA_HIDDEN extern struct page_counters umpa_pc;
+
+#define PC_ADD(field, n) \
+  atomic_fetch_add_explicit(&umpa_pc.field, (n), memory_order_relaxed)
+
+UMPA_HIDDEN void page_init(void);
+/* Take a run of npages pages out of the buddy (head PM_BUSY, count = its
+ * backed pages), growing the address space if needed; NULL when the kernel
+ * refuses.  Cold runs are preferred for UMPA_LAZY/UMPA_RESERVE. */
+UMPA_HIDDEN struct pmeta *page_take(size_t npages, unsigned flags);
+/* Mark a taken run as an allocated block of `kind`; `backed` is the
+ * number of its backed pages, or SIZE_MAX to count them. */
+UMPA_HIDDEN void page_publish(struct pmeta *pm, size_t npages, unsigned kind,
+                              unsigned flags, size_t backed);
+/* Allocate npages pages for owner `kind` (page.c). */
+UMPA_HIDDEN void *page_alloc(size_t npages, unsigned flags, unsigned kind);
+/* Free a block; aborts with `who` in the message on misuse. */
+UMPA_HIDDEN void page_free(void *p, size_t npages, unsigned kind,
+                           const char *who);
+/* Validate that p is the head of an allocated block of `kind` with npages
+ * pages; abort with a message naming `who` otherwise. */
+UMPA_HIDDEN struct pmeta *page_check_block(void *p, size_t npages,
+                                           unsigned kind, const char *who);
+/* The allocated block containing [p, p+npages pages), or NULL. */
+UMPA_HIDDEN struct pmeta *page_block_containing(void *p, size_t npages);
+/* Make the pages [idx, idx+n) of r ready per flags: populate unbacked ones
+ * (unless UMPA_LAZY) and zero backed ones (if UMPA_ZERO). 0 or ENOMEM. */
+UMPA_HIDDEN int page_prepare(struct region *r, size_t idx, size_t n,
+                             unsigned flags);
+/* Return an allocated block whose head is PM_BUSY to the free runs. */
+UMPA_HIDDEN void page_give_back(struct pmeta *pm, size_t npages);
+/* Record that the backed pages of a free-bound range may have been touched
+ * without our knowledge (lazy/reserved blocks): refresh the bitmap. */
+UMPA_HIDDEN void page_refresh_backed(struct region *r, size_t idx, size_t n);
+
+/* remap.c: moving pages between places by mremap. */
+/* Move the contents of n pages at (rs, is) to (rd, id), keeping any pages
+ * that were at the destination by parking them at the source: an exchange.
+ * `dst_unknown`: the destination may hold pages its bits do not show.
+ * Bitmaps follow the pages.  Returns 0, or an errno value if the kernel
+ * refused (contents then unchanged). */
+UMPA_HIDDEN int remap_exchange(struct region *rs, size_t is, struct region *rd,
+                               size_t id, size_t n, bool dst_unknown);
+UMPA_HIDDEN void *remap_grow(void *p, struct pmeta *pm, size_t old_pages,
+                             size_t new_pages, unsigned flags);
+
+/* cache.c: the lookaside cache of backed free pages. */
+UMPA_HIDDEN void cache_init(void);
+UMPA_HIDDEN size_t cache_limit_pages(void);
+/* Called after pages were freed: release what exceeds the limit. */
+UMPA_HIDDEN void cache_enforce(void);
+/* Release cached pages until at most `target` pages remain cached. */
+UMPA_HIDDEN size_t cache_shrink_to(size_t target_pages);
+
+/* Test support: verify every invariant of the buddy structure and the
+ * accounting; returns 0 or aborts with a message.  Stops the world by
+ * taking every lock, so it is slow. */
+UMPA_HIDDEN int umpa_page_check(void);
+
+/* ---------------------------------------------------------------------------
+ * Small helpers.
+ * ------------------------------------------------------------------------- */
+
+static inline unsigned log2_ceil(size_t n) {
+  return n <= 1 ? 0 : 64u - (unsigned)__builtin_clzll((unsigned long long)(n - 1));
+}
+static inline unsigned log2_floor(size_t n) {
+  return 63u - (unsigned)__builtin_clzll((unsigned long long)n);
+}
+static inline size_t pages_of(size_t bytes) {
+  return (bytes + PAGE_SIZE - 1) >> PAGE_SHIFT;
+}
+
+#endif /* UMPA_INTERNAL_H */

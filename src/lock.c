@@ -1,0 +1,65 @@
+/*
+ * lock.c - slow paths of the spinlock / futex mutex in internal.h.
+ *
+ * Both kinds share one word so that the kind is a run-time choice
+ * (UMPA_PAGE_LOCK) measured side by side, as the parallel-buddy seed does.
+ * The spinlock yields after a bounded spin: on a 2-core machine with more
+ * threads than cores a pure spin would burn the holder's time slice.
+ */
+#include "internal.h"
+
+void ulock_init(ulock_t *l, int kind) {
+  atomic_init(&l->xword, 0);
+  atomic_init(&l->xwaiting, 0);
+  atomic_init(&l->xacquires, 0);
+  atomic_init(&l->xwaits, 0);
+  atomic_init(&l->xwaiters_max, 0);
+  l->kind = kind;
+}
+
+static void note_waiter(ulock_t *l) {
+  uint64_t now = atomic_fetch_add_explicit(&l->xwaiting, 1,
+                                           memory_order_relaxed) + 1u;
+  atomic_fetch_add_explicit(&l->xwaits, 1, memory_order_relaxed);
+  uint64_t max = atomic_load_explicit(&l->xwaiters_max, memory_order_relaxed);
+  while (now > max &&
+         !atomic_compare_exchange_weak_explicit(&l->xwaiters_max, &max, now,
+                                                memory_order_relaxed,
+                                                memory_order_relaxed)) {
+  }
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+void ulock_acquire_slow(ulock_t *l) {
+  note_waiter(l);
+  if (l->kind == LOCK_SPIN) {
+    for (unsigned spins = 0;; spins++) {
+      if (atomic_load_explicit(&l->xword, memory_order_relaxed) == 0) {
+        uint32_t expected = 0;
+        if (atomic_compare_exchange_weak_explicit(
+                &l->xword, &expected, 1, memory_order_acquire,
+                memory_order_relaxed))
+          break;
+      }
+      if (spins < 100) cpu_relax();
+      else os_yield();
+    }
+  } else {
+    /* Drepper's futex mutex: 2 means "held, and someone may sleep". */
+    uint32_t c = atomic_exchange_explicit(&l->xword, 2, memory_order_acquire);
+    while (c != 0) {
+      os_futex_wait(&l->xword, 2);
+      c = atomic_exchange_explicit(&l->xword, 2, memory_order_acquire);
+    }
+  }
+  atomic_fetch_sub_explicit(&l->xwaiting, 1, memory_order_relaxed);
+}
+
+void ulock_release_slow(ulock_t *l) { os_futex_wake(&l->xword, 1); }

@@ -1,0 +1,140 @@
+/*
+ * options.c - UMPA_* environment options, parsed once.
+ *
+ * The table below is the single list of options; README.md documents the
+ * same table.  Parsing reads the environment block directly (no getenv, no
+ * allocation) because it can run inside the first malloc of a process.
+ */
+#include "internal.h"
+
+#include <string.h>
+
+struct umpa_options umpa_opt = {
+    .page_cache = (size_t)256 << 20,
+    .region_shift = REGION_DEFAULT_SHIFT,
+    .page_lock = LOCK_SPIN,
+    .populate = POPULATE_AUTO,
+    .thp = 0,
+};
+
+enum opt_type { OPT_SIZE, OPT_BOOL, OPT_CHOICE, OPT_POW2 };
+
+struct option_def {
+  const char *name;
+  enum opt_type type;
+  void *target;           /* size_t*, int* or unsigned* (shift) */
+  const char *choices[5]; /* OPT_CHOICE: value i is choices[i] */
+};
+
+static const struct option_def option_table[] = {
+    {"UMPA_PAGE_CACHE", OPT_SIZE, &umpa_opt.page_cache, {0}},
+    {"UMPA_REGION_SIZE", OPT_POW2, &umpa_opt.region_shift, {0}},
+    {"UMPA_PAGE_LOCK", OPT_CHOICE, &umpa_opt.page_lock, {"spin", "mutex", 0}},
+    {"UMPA_POPULATE",
+     OPT_CHOICE,
+     &umpa_opt.populate,
+     {"auto", "madvise", "map", "touch", 0}},
+    {"UMPA_THP", OPT_BOOL, &umpa_opt.thp, {0}},
+};
+
+bool options_parse_size(const char *s, size_t *out) {
+  if (!s || !*s) return false;
+  size_t v = 0;
+  const char *c = s;
+  for (; *c >= '0' && *c <= '9'; c++) {
+    size_t d = (size_t)(*c - '0');
+    if (v > (SIZE_MAX - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  if (c == s) return false;
+  unsigned shift = 0;
+  switch (*c) {
+    case 'k': case 'K': shift = 10; c++; break;
+    case 'm': case 'M': shift = 20; c++; break;
+    case 'g': case 'G': shift = 30; c++; break;
+    case 't': case 'T': shift = 40; c++; break;
+    default: break;
+  }
+  if (shift && (*c == 'i' || *c == 'I')) c++;
+  if (shift && (*c == 'b' || *c == 'B')) c++;
+  if (*c != '\0') return false;
+  if (shift && v > (SIZE_MAX >> shift)) return false;
+  *out = v << shift;
+  return true;
+}
+
+static const char *env_value(char **env, const char *name) {
+  size_t len = strlen(name);
+  for (; env && *env; env++)
+    if (strncmp(*env, name, len) == 0 && (*env)[len] == '=')
+      return *env + len + 1;
+  return NULL;
+}
+
+static void apply(const struct option_def *o, const char *v) {
+  switch (o->type) {
+    case OPT_SIZE: {
+      size_t n;
+      if (options_parse_size(v, &n)) {
+        *(size_t *)o->target = n;
+        return;
+      }
+      break;
+    }
+    case OPT_POW2: {
+      size_t n;
+      if (options_parse_size(v, &n) && n && (n & (n - 1)) == 0 &&
+          n >= ((size_t)1 << REGION_MIN_SHIFT) &&
+          n <= ((size_t)1 << (MAX_ORDER + PAGE_SHIFT))) {
+        *(unsigned *)o->target = log2_floor(n);
+        return;
+      }
+      break;
+    }
+    case OPT_BOOL:
+      if (strcmp(v, "1") == 0 || strcmp(v, "yes") == 0 ||
+          strcmp(v, "on") == 0) {
+        *(int *)o->target = 1;
+        return;
+      }
+      if (strcmp(v, "0") == 0 || strcmp(v, "no") == 0 ||
+          strcmp(v, "off") == 0) {
+        *(int *)o->target = 0;
+        return;
+      }
+      break;
+    case OPT_CHOICE:
+      for (int i = 0; o->choices[i]; i++)
+        if (strcmp(v, o->choices[i]) == 0) {
+          *(int *)o->target = i;
+          return;
+        }
+      break;
+  }
+  umpa_warn("umpa: ignoring %s=%s (invalid value)\n", o->name, v);
+}
+
+/* 0: not parsed, 1: being parsed, 2: done. */
+static _Atomic int options_state;
+
+void options_init(void) {
+  if (atomic_load_explicit(&options_state, memory_order_acquire) == 2) return;
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&options_state, &expected, 1)) {
+    while (atomic_load_explicit(&options_state, memory_order_acquire) == 1)
+      os_yield();
+    return;
+  }
+  char **env = os_environ();
+  if (env == NULL) {
+    /* Called before libc set up the environment (first malloc of a
+     * preloaded process): keep the defaults and parse on a later call. */
+    atomic_store_explicit(&options_state, 0, memory_order_release);
+    return;
+  }
+  for (size_t i = 0; i < sizeof option_table / sizeof option_table[0]; i++) {
+    const char *v = env_value(env, option_table[i].name);
+    if (v) apply(&option_table[i], v);
+  }
+  atomic_store_explicit(&options_state, 2, memory_order_release);
+}

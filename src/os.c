@@ -1,0 +1,225 @@
+/*
+ * os.c - the OS layer: every system call umpa makes is in this file.
+ *
+ * Calls go through syscall()/libc wrappers that never allocate, so the
+ * allocator can run before libc is initialised and inside a preloaded
+ * malloc.  errno is saved and restored around calls whose failure the
+ * caller handles, so the layer never leaks a stray errno to the user.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4 /* Linux 5.7 */
+#endif
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
+#define ANON_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
+
+void *os_reserve_aligned(size_t size, size_t align) {
+  /* Over-reserve and trim: the kernel has no "aligned mmap".  A first try
+   * with exactly `size` often comes back aligned already when regions are
+   * reserved back to back, and costs no extra address space under
+   * RLIMIT_AS. */
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, ANON_FLAGS, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  if (((uintptr_t)p & (align - 1)) == 0) return p;
+  munmap(p, size);
+  /* Try the aligned address just below, where the next top-down mapping
+   * would have gone anyway. */
+  uintptr_t below = ((uintptr_t)p & ~(align - 1));
+  if (below >= align) {
+    void *q = mmap((void *)below, size, PROT_READ | PROT_WRITE,
+                   ANON_FLAGS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (q == (void *)below) return q;
+    if (q != MAP_FAILED) munmap(q, size); /* old kernel ignored the flag */
+  }
+  if (size + align < size) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  char *raw = mmap(NULL, size + align, PROT_READ | PROT_WRITE, ANON_FLAGS,
+                   -1, 0);
+  if (raw == MAP_FAILED) return NULL;
+  uintptr_t start = ((uintptr_t)raw + align - 1) & ~(align - 1);
+  size_t head = start - (uintptr_t)raw;
+  size_t tail = align - head;
+  if (head) munmap(raw, head);
+  if (tail) munmap((char *)start + size, tail);
+  return (void *)start;
+}
+
+void *os_map(size_t size) {
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, ANON_FLAGS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+void os_unmap(void *p, size_t size) {
+  int saved = errno;
+  munmap(p, size);
+  errno = saved;
+}
+
+/* MADV_POPULATE_WRITE reports out-of-memory as an error; MAP_POPULATE
+ * cannot report it; touching is the last resort and turns out-of-memory
+ * into a signal.  Auto mode probes once and remembers what works. */
+static _Atomic int populate_mode = POPULATE_AUTO;
+
+static int populate_touch(void *p, size_t size) {
+  /* An atomic add of zero takes one write fault and keeps what the page
+   * holds; a plain read would first map the shared zero page. */
+  char *c = p;
+  for (size_t off = 0; off < size; off += PAGE_SIZE)
+    __atomic_fetch_add(&c[off], 0, __ATOMIC_RELAXED);
+  return 0;
+}
+
+static int populate_map(void *p, size_t size) {
+  /* The range is unbacked (the caller only populates unbacked runs), so
+   * replacing it by a fresh populated mapping loses nothing. */
+  void *q = mmap(p, size, PROT_READ | PROT_WRITE,
+                 ANON_FLAGS | MAP_FIXED | MAP_POPULATE, -1, 0);
+  return q == MAP_FAILED ? errno : 0;
+}
+
+int os_populate(void *p, size_t size, bool empty, uint64_t *faults) {
+  int saved = errno;
+  uint64_t before = os_thread_faults();
+  int mode = atomic_load_explicit(&populate_mode, memory_order_relaxed);
+  if (mode == POPULATE_AUTO) mode = umpa_opt.populate;
+  int err = 0;
+  if (mode == POPULATE_AUTO || mode == POPULATE_MADVISE) {
+    if (madvise(p, size, MADV_POPULATE_WRITE) == 0) {
+      atomic_store_explicit(&populate_mode, POPULATE_MADVISE,
+                            memory_order_relaxed);
+    } else if (errno == EINVAL && mode == POPULATE_AUTO) {
+      /* Kernel older than 5.14. */
+      atomic_store_explicit(&populate_mode, POPULATE_MAP,
+                            memory_order_relaxed);
+      err = empty ? populate_map(p, size) : populate_touch(p, size);
+    } else {
+      /* ENOMEM: no memory; EFAULT/EHWPOISON: treat as no memory too. */
+      err = ENOMEM;
+    }
+  } else if (mode == POPULATE_MAP && empty) {
+    err = populate_map(p, size);
+  } else {
+    err = populate_touch(p, size);
+  }
+  if (faults) *faults = os_thread_faults() - before;
+  errno = saved;
+  return err;
+}
+
+void os_release(void *p, size_t size) {
+  int saved = errno;
+  madvise(p, size, MADV_DONTNEED);
+  errno = saved;
+}
+
+void os_heal(void *p, size_t size, bool thp) {
+  int saved = errno;
+  if (mmap(p, size, PROT_READ | PROT_WRITE, ANON_FLAGS | MAP_FIXED, -1, 0) !=
+          MAP_FAILED &&
+      thp)
+    madvise(p, size, MADV_HUGEPAGE);
+  errno = saved;
+}
+
+void os_advise_huge(void *p, size_t size) {
+  int saved = errno;
+  madvise(p, size, MADV_HUGEPAGE);
+  errno = saved;
+}
+
+int os_move(void *src, void *dst, size_t size) {
+  int saved = errno;
+  void *q = mremap(src, size, size,
+                   MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst);
+  int err = 0;
+  if (q == MAP_FAILED) {
+    err = errno;
+    /* A range that spans several VMAs (earlier moves split them) fails
+     * with EFAULT: move it in two halves, cut on a 2 MiB boundary when
+     * possible so that page tables still move whole. */
+    if (err == EFAULT && size > PAGE_SIZE) {
+      size_t half = (size / 2) & ~(PAGE_SIZE - 1);
+      size_t huge = (size_t)1 << HUGE_SHIFT;
+      if (size > huge && half >= huge) half &= ~(huge - 1);
+      err = os_move(src, dst, half);
+      if (!err) err = os_move((char *)src + half, (char *)dst + half,
+                              size - half);
+    }
+  }
+  errno = saved;
+  return err;
+}
+
+int os_residency(void *p, size_t npages, unsigned char *vec) {
+  int saved = errno;
+  int r = mincore(p, npages << PAGE_SHIFT, vec);
+  errno = saved;
+  return r;
+}
+
+bool os_has_swap(void) {
+  struct sysinfo si;
+  return sysinfo(&si) == 0 && si.totalswap != 0;
+}
+
+uint64_t os_thread_faults(void) {
+  struct rusage ru;
+  if (getrusage(RUSAGE_THREAD, &ru) != 0) return 0;
+  return (uint64_t)ru.ru_minflt + (uint64_t)ru.ru_majflt;
+}
+
+void os_futex_wait(_Atomic uint32_t *addr, uint32_t val) {
+  int saved = errno;
+  syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL,
+          0);
+  errno = saved;
+}
+
+void os_futex_wake(_Atomic uint32_t *addr, int n) {
+  int saved = errno;
+  syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+  errno = saved;
+}
+
+void os_yield(void) { sched_yield(); }
+
+void os_write_stderr(const char *s, size_t len) {
+  int saved = errno;
+  while (len > 0) {
+    ssize_t w = write(2, s, len);
+    if (w <= 0) {
+      if (w < 0 && errno == EINTR) continue;
+      break;
+    }
+    s += w;
+    len -= (size_t)w;
+  }
+  errno = saved;
+}
+
+void os_abort(void) { abort(); }
+
+extern char **environ;
+char **os_environ(void) { return environ; }

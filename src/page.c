@@ -1,0 +1,447 @@
+/*
+ * page.c - the user-mode page allocator: the paper's five calls.
+ *
+ * A block is a run of whole pages inside one region.  Its head page's
+ * metadata says PM_USED with its exact size; a request of N pages holds N
+ * pages, the rest of the power-of-two run it came from goes straight back
+ * to the free runs.  Each region keeps a bit per page saying whether the
+ * page may hold data / has memory ("backed"); a clear bit means the page
+ * reads as zero and costs a fault to use, so the layer knows what to
+ * populate and what to clear without asking the kernel.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <string.h>
+
+struct page_counters umpa_pc;
+static _Atomic int page_state; /* 0 new, 1 initialising, 2 ready */
+
+void page_init(void) {
+  if (atomic_load_explicit(&page_state, memory_order_acquire) == 2) return;
+  int expected = 0;
+  if (atomic_compare_exchange_strong(&page_state, &expected, 1)) {
+    options_init();
+    buddy_init(&umpa_buddy, umpa_opt.page_lock);
+    cache_init();
+    atomic_store_explicit(&page_state, 2, memory_order_release);
+    return;
+  }
+  while (atomic_load_explicit(&page_state, memory_order_acquire) != 2)
+    os_yield();
+}
+
+static inline void page_ready(void) {
+  if (UMPA_UNLIKELY(atomic_load_explicit(&page_state, memory_order_acquire) !=
+                    2))
+    page_init();
+}
+
+/* ---------------------------------------------------------------------------
+ * Preparing pages: populate what is not backed, clear what must be zero.
+ * ------------------------------------------------------------------------- */
+
+static void advise_huge_part(struct region *r, size_t idx, size_t n) {
+  const size_t hp = (size_t)1 << HUGE_ORDER;
+  size_t lo = (idx + hp - 1) & ~(hp - 1), hi = (idx + n) & ~(hp - 1);
+  if (!r->thp && hi > lo) os_advise_huge(region_addr(r, lo), (hi - lo) << PAGE_SHIFT);
+}
+
+int page_prepare(struct region *r, size_t idx, size_t n, unsigned flags) {
+  if (flags & UMPA_HUGE) advise_huge_part(r, idx, n);
+  size_t end = idx + n, populated = 0, cleared = 0;
+  uint64_t faults = 0;
+  int err = 0;
+  for (size_t i = idx; i < end;) {
+    bool backed = bitmap_test(r->xbacked, i);
+    size_t j = bitmap_find(r->xbacked, i, end - i, !backed);
+    size_t len = (j - i) << PAGE_SHIFT;
+    if (backed) {
+      if (flags & UMPA_ZERO) {
+        memset(region_addr(r, i), 0, len);
+        cleared += j - i;
+      }
+    } else if (!(flags & UMPA_LAZY)) {
+      uint64_t f = 0;
+      err = os_populate(region_addr(r, i), len, true, &f);
+      faults += f;
+      if (err) {
+        /* Whatever the kernel populated before failing is zero: drop it
+         * so that the bitmap stays exact. */
+        os_release(region_addr(r, i), len);
+        break;
+      }
+      bitmap_set(r->xbacked, i, j - i);
+      region_back_meta(r, i, j - i);
+      populated += j - i;
+    }
+    i = j;
+  }
+  if (populated) {
+    PC_ADD(xpopulated, populated);
+    PC_ADD(xbacked, populated);
+  }
+  if (faults) PC_ADD(xfaults, faults);
+  if (cleared) PC_ADD(xcleared, cleared);
+  return err ? ENOMEM : 0;
+}
+
+void page_refresh_backed(struct region *r, size_t idx, size_t n) {
+  unsigned char vec[1024];
+  size_t added = 0;
+  for (size_t done = 0; done < n;) {
+    size_t chunk = n - done < sizeof vec ? n - done : sizeof vec;
+    if (os_residency(region_addr(r, idx + done), chunk, vec) != 0) {
+      /* Cannot tell: assume every page may hold data. */
+      memset(vec, 1, chunk);
+    }
+    for (size_t i = 0; i < chunk; i++)
+      if ((vec[i] & 1) && !bitmap_test(r->xbacked, idx + done + i)) {
+        bitmap_set(r->xbacked, idx + done + i, 1);
+        added++;
+      }
+    done += chunk;
+  }
+  if (added) {
+    PC_ADD(xbacked, added);
+    region_back_meta(r, idx, n);
+  }
+  /* A page written and then swapped out is not resident yet holds data:
+   * with swap present, drop what we cannot account for so that a clear
+   * bit keeps meaning "reads as zero". */
+  if (os_has_swap()) {
+    for (size_t i = idx, end = idx + n; i < end;) {
+      size_t z = bitmap_find(r->xbacked, i, end - i, false);
+      if (z == end) break;
+      size_t e = bitmap_find(r->xbacked, z, end - z, true);
+      os_release(region_addr(r, z), (e - z) << PAGE_SHIFT);
+      i = e;
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------------
+ * Taking and publishing blocks.
+ * ------------------------------------------------------------------------- */
+
+struct pmeta *page_take(size_t npages, unsigned flags) {
+  unsigned order = log2_ceil(npages);
+  bool cold = (flags & (UMPA_LAZY | UMPA_RESERVE)) != 0;
+  struct pmeta *pm = buddy_alloc(&umpa_buddy, order, cold);
+  if (UMPA_UNLIKELY(!pm)) {
+    /* Merge what lazy frees left apart before reserving more space. */
+    buddy_coalesce(&umpa_buddy);
+    while (!(pm = buddy_alloc(&umpa_buddy, order, cold)))
+      if (!buddy_grow(&umpa_buddy, order)) return NULL;
+  }
+  size_t run = (size_t)1 << order;
+  if (npages < run) {
+    struct region *r = pm->region;
+    size_t idx = pmeta_index(pm), tail = run - npages;
+    bool full = pm->count == run;
+    size_t tail_backed = full ? tail
+                         : pm->count == 0
+                             ? 0
+                             : bitmap_count(r->xbacked, idx + npages, tail);
+    pm->count -= (uint32_t)tail_backed;
+    buddy_free_range(&umpa_buddy, r, idx + npages, tail, full);
+  }
+  return pm;
+}
+
+void page_publish(struct pmeta *pm, size_t npages, unsigned kind,
+                  unsigned flags, size_t backed) {
+  struct region *r = pm->region;
+  size_t idx = pmeta_index(pm);
+  if (backed == SIZE_MAX) backed = bitmap_count(r->xbacked, idx, npages);
+  pm->count = (uint32_t)npages;
+  pm->kind = (uint8_t)kind;
+  pm->flags = backed == npages ? PMF_FULL
+              : (flags & (UMPA_LAZY | UMPA_RESERVE)) ? PMF_UNKNOWN
+                                                     : 0;
+  bitmap_set(r->xheads, idx, 1);
+  PC_ADD(xin_use, npages);
+  atomic_store_explicit(&pm->xtag, PM_TAG(PM_USED, 0), memory_order_release);
+}
+
+void *page_alloc(size_t npages, unsigned flags, unsigned kind) {
+  page_ready();
+  if (npages == 0 || npages > MAX_REQUEST_PAGES) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  struct pmeta *pm = page_take(npages, flags);
+  if (!pm) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  struct region *r = pm->region;
+  size_t idx = pmeta_index(pm);
+  size_t backed = pm->count;
+  bool hit = backed == npages || (flags & (UMPA_LAZY | UMPA_RESERVE));
+  if (flags & UMPA_RESERVE) {
+    backed = 0;
+    if (pm->count) {
+      /* Reserved blocks start without memory, even if the run was warm. */
+      size_t n = bitmap_count(r->xbacked, idx, npages);
+      for (size_t i = idx, end = idx + npages; i < end;) {
+        size_t s = bitmap_find(r->xbacked, i, end - i, true);
+        if (s == end) break;
+        size_t e = bitmap_find(r->xbacked, s, end - s, false);
+        os_release(region_addr(r, s), (e - s) << PAGE_SHIFT);
+        i = e;
+      }
+      bitmap_clear(r->xbacked, idx, npages);
+      PC_ADD(xbacked, -n);
+      PC_ADD(xreleased, n);
+    }
+  } else if (backed < npages || (flags & UMPA_ZERO)) {
+    if (page_prepare(r, idx, npages, flags)) {
+      buddy_free_range(&umpa_buddy, r, idx, npages, false);
+      errno = ENOMEM;
+      return NULL;
+    }
+    if (!(flags & UMPA_LAZY)) backed = npages;
+  }
+  page_publish(pm, npages, kind, flags, backed);
+  PC_ADD(xallocs, 1);
+  if (hit) PC_ADD(xhits, 1);
+  else PC_ADD(xmisses, 1);
+  return region_addr(r, idx);
+}
+
+/* ---------------------------------------------------------------------------
+ * Finding and checking blocks.
+ * ------------------------------------------------------------------------- */
+
+static struct pmeta *head_of(void *p, struct region **rp) {
+  struct region *r = region_of(p);
+  if (!r || ((uintptr_t)p & (PAGE_SIZE - 1))) return NULL;
+  *rp = r;
+  return &r->meta[region_index(r, p)];
+}
+
+static const char *misuse(struct pmeta *pm, size_t npages, unsigned kind) {
+  if (!pm) return "pointer was not allocated by umpa's page layer";
+  uint8_t tag = atomic_load_explicit(&pm->xtag, memory_order_acquire);
+  if (PM_STATE(tag) == PM_FREE || PM_STATE(tag) == PM_NONE)
+    return "block is not allocated (double free or interior pointer)";
+  if (PM_STATE(tag) == PM_BUSY) return "block is being freed by another call";
+  if (pm->kind != kind) return "block belongs to another part of umpa";
+  if (pm->count != npages) return "size does not match the block's size";
+  return NULL;
+}
+
+struct pmeta *page_check_block(void *p, size_t npages, unsigned kind,
+                               const char *who) {
+  struct region *r;
+  struct pmeta *pm = head_of(p, &r);
+  const char *why = misuse(pm, npages, kind);
+  if (why)
+    umpa_fatal("umpa: %s(%p, %zu pages): %s\n", who, p, npages, why);
+  return pm;
+}
+
+struct pmeta *page_block_containing(void *p, size_t npages) {
+  struct region *r = region_of(p);
+  if (!r || ((uintptr_t)p & (PAGE_SIZE - 1)) || npages == 0) return NULL;
+  size_t idx = region_index(r, p);
+  if (npages > r->npages - idx) return NULL;
+  size_t h = bitmap_find_last_set(r->xheads, idx);
+  if (h == SIZE_MAX) return NULL;
+  struct pmeta *pm = &r->meta[h];
+  if (PM_STATE(atomic_load_explicit(&pm->xtag, memory_order_acquire)) !=
+      PM_USED)
+    return NULL;
+  if (h + pm->count < idx + npages) return NULL;
+  return pm;
+}
+
+/* Return a taken-out block's pages to the buddy and the cache. */
+void page_give_back(struct pmeta *pm, size_t npages) {
+  struct region *r = pm->region;
+  size_t idx = pmeta_index(pm);
+  bitmap_clear(r->xheads, idx, 1);
+  if (pm->flags & PMF_UNKNOWN) page_refresh_backed(r, idx, npages);
+  PC_ADD(xin_use, -npages);
+  buddy_free_range(&umpa_buddy, r, idx, npages, (pm->flags & PMF_FULL) != 0);
+  cache_enforce();
+}
+
+void page_free(void *p, size_t npages, unsigned kind, const char *who) {
+  struct region *r;
+  struct pmeta *pm = head_of(p, &r);
+  uint8_t used = PM_TAG(PM_USED, 0);
+  /* The CAS makes exactly one of two racing frees of a block win. */
+  if (!pm || pm->kind != kind || pm->count != npages ||
+      !atomic_compare_exchange_strong_explicit(&pm->xtag, &used,
+                                               PM_TAG(PM_BUSY, 0),
+                                               memory_order_acquire,
+                                               memory_order_relaxed)) {
+    const char *why = misuse(pm, npages, kind);
+    umpa_fatal("umpa: %s(%p, %zu pages): %s\n", who, p, npages,
+               why ? why : "block is being freed by another call");
+  }
+  PC_ADD(xfrees, 1);
+  page_give_back(pm, npages);
+}
+
+/* ---------------------------------------------------------------------------
+ * The public calls.
+ * ------------------------------------------------------------------------- */
+
+#define PUBLIC_FLAGS (UMPA_ZERO | UMPA_LAZY | UMPA_HUGE | UMPA_RESERVE)
+
+void *userpage_malloc(size_t size, unsigned flags) {
+  if (size == 0 || (flags & ~PUBLIC_FLAGS)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (size > MAX_REQUEST_PAGES << PAGE_SHIFT) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return page_alloc(pages_of(size), flags, KIND_PAGE);
+}
+
+void userpage_free(void *p, size_t size) {
+  if (!p) return;
+  page_ready();
+  page_free(p, pages_of(size), KIND_PAGE, "userpage_free");
+}
+
+static void *shrink(void *p, struct pmeta *pm, size_t old, size_t new) {
+  struct region *r = pm->region;
+  size_t idx = pmeta_index(pm);
+  bool full = (pm->flags & PMF_FULL) != 0;
+  if (pm->flags & PMF_UNKNOWN) page_refresh_backed(r, idx + new, old - new);
+  pm->count = (uint32_t)new;
+  if (!full && bitmap_count(r->xbacked, idx, new) == new)
+    pm->flags = (uint8_t)((pm->flags & ~PMF_UNKNOWN) | PMF_FULL);
+  PC_ADD(xin_use, -(old - new));
+  buddy_free_range(&umpa_buddy, r, idx + new, old - new, full);
+  cache_enforce();
+  return p;
+}
+
+static void *grow_in_place(void *p, struct pmeta *pm, size_t old, size_t new,
+                           unsigned flags) {
+  struct region *r = pm->region;
+  size_t idx = pmeta_index(pm), n = new - old;
+  long backed = buddy_claim(&umpa_buddy, r, idx + old, n);
+  if (backed < 0) return NULL;
+  /* A fully backed extension (the cache) needs no bitmap walk at all. */
+  if ((size_t)backed < n || (flags & UMPA_ZERO)) {
+    if (page_prepare(r, idx + old, n, flags)) {
+      buddy_free_range(&umpa_buddy, r, idx + old, n, false);
+      return NULL;
+    }
+    if (!(flags & UMPA_LAZY)) backed = (long)n;
+  }
+  pm->count = (uint32_t)new;
+  if ((size_t)backed < n) {
+    pm->flags &= (uint8_t)~PMF_FULL;
+    pm->flags |= PMF_UNKNOWN; /* lazy growth: the owner may touch it */
+  }
+  PC_ADD(xin_use, n);
+  PC_ADD(xgrow_in_place, 1);
+  return p;
+}
+
+void *userpage_realloc(void *p, size_t old_size, size_t new_size,
+                       unsigned flags) {
+  if (!p) return userpage_malloc(new_size, flags & ~UMPA_NOMOVE);
+  if (flags & ~(PUBLIC_FLAGS | UMPA_NOMOVE)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (new_size == 0) {
+    userpage_free(p, old_size);
+    return NULL;
+  }
+  page_ready();
+  size_t old = pages_of(old_size);
+  struct pmeta *pm = page_check_block(p, old, KIND_PAGE, "userpage_realloc");
+  if (new_size > MAX_REQUEST_PAGES << PAGE_SHIFT) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t new = pages_of(new_size);
+  if (new == old) return p;
+  if (new < old) return shrink(p, pm, old, new);
+  /* The grown part of a reserved block stays unpopulated. */
+  if (flags & UMPA_RESERVE) flags = (flags & ~(unsigned)UMPA_RESERVE) | UMPA_LAZY;
+  void *q = grow_in_place(p, pm, old, new, flags);
+  if (q) return q;
+  if (flags & UMPA_NOMOVE) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  q = remap_grow(p, pm, old, new, flags);
+  if (!q) errno = ENOMEM;
+  return q;
+}
+
+/* Commit/release take any page range inside one allocated block. */
+static struct pmeta *range_block(void *p, size_t size, size_t *idx,
+                                 size_t *n) {
+  page_ready();
+  *n = pages_of(size);
+  struct pmeta *pm = p ? page_block_containing(p, *n) : NULL;
+  if (!pm) {
+    errno = EINVAL;
+    return NULL;
+  }
+  *idx = region_index(pm->region, p);
+  return pm;
+}
+
+int userpage_commit(void *p, size_t size) {
+  size_t idx, n;
+  struct pmeta *pm = range_block(p, size, &idx, &n);
+  if (!pm) return -1;
+  struct region *r = pm->region;
+  size_t populated = 0;
+  uint64_t faults = 0;
+  int err = 0;
+  for (size_t i = idx, end = idx + n; i < end;) {
+    size_t s = bitmap_find(r->xbacked, i, end - i, false);
+    if (s == end) break;
+    size_t e = bitmap_find(r->xbacked, s, end - s, true);
+    uint64_t f = 0;
+    /* An unknown block's clear bits may hide pages the owner wrote. */
+    err = os_populate(region_addr(r, s), (e - s) << PAGE_SHIFT,
+                      !(pm->flags & PMF_UNKNOWN), &f);
+    faults += f;
+    if (err) break;
+    bitmap_set(r->xbacked, s, e - s);
+    region_back_meta(r, s, e - s);
+    populated += e - s;
+    i = e;
+  }
+  PC_ADD(xpopulated, populated);
+  PC_ADD(xbacked, populated);
+  PC_ADD(xfaults, faults);
+  size_t head = pmeta_index(pm);
+  if (bitmap_count(r->xbacked, head, pm->count) == pm->count)
+    pm->flags = PMF_FULL;
+  if (err) {
+    errno = ENOMEM;
+    return -1;
+  }
+  return 0;
+}
+
+int userpage_release(void *p, size_t size) {
+  size_t idx, n;
+  struct pmeta *pm = range_block(p, size, &idx, &n);
+  if (!pm) return -1;
+  struct region *r = pm->region;
+  size_t was = bitmap_count(r->xbacked, idx, n);
+  os_release(p, n << PAGE_SHIFT);
+  bitmap_clear(r->xbacked, idx, n);
+  PC_ADD(xbacked, -was);
+  PC_ADD(xreleased, was);
+  pm->flags &= (uint8_t)~PMF_FULL;
+  return 0;
+}

@@ -1,0 +1,163 @@
+/*
+ * region.c - address-space regions and the map from addresses to them.
+ *
+ * A region is a reservation aligned to its own size (a power of two, 1 GiB
+ * by default), so that every buddy run inside it is naturally aligned:
+ * runs of 2 MiB and more are 2 MiB aligned (whole page tables move on
+ * mremap, THP can back them) and 64 KiB runs are 64 KiB aligned.
+ *
+ * The region map answers "does umpa own this address, and which region?"
+ * without touching the address itself, so a foreign pointer is recognised
+ * safely.  One slot per GiB of the 47-bit address space (1 MiB of .bss,
+ * backed only where used); a slot that holds regions smaller than a GiB
+ * (made when a tight RLIMIT_AS forbids big reservations) points to a
+ * second table with one slot per 4 MiB.
+ */
+#include "internal.h"
+
+#include <errno.h>
+
+struct subtable {
+  struct region *_Atomic r[MAP_SUB_SLOTS];
+};
+
+/* Low bit set: a subtable pointer; otherwise a region pointer (or 0). */
+static _Atomic uintptr_t region_map[MAP_SLOTS];
+static struct region *_Atomic regions_head;
+static _Atomic size_t reserved_bytes, metadata_bytes;
+static _Atomic uint64_t regions_made;
+
+struct region *region_of(const void *p) {
+  uintptr_t a = (uintptr_t)p;
+  if (a >> ADDRESS_BITS) return NULL;
+  uintptr_t e = atomic_load_explicit(&region_map[a >> MAP_SLOT_SHIFT],
+                                     memory_order_acquire);
+  if (e & 1) {
+    struct subtable *t = (struct subtable *)(e & ~(uintptr_t)1);
+    e = (uintptr_t)atomic_load_explicit(
+        &t->r[(a >> MAP_SUB_SHIFT) & (MAP_SUB_SLOTS - 1)],
+        memory_order_acquire);
+  }
+  struct region *r = (struct region *)e;
+  if (r && a >= r->base && a - r->base < (r->npages << PAGE_SHIFT)) return r;
+  return NULL;
+}
+
+static bool map_register(struct region *r, unsigned shift) {
+  if (shift >= MAP_SLOT_SHIFT) {
+    size_t first = r->base >> MAP_SLOT_SHIFT;
+    size_t n = (size_t)1 << (shift - MAP_SLOT_SHIFT);
+    for (size_t i = 0; i < n; i++)
+      atomic_store_explicit(&region_map[first + i], (uintptr_t)r,
+                            memory_order_release);
+    return true;
+  }
+  size_t slot = r->base >> MAP_SLOT_SHIFT;
+  uintptr_t e = atomic_load_explicit(&region_map[slot], memory_order_acquire);
+  if (e == 0) {
+    struct subtable *t = os_map(sizeof *t);
+    if (!t) return false;
+    atomic_fetch_add(&metadata_bytes, sizeof *t);
+    e = (uintptr_t)t | 1;
+    atomic_store_explicit(&region_map[slot], e, memory_order_release);
+  }
+  struct subtable *t = (struct subtable *)(e & ~(uintptr_t)1);
+  size_t first = (r->base >> MAP_SUB_SHIFT) & (MAP_SUB_SLOTS - 1);
+  size_t n = (size_t)1 << (shift - MAP_SUB_SHIFT);
+  for (size_t i = 0; i < n; i++)
+    atomic_store_explicit(&t->r[first + i], r, memory_order_release);
+  return true;
+}
+
+static size_t round_up(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
+
+/* Make a region of exactly 2^shift bytes, or NULL. */
+static struct region *region_try(unsigned shift) {
+  size_t size = (size_t)1 << shift;
+  size_t npages = size >> PAGE_SHIFT;
+  size_t bitmap_bytes = round_up((npages + 63) / 64 * 8, 64);
+  size_t meta_pages = pages_of(npages * sizeof(struct pmeta));
+  size_t meta_bitmap_bytes = round_up((meta_pages + 63) / 64 * 8, 64);
+  /* Header and bitmaps first, then the pmeta array on its own pages. */
+  size_t meta_off = round_up(round_up(sizeof(struct region), 64) +
+                                 2 * bitmap_bytes + meta_bitmap_bytes,
+                             PAGE_SIZE);
+  size_t meta_size = meta_off + meta_pages * PAGE_SIZE;
+  char *m = os_map(meta_size);
+  if (!m) return NULL;
+  void *base = os_reserve_aligned(size, size);
+  if (!base) {
+    os_unmap(m, meta_size);
+    return NULL;
+  }
+  /* The header and bitmaps are read on every call: back them now, so that
+   * cache hits never fault on the layer's own bookkeeping. */
+  if (os_populate(m, meta_off, true, NULL) != 0) {
+    os_unmap(base, size);
+    os_unmap(m, meta_size);
+    return NULL;
+  }
+  struct region *r = (struct region *)m;
+  r->base = (uintptr_t)base;
+  r->npages = npages;
+  r->order = shift - PAGE_SHIFT;
+  r->thp = umpa_opt.thp != 0;
+  r->xbacked = (_Atomic uint64_t *)(m + round_up(sizeof(struct region), 64));
+  r->xheads = (_Atomic uint64_t *)((char *)r->xbacked + bitmap_bytes);
+  r->xmeta_backed = (_Atomic uint64_t *)((char *)r->xheads + bitmap_bytes);
+  r->meta = (struct pmeta *)(m + meta_off);
+  r->meta_size = meta_size;
+  if (!map_register(r, shift)) {
+    os_unmap(base, size);
+    os_unmap(m, meta_size);
+    return NULL;
+  }
+  if (r->thp) os_advise_huge(base, size);
+  r->next = atomic_load_explicit(&regions_head, memory_order_relaxed);
+  atomic_store_explicit(&regions_head, r, memory_order_release);
+  atomic_fetch_add(&reserved_bytes, size);
+  atomic_fetch_add(&metadata_bytes, meta_size);
+  atomic_fetch_add(&regions_made, 1);
+  return r;
+}
+
+struct region *region_create(unsigned order) {
+  unsigned need = order + PAGE_SHIFT;
+  if (need < REGION_MIN_SHIFT) need = REGION_MIN_SHIFT;
+  unsigned shift = umpa_opt.region_shift > need ? umpa_opt.region_shift : need;
+  int saved = errno;
+  /* Under RLIMIT_AS or a small vm.max_map_count a big reservation can fail
+   * while a smaller one still fits: halve down to what the request needs. */
+  for (;; shift--) {
+    struct region *r = region_try(shift);
+    if (r) {
+      errno = saved;
+      return r;
+    }
+    if (shift == need) break;
+  }
+  errno = ENOMEM;
+  return NULL;
+}
+
+void region_back_meta(struct region *r, size_t idx, size_t n) {
+  const size_t per_page = PAGE_SIZE / sizeof(struct pmeta);
+  size_t first = idx / per_page, end = (idx + n + per_page - 1) / per_page;
+  for (size_t i = first; i < end;) {
+    size_t s = bitmap_find(r->xmeta_backed, i, end - i, false);
+    if (s == end) break;
+    size_t e = bitmap_find(r->xmeta_backed, s, end - s, true);
+    /* Best effort: if this fails the entries are faulted in on use. */
+    if (os_populate((char *)r->meta + s * PAGE_SIZE, (e - s) * PAGE_SIZE,
+                    false, NULL) == 0)
+      bitmap_set(r->xmeta_backed, s, e - s);
+    i = e;
+  }
+}
+
+struct region *region_list(void) {
+  return atomic_load_explicit(&regions_head, memory_order_acquire);
+}
+size_t region_reserved_bytes(void) { return atomic_load(&reserved_bytes); }
+size_t region_metadata_bytes(void) { return atomic_load(&metadata_bytes); }
+uint64_t region_count(void) { return atomic_load(&regions_made); }

@@ -1,0 +1,408 @@
+/*
+ * test_page_api.c - every call and flag of the page layer, with its error
+ * cases, checked against the contracts in include/umpa.h.
+ */
+#define _GNU_SOURCE
+#include "check.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#define KiB ((size_t)1 << 10)
+#define MiB ((size_t)1 << 20)
+#define PG ((size_t)UMPA_PAGE_SIZE)
+
+static struct umpa_page_stats st(void) {
+  struct umpa_page_stats s;
+  umpa_page_stats(&s);
+  return s;
+}
+
+/* Pages of [p, p+n pages) that are resident. */
+static size_t resident(void *p, size_t n) {
+  unsigned char vec[4096];
+  REQUIRE(n <= sizeof vec);
+  REQUIRE(mincore(p, n * PG, vec) == 0);
+  size_t r = 0;
+  for (size_t i = 0; i < n; i++) r += vec[i] & 1;
+  return r;
+}
+
+static void fill(void *p, size_t bytes, unsigned seed) {
+  unsigned char *c = p;
+  for (size_t i = 0; i < bytes; i++) c[i] = (unsigned char)(seed + i * 7);
+}
+
+static bool holds(const void *p, size_t bytes, unsigned seed) {
+  const unsigned char *c = p;
+  for (size_t i = 0; i < bytes; i++)
+    if (c[i] != (unsigned char)(seed + i * 7)) return false;
+  return true;
+}
+
+static bool all_zero(const void *p, size_t bytes) {
+  const unsigned char *c = p;
+  for (size_t i = 0; i < bytes; i++)
+    if (c[i]) return false;
+  return true;
+}
+
+static void test_malloc_errors(void) {
+  errno = 0;
+  CHECK(userpage_malloc(0, 0) == NULL && errno == EINVAL);
+  errno = 0;
+  CHECK(userpage_malloc(PG, 0x8000u) == NULL && errno == EINVAL);
+  errno = 0;
+  CHECK(userpage_malloc(PG, UMPA_NOMOVE) == NULL && errno == EINVAL);
+  errno = 0;
+  CHECK(userpage_malloc(SIZE_MAX, 0) == NULL && errno == ENOMEM);
+  errno = 0;
+  CHECK(userpage_malloc((size_t)1 << 60, 0) == NULL && errno == ENOMEM);
+  errno = 0;
+  CHECK(userpage_malloc(SIZE_MAX - PG + 2, UMPA_LAZY) == NULL &&
+        errno == ENOMEM);
+  userpage_free(NULL, 0);
+  userpage_free(NULL, 12345);
+  umpa_page_check();
+}
+
+static void test_malloc_basic(void) {
+  /* Sizes round up to pages; every page is populated and writable. */
+  size_t sizes[] = {1, PG - 1, PG, PG + 1, 3 * PG, 100 * KiB, 1 * MiB + 1};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    size_t n = pages_of(sizes[i]);
+    char *p = userpage_malloc(sizes[i], 0);
+    REQUIRE(p);
+    CHECK(((uintptr_t)p & (PG - 1)) == 0);
+    CHECK(resident(p, n) == n);
+    fill(p, n * PG, (unsigned)i);
+    CHECK(holds(p, n * PG, (unsigned)i));
+    /* Any size that rounds to the same pages is accepted by free. */
+    userpage_free(p, n * PG - (sizes[i] % PG ? 0 : PG - 1));
+  }
+  /* Blocks of 2 MiB and more are 2 MiB aligned, also odd sizes. */
+  size_t big[] = {2 * MiB, 3 * MiB, 5 * MiB + 3 * PG};
+  for (size_t i = 0; i < 3; i++) {
+    void *p = userpage_malloc(big[i], 0);
+    REQUIRE(p);
+    CHECK(((uintptr_t)p & (2 * MiB - 1)) == 0);
+    userpage_free(p, big[i]);
+  }
+  umpa_page_check();
+}
+
+static void test_zero_flag(void) {
+  /* Dirty pages come back from the cache uncleared... */
+  char *p = userpage_malloc(64 * KiB, 0);
+  REQUIRE(p);
+  memset(p, 0xAB, 64 * KiB);
+  userpage_free(p, 64 * KiB);
+  uint64_t cleared = st().pages_cleared;
+  char *q = userpage_malloc(64 * KiB, 0);
+  CHECK(q == p); /* LIFO reuse of the warm run */
+  CHECK((unsigned char)q[0] == 0xAB);
+  userpage_free(q, 64 * KiB);
+  /* ...and cleared only when asked. */
+  q = userpage_malloc(64 * KiB, UMPA_ZERO);
+  REQUIRE(q);
+  CHECK(all_zero(q, 64 * KiB));
+  CHECK(st().pages_cleared >= cleared + 16);
+  userpage_free(q, 64 * KiB);
+  /* Fresh pages are zero without clearing. */
+  umpa_page_trim(3);
+  cleared = st().pages_cleared;
+  q = userpage_malloc(64 * KiB, UMPA_ZERO);
+  REQUIRE(q);
+  CHECK(all_zero(q, 64 * KiB));
+  CHECK(st().pages_cleared == cleared);
+  userpage_free(q, 64 * KiB);
+  umpa_page_check();
+}
+
+static void test_lazy_and_reserve(void) {
+  umpa_page_trim(3);
+  char *p = userpage_malloc(16 * PG, UMPA_LAZY);
+  REQUIRE(p);
+  CHECK(resident(p, 16) == 0);
+  p[5 * PG] = 1; /* the kernel faults it in */
+  CHECK(resident(p, 16) == 1);
+  userpage_free(p, 16 * PG);
+  umpa_page_check(); /* the touched page is now accounted as cached */
+
+  /* Reserve: no memory, even if the cache could have served it. */
+  char *w = userpage_malloc(16 * PG, 0);
+  userpage_free(w, 16 * PG);
+  char *r = userpage_malloc(16 * PG, UMPA_RESERVE);
+  REQUIRE(r);
+  CHECK(resident(r, 16) == 0);
+  CHECK(userpage_commit(r + 4 * PG, 4 * PG) == 0);
+  CHECK(resident(r, 16) == 4);
+  CHECK(resident(r + 4 * PG, 4) == 4);
+  CHECK(all_zero(r + 4 * PG, 4 * PG));
+  fill(r + 4 * PG, 4 * PG, 9);
+  /* Committing again keeps contents. */
+  CHECK(userpage_commit(r, 16 * PG) == 0);
+  CHECK(resident(r, 16) == 16);
+  CHECK(holds(r + 4 * PG, 4 * PG, 9));
+  /* Release drops memory, keeps the range usable, reads zero. */
+  CHECK(userpage_release(r + 4 * PG, 2 * PG) == 0);
+  CHECK(resident(r + 4 * PG, 2) == 0);
+  CHECK(all_zero(r + 4 * PG, 2 * PG));
+  CHECK(holds(r + 6 * PG, 2 * PG, 9 + 2 * (unsigned)PG * 7));
+  r[4 * PG] = 3;
+  CHECK(r[4 * PG] == 3);
+  userpage_free(r, 16 * PG);
+  umpa_page_check();
+
+  /* Commit of pages the owner wrote lazily must not lose them. */
+  char *l = userpage_malloc(8 * PG, UMPA_LAZY);
+  REQUIRE(l);
+  memset(l + PG, 0x5A, PG);
+  CHECK(userpage_commit(l, 8 * PG) == 0);
+  CHECK((unsigned char)l[PG] == 0x5A && (unsigned char)l[2 * PG - 1] == 0x5A);
+  userpage_free(l, 8 * PG);
+  umpa_page_check();
+}
+
+static void test_commit_release_errors(void) {
+  char *p = userpage_malloc(8 * PG, 0);
+  REQUIRE(p);
+  int local;
+  errno = 0;
+  CHECK(userpage_commit(NULL, PG) == -1 && errno == EINVAL);
+  errno = 0;
+  CHECK(userpage_release(NULL, PG) == -1 && errno == EINVAL);
+  errno = 0;
+  CHECK(userpage_commit(p + 1, PG) == -1 && errno == EINVAL);
+  errno = 0;
+  CHECK(userpage_release(p, 9 * PG) == -1 && errno == EINVAL);
+  errno = 0;
+  CHECK(userpage_commit(p + 7 * PG, 2 * PG) == -1 && errno == EINVAL);
+  errno = 0;
+  CHECK(userpage_commit(&local, PG) == -1 && errno == EINVAL);
+  errno = 0;
+  CHECK(userpage_commit(p, 0) == -1 && errno == EINVAL);
+  CHECK(userpage_commit(p + 7 * PG, PG) == 0);
+  CHECK(userpage_release(p + 7 * PG, 1) == 0);
+  userpage_free(p, 8 * PG);
+  /* A freed block is no longer a valid range. */
+  errno = 0;
+  CHECK(userpage_commit(p, PG) == -1 && errno == EINVAL);
+  umpa_page_check();
+}
+
+static void test_realloc(void) {
+  /* NULL behaves as malloc; the same page count returns the block. */
+  char *p = userpage_realloc(NULL, 0, 3 * PG, 0);
+  REQUIRE(p);
+  CHECK(userpage_realloc(p, 3 * PG, 3 * PG - 5, 0) == p);
+  fill(p, 3 * PG, 1);
+  /* Shrink keeps the pointer and the head of the contents. */
+  CHECK(userpage_realloc(p, 3 * PG, 2 * PG, 0) == p);
+  CHECK(holds(p, 2 * PG, 1));
+  umpa_page_check();
+  /* Grow in place when the neighbour is free. */
+  uint64_t inplace = st().realloc_in_place;
+  char *q = userpage_realloc(p, 2 * PG, 64 * PG, 0);
+  REQUIRE(q);
+  CHECK(holds(q, 2 * PG, 1));
+  if (q == p) CHECK(st().realloc_in_place == inplace + 1);
+  CHECK(resident(q, 64) == 64);
+  umpa_page_check();
+  /* A blocked neighbour forces a move, which keeps contents. */
+  fill(q, 64 * PG, 2);
+  /* Take single pages until one lands right after q. */
+  char *blocker = NULL, *taken[2048];
+  int ntaken = 0;
+  while (ntaken < 2048 && !blocker) {
+    char *b = userpage_malloc(PG, 0);
+    REQUIRE(b);
+    if (b == q + 64 * PG) blocker = b;
+    else taken[ntaken++] = b;
+  }
+  while (ntaken) userpage_free(taken[--ntaken], PG);
+  uint64_t moved = st().realloc_moved;
+  if (blocker) {
+    /* UMPA_NOMOVE fails and leaves the block as it was. */
+    errno = 0;
+    CHECK(userpage_realloc(q, 64 * PG, 128 * PG, UMPA_NOMOVE) == NULL);
+    CHECK(errno == ENOMEM);
+    CHECK(holds(q, 64 * PG, 2));
+    char *m = userpage_realloc(q, 64 * PG, 128 * PG, UMPA_ZERO);
+    REQUIRE(m);
+    CHECK(m != q);
+    CHECK(holds(m, 64 * PG, 2));
+    CHECK(all_zero(m + 64 * PG, 64 * PG));
+    CHECK(st().realloc_moved == moved + 1);
+    q = m;
+    userpage_free(blocker, PG);
+  } else {
+    fprintf(stderr, "note: could not place a blocker, move not tested here\n");
+    q = userpage_realloc(q, 64 * PG, 128 * PG, 0);
+    REQUIRE(q);
+  }
+  umpa_page_check();
+  /* Errors leave the block intact. */
+  errno = 0;
+  CHECK(userpage_realloc(q, 128 * PG, 256 * PG, 0x4000u) == NULL &&
+        errno == EINVAL);
+  errno = 0;
+  CHECK(userpage_realloc(q, 128 * PG, SIZE_MAX, 0) == NULL &&
+        errno == ENOMEM);
+  CHECK(holds(q, 64 * PG, 2));
+  /* new_size 0 frees. */
+  CHECK(userpage_realloc(q, 128 * PG, 0, 0) == NULL);
+  umpa_page_check();
+  /* Large moves keep contents and take whole page tables. */
+  size_t big = 8 * MiB;
+  char *a = userpage_malloc(big, 0);
+  REQUIRE(a);
+  fill(a, big, 3);
+  char *b = userpage_malloc(PG, 0); /* likely right after a */
+  char *a2 = userpage_realloc(a, big, 4 * big, 0);
+  REQUIRE(a2);
+  CHECK(holds(a2, big, 3));
+  CHECK(resident(a2 + big, 64) == 64);
+  userpage_free(b, PG);
+  /* Lazy growth leaves the new part unpopulated if it was cold. */
+  char *a3 = userpage_realloc(a2, 4 * big, 4 * big + 16 * PG, UMPA_LAZY);
+  REQUIRE(a3);
+  CHECK(holds(a3, big, 3));
+  userpage_free(a3, 4 * big + 16 * PG);
+  umpa_page_check();
+}
+
+static void test_swap(void) {
+  size_t n = 40 * PG;
+  char *a = userpage_malloc(n, 0), *b = userpage_malloc(n, 0);
+  REQUIRE(a && b);
+  fill(a, n, 11);
+  fill(b, n, 22);
+  CHECK(umpa_page_swap(a, b, n) == 0);
+  CHECK(holds(a, n, 22) && holds(b, n, 11));
+  /* Parts of blocks, and a block with itself. */
+  CHECK(umpa_page_swap(a + 4 * PG, b + 8 * PG, 2 * PG) == 0);
+  CHECK(holds(a + 4 * PG, 2 * PG, 11 + 8 * (unsigned)PG * 7));
+  CHECK(umpa_page_swap(a, a, n) == 0);
+  umpa_page_check();
+  /* With a block whose pages were never touched: contents move, the
+   * other side reads zero. */
+  char *c = userpage_malloc(n, UMPA_RESERVE);
+  REQUIRE(c);
+  fill(b, n, 11);
+  CHECK(umpa_page_swap(b, c, n) == 0);
+  CHECK(all_zero(b, n));
+  CHECK(holds(c, n, 11));
+  umpa_page_check();
+  int local;
+  errno = 0;
+  CHECK(umpa_page_swap(a, a + PG, 2 * PG) == -1 && errno == EINVAL);
+  errno = 0;
+  CHECK(umpa_page_swap(a, &local, PG) == -1 && errno == EINVAL);
+  errno = 0;
+  CHECK(umpa_page_swap(a, b, 0) == -1 && errno == EINVAL);
+  errno = 0;
+  CHECK(umpa_page_swap(a + 1, b, PG) == -1 && errno == EINVAL);
+  errno = 0;
+  CHECK(umpa_page_swap(a, b, n + PG) == -1 && errno == EINVAL);
+  errno = 0;
+  CHECK(umpa_page_swap(NULL, b, PG) == -1 && errno == EINVAL);
+  userpage_free(a, n);
+  userpage_free(b, n);
+  userpage_free(c, n);
+  umpa_page_check();
+  /* Big, 2 MiB aligned blocks. */
+  size_t big = 16 * MiB;
+  char *x = userpage_malloc(big, 0), *y = userpage_malloc(big, 0);
+  REQUIRE(x && y);
+  fill(x, big, 5);
+  fill(y, big, 6);
+  CHECK(umpa_page_swap(x, y, big) == 0);
+  CHECK(holds(x, big, 6) && holds(y, big, 5));
+  userpage_free(x, big);
+  userpage_free(y, big);
+  umpa_page_check();
+}
+
+static void test_cache_trim_prefill(void) {
+  size_t old = umpa_page_cache_limit(64 * MiB);
+  CHECK(old == st().cache_limit || true);
+  CHECK(umpa_page_cache_limit(64 * MiB) == 64 * MiB);
+  umpa_page_trim(3);
+  CHECK(st().cached == 0);
+  char *p = userpage_malloc(8 * MiB, 0);
+  REQUIRE(p);
+  userpage_free(p, 8 * MiB);
+  CHECK(st().cached >= 8 * MiB);
+  CHECK(umpa_page_trim(0) == 0); /* below the limit: nothing to do */
+  size_t rel = umpa_page_trim(3);
+  CHECK(rel >= 8 * MiB);
+  CHECK(st().cached == 0);
+  /* The limit bounds what frees leave cached. */
+  umpa_page_cache_limit(1 * MiB);
+  p = userpage_malloc(8 * MiB, 0);
+  REQUIRE(p);
+  userpage_free(p, 8 * MiB);
+  CHECK(st().cached <= 1 * MiB);
+  umpa_page_check();
+  /* Prefill populates ahead; the next allocation takes no fault. */
+  umpa_page_cache_limit(64 * MiB);
+  umpa_page_prefill(32 * MiB);
+  CHECK(st().cached >= 32 * MiB);
+  struct rusage r0, r1;
+  getrusage(RUSAGE_SELF, &r0);
+  uint64_t hits = st().cache_hits;
+  p = userpage_malloc(32 * MiB, 0);
+  getrusage(RUSAGE_SELF, &r1);
+  REQUIRE(p);
+  CHECK(st().cache_hits == hits + 1);
+  CHECK_MSG(r1.ru_minflt - r0.ru_minflt <= 2, "%ld faults",
+            r1.ru_minflt - r0.ru_minflt);
+  userpage_free(p, 32 * MiB);
+  /* Prefill is capped at the limit. */
+  umpa_page_trim(3);
+  umpa_page_cache_limit(4 * MiB);
+  umpa_page_prefill(32 * MiB);
+  CHECK(st().cached <= 4 * MiB && st().cached >= 2 * MiB);
+  umpa_page_cache_limit(old);
+  umpa_page_check();
+}
+
+static void test_stats(void) {
+  struct umpa_page_stats a = st();
+  char *p = userpage_malloc(5 * PG, 0);
+  struct umpa_page_stats b = st();
+  CHECK(b.in_use == a.in_use + 5 * PG);
+  CHECK(b.allocs == a.allocs + 1);
+  CHECK(b.committed >= b.in_use && b.committed >= b.cached);
+  CHECK(b.reserved >= b.committed);
+  CHECK(b.regions >= 1);
+  CHECK(b.metadata > 0);
+  userpage_free(p, 5 * PG);
+  struct umpa_page_stats c = st();
+  CHECK(c.in_use == a.in_use);
+  CHECK(c.frees == a.frees + 1);
+  uint64_t acquires = 0;
+  for (int k = 0; k < UMPA_PAGE_ORDERS; k++) acquires += c.order[k].lock_acquires;
+  CHECK(acquires > 0);
+  CHECK(c.order[c.max_order].free_runs + c.order[0].free_runs > 0 ||
+        c.max_order > 0);
+}
+
+int main(void) {
+  test_malloc_errors();
+  test_malloc_basic();
+  test_zero_flag();
+  test_lazy_and_reserve();
+  test_commit_release_errors();
+  test_realloc();
+  test_swap();
+  test_cache_trim_prefill();
+  test_stats();
+  return check_done("test_page_api");
+}

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install what building, testing and benchmarking umpa needs, with apt-get,
+# when it is missing.  Usage: tools/deps.sh build|test|bench
+set -euo pipefail
+need=(cmake gcc make)
+case "${1:-build}" in
+  test) need+=() ;;
+  bench) need+=() ;;
+esac
+missing=()
+for c in "${need[@]}"; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
+# libc headers come with gcc on Debian; check one anyway.
+[ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
+peers=()
+if [ "${1:-}" = bench ]; then
+  for p in libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4; do
+    dpkg -s "$p" >/dev/null 2>&1 || peers+=("$p")
+  done
+fi
+if [ ${#missing[@]} -gt 0 ] || [ ${#peers[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq || true
+  [ ${#missing[@]} -gt 0 ] && $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Peers are only compared against; a failure to install one is not fatal.
+  [ ${#peers[@]} -gt 0 ] && { $sudo apt-get install -y -qq --no-install-recommends "${peers[@]}" || true; }
+fi
+exit 0
