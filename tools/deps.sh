@@ -4,7 +4,7 @@
 set -euo pipefail
 need=(cmake gcc make)
 case "${1:-build}" in
-  test) need+=() ;;
+  test) need+=(pkg-config) ;;
   bench) need+=() ;;
 esac
 missing=()
