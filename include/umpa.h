@@ -181,6 +181,77 @@ struct umpa_page_stats {
 /* Fill *out with a snapshot of the page layer's figures. */
 UMPA_API void umpa_page_stats(struct umpa_page_stats *out);
 
+/* ---------------------------------------------------------------------------
+ * The malloc family under umpa_ names.
+ *
+ * libumpa.so / libumpa.a built with UMPA_OVERRIDE=ON (the default) also
+ * export these under their standard names (malloc, free, ... and glibc's
+ * __libc_* aliases), so linking umpa or preloading it with LD_PRELOAD makes
+ * it the process's allocator.  Build with -DUMPA_OVERRIDE=OFF to use umpa
+ * beside another malloc through the umpa_ names only.
+ *
+ * Semantics are glibc's, edge cases included: every block is 16-byte
+ * aligned; malloc(0) returns a unique freeable pointer; requests larger than
+ * PTRDIFF_MAX and overflowing calloc/reallocarray products return NULL with
+ * errno ENOMEM; free(NULL) is a no-op and free leaves errno unchanged;
+ * realloc(p, 0) frees p and returns NULL; realloc(NULL, n) is malloc(n);
+ * a failed realloc leaves the block untouched.  All functions are thread
+ * safe.  Freeing a pointer umpa did not allocate, or (where it is detectable
+ * cheaply) freeing twice, prints one line and aborts; UMPA_CHECK=1 checks
+ * more.
+ * ------------------------------------------------------------------------- */
+
+UMPA_API void *umpa_malloc(size_t size);
+UMPA_API void umpa_free(void *p);
+/* n * size bytes, zeroed; memory fresh from the kernel is not cleared again. */
+UMPA_API void *umpa_calloc(size_t n, size_t size);
+UMPA_API void *umpa_realloc(void *p, size_t size);
+/* realloc(p, n * size) with overflow checking (NULL, errno ENOMEM). */
+UMPA_API void *umpa_reallocarray(void *p, size_t n, size_t size);
+/* EINVAL unless align is a power of two multiple of sizeof(void *);
+ * ENOMEM when out of memory; *out is untouched on error. */
+UMPA_API int umpa_posix_memalign(void **out, size_t align, size_t size);
+/* size need not be a multiple of align (C17 DR 460).  As glibc 2.36 (and
+ * memalign), an alignment that is not a power of two is rounded up to one;
+ * an alignment above SIZE_MAX/2+1 gives NULL, errno EINVAL. */
+UMPA_API void *umpa_aligned_alloc(size_t align, size_t size);
+UMPA_API void *umpa_memalign(size_t align, size_t size);
+UMPA_API void *umpa_valloc(size_t size);
+/* Page aligned, size rounded up to whole pages (pvalloc(0): one page). */
+UMPA_API void *umpa_pvalloc(size_t size);
+/* Bytes usable at p (>= the size asked for); 0 for NULL. */
+UMPA_API size_t umpa_malloc_usable_size(void *p);
+/* C23: free with the size (or size and alignment) it was allocated with. */
+UMPA_API void umpa_free_sized(void *p, size_t size);
+UMPA_API void umpa_free_aligned_sized(void *p, size_t align, size_t size);
+/* Give free memory back to the kernel: empties the calling thread's and
+ * the global heap's free superblocks and the page cache down to `pad`
+ * bytes.  Returns 1 if memory was released, else 0. */
+UMPA_API int umpa_malloc_trim(size_t pad);
+/* glibc's mallopt.  M_TRIM_THRESHOLD sets the page cache limit and
+ * M_MMAP_THRESHOLD the size from which blocks come straight from the page
+ * layer (at most 32 KiB); the other parameters have no counterpart in umpa
+ * and are accepted and ignored, as glibc accepts unknown ones.  Returns 1,
+ * or 0 for a negative threshold. */
+UMPA_API int umpa_mallopt(int param, int value);
+
+/* Figures of the malloc heap, with glibc's struct mallinfo2 meanings. */
+struct umpa_mallinfo {
+  size_t arena;    /* bytes obtained from the page layer (superblocks + large) */
+  size_t ordblks;  /* free superblocks held */
+  size_t smblks;   /* unused (0) */
+  size_t hblks;    /* large blocks */
+  size_t hblkhd;   /* bytes in large blocks */
+  size_t usmblks;  /* peak arena */
+  size_t fsmblks;  /* unused (0) */
+  size_t uordblks; /* bytes in allocated blocks */
+  size_t fordblks; /* free bytes inside superblocks */
+  size_t keepcost; /* bytes cached by the page layer */
+};
+UMPA_API struct umpa_mallinfo umpa_mallinfo(void);
+/* Print a summary of the heap and the page layer on stderr. */
+UMPA_API void umpa_malloc_stats(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -86,6 +86,9 @@ void cache_enforce(void) {
   ulock_release(&trim_lock);
 }
 
+void cache_lock(void) { ulock_acquire(&trim_lock); }
+void cache_unlock(void) { ulock_release(&trim_lock); }
+
 size_t umpa_page_trim(int severity) {
   page_init();
   size_t limit = cache_limit_pages();

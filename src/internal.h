@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #define UMPA_HIDDEN __attribute__((visibility("hidden")))
 #define UMPA_NOINLINE __attribute__((noinline))
@@ -185,7 +186,7 @@ enum pm_state {
 #define PM_ORDER(tag) ((tag)&63u)
 
 /* Owner of an allocated block: the page API, and room for upper layers. */
-enum pm_kind { KIND_PAGE = 1, KIND_SUPERBLOCK = 2, KIND_LARGE = 3 };
+enum pm_kind { KIND_PAGE = 1, KIND_SUPERBLOCK = 2, KIND_LARGE = 3, KIND_META = 4 };
 
 /* Flags of an allocated block. */
 #define PMF_FULL 0x01u    /* every page is backed: frees need no bitmap scan */
@@ -194,7 +195,11 @@ enum pm_kind { KIND_PAGE = 1, KIND_SUPERBLOCK = 2, KIND_LARGE = 3 };
 struct region;
 
 struct pmeta {
-  struct pmeta *next, *prev; /* free list links (free heads only) */
+  union {
+    struct pmeta *next;      /* free head: list links */
+    size_t user_offset;      /* used head: where its owner's pointer is */
+  };
+  struct pmeta *prev;
   struct region *region;     /* set on heads of runs and blocks */
   uint32_t count;            /* free head: backed pages; used head: pages */
   _Atomic uint8_t xtag;      /* PM_TAG(state, order) */
@@ -218,6 +223,7 @@ struct region {
   _Atomic uint64_t *xbacked; /* bit per page: may hold data / has memory */
   _Atomic uint64_t *xheads;  /* bit per page: head of an allocated block */
   _Atomic uint64_t *xmeta_backed; /* bit per page of `meta`: populated */
+  struct superblock *_Atomic *xsb_map; /* slot per 64 KiB: its superblock */
   size_t meta_size;       /* bytes of the metadata mapping */
   struct region *next;    /* all regions, newest first */
 };
@@ -350,6 +356,14 @@ UMPA_HIDDEN void page_publish(struct pmeta *pm, size_t npages, unsigned kind,
                               unsigned flags, size_t backed);
 /* Allocate npages pages for owner `kind` (page.c). */
 UMPA_HIDDEN void *page_alloc(size_t npages, unsigned flags, unsigned kind);
+/* The same; *fresh says every page came zeroed from the kernel. */
+UMPA_HIDDEN void *page_alloc_ex(size_t npages, unsigned flags, unsigned kind,
+                                bool *fresh);
+/* Resize an allocated block (userpage_realloc without the checks): shrink
+ * in place, grow in place or move by remapping; UMPA_NOMOVE fails with
+ * ENOMEM instead of moving.  NULL (errno ENOMEM) leaves it unchanged. */
+UMPA_HIDDEN void *page_resize(void *p, struct pmeta *pm, size_t old,
+                              size_t new, unsigned flags);
 /* Free a block; aborts with `who` in the message on misuse. */
 UMPA_HIDDEN void page_free(void *p, size_t npages, unsigned kind,
                            const char *who);
@@ -382,6 +396,9 @@ UMPA_HIDDEN void *remap_grow(void *p, struct pmeta *pm, size_t old_pages,
 
 /* cache.c: the lookaside cache of backed free pages. */
 UMPA_HIDDEN void cache_init(void);
+/* The trimmer's lock, for fork(). */
+UMPA_HIDDEN void cache_lock(void);
+UMPA_HIDDEN void cache_unlock(void);
 UMPA_HIDDEN size_t cache_limit_pages(void);
 /* Called after pages were freed: release what exceeds the limit. */
 UMPA_HIDDEN void cache_enforce(void);
@@ -408,3 +425,187 @@ static inline size_t pages_of(size_t bytes) {
 }
 
 #endif /* UMPA_INTERNAL_H */
+
+/* ---------------------------------------------------------------------------
+ * Size classes (src/sizeclass.c).  16-byte steps up to 128 bytes, then four
+ * classes per power of two up to SMALL_MAX: a block wastes at most 15 bytes
+ * below 128 bytes and at most 20 % of its size above.  Larger requests are
+ * page-layer blocks of their own.
+ * ------------------------------------------------------------------------- */
+
+#define SMALL_MAX ((size_t)32 << 10)
+#define NUM_CLASSES 40
+#define SMALL_TABLE_MAX 1024 /* sizes looked up by table, not computed */
+
+struct size_class {
+  uint32_t size;     /* block size, a multiple of 16 */
+  uint32_t sb_pages; /* superblock size in pages */
+  uint32_t capacity; /* blocks per superblock */
+  uint32_t carve;    /* blocks carved onto the free list at a time */
+  uint64_t recip;    /* ceil(2^40 / size): offset / size without a divide */
+};
+
+UMPA_HIDDEN extern struct size_class umpa_class[NUM_CLASSES];
+UMPA_HIDDEN extern uint8_t umpa_class_of16[SMALL_TABLE_MAX / 16 + 1];
+UMPA_HIDDEN void sizeclass_init(void);
+UMPA_HIDDEN unsigned sizeclass_of_large(size_t n);
+
+/* The class of a request of n bytes, 0 < n <= SMALL_MAX (n == 0 maps to
+ * the 16-byte class). */
+static inline unsigned sizeclass_of(size_t n) {
+  if (UMPA_LIKELY(n <= SMALL_TABLE_MAX)) return umpa_class_of16[(n + 15) >> 4];
+  return sizeclass_of_large(n);
+}
+
+/* ---------------------------------------------------------------------------
+ * Superblocks (src/superblock.c): a page-layer block holding blocks of one
+ * size class, owned by one heap at a time.  The header sits at the start;
+ * its first cache line is the owner's, the second is written by threads
+ * that free blocks they do not own.
+ * ------------------------------------------------------------------------- */
+
+#define SUPERBLOCK_HEADER 128
+#define GRANULE_SHIFT 16 /* the region's superblock map: one slot per 64 KiB */
+
+struct block {
+  struct block *next;
+};
+
+struct heap;
+
+/* Where a superblock is listed in its heap's bin. */
+enum sb_group {
+  SB_PARTIAL0 = 0, /* partial superblocks, by quarter of fullness */
+  SB_GROUPS = 4,
+  SB_FULL = 4,     /* no free block (remote frees may be pending) */
+  SB_CURRENT = 5,  /* the bin's current superblock, on no list */
+  SB_GLOBAL = 6,   /* in the global heap */
+  SB_SPARE = 7     /* empty, kept by the bin for reuse */
+};
+
+struct superblock {
+  /* Line 0: the owner's. */
+  struct block *free;         /* free blocks, for the owner to hand out */
+  _Atomic uint32_t xused;     /* blocks out (remote frees not collected) */
+  uint32_t capacity;
+  uint32_t carved;            /* blocks taken from the never-used tail */
+  uint32_t size;
+  uint8_t cls;
+  uint8_t group;              /* enum sb_group */
+  uint8_t zeroed;             /* the never-carved tail reads as zero */
+  _Atomic uint8_t xaligned;   /* holds blocks handed out at an offset */
+  struct heap *_Atomic xowner;
+  struct superblock *next, *prev; /* links in a bin or global list */
+  char *blocks;               /* the first block */
+  /* Line 1: written by other threads.  Blocks freed by non-owners, as a
+   * list head whose bit 0 (REMOTE_NOTIFY) says the owner parked this
+   * superblock full and wants to hear of the next free into it. */
+  _Atomic uintptr_t xremote __attribute__((aligned(64)));
+};
+#define REMOTE_NOTIFY ((uintptr_t)1)
+_Static_assert(sizeof(struct superblock) <= SUPERBLOCK_HEADER,
+               "superblock header too large");
+
+/* ---------------------------------------------------------------------------
+ * Heaps (src/heap.c): one per thread, plus the global heap.
+ * ------------------------------------------------------------------------- */
+
+struct bin {
+  struct superblock *current;
+  struct superblock *lists[SB_GROUPS + 1]; /* partial quarters, then full */
+  struct superblock *spare;                /* one empty superblock */
+  size_t used_other;         /* blocks out in superblocks other than current */
+  _Atomic size_t xheld;      /* superblocks held (all groups and current) */
+  _Atomic size_t xused_snap; /* blocks out, as of the last slow path */
+  _Atomic uint32_t xpending; /* full superblocks got remote frees */
+};
+
+struct heap {
+  struct bin bins[NUM_CLASSES];
+  struct heap *next_all;  /* registry of every heap ever made */
+  struct heap *next_free; /* pool of unused heaps */
+  _Atomic int xin_use;
+};
+
+UMPA_HIDDEN extern struct heap umpa_heap_empty; /* before a thread's first malloc */
+UMPA_HIDDEN extern struct heap umpa_heap_dead;  /* after its heap was given up */
+UMPA_HIDDEN extern struct heap umpa_heap_global;
+UMPA_HIDDEN extern struct superblock umpa_sb_empty;
+
+/* superblock.c */
+/* A new superblock of class cls owned by `owner`, or NULL (ENOMEM). */
+UMPA_HIDDEN struct superblock *superblock_new(unsigned cls, struct heap *owner);
+UMPA_HIDDEN void superblock_destroy(struct superblock *sb);
+/* The superblock holding p, or NULL if p is not in one (a large block, or
+ * memory umpa does not own): p itself is never read.  Regions of a GiB or
+ * more publish their superblock map per GiB in umpa_sb_slot, so the usual
+ * case is two loads; smaller regions take the region map. */
+UMPA_HIDDEN extern struct superblock *_Atomic *_Atomic umpa_sb_slot[MAP_SLOTS];
+UMPA_HIDDEN struct superblock *superblock_of_slow(const void *p);
+static inline struct superblock *superblock_of(const void *p) {
+  uintptr_t a = (uintptr_t)p;
+  if (UMPA_LIKELY(!(a >> ADDRESS_BITS))) {
+    struct superblock *_Atomic *m = atomic_load_explicit(
+        &umpa_sb_slot[a >> MAP_SLOT_SHIFT], memory_order_acquire);
+    if (UMPA_LIKELY(m))
+      return atomic_load_explicit(
+          &m[(a >> GRANULE_SHIFT) &
+             (((size_t)1 << (MAP_SLOT_SHIFT - GRANULE_SHIFT)) - 1)],
+          memory_order_acquire);
+  }
+  return superblock_of_slow(p);
+}
+/* Carve up to umpa_class[cls].carve never-used blocks onto the free list. */
+UMPA_HIDDEN bool superblock_carve(struct superblock *sb);
+/* Move remote frees onto the owner's free list; returns how many. */
+UMPA_HIDDEN uint32_t superblock_collect(struct superblock *sb);
+/* A free by a thread that does not own sb. */
+UMPA_HIDDEN void superblock_free_remote(struct superblock *sb, struct block *b);
+/* Push on the remote list while holding the global heap's lock (which
+ * keeps sb alive). */
+UMPA_HIDDEN void superblock_push_locked(struct superblock *sb, struct block *b);
+/* Park a full superblock: true if it was parked with REMOTE_NOTIFY set,
+ * false if remote frees are waiting (collect them instead). */
+UMPA_HIDDEN bool superblock_park(struct superblock *sb);
+/* The block that p (possibly an aligned interior pointer) lies in; aborts
+ * with a message naming `who` if p is not a block umpa handed out. */
+UMPA_HIDDEN struct block *superblock_block_of(struct superblock *sb,
+                                              const void *p, const char *who);
+/* Hoard's emptiness test: a heap holding `held` superblocks of `cap`
+ * blocks with `used` blocks out must give a superblock to the global heap
+ * when used < (1 - f) held*cap and used < held*cap - K*cap. */
+UMPA_HIDDEN bool hoard_over_threshold(size_t used, size_t held, size_t cap);
+
+/* heap.c */
+/* Bytes the heap holds from the page layer (superblocks and large
+ * blocks), and its peak. */
+UMPA_HIDDEN void heap_account_arena(ssize_t bytes);
+UMPA_HIDDEN size_t heap_arena_bytes(size_t *peak);
+/* Allocate n bytes (n <= SMALL_MAX) for the thread whose heap is h, which
+ * may be a sentinel (first call of the thread, or after it gave up its
+ * heap).  With zero != NULL, *zero becomes true if the block is known to
+ * read as zero.  NULL when out of memory. */
+UMPA_HIDDEN void *heap_alloc_slow(struct heap *h, size_t n, bool *zero);
+UMPA_HIDDEN void heap_free_slow(struct heap *h, struct superblock *sb);
+UMPA_HIDDEN void heap_abandon(struct heap *h);
+UMPA_HIDDEN struct heap *heap_acquire(void);
+/* A free into a superblock of the global heap, by any thread. */
+UMPA_HIDDEN void heap_global_free(struct superblock *sb, struct block *b);
+UMPA_HIDDEN size_t heap_trim(struct heap *h);
+UMPA_HIDDEN void heap_lock_all(void);
+UMPA_HIDDEN void heap_unlock_all(void);
+UMPA_HIDDEN void heap_after_fork_child(struct heap *survivor);
+/* Bytes in allocated blocks, free bytes in superblocks, bytes of
+ * superblocks: thread heaps as of their last slow path, plus the global
+ * heap exactly. */
+UMPA_HIDDEN void heap_stats(size_t *blocks_bytes, size_t *free_bytes,
+                            size_t *sb_bytes);
+
+/* thread.c: the calling thread's heap (one initial-exec TLS pointer). */
+UMPA_HIDDEN extern __thread struct heap *umpa_tl_heap
+    __attribute__((tls_model("initial-exec")));
+/* Give the calling thread a heap; returns the sentinel umpa_heap_empty if
+ * it cannot have one yet (inside initialisation, or out of memory). */
+UMPA_HIDDEN struct heap *thread_heap_init(void);
+/* Initialise the heap layer once (thread safe, idempotent). */
+UMPA_HIDDEN void umpa_init(void);

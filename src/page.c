@@ -156,6 +156,7 @@ void page_publish(struct pmeta *pm, size_t npages, unsigned kind,
   if (backed == SIZE_MAX) backed = bitmap_count(r->xbacked, idx, npages);
   pm->count = (uint32_t)npages;
   pm->kind = (uint8_t)kind;
+  pm->user_offset = 0;
   pm->flags = backed == npages ? PMF_FULL
               : (flags & (UMPA_LAZY | UMPA_RESERVE)) ? PMF_UNKNOWN
                                                      : 0;
@@ -165,6 +166,11 @@ void page_publish(struct pmeta *pm, size_t npages, unsigned kind,
 }
 
 void *page_alloc(size_t npages, unsigned flags, unsigned kind) {
+  return page_alloc_ex(npages, flags, kind, NULL);
+}
+
+void *page_alloc_ex(size_t npages, unsigned flags, unsigned kind,
+                    bool *fresh) {
   page_ready();
   if (npages == 0 || npages > MAX_REQUEST_PAGES) {
     errno = ENOMEM;
@@ -179,6 +185,7 @@ void *page_alloc(size_t npages, unsigned flags, unsigned kind) {
   size_t idx = pmeta_index(pm);
   size_t backed = pm->count;
   bool hit = backed == npages || (flags & (UMPA_LAZY | UMPA_RESERVE));
+  if (fresh) *fresh = backed == 0 && !(flags & (UMPA_LAZY | UMPA_RESERVE));
   if (flags & UMPA_RESERVE) {
     backed = 0;
     if (pm->count) {
@@ -348,6 +355,24 @@ static void *grow_in_place(void *p, struct pmeta *pm, size_t old, size_t new,
   return p;
 }
 
+void *page_resize(void *p, struct pmeta *pm, size_t old, size_t new,
+                  unsigned flags) {
+  if (new == old) return p;
+  if (new < old) return shrink(p, pm, old, new);
+  /* The grown part of a reserved block stays unpopulated. */
+  if (flags & UMPA_RESERVE)
+    flags = (flags & ~(unsigned)UMPA_RESERVE) | UMPA_LAZY;
+  void *q = grow_in_place(p, pm, old, new, flags);
+  if (q) return q;
+  if (flags & UMPA_NOMOVE) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  q = remap_grow(p, pm, old, new, flags);
+  if (!q) errno = ENOMEM;
+  return q;
+}
+
 void *userpage_realloc(void *p, size_t old_size, size_t new_size,
                        unsigned flags) {
   if (!p) return userpage_malloc(new_size, flags & ~UMPA_NOMOVE);
@@ -366,20 +391,7 @@ void *userpage_realloc(void *p, size_t old_size, size_t new_size,
     errno = ENOMEM;
     return NULL;
   }
-  size_t new = pages_of(new_size);
-  if (new == old) return p;
-  if (new < old) return shrink(p, pm, old, new);
-  /* The grown part of a reserved block stays unpopulated. */
-  if (flags & UMPA_RESERVE) flags = (flags & ~(unsigned)UMPA_RESERVE) | UMPA_LAZY;
-  void *q = grow_in_place(p, pm, old, new, flags);
-  if (q) return q;
-  if (flags & UMPA_NOMOVE) {
-    errno = ENOMEM;
-    return NULL;
-  }
-  q = remap_grow(p, pm, old, new, flags);
-  if (!q) errno = ENOMEM;
-  return q;
+  return page_resize(p, pm, old, pages_of(new_size), flags);
 }
 
 /* Commit/release take any page range inside one allocated block. */

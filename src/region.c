@@ -24,6 +24,9 @@ struct subtable {
 /* Low bit set: a subtable pointer; otherwise a region pointer (or 0). */
 static _Atomic uintptr_t region_map[MAP_SLOTS];
 static struct region *_Atomic regions_head;
+/* The superblock map's slice for each GiB owned by a region of 1 GiB or
+ * more: superblock_of() is two loads (see superblock.c). */
+struct superblock *_Atomic *_Atomic umpa_sb_slot[MAP_SLOTS];
 static _Atomic size_t reserved_bytes, metadata_bytes;
 static _Atomic uint64_t regions_made;
 
@@ -47,9 +50,13 @@ static bool map_register(struct region *r, unsigned shift) {
   if (shift >= MAP_SLOT_SHIFT) {
     size_t first = r->base >> MAP_SLOT_SHIFT;
     size_t n = (size_t)1 << (shift - MAP_SLOT_SHIFT);
-    for (size_t i = 0; i < n; i++)
+    const size_t per_slot = (size_t)1 << (MAP_SLOT_SHIFT - GRANULE_SHIFT);
+    for (size_t i = 0; i < n; i++) {
+      atomic_store_explicit(&umpa_sb_slot[first + i], r->xsb_map + i * per_slot,
+                            memory_order_release);
       atomic_store_explicit(&region_map[first + i], (uintptr_t)r,
                             memory_order_release);
+    }
     return true;
   }
   size_t slot = r->base >> MAP_SLOT_SHIFT;
@@ -78,9 +85,13 @@ static struct region *region_try(unsigned shift) {
   size_t bitmap_bytes = round_up((npages + 63) / 64 * 8, 64);
   size_t meta_pages = pages_of(npages * sizeof(struct pmeta));
   size_t meta_bitmap_bytes = round_up((meta_pages + 63) / 64 * 8, 64);
-  /* Header and bitmaps first, then the pmeta array on its own pages. */
+  size_t sb_map_bytes =
+      round_up((npages >> (GRANULE_SHIFT - PAGE_SHIFT)) * sizeof(void *), 64);
+  /* Header, bitmaps and superblock map first, then the pmeta array on its
+   * own pages. */
   size_t meta_off = round_up(round_up(sizeof(struct region), 64) +
-                                 2 * bitmap_bytes + meta_bitmap_bytes,
+                                 2 * bitmap_bytes + meta_bitmap_bytes +
+                                 sb_map_bytes,
                              PAGE_SIZE);
   size_t meta_size = meta_off + meta_pages * PAGE_SIZE;
   char *m = os_map(meta_size);
@@ -105,6 +116,8 @@ static struct region *region_try(unsigned shift) {
   r->xbacked = (_Atomic uint64_t *)(m + round_up(sizeof(struct region), 64));
   r->xheads = (_Atomic uint64_t *)((char *)r->xbacked + bitmap_bytes);
   r->xmeta_backed = (_Atomic uint64_t *)((char *)r->xheads + bitmap_bytes);
+  r->xsb_map = (struct superblock *_Atomic *)((char *)r->xmeta_backed +
+                                              meta_bitmap_bytes);
   r->meta = (struct pmeta *)(m + meta_off);
   r->meta_size = meta_size;
   if (!map_register(r, shift)) {

@@ -162,7 +162,7 @@ static void *trimmer(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  if (argc > 1) iterations = atol(argv[1]);
+  iterations = argc > 1 ? atol(argv[1]) : test_scaled(iterations);
   pthread_t th[THREADS], tr;
   atomic_store(&running, 1);
   REQUIRE(pthread_create(&tr, NULL, trimmer, NULL) == 0);

@@ -65,7 +65,7 @@ static size_t rss_bytes(void) {
 }
 
 int main(int argc, char **argv) {
-  long ops = argc > 1 ? atol(argv[1]) : 20000;
+  long ops = argc > 1 ? atol(argv[1]) : test_scaled(20000);
   struct slot slots[SLOTS] = {{0}};
   unsigned next_seed = 1;
   size_t limit = (size_t)64 << 20;

@@ -1,0 +1,464 @@
+/*
+ * heap.c - thread heaps and the global heap (Hoard).
+ *
+ * Each thread allocates from its own heap: per size class a bin with a
+ * current superblock (the fast path pops its free list, no lock, no atomic
+ * read-modify-write), partly used superblocks in four lists by quarter of
+ * fullness, parked full superblocks, and at most one empty spare.  Blocks
+ * are handed out from the current superblock and, when it runs out, from
+ * the fullest partial one, so the emptiest drift to empty and leave.
+ *
+ * Hoard's emptiness invariant keeps a heap's idle memory bounded: after a
+ * free, if the bin holds more than K = 2 superblocks' worth of free blocks
+ * and is less than (1 - f) = 3/4 used, its emptiest superblock moves to the
+ * global heap, where any thread can adopt it.  Empty superblocks go back to
+ * the page layer (whose cache keeps them populated for the next one); each
+ * bin keeps one spare to avoid thrashing on a boundary.  With n bytes live,
+ * largest and smallest blocks M and m and P heaps, this bounds the memory
+ * held to O(n log M/m + P) (Hoard's theorem; see docs/ARCHITECTURE.md).
+ *
+ * The global heap has one list and one lock per class.  A superblock there
+ * is owned by nobody; frees into it take the class lock, and the last one
+ * releases it.
+ */
+#include "internal.h"
+
+#define EMPTY_BINS {[0 ... NUM_CLASSES - 1] = {.current = &umpa_sb_empty}}
+
+struct heap umpa_heap_empty = {.bins = EMPTY_BINS};
+struct heap umpa_heap_dead = {.bins = EMPTY_BINS};
+struct heap umpa_heap_global = {.bins = EMPTY_BINS};
+
+/* Threads whose heap is gone (exiting threads whose destructors still
+ * allocate) share this heap under a lock. */
+static struct heap heap_shared = {.bins = EMPTY_BINS};
+static ulock_t shared_lock;
+
+static ulock_t global_lock[NUM_CLASSES];
+static _Atomic size_t arena_bytes, arena_peak;
+static ulock_t pool_lock;
+static struct heap *heap_all, *heap_pool;
+
+void heap_account_arena(ssize_t bytes) {
+  size_t now = atomic_fetch_add_explicit(&arena_bytes, (size_t)bytes,
+                                         memory_order_relaxed) + (size_t)bytes;
+  size_t peak = atomic_load_explicit(&arena_peak, memory_order_relaxed);
+  while (bytes > 0 && now > peak &&
+         !atomic_compare_exchange_weak_explicit(&arena_peak, &peak, now,
+                                                memory_order_relaxed,
+                                                memory_order_relaxed)) {
+  }
+}
+
+size_t heap_arena_bytes(size_t *peak) {
+  *peak = atomic_load_explicit(&arena_peak, memory_order_relaxed);
+  return atomic_load_explicit(&arena_bytes, memory_order_relaxed);
+}
+
+static inline uint32_t used_of(struct superblock *sb) {
+  return atomic_load_explicit(&sb->xused, memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------------------------
+ * Superblock lists (NULL-terminated, doubly linked).
+ * ------------------------------------------------------------------------- */
+
+static void list_push(struct superblock **head, struct superblock *sb) {
+  sb->prev = NULL;
+  sb->next = *head;
+  if (*head) (*head)->prev = sb;
+  *head = sb;
+}
+
+static void list_unlink(struct superblock **head, struct superblock *sb) {
+  if (sb->prev) sb->prev->next = sb->next;
+  else *head = sb->next;
+  if (sb->next) sb->next->prev = sb->prev;
+  sb->next = sb->prev = NULL;
+}
+
+static unsigned group_of(struct superblock *sb) {
+  uint32_t u = used_of(sb);
+  return u >= sb->capacity ? SB_FULL : (unsigned)(4u * u / sb->capacity);
+}
+
+static size_t bin_used(struct bin *b) {
+  return b->used_other + used_of(b->current);
+}
+
+static size_t held_of(struct bin *b) {
+  return atomic_load_explicit(&b->xheld, memory_order_relaxed);
+}
+
+/* What heap_stats reports for a thread's bin, refreshed on slow paths. */
+static void snapshot(struct bin *b) {
+  atomic_store_explicit(&b->xused_snap, bin_used(b), memory_order_relaxed);
+}
+
+/* ---------------------------------------------------------------------------
+ * The global heap.
+ * ------------------------------------------------------------------------- */
+
+static void global_put(struct superblock *sb) {
+  unsigned cls = sb->cls;
+  ulock_acquire(&global_lock[cls]);
+  sb->group = SB_GLOBAL;
+  atomic_store_explicit(&sb->xowner, &umpa_heap_global, memory_order_release);
+  /* Remote frees that raced with the hand-over. */
+  superblock_collect(sb);
+  if (used_of(sb) == 0) {
+    ulock_release(&global_lock[cls]);
+    superblock_destroy(sb);
+    return;
+  }
+  list_push(&umpa_heap_global.bins[cls].lists[0], sb);
+  COUNTER_ADD(umpa_heap_global.bins[cls].xheld, 1);
+  ulock_release(&global_lock[cls]);
+}
+
+static struct superblock *global_take(unsigned cls, struct heap *h) {
+  if (!held_of(&umpa_heap_global.bins[cls])) return NULL; /* racy peek */
+  ulock_acquire(&global_lock[cls]);
+  struct superblock *sb = umpa_heap_global.bins[cls].lists[0];
+  if (sb) {
+    list_unlink(&umpa_heap_global.bins[cls].lists[0], sb);
+    COUNTER_ADD(umpa_heap_global.bins[cls].xheld, -1);
+    atomic_store_explicit(&sb->xowner, h, memory_order_release);
+  }
+  ulock_release(&global_lock[cls]);
+  if (sb) superblock_collect(sb);
+  return sb;
+}
+
+void heap_global_free(struct superblock *sb, struct block *b) {
+  unsigned cls = sb->cls;
+  ulock_acquire(&global_lock[cls]);
+  superblock_push_locked(sb, b);
+  /* Adopted meanwhile: the new owner will collect the block. */
+  if (atomic_load_explicit(&sb->xowner, memory_order_relaxed) ==
+      &umpa_heap_global) {
+    superblock_collect(sb);
+    if (used_of(sb) == 0) {
+      list_unlink(&umpa_heap_global.bins[cls].lists[0], sb);
+      COUNTER_ADD(umpa_heap_global.bins[cls].xheld, -1);
+      ulock_release(&global_lock[cls]);
+      superblock_destroy(sb);
+      return;
+    }
+  }
+  ulock_release(&global_lock[cls]);
+}
+
+/* ---------------------------------------------------------------------------
+ * Bins.
+ * ------------------------------------------------------------------------- */
+
+/* An empty superblock leaves its list: kept as the spare or released. */
+static void retire_empty(struct bin *b, struct superblock *sb) {
+  if (!b->spare) {
+    sb->group = SB_SPARE;
+    b->spare = sb;
+    return;
+  }
+  COUNTER_ADD(b->xheld, -1);
+  superblock_destroy(sb);
+}
+
+/* Put a non-current superblock on the list its fullness calls for. */
+static void relist(struct bin *b, struct superblock *sb) {
+  unsigned g = group_of(sb);
+  if (g == sb->group) return;
+  list_unlink(&b->lists[sb->group], sb);
+  sb->group = (uint8_t)g;
+  list_push(&b->lists[g], sb);
+}
+
+/* Collect remote frees into a listed superblock and relist it. */
+static void collect_listed(struct bin *b, struct superblock *sb) {
+  uint32_t n = superblock_collect(sb);
+  if (!n) return;
+  b->used_other -= n;
+  if (used_of(sb) == 0) {
+    list_unlink(&b->lists[sb->group], sb);
+    retire_empty(b, sb);
+  } else {
+    relist(b, sb);
+  }
+}
+
+/* Hoard's invariant: give the emptiest superblock to the global heap. */
+static void enforce_threshold(struct bin *b, unsigned cls) {
+  if (!hoard_over_threshold(bin_used(b), held_of(b), umpa_class[cls].capacity))
+    return;
+  if (b->spare) {
+    struct superblock *sb = b->spare;
+    b->spare = NULL;
+    COUNTER_ADD(b->xheld, -1);
+    superblock_destroy(sb);
+    return;
+  }
+  for (unsigned g = 0; g < SB_GROUPS; g++) {
+    struct superblock *sb = b->lists[g];
+    if (!sb) continue;
+    list_unlink(&b->lists[g], sb);
+    b->used_other -= used_of(sb);
+    COUNTER_ADD(b->xheld, -1);
+    global_put(sb);
+    return;
+  }
+}
+
+/* The current superblock ran out: park it full, or list it if remote
+ * frees are waiting. */
+static void retire_current(struct bin *b) {
+  struct superblock *sb = b->current;
+  if (sb == &umpa_sb_empty) return;
+  b->current = &umpa_sb_empty;
+  b->used_other += used_of(sb);
+  if (used_of(sb) == 0) {
+    retire_empty(b, sb);
+    return;
+  }
+  sb->group = (uint8_t)group_of(sb);
+  list_push(&b->lists[sb->group], sb);
+  if (sb->group == SB_FULL && !superblock_park(sb)) collect_listed(b, sb);
+}
+
+/* Parked superblocks got remote frees: collect them all. */
+static void check_pending(struct bin *b) {
+  if (!atomic_load_explicit(&b->xpending, memory_order_relaxed)) return;
+  atomic_store_explicit(&b->xpending, 0, memory_order_relaxed);
+  for (struct superblock *sb = b->lists[SB_FULL], *next; sb; sb = next) {
+    next = sb->next;
+    collect_listed(b, sb);
+  }
+}
+
+static struct superblock *next_superblock(struct heap *h, struct bin *b,
+                                          unsigned cls) {
+  check_pending(b);
+  for (unsigned g = SB_GROUPS; g-- > 0;) { /* fullest first */
+    struct superblock *sb = b->lists[g];
+    if (sb) {
+      list_unlink(&b->lists[g], sb);
+      b->used_other -= used_of(sb);
+      return sb;
+    }
+  }
+  if (b->spare) {
+    struct superblock *sb = b->spare;
+    b->spare = NULL;
+    return sb;
+  }
+  struct superblock *sb = global_take(cls, h);
+  if (!sb) sb = superblock_new(cls, h);
+  if (sb) COUNTER_ADD(b->xheld, 1);
+  return sb;
+}
+
+/* Allocate from heap h's bin cls (the caller owns h).  *zero is set when
+ * the block is known to read as zero. */
+static void *bin_alloc(struct heap *h, unsigned cls, bool *zero) {
+  struct bin *b = &h->bins[cls];
+  for (;;) {
+    struct superblock *sb = b->current;
+    struct block *blk = sb->free;
+    if (blk) {
+      sb->free = blk->next;
+      atomic_store_explicit(&sb->xused, used_of(sb) + 1, memory_order_relaxed);
+      return blk;
+    }
+    if (zero && sb->zeroed && sb->carved < sb->capacity) {
+      /* Never written since the kernel zeroed it: calloc needs no memset. */
+      blk = (struct block *)(sb->blocks + (size_t)sb->carved++ * sb->size);
+      atomic_store_explicit(&sb->xused, used_of(sb) + 1, memory_order_relaxed);
+      *zero = true;
+      return blk;
+    }
+    if (superblock_carve(sb)) continue;
+    if (sb != &umpa_sb_empty && superblock_collect(sb)) continue;
+    retire_current(b);
+    sb = next_superblock(h, b, cls);
+    if (!sb) {
+      snapshot(b);
+      return NULL;
+    }
+    sb->group = SB_CURRENT;
+    b->current = sb;
+    snapshot(b);
+  }
+}
+
+void *heap_alloc_slow(struct heap *h, size_t n, bool *zero) {
+  if (UMPA_UNLIKELY(h == &umpa_heap_empty)) {
+    h = thread_heap_init();
+    if (h == &umpa_heap_empty) h = &umpa_heap_dead; /* no heap to be had */
+  }
+  unsigned cls = sizeclass_of(n); /* the tables are ready now */
+  if (UMPA_UNLIKELY(h == &umpa_heap_dead)) {
+    ulock_acquire(&shared_lock);
+    void *p = bin_alloc(&heap_shared, cls, zero);
+    ulock_release(&shared_lock);
+    return p;
+  }
+  return bin_alloc(h, cls, zero);
+}
+
+void heap_free_slow(struct heap *h, struct superblock *sb) {
+  struct bin *b = &h->bins[sb->cls];
+  b->used_other--;
+  if (used_of(sb) == 0) {
+    list_unlink(&b->lists[sb->group], sb);
+    retire_empty(b, sb);
+  } else {
+    relist(b, sb);
+  }
+  enforce_threshold(b, sb->cls);
+  snapshot(b);
+}
+
+/* ---------------------------------------------------------------------------
+ * Heap lifecycle.
+ * ------------------------------------------------------------------------- */
+
+struct heap *heap_acquire(void) {
+  ulock_acquire(&pool_lock);
+  struct heap *h = heap_pool;
+  if (h) {
+    heap_pool = h->next_free;
+  } else {
+    h = page_alloc(pages_of(sizeof *h), UMPA_ZERO, KIND_META);
+    if (h) {
+      for (unsigned c = 0; c < NUM_CLASSES; c++)
+        h->bins[c].current = &umpa_sb_empty;
+      h->next_all = heap_all;
+      heap_all = h;
+    }
+  }
+  if (h) atomic_store_explicit(&h->xin_use, 1, memory_order_relaxed);
+  ulock_release(&pool_lock);
+  return h;
+}
+
+/* Give every superblock of h away: empty ones to the page layer, the rest
+ * to the global heap, where frees that arrive later still find them. */
+void heap_abandon(struct heap *h) {
+  for (unsigned c = 0; c < NUM_CLASSES; c++) {
+    struct bin *b = &h->bins[c];
+    retire_current(b);
+    if (b->spare) superblock_destroy(b->spare);
+    for (unsigned g = 0; g <= SB_GROUPS; g++)
+      while (b->lists[g]) {
+        struct superblock *sb = b->lists[g];
+        list_unlink(&b->lists[g], sb);
+        global_put(sb); /* collects and releases it if it became empty */
+      }
+    b->spare = NULL;
+    b->used_other = 0;
+    atomic_store_explicit(&b->xheld, 0, memory_order_relaxed);
+    atomic_store_explicit(&b->xused_snap, 0, memory_order_relaxed);
+    atomic_store_explicit(&b->xpending, 0, memory_order_relaxed);
+  }
+  if (h == &heap_shared) return;
+  ulock_acquire(&pool_lock);
+  atomic_store_explicit(&h->xin_use, 0, memory_order_relaxed);
+  h->next_free = heap_pool;
+  heap_pool = h;
+  ulock_release(&pool_lock);
+}
+
+size_t heap_trim(struct heap *h) {
+  size_t released = 0;
+  if (h != &umpa_heap_empty && h != &umpa_heap_dead) {
+    for (unsigned c = 0; c < NUM_CLASSES; c++) {
+      struct bin *b = &h->bins[c];
+      check_pending(b);
+      for (unsigned g = 0; g <= SB_GROUPS; g++)
+        for (struct superblock *sb = b->lists[g], *next; sb; sb = next) {
+          next = sb->next;
+          collect_listed(b, sb);
+        }
+      if (b->spare) {
+        released += (size_t)umpa_class[c].sb_pages << PAGE_SHIFT;
+        superblock_destroy(b->spare);
+        b->spare = NULL;
+        COUNTER_ADD(b->xheld, -1);
+      }
+    }
+  }
+  /* The global heap: collect what other threads freed, release the empty. */
+  for (unsigned c = 0; c < NUM_CLASSES; c++) {
+    ulock_acquire(&global_lock[c]);
+    struct bin *g = &umpa_heap_global.bins[c];
+    for (struct superblock *sb = g->lists[0], *next; sb; sb = next) {
+      next = sb->next;
+      superblock_collect(sb);
+      if (used_of(sb) == 0) {
+        list_unlink(&g->lists[0], sb);
+        COUNTER_ADD(g->xheld, -1);
+        released += (size_t)umpa_class[c].sb_pages << PAGE_SHIFT;
+        superblock_destroy(sb);
+      }
+    }
+    ulock_release(&global_lock[c]);
+  }
+  return released;
+}
+
+/* ---------------------------------------------------------------------------
+ * fork() and statistics.
+ * ------------------------------------------------------------------------- */
+
+void heap_lock_all(void) {
+  ulock_acquire(&pool_lock);
+  ulock_acquire(&shared_lock);
+  for (unsigned c = 0; c < NUM_CLASSES; c++) ulock_acquire(&global_lock[c]);
+}
+
+void heap_unlock_all(void) {
+  for (unsigned c = NUM_CLASSES; c-- > 0;) ulock_release(&global_lock[c]);
+  ulock_release(&shared_lock);
+  ulock_release(&pool_lock);
+}
+
+void heap_after_fork_child(struct heap *survivor) {
+  heap_unlock_all();
+  /* The other threads are gone: their heaps' superblocks go global, so
+   * the child can free their blocks and reuse their memory. */
+  for (struct heap *h = heap_all; h; h = h->next_all)
+    if (h != survivor &&
+        atomic_load_explicit(&h->xin_use, memory_order_relaxed))
+      heap_abandon(h);
+}
+
+void heap_stats(size_t *blocks, size_t *free_bytes, size_t *sb_bytes) {
+  *blocks = *free_bytes = *sb_bytes = 0;
+  /* Thread heaps publish their figures on slow paths: a snapshot within
+   * a superblock per bin of the truth. */
+  ulock_acquire(&pool_lock);
+  for (struct heap *h = heap_all; h; h = h->next_all) {
+    if (!atomic_load_explicit(&h->xin_use, memory_order_relaxed)) continue;
+    for (unsigned c = 0; c < NUM_CLASSES; c++) {
+      struct bin *b = &h->bins[c];
+      size_t used = atomic_load_explicit(&b->xused_snap, memory_order_relaxed);
+      size_t bytes = held_of(b) * ((size_t)umpa_class[c].sb_pages << PAGE_SHIFT);
+      size_t used_bytes = used * umpa_class[c].size;
+      *blocks += used_bytes;
+      *sb_bytes += bytes;
+      *free_bytes += bytes > used_bytes ? bytes - used_bytes : 0;
+    }
+  }
+  ulock_release(&pool_lock);
+  for (unsigned c = 0; c < NUM_CLASSES; c++) {
+    ulock_acquire(&global_lock[c]);
+    for (struct superblock *sb = umpa_heap_global.bins[c].lists[0]; sb;
+         sb = sb->next) {
+      size_t used = (size_t)used_of(sb) * sb->size;
+      size_t bytes = (size_t)umpa_class[c].sb_pages << PAGE_SHIFT;
+      *blocks += used;
+      *sb_bytes += bytes;
+      *free_bytes += bytes - used;
+    }
+    ulock_release(&global_lock[c]);
+  }
+}

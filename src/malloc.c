@@ -1,0 +1,442 @@
+/*
+ * malloc.c - the malloc family: umpa_malloc & co., and with UMPA_OVERRIDE
+ * the standard names (malloc, free, ...) and glibc's __libc_* aliases.
+ *
+ * Requests up to the large threshold (32 KiB, or less by mallopt) come from
+ * the thread's heap; larger ones are page-layer blocks of their own, so
+ * growing them with realloc moves pages instead of copying bytes, and
+ * calloc of fresh pages costs no memset.  The file is compiled twice: with
+ * UMPA_OVERRIDE for libumpa (the process's allocator), without it for
+ * tests and programs that use umpa beside another malloc.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <string.h>
+
+static _Atomic size_t large_threshold = SMALL_MAX;
+static _Atomic size_t large_blocks, large_bytes;
+
+/* ---------------------------------------------------------------------------
+ * Small blocks: the fast paths.
+ * ------------------------------------------------------------------------- */
+
+static inline void *small_alloc(size_t n) {
+  struct heap *h = umpa_tl_heap;
+  struct superblock *sb = h->bins[sizeclass_of(n)].current;
+  struct block *b = sb->free;
+  if (UMPA_LIKELY(b)) {
+    sb->free = b->next;
+    atomic_store_explicit(
+        &sb->xused, atomic_load_explicit(&sb->xused, memory_order_relaxed) + 1,
+        memory_order_relaxed);
+    return b;
+  }
+  void *p = heap_alloc_slow(h, n, NULL);
+  if (UMPA_UNLIKELY(!p)) errno = ENOMEM;
+  return p;
+}
+
+/* The block p lies in: p itself unless aligned blocks were handed out. */
+static inline struct block *block_of(struct superblock *sb, void *p,
+                                     const char *who) {
+  uintptr_t off = (uintptr_t)p - (uintptr_t)sb->blocks;
+  uint64_t idx = ((uint64_t)off * umpa_class[sb->cls].recip) >> 40;
+  if (UMPA_LIKELY(idx * sb->size == off && idx < sb->capacity))
+    return (struct block *)p;
+  return superblock_block_of(sb, p, who);
+}
+
+static inline void small_free(struct superblock *sb, void *p) {
+  struct block *b = block_of(sb, p, "free");
+  struct heap *h = umpa_tl_heap;
+  if (UMPA_LIKELY(atomic_load_explicit(&sb->xowner, memory_order_relaxed) ==
+                  h)) {
+    if (UMPA_UNLIKELY(b == sb->free))
+      umpa_fatal("umpa: free(%p): double free\n", p);
+    b->next = sb->free;
+    sb->free = b;
+    atomic_store_explicit(
+        &sb->xused, atomic_load_explicit(&sb->xused, memory_order_relaxed) - 1,
+        memory_order_relaxed);
+    if (UMPA_UNLIKELY(sb != h->bins[sb->cls].current)) heap_free_slow(h, sb);
+    return;
+  }
+  superblock_free_remote(sb, b);
+}
+
+/* ---------------------------------------------------------------------------
+ * Large blocks: page-layer blocks of kind KIND_LARGE.
+ * ------------------------------------------------------------------------- */
+
+static void large_account(ssize_t blocks, ssize_t bytes) {
+  atomic_fetch_add_explicit(&large_blocks, (size_t)blocks, memory_order_relaxed);
+  atomic_fetch_add_explicit(&large_bytes, (size_t)bytes, memory_order_relaxed);
+  heap_account_arena(bytes);
+}
+
+static void *large_alloc(size_t n, size_t align, bool zero) {
+  size_t extra = align > PAGE_SIZE ? align - PAGE_SIZE : 0;
+  if (n > (size_t)PTRDIFF_MAX - extra) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t pages = pages_of(n + extra);
+  char *p = page_alloc(pages, zero ? UMPA_ZERO : 0, KIND_LARGE);
+  if (!p) return NULL; /* errno is ENOMEM */
+  large_account(1, (ssize_t)(pages << PAGE_SHIFT));
+  if (extra) {
+    char *a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+    struct region *r = region_of(p);
+    r->meta[region_index(r, p)].user_offset = (size_t)(a - p);
+    p = a;
+  }
+  return p;
+}
+
+/* The large block holding p, or abort naming `who`. */
+static struct pmeta *large_head(void *p, const char *who) {
+  struct region *r = region_of(p);
+  if (!r) umpa_fatal("umpa: %s(%p): pointer was not allocated by umpa\n", who, p);
+  size_t idx = region_index(r, p);
+  size_t h = bitmap_find_last_set(r->xheads, idx);
+  struct pmeta *pm = h == SIZE_MAX ? NULL : &r->meta[h];
+  if (!pm || pm->kind != KIND_LARGE || h + pm->count <= idx)
+    umpa_fatal("umpa: %s(%p): pointer was not allocated by umpa, or was "
+               "freed already\n", who, p);
+  if ((uintptr_t)p != (uintptr_t)region_addr(r, h) + pm->user_offset)
+    umpa_fatal("umpa: %s(%p): pointer was not allocated by umpa (it points "
+               "inside a block)\n", who, p);
+  return pm;
+}
+
+static void large_free(void *p) {
+  struct pmeta *pm = large_head(p, "free");
+  size_t pages = pm->count;
+  page_free(region_addr(pm->region, pmeta_index(pm)), pages, KIND_LARGE,
+            "free");
+  large_account(-1, -(ssize_t)(pages << PAGE_SHIFT));
+}
+
+static size_t large_usable(struct pmeta *pm, void *p) {
+  uintptr_t head = (uintptr_t)region_addr(pm->region, pmeta_index(pm));
+  return ((size_t)pm->count << PAGE_SHIFT) - ((uintptr_t)p - head);
+}
+
+/* ---------------------------------------------------------------------------
+ * The API.
+ * ------------------------------------------------------------------------- */
+
+static inline size_t threshold(void) {
+  return atomic_load_explicit(&large_threshold, memory_order_relaxed);
+}
+
+static void *do_malloc(size_t n) {
+  if (UMPA_LIKELY(n <= threshold())) return small_alloc(n);
+  if (n > (size_t)PTRDIFF_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  umpa_init();
+  return large_alloc(n, 0, false);
+}
+
+static void do_free(void *p) {
+  if (!p) return;
+  struct superblock *sb = superblock_of(p);
+  if (UMPA_LIKELY(sb)) small_free(sb, p);
+  else large_free(p);
+}
+
+void *umpa_malloc(size_t n) { return do_malloc(n); }
+
+void umpa_free(void *p) { do_free(p); }
+
+void umpa_free_sized(void *p, size_t size) {
+  (void)size;
+  do_free(p);
+}
+
+void umpa_free_aligned_sized(void *p, size_t align, size_t size) {
+  (void)align;
+  (void)size;
+  do_free(p);
+}
+
+void *umpa_calloc(size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total) || total > (size_t)PTRDIFF_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (total > threshold()) {
+    umpa_init();
+    return large_alloc(total, 0, true);
+  }
+  bool zero = false;
+  void *p = heap_alloc_slow(umpa_tl_heap, total, &zero);
+  if (!p) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (!zero) memset(p, 0, total);
+  return p;
+}
+
+size_t umpa_malloc_usable_size(void *p) {
+  if (!p) return 0;
+  struct superblock *sb = superblock_of(p);
+  if (sb) {
+    struct block *b = block_of(sb, p, "malloc_usable_size");
+    return sb->size - (size_t)((char *)p - (char *)b);
+  }
+  /* A pointer umpa does not own: nothing is usable, and no abort (glibc
+   * would read its own header there; programs only ask out of curiosity). */
+  if (!region_of(p)) return 0;
+  return large_usable(large_head(p, "malloc_usable_size"), p);
+}
+
+void *umpa_realloc(void *p, size_t n) {
+  if (!p) return do_malloc(n);
+  if (n == 0) {
+    do_free(p);
+    return NULL;
+  }
+  if (n > (size_t)PTRDIFF_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t avail;
+  struct superblock *sb = superblock_of(p);
+  if (sb) {
+    struct block *b = block_of(sb, p, "realloc");
+    avail = sb->size - (size_t)((char *)p - (char *)b);
+    /* Keep the block while it is at least half used. */
+    if (n <= avail && (n >= avail / 2 || avail <= 32)) return p;
+  } else {
+    struct pmeta *pm = large_head(p, "realloc");
+    avail = large_usable(pm, p);
+    void *head = region_addr(pm->region, pmeta_index(pm));
+    if (head == p && n > threshold()) {
+      /* Resize by pages: in place, or moved by remapping, never copied. */
+      size_t old = pm->count, pages = pages_of(n);
+      page_check_block(p, old, KIND_LARGE, "realloc");
+      void *q = page_resize(p, pm, old, pages, 0);
+      if (q)
+        large_account(0, ((ssize_t)pages - (ssize_t)old) * (ssize_t)PAGE_SIZE);
+      return q; /* on failure errno is ENOMEM, p unchanged */
+    }
+  }
+  void *q = do_malloc(n);
+  if (!q) return NULL;
+  memcpy(q, p, n < avail ? n : avail);
+  do_free(p);
+  return q;
+}
+
+void *umpa_reallocarray(void *p, size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return umpa_realloc(p, total);
+}
+
+/* Aligned blocks: small ones come from a class whose blocks are already
+ * aligned, or from a bigger block with the pointer moved forward (the
+ * superblock then accepts interior pointers); large ones from the page
+ * layer with the same trick at page granularity. */
+static void *aligned_alloc_pow2(size_t align, size_t n) {
+  if (align <= 16) return do_malloc(n);
+  if (n > (size_t)PTRDIFF_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t limit = threshold();
+  if (align < PAGE_SIZE && n < limit) {
+    /* Blocks start 128 bytes into a 64 KiB-aligned superblock: a class
+     * whose size is a multiple of align <= 128 has every block aligned. */
+    size_t rounded = (n + align - 1) & ~(align - 1);
+    if (align <= SUPERBLOCK_HEADER && rounded <= limit) {
+      umpa_init();
+      if (umpa_class[sizeclass_of(rounded)].size % align == 0)
+        return small_alloc(rounded);
+    }
+    size_t need = n + align - 16;
+    if (need <= limit) {
+      char *p = small_alloc(need);
+      if (!p) return NULL;
+      char *a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+      if (a != p)
+        atomic_store_explicit(&superblock_of(p)->xaligned, 1,
+                              memory_order_relaxed);
+      return a;
+    }
+  }
+  umpa_init();
+  return large_alloc(n, align, false);
+}
+
+void *umpa_memalign(size_t align, size_t n) {
+  if (align > SIZE_MAX / 2 + 1) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (align & (align - 1)) align = (size_t)1 << log2_ceil(align);
+  return aligned_alloc_pow2(align, n);
+}
+
+void *umpa_aligned_alloc(size_t align, size_t n) {
+  return umpa_memalign(align, n);
+}
+
+int umpa_posix_memalign(void **out, size_t align, size_t n) {
+  if (align < sizeof(void *) || (align & (align - 1))) return EINVAL;
+  int saved = errno;
+  void *p = aligned_alloc_pow2(align, n);
+  errno = saved;
+  if (!p) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+void *umpa_valloc(size_t n) { return aligned_alloc_pow2(PAGE_SIZE, n); }
+
+void *umpa_pvalloc(size_t n) {
+  if (n > (size_t)PTRDIFF_MAX) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return aligned_alloc_pow2(PAGE_SIZE, n ? pages_of(n) << PAGE_SHIFT
+                                         : PAGE_SIZE);
+}
+
+/* ---------------------------------------------------------------------------
+ * Trimming, options and statistics.
+ * ------------------------------------------------------------------------- */
+
+int umpa_malloc_trim(size_t pad) {
+  umpa_init();
+  size_t released = heap_trim(umpa_tl_heap);
+  released += cache_shrink_to(pad >> PAGE_SHIFT) << PAGE_SHIFT;
+  return released > 0;
+}
+
+int umpa_mallopt(int param, int value) {
+  umpa_init();
+  switch (param) {
+    case M_TRIM_THRESHOLD:
+      if (value < 0) return 0;
+      umpa_page_cache_limit((size_t)value);
+      return 1;
+    case M_MMAP_THRESHOLD:
+      if (value < 0) return 0;
+      atomic_store(&large_threshold,
+                   (size_t)value < SMALL_MAX ? (size_t)value : SMALL_MAX);
+      return 1;
+    default:
+      return 1; /* glibc accepts what it does not know; so do we */
+  }
+}
+
+struct umpa_mallinfo umpa_mallinfo(void) {
+  umpa_init();
+  size_t blocks, free_bytes, sbs, peak;
+  heap_stats(&blocks, &free_bytes, &sbs);
+  struct umpa_page_stats ps;
+  umpa_page_stats(&ps);
+  struct umpa_mallinfo mi = {0};
+  size_t lbytes = atomic_load(&large_bytes);
+  mi.arena = heap_arena_bytes(&peak);
+  mi.hblks = atomic_load(&large_blocks);
+  mi.hblkhd = lbytes;
+  mi.usmblks = peak;
+  mi.uordblks = blocks + lbytes;
+  mi.fordblks = free_bytes;
+  mi.keepcost = ps.cached;
+  return mi;
+}
+
+void umpa_malloc_stats(void) {
+  struct umpa_mallinfo mi = umpa_mallinfo();
+  struct umpa_page_stats ps;
+  umpa_page_stats(&ps);
+  char buf[1024];
+  size_t n = umpa_format(
+      buf, sizeof buf,
+      "Arena 0:\nsystem bytes     = %zu\nin use bytes     = %zu\n"
+      "Total (incl. mmap):\nsystem bytes     = %zu\nin use bytes     = %zu\n"
+      "max mmap regions = %zu\nmax mmap bytes   = %zu\n"
+      "umpa: large blocks %zu (%zu bytes); free in superblocks %zu bytes\n"
+      "umpa: pages reserved %zu, committed %zu, in use %zu, cached %zu "
+      "(limit %zu); cache hits %zu, misses %zu, faults %zu\n",
+      mi.arena, mi.uordblks, mi.arena, mi.uordblks, mi.hblks, mi.hblkhd,
+      mi.hblks, mi.hblkhd, mi.fordblks, ps.reserved, ps.committed, ps.in_use,
+      ps.cached, ps.cache_limit, (size_t)ps.cache_hits,
+      (size_t)ps.cache_misses, (size_t)ps.page_faults);
+  os_write_stderr(buf, n);
+}
+
+/* ---------------------------------------------------------------------------
+ * The standard names.
+ * ------------------------------------------------------------------------- */
+
+#ifdef UMPA_OVERRIDE
+#define ALIAS(target) __attribute__((alias(#target), visibility("default")))
+
+void *malloc(size_t n) ALIAS(umpa_malloc);
+void free(void *p) ALIAS(umpa_free);
+void *calloc(size_t n, size_t size) ALIAS(umpa_calloc);
+void *realloc(void *p, size_t n) ALIAS(umpa_realloc);
+void *reallocarray(void *p, size_t n, size_t size) ALIAS(umpa_reallocarray);
+int posix_memalign(void **out, size_t align, size_t n)
+    ALIAS(umpa_posix_memalign);
+void *aligned_alloc(size_t align, size_t n) ALIAS(umpa_aligned_alloc);
+void *memalign(size_t align, size_t n) ALIAS(umpa_memalign);
+void *valloc(size_t n) ALIAS(umpa_valloc);
+void *pvalloc(size_t n) ALIAS(umpa_pvalloc);
+size_t malloc_usable_size(void *p) ALIAS(umpa_malloc_usable_size);
+int malloc_trim(size_t pad) ALIAS(umpa_malloc_trim);
+int mallopt(int param, int value) ALIAS(umpa_mallopt);
+void malloc_stats(void) ALIAS(umpa_malloc_stats);
+void cfree(void *p) ALIAS(umpa_free);
+void free_sized(void *p, size_t size) ALIAS(umpa_free_sized);
+void free_aligned_sized(void *p, size_t align, size_t size)
+    ALIAS(umpa_free_aligned_sized);
+
+/* glibc's internal names: libc and old binaries call some of these
+ * directly, and a block they allocate must be one our free accepts. */
+void *__libc_malloc(size_t n) ALIAS(umpa_malloc);
+void __libc_free(void *p) ALIAS(umpa_free);
+void *__libc_calloc(size_t n, size_t size) ALIAS(umpa_calloc);
+void *__libc_realloc(void *p, size_t n) ALIAS(umpa_realloc);
+void *__libc_memalign(size_t align, size_t n) ALIAS(umpa_memalign);
+void *__libc_valloc(size_t n) ALIAS(umpa_valloc);
+void *__libc_pvalloc(size_t n) ALIAS(umpa_pvalloc);
+void __libc_cfree(void *p) ALIAS(umpa_free);
+int __posix_memalign(void **out, size_t align, size_t n)
+    ALIAS(umpa_posix_memalign);
+
+__attribute__((visibility("default"))) struct mallinfo2 mallinfo2(void) {
+  struct umpa_mallinfo u = umpa_mallinfo();
+  struct mallinfo2 m = {u.arena, u.ordblks, u.smblks, u.hblks, u.hblkhd,
+                        u.usmblks, u.fsmblks, u.uordblks, u.fordblks,
+                        u.keepcost};
+  return m;
+}
+
+/* The int-sized original: figures above 2 GiB are clamped, not wrapped. */
+__attribute__((visibility("default"))) struct mallinfo mallinfo(void) {
+  struct umpa_mallinfo u = umpa_mallinfo();
+#define CLAMP(v) ((int)((v) > (size_t)__INT_MAX__ ? (size_t)__INT_MAX__ : (v)))
+  struct mallinfo m = {CLAMP(u.arena), CLAMP(u.ordblks), CLAMP(u.smblks),
+                       CLAMP(u.hblks), CLAMP(u.hblkhd), CLAMP(u.usmblks),
+                       CLAMP(u.fsmblks), CLAMP(u.uordblks), CLAMP(u.fordblks),
+                       CLAMP(u.keepcost)};
+#undef CLAMP
+  return m;
+}
+#endif /* UMPA_OVERRIDE */

@@ -1,0 +1,165 @@
+/*
+ * superblock.c - superblocks: page-layer blocks cut into blocks of one size.
+ *
+ * A superblock belongs to one heap at a time (Hoard), so two threads'
+ * blocks never share a cache line: the allocator induces no false sharing.
+ * Its owner allocates and frees through the plain `free` list; any other
+ * thread that frees one of its blocks pushes it on the atomic `xremote`
+ * list, which the owner collects when it runs out, so a block always goes
+ * back to its own superblock and producer-consumer programs stay bounded.
+ *
+ * A full superblock that the owner has parked is not looked at again until
+ * something frees into it.  Parking sets bit 0 of `xremote` (only if no
+ * remote free is waiting); the push that finds the bit set clears it and
+ * bumps the bin's `xpending` counter, which the owner checks before getting
+ * a new superblock.  Flag and list share one word, so the freer learns it
+ * must notify in the same CAS that hands over its block, and it never
+ * touches the superblock after that CAS: from then on the owner may
+ * collect the block and release the superblock at any moment.
+ */
+#include "internal.h"
+
+struct superblock umpa_sb_empty = {.group = SB_CURRENT};
+
+struct superblock *superblock_new(unsigned cls, struct heap *owner) {
+  const struct size_class *sc = &umpa_class[cls];
+  bool fresh = false;
+  struct superblock *sb =
+      page_alloc_ex(sc->sb_pages, 0, KIND_SUPERBLOCK, &fresh);
+  if (!sb) return NULL;
+  heap_account_arena((ssize_t)sc->sb_pages << PAGE_SHIFT);
+  sb->free = NULL;
+  atomic_store_explicit(&sb->xused, 0, memory_order_relaxed);
+  sb->capacity = sc->capacity;
+  sb->carved = 0;
+  sb->size = sc->size;
+  sb->cls = (uint8_t)cls;
+  sb->group = SB_CURRENT;
+  sb->zeroed = fresh;
+  atomic_store_explicit(&sb->xaligned, 0, memory_order_relaxed);
+  sb->next = sb->prev = NULL;
+  sb->blocks = (char *)sb + SUPERBLOCK_HEADER;
+  atomic_store_explicit(&sb->xremote, 0, memory_order_relaxed);
+  atomic_store_explicit(&sb->xowner, owner, memory_order_relaxed);
+  /* Publish in the region's superblock map, one slot per 64 KiB. */
+  struct region *r = region_of(sb);
+  size_t slot = ((uintptr_t)sb - r->base) >> GRANULE_SHIFT;
+  size_t n = (size_t)sc->sb_pages >> (GRANULE_SHIFT - PAGE_SHIFT);
+  for (size_t i = 0; i < n; i++)
+    atomic_store_explicit(&r->xsb_map[slot + i], sb, memory_order_release);
+  return sb;
+}
+
+void superblock_destroy(struct superblock *sb) {
+  const struct size_class *sc = &umpa_class[sb->cls];
+  struct region *r = region_of(sb);
+  size_t slot = ((uintptr_t)sb - r->base) >> GRANULE_SHIFT;
+  size_t n = (size_t)sc->sb_pages >> (GRANULE_SHIFT - PAGE_SHIFT);
+  for (size_t i = 0; i < n; i++)
+    atomic_store_explicit(&r->xsb_map[slot + i], NULL, memory_order_relaxed);
+  page_free(sb, sc->sb_pages, KIND_SUPERBLOCK, "free (superblock)");
+  heap_account_arena(-((ssize_t)sc->sb_pages << PAGE_SHIFT));
+}
+
+struct superblock *superblock_of_slow(const void *p) {
+  struct region *r = region_of(p);
+  if (!r) return NULL;
+  return atomic_load_explicit(
+      &r->xsb_map[((uintptr_t)p - r->base) >> GRANULE_SHIFT],
+      memory_order_acquire);
+}
+
+bool superblock_carve(struct superblock *sb) {
+  uint32_t left = sb->capacity - sb->carved;
+  if (left == 0) return false;
+  uint32_t n = umpa_class[sb->cls].carve;
+  if (n > left) n = left;
+  char *first = sb->blocks + (size_t)sb->carved * sb->size;
+  for (uint32_t i = 0; i + 1 < n; i++)
+    ((struct block *)(first + (size_t)i * sb->size))->next =
+        (struct block *)(first + (size_t)(i + 1) * sb->size);
+  ((struct block *)(first + (size_t)(n - 1) * sb->size))->next = sb->free;
+  sb->free = (struct block *)first;
+  sb->carved += n;
+  return true;
+}
+
+uint32_t superblock_collect(struct superblock *sb) {
+  if (!atomic_load_explicit(&sb->xremote, memory_order_relaxed)) return 0;
+  uintptr_t word =
+      atomic_exchange_explicit(&sb->xremote, 0, memory_order_acquire);
+  struct block *list = (struct block *)(word & ~REMOTE_NOTIFY);
+  if (!list) return 0;
+  uint32_t n = 1;
+  struct block *tail = list;
+  while (tail->next) {
+    tail = tail->next;
+    n++;
+  }
+  tail->next = sb->free;
+  sb->free = list;
+  atomic_store_explicit(
+      &sb->xused, atomic_load_explicit(&sb->xused, memory_order_relaxed) - n,
+      memory_order_relaxed);
+  return n;
+}
+
+bool superblock_park(struct superblock *sb) {
+  uintptr_t empty = 0;
+  return atomic_compare_exchange_strong_explicit(
+      &sb->xremote, &empty, REMOTE_NOTIFY, memory_order_release,
+      memory_order_relaxed);
+}
+
+/* Push b on sb's remote list; returns the word it replaced. */
+static uintptr_t push_remote(struct superblock *sb, struct block *b) {
+  uintptr_t old = atomic_load_explicit(&sb->xremote, memory_order_relaxed);
+  do {
+    b->next = (struct block *)(old & ~REMOTE_NOTIFY);
+  } while (!atomic_compare_exchange_weak_explicit(
+      &sb->xremote, &old, (uintptr_t)b, memory_order_release,
+      memory_order_relaxed));
+  return old;
+}
+
+void superblock_free_remote(struct superblock *sb, struct block *b) {
+  /* Read everything needed before the push: afterwards the superblock may
+   * be gone.  A stale owner only costs a notification that goes to the
+   * wrong heap; the next one makes the owner scan all its parked
+   * superblocks. */
+  struct heap *owner = atomic_load_explicit(&sb->xowner, memory_order_acquire);
+  if (owner == &umpa_heap_global) {
+    heap_global_free(sb, b);
+    return;
+  }
+  unsigned cls = sb->cls;
+  if (push_remote(sb, b) & REMOTE_NOTIFY)
+    atomic_fetch_add_explicit(&owner->bins[cls].xpending, 1,
+                              memory_order_relaxed);
+}
+
+void superblock_push_locked(struct superblock *sb, struct block *b) {
+  push_remote(sb, b);
+}
+
+struct block *superblock_block_of(struct superblock *sb, const void *p,
+                                  const char *who) {
+  uintptr_t off = (uintptr_t)p - (uintptr_t)sb->blocks;
+  uint64_t idx = ((uint64_t)off * umpa_class[sb->cls].recip) >> 40;
+  uintptr_t start = (uintptr_t)idx * sb->size;
+  /* An offset past the last block (or before the first: off wraps) is not
+   * a block; an interior pointer is one only if aligned blocks were handed
+   * out of this superblock. */
+  if (UMPA_UNLIKELY(idx >= sb->capacity ||
+                    (start != off &&
+                     !atomic_load_explicit(&sb->xaligned,
+                                           memory_order_relaxed))))
+    umpa_fatal("umpa: %s(%p): pointer was not allocated by umpa\n", who, p);
+  return (struct block *)(sb->blocks + start);
+}
+
+bool hoard_over_threshold(size_t used, size_t held, size_t cap) {
+  /* f = 1/4, K = 2 superblocks (docs/ARCHITECTURE.md gives the bound). */
+  size_t total = held * cap;
+  return total > 2 * cap && used < total - 2 * cap && 4 * used < 3 * total;
+}

@@ -1,0 +1,94 @@
+/*
+ * thread.c - per-thread heaps: the TLS pointer, one-time initialisation,
+ * thread exit and fork().
+ *
+ * The thread's heap is one initial-exec TLS pointer (no __tls_get_addr
+ * call, which could itself allocate).  It starts at the sentinel
+ * umpa_heap_empty, whose bins have no free blocks, so a thread's first
+ * malloc falls into the slow path and sets the heap up there: the fast path
+ * never tests "initialised?".  A pthread key's destructor gives the heap
+ * up when the thread exits; from then on the pointer is umpa_heap_dead,
+ * whose allocations (by later destructors) are served from a shared locked
+ * heap, never from a new per-thread heap that nobody would give back.
+ *
+ * fork(): the prepare handler takes every lock of the heap and the page
+ * layer, in the order the code nests them (heap locks, then the cache
+ * trimmer, then the buddy), so the child starts with consistent structures;
+ * in the child the other threads' heaps are abandoned to the global heap.
+ * Handlers are registered once, before initialisation is published.
+ */
+#include "internal.h"
+
+#include <pthread.h>
+
+__thread struct heap *umpa_tl_heap __attribute__((tls_model("initial-exec"))) =
+    &umpa_heap_empty;
+
+/* 0 new, 1 the core is being set up, 2 core ready (hooks being
+ * registered), 3 everything ready. */
+static _Atomic int init_state;
+static pthread_key_t heap_key;
+
+static void thread_exit(void *arg) {
+  struct heap *h = arg;
+  umpa_tl_heap = &umpa_heap_dead;
+  heap_abandon(h);
+}
+
+static void fork_prepare(void) {
+  heap_lock_all();
+  cache_lock();
+  buddy_lock_all(&umpa_buddy);
+}
+
+static void fork_parent(void) {
+  buddy_unlock_all(&umpa_buddy);
+  cache_unlock();
+  heap_unlock_all();
+}
+
+static void fork_child(void) {
+  buddy_unlock_all(&umpa_buddy);
+  cache_unlock();
+  heap_after_fork_child(umpa_tl_heap);
+}
+
+void umpa_init(void) {
+  if (UMPA_LIKELY(atomic_load_explicit(&init_state, memory_order_acquire) ==
+                  3))
+    return;
+  int expected = 0;
+  if (atomic_compare_exchange_strong(&init_state, &expected, 1)) {
+    page_init();
+    sizeclass_init();
+    atomic_store_explicit(&init_state, 2, memory_order_release);
+    /* The pthread calls may allocate (through us): the core is ready and
+     * the allocations take the shared heap until state 3. */
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    pthread_key_create(&heap_key, thread_exit);
+    atomic_store_explicit(&init_state, 3, memory_order_release);
+    return;
+  }
+  /* Another thread is initialising the core: wait for it. */
+  while (atomic_load_explicit(&init_state, memory_order_acquire) < 2)
+    os_yield();
+}
+
+struct heap *thread_heap_init(void) {
+  umpa_init();
+  if (atomic_load_explicit(&init_state, memory_order_acquire) != 3)
+    return &umpa_heap_empty;
+  struct heap *h = heap_acquire();
+  if (!h) return &umpa_heap_empty;
+  umpa_tl_heap = h;
+  /* May allocate (glibc's second-level key array): the heap is set. */
+  pthread_setspecific(heap_key, h);
+  return h;
+}
+
+/* Initialise before main if nothing allocated yet (priority 101 runs
+ * before ordinary constructors); the first malloc does it otherwise. */
+__attribute__((constructor(101))) static void umpa_constructor(void) {
+  umpa_init();
+  options_init(); /* the environment is surely set up now */
+}

@@ -1,0 +1,104 @@
+/*
+ * test_malloc_misuse.c - free/realloc of pointers umpa did not hand out,
+ * and double frees it can detect cheaply, end the process with one line on
+ * stderr and SIGABRT.  malloc_usable_size of a foreign pointer answers 0.
+ * Each case runs in a forked child whose stderr is captured.
+ */
+#define _GNU_SOURCE
+#include "check.h"
+
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <umpa.h>
+#include <unistd.h>
+
+typedef void (*misuse_fn)(void);
+
+static bool dies_with(misuse_fn fn, const char *expect) {
+  int fd[2];
+  REQUIRE(pipe(fd) == 0);
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    dup2(fd[1], 2);
+    close(fd[0]);
+    fn();
+    _exit(0);
+  }
+  close(fd[1]);
+  char buf[1024];
+  size_t len = 0;
+  ssize_t n;
+  while ((n = read(fd[0], buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)n;
+  buf[len] = '\0';
+  close(fd[0]);
+  int status;
+  waitpid(pid, &status, 0);
+  bool aborted = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+  bool one_line = len > 0 && strchr(buf, '\n') == buf + len - 1;
+  bool says = strstr(buf, expect) != NULL && strncmp(buf, "umpa: ", 6) == 0;
+  if (!aborted || !one_line || !says)
+    fprintf(stderr, "expected abort with \"%s\", got status %d, stderr: %s\n",
+            expect, status, buf);
+  return aborted && one_line && says;
+}
+
+static void free_stack(void) {
+  char buf[64];
+  umpa_free(buf + 16);
+}
+static void free_mmap(void) {
+  umpa_free(mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+}
+static void free_twice_small(void) {
+  void *p = umpa_malloc(40);
+  umpa_free(p);
+  umpa_free(p);
+}
+static void free_twice_large(void) {
+  void *p = umpa_malloc(1 << 20);
+  umpa_free(p);
+  umpa_free(p);
+}
+static void free_interior_small(void) {
+  char *p = umpa_malloc(64);
+  umpa_free(p + 16);
+}
+static void free_interior_large(void) {
+  char *p = umpa_malloc(100000);
+  umpa_free(p + 4096);
+}
+static void free_page_block(void) {
+  /* A userpage block is not a malloc block. */
+  umpa_free(userpage_malloc(8192, 0));
+}
+static void realloc_stack(void) {
+  char buf[64];
+  umpa_realloc(buf, 100);
+}
+static void usable_foreign(void) {
+  char buf[64];
+  /* Must not abort: exit normally with the answer in the status. */
+  _exit(umpa_malloc_usable_size(buf) == 0 ? 0 : 1);
+}
+
+int main(void) {
+  CHECK(dies_with(free_stack, "not allocated by umpa"));
+  CHECK(dies_with(free_mmap, "not allocated by umpa"));
+  CHECK(dies_with(free_twice_small, "double free"));
+  CHECK(dies_with(free_twice_large, "freed already"));
+  CHECK(dies_with(free_interior_small, "not allocated by umpa"));
+  CHECK(dies_with(free_interior_large, "not allocated by umpa"));
+  CHECK(dies_with(free_page_block, "not allocated by umpa"));
+  CHECK(dies_with(realloc_stack, "not allocated by umpa"));
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) usable_foreign();
+  int status;
+  waitpid(pid, &status, 0);
+  CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  return check_done("test_malloc_misuse");
+}

@@ -1,0 +1,200 @@
+/*
+ * test_mt_hoard.c - the properties Hoard's design promises:
+ *  - the emptiness test (f = 1/4, K = 2) as a function;
+ *  - a thread heap that frees most of its blocks gives superblocks away,
+ *    so it holds at most used/(1-f) + K superblocks per class, and another
+ *    thread reuses them from the global heap instead of growing the arena;
+ *  - round-robin producer-consumer (thread i allocates, thread i+1 frees)
+ *    stays bounded: memory does not grow with the number of rounds;
+ *  - no allocator-induced false sharing: live blocks of two threads never
+ *    share a cache line, even after cross-thread frees.
+ */
+#include "check.h"
+#include "internal.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#define LINE 64
+
+static void test_threshold(void) {
+  /* Two superblocks or less are never given away. */
+  CHECK(!hoard_over_threshold(0, 1, 100));
+  CHECK(!hoard_over_threshold(0, 2, 100));
+  /* Three superblocks, nothing used: more than K free and < 3/4 used. */
+  CHECK(hoard_over_threshold(0, 3, 100));
+  /* 10 superblocks: over iff used < 750 and used < 800. */
+  CHECK(hoard_over_threshold(749, 10, 100));
+  CHECK(!hoard_over_threshold(750, 10, 100));
+  /* 100 superblocks: the K term binds near full. */
+  CHECK(hoard_over_threshold(7499, 100, 100));
+  CHECK(!hoard_over_threshold(9800, 100, 100));
+}
+
+/* --- Emptiness bound and reuse through the global heap. --------------- */
+
+#define MANY 200000
+static void *blocks[MANY], *other_blocks[MANY];
+
+static void *reuse_thread(void *arg) {
+  size_t *arena_growth = arg;
+  size_t before = umpa_mallinfo().arena;
+  for (int i = 0; i < MANY * 9 / 10; i++) other_blocks[i] = umpa_malloc(64);
+  *arena_growth = umpa_mallinfo().arena - before;
+  for (int i = 0; i < MANY * 9 / 10; i++) umpa_free(other_blocks[i]);
+  return NULL;
+}
+
+static void test_emptiness(void) {
+  unsigned cls = sizeclass_of(64);
+  for (int i = 0; i < MANY; i++) blocks[i] = umpa_malloc(64);
+  /* Free 90 %, scattered, so that few superblocks become empty. */
+  uint64_t r = 12345;
+  int kept = 0;
+  for (int i = 0; i < MANY; i++) {
+    r = r * 6364136223846793005ull + 1;
+    if ((r >> 33) % 10 == 0) blocks[kept++] = blocks[i];
+    else umpa_free(blocks[i]);
+  }
+  struct bin *b = &umpa_tl_heap->bins[cls];
+  size_t held = atomic_load(&b->xheld), cap = umpa_class[cls].capacity;
+  size_t used = (size_t)kept;
+  fprintf(stderr, "emptiness: %d blocks live, heap holds %zu superblocks of "
+          "%zu blocks (bound %zu)\n", kept, held, cap,
+          used * 4 / 3 / cap + 3);
+  CHECK_MSG(held <= used * 4 / 3 / cap + 3, "heap holds %zu superblocks",
+            held);
+  /* Another thread allocating the same class reuses what was given away. */
+  size_t growth = 0;
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, reuse_thread, &growth) == 0);
+  pthread_join(t, NULL);
+  size_t fresh = (size_t)MANY * 9 / 10 * 64;
+  fprintf(stderr, "reuse: other thread's arena growth %zu bytes for %zu "
+          "bytes of blocks\n", growth, fresh);
+  CHECK_MSG(growth < fresh / 2, "arena grew %zu", growth);
+  for (int i = 0; i < kept; i++) umpa_free(blocks[i]);
+}
+
+/* --- Round-robin producer-consumer. ----------------------------------- */
+
+#define P 3
+#define BATCH 20000
+static void *rr_batches[P][BATCH];
+static pthread_barrier_t rr_barrier;
+static int rr_rounds = 60;
+static size_t rr_arena[2];
+
+static void *round_robin(void *arg) {
+  int me = (int)(uintptr_t)arg;
+  for (int round = 0; round < rr_rounds; round++) {
+    /* Thread i allocates batch i; then thread i+1 frees it. */
+    for (int k = 0; k < BATCH; k++)
+      rr_batches[me][k] = umpa_malloc(16 + (size_t)(k % 8) * 16);
+    pthread_barrier_wait(&rr_barrier);
+    int from = (me + P - 1) % P;
+    for (int k = 0; k < BATCH; k++) umpa_free(rr_batches[from][k]);
+    pthread_barrier_wait(&rr_barrier);
+    if (me == 0 && round == rr_rounds / 4) rr_arena[0] = umpa_mallinfo().arena;
+    if (me == 0 && round == rr_rounds - 1) rr_arena[1] = umpa_mallinfo().arena;
+    pthread_barrier_wait(&rr_barrier);
+  }
+  return NULL;
+}
+
+static void test_round_robin(void) {
+  pthread_t t[P];
+  pthread_barrier_init(&rr_barrier, NULL, P);
+  for (uintptr_t i = 0; i < P; i++)
+    REQUIRE(pthread_create(&t[i], NULL, round_robin, (void *)i) == 0);
+  for (int i = 0; i < P; i++) pthread_join(t[i], NULL);
+  pthread_barrier_destroy(&rr_barrier);
+  size_t live = (size_t)P * BATCH * 72; /* average block size */
+  fprintf(stderr, "round robin: arena %zu after a quarter, %zu at the end "
+          "(live at most %zu)\n", rr_arena[0], rr_arena[1], live);
+  CHECK_MSG(rr_arena[1] <= rr_arena[0] + rr_arena[0] / 10 + (1 << 20),
+            "arena grew from %zu to %zu", rr_arena[0], rr_arena[1]);
+  CHECK_MSG(rr_arena[1] <= 4 * live, "arena %zu for %zu live", rr_arena[1],
+            live);
+}
+
+/* --- False sharing. ---------------------------------------------------- */
+
+#define FS_N 4000
+static void *fs_blocks[2][FS_N];
+
+static void *fs_alloc(void *arg) {
+  int me = (int)(uintptr_t)arg;
+  for (int i = 0; i < FS_N; i++) fs_blocks[me][i] = umpa_malloc(8 + (size_t)(i % 5) * 8);
+  return NULL;
+}
+
+static int cmp_ptr(const void *a, const void *b) {
+  uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* No cache line holds live blocks of both threads. */
+static bool lines_disjoint(void) {
+  static uintptr_t lines[2 * FS_N];
+  static int owner[2 * FS_N];
+  int n = 0;
+  for (int t = 0; t < 2; t++)
+    for (int i = 0; i < FS_N; i++) {
+      if (!fs_blocks[t][i]) continue;
+      uintptr_t p = (uintptr_t)fs_blocks[t][i];
+      size_t size = umpa_malloc_usable_size(fs_blocks[t][i]);
+      for (uintptr_t l = p / LINE; l <= (p + size - 1) / LINE; l++) {
+        if (n == 2 * FS_N) break;
+        lines[n] = l * 2 + (uintptr_t)t; /* line and owner in one key */
+        owner[n++] = t;
+      }
+    }
+  qsort(lines, (size_t)n, sizeof lines[0], cmp_ptr);
+  for (int i = 1; i < n; i++)
+    if (lines[i] / 2 == lines[i - 1] / 2 && lines[i] % 2 != lines[i - 1] % 2)
+      return false;
+  (void)owner;
+  return true;
+}
+
+static void *fs_free_half_then_alloc(void *arg) {
+  (void)arg;
+  /* Free half of thread 0's blocks from here, then allocate our own. */
+  for (int i = 0; i < FS_N; i += 2) {
+    umpa_free(fs_blocks[0][i]);
+    fs_blocks[0][i] = NULL;
+  }
+  for (int i = 0; i < FS_N; i++) fs_blocks[1][i] = umpa_malloc(8 + (size_t)(i % 5) * 8);
+  return NULL;
+}
+
+static void test_false_sharing(void) {
+  pthread_t a, b;
+  REQUIRE(pthread_create(&a, NULL, fs_alloc, (void *)0) == 0);
+  REQUIRE(pthread_create(&b, NULL, fs_alloc, (void *)1) == 0);
+  pthread_join(a, NULL);
+  pthread_join(b, NULL);
+  CHECK(lines_disjoint());
+  for (int t = 0; t < 2; t++)
+    for (int i = 0; i < FS_N; i++) umpa_free(fs_blocks[t][i]);
+  /* Passive false sharing (cache-scratch): blocks of a live owner (this
+   * thread) freed by another thread go back to the owner's superblock, so
+   * the freeing thread's new blocks never share a line with the owner's. */
+  fs_alloc((void *)0);
+  REQUIRE(pthread_create(&b, NULL, fs_free_half_then_alloc, NULL) == 0);
+  pthread_join(b, NULL);
+  CHECK(lines_disjoint());
+  for (int t = 0; t < 2; t++)
+    for (int i = 0; i < FS_N; i++) umpa_free(fs_blocks[t][i]);
+}
+
+int main(void) {
+  test_threshold();
+  test_emptiness();
+  test_round_robin();
+  test_false_sharing();
+  umpa_malloc_trim(0);
+  umpa_page_check();
+  return check_done("test_mt_hoard");
+}

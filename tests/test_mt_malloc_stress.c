@@ -1,0 +1,133 @@
+/*
+ * test_mt_malloc_stress.c - threads allocate, fill, verify and free blocks
+ * of every size class and some large ones, hand many of them to other
+ * threads through a shared mailbox (so most frees are cross-thread), and
+ * reallocate; at the end every heap is trimmed and the page layer checked.
+ */
+#include "check.h"
+#include "internal.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#define THREADS 4
+#define SLOTS 256
+#define MAILBOX 64
+
+static _Atomic(unsigned char *) mailbox[MAILBOX];
+static _Atomic int failures;
+static long iterations = 100000;
+
+/* Block layout: 8-byte size, 8-byte seed, then bytes derived from both. */
+static void fill(unsigned char *p, size_t n, uint64_t seed) {
+  memcpy(p, &n, 8);
+  memcpy(p + 8, &seed, 8);
+  for (size_t i = 16; i < n; i++) p[i] = (unsigned char)(seed + i);
+}
+
+static bool intact(const unsigned char *p) {
+  size_t n;
+  uint64_t seed;
+  memcpy(&n, p, 8);
+  memcpy(&seed, p + 8, 8);
+  for (size_t i = 16; i < n; i++)
+    if (p[i] != (unsigned char)(seed + i)) return false;
+  return true;
+}
+
+static size_t random_size(uint64_t *r) {
+  *r ^= *r << 13;
+  *r ^= *r >> 7;
+  *r ^= *r << 17;
+  uint64_t x = *r % 1000;
+  if (x < 700) return 16 + *r / 1000 % 240;      /* small */
+  if (x < 990) return 16 + *r / 1000 % 32768;    /* every class */
+  return 16 + *r / 1000 % (1 << 20);             /* large */
+}
+
+static void bad(const char *what) {
+  fprintf(stderr, "failure: %s\n", what);
+  atomic_fetch_add(&failures, 1);
+}
+
+static void *worker(void *arg) {
+  uint64_t r = 0x9E3779B97F4A7C15ull * ((uintptr_t)arg + 1);
+  unsigned char *slot[SLOTS] = {0};
+  for (long it = 0; it < iterations; it++) {
+    size_t i = (size_t)(r >> 7) % SLOTS;
+    size_t n = random_size(&r);
+    unsigned op = (unsigned)(r % 10);
+    if (!slot[i]) {
+      slot[i] = op < 2 ? umpa_calloc(1, n) : umpa_malloc(n);
+      if (!slot[i]) {
+        bad("malloc");
+        continue;
+      }
+      if (op < 2) {
+        for (size_t k = 0; k < n; k++)
+          if (slot[i][k]) {
+            bad("calloc not zero");
+            break;
+          }
+      }
+      if (umpa_malloc_usable_size(slot[i]) < n) bad("usable size");
+      if ((uintptr_t)slot[i] & 15) bad("alignment");
+      fill(slot[i], n, r);
+    } else if (op < 4) {
+      if (!intact(slot[i])) bad("contents before free");
+      umpa_free(slot[i]);
+      slot[i] = NULL;
+    } else if (op < 8) {
+      if (!intact(slot[i])) bad("contents before handing over");
+      unsigned char *got = atomic_exchange(&mailbox[r % MAILBOX], slot[i]);
+      slot[i] = NULL;
+      if (got) {
+        if (!intact(got)) bad("contents of a received block");
+        umpa_free(got);
+      }
+    } else {
+      if (!intact(slot[i])) bad("contents before realloc");
+      size_t old;
+      memcpy(&old, slot[i], 8);
+      unsigned char *q = umpa_realloc(slot[i], n);
+      if (!q) {
+        bad("realloc");
+        continue;
+      }
+      size_t keep = n < old ? n : old;
+      memcpy(q, &keep, 8); /* the prefix must have survived */
+      if (!intact(q)) bad("contents after realloc");
+      slot[i] = q;
+      fill(q, n, r);
+    }
+  }
+  for (int i = 0; i < SLOTS; i++)
+    if (slot[i]) {
+      if (!intact(slot[i])) bad("final contents");
+      umpa_free(slot[i]);
+    }
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  iterations = argc > 1 ? atol(argv[1]) : test_scaled(iterations);
+  pthread_t th[THREADS];
+  for (uintptr_t i = 0; i < THREADS; i++)
+    REQUIRE(pthread_create(&th[i], NULL, worker, (void *)i) == 0);
+  for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < MAILBOX; i++) {
+    unsigned char *p = atomic_exchange(&mailbox[i], NULL);
+    if (p) {
+      CHECK(intact(p));
+      umpa_free(p);
+    }
+  }
+  CHECK(atomic_load(&failures) == 0);
+  /* Every block is back: after a trim nothing of the heap is in use. */
+  umpa_malloc_trim(0);
+  struct umpa_mallinfo mi = umpa_mallinfo();
+  CHECK_MSG(mi.uordblks == 0, "%zu bytes still in use", mi.uordblks);
+  CHECK_MSG(mi.hblks == 0, "%zu large blocks left", mi.hblks);
+  umpa_page_check();
+  return check_done("test_mt_malloc_stress");
+}
