@@ -1,5 +1,9 @@
 /*
- * bench.h - helpers shared by the page-layer benchmarks.
+ * bench.h - helpers shared by the benchmarks: the page-layer ones
+ * (pagefault, fig7_pages, realloc_pages) and the malloc ones (threadtest,
+ * larson, cache_scratch, cache_thrash, smallobj, fig7_malloc), which use
+ * nothing but the standard allocation calls so that LD_PRELOAD picks the
+ * allocator they measure.
  *
  * Each benchmark is one translation unit, so everything here is static
  * inline: unused helpers cost nothing and trigger no warnings.
@@ -7,6 +11,9 @@
 #ifndef UMPA_BENCH_H
 #define UMPA_BENCH_H
 
+#include <malloc.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -127,6 +134,111 @@ static inline void table_num(struct table *t, double v, int decimals) {
 static inline void table_size(struct table *t, size_t bytes) {
   char buf[32];
   table_str(t, fmt_size(buf, sizeof buf, bytes));
+}
+
+/* ---- malloc benchmarks ------------------------------------------------- */
+
+/* xorshift64: a fixed seed gives every allocator the same request stream.
+ * The state must not be 0. */
+static inline uint64_t xorshift64_next(uint64_t *state) {
+  uint64_t x = *state;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return *state = x;
+}
+
+/* Uniform in [lo, hi] (the modulo bias is irrelevant at these ranges). */
+static inline size_t rand_between(uint64_t *state, size_t lo, size_t hi) {
+  return lo + (size_t)(xorshift64_next(state) % (hi - lo + 1));
+}
+
+/* Peak resident set of the process so far (getrusage), in KiB. */
+static inline long maxrss_kb(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss;
+}
+
+/* Resident memory at three moments: at start (once the allocator has run,
+ * so its own start-up is not counted against it), when the live data is
+ * largest, and after everything was freed and malloc_trim(0) was called.
+ * end/start shows whether the allocator gives memory back. */
+struct rss_marks {
+  size_t start, peak, end;
+};
+
+static inline void rss_mark_start(struct rss_marks *m) {
+  free(malloc(1));
+  m->start = rss_bytes();
+  m->peak = 0;
+  m->end = 0;
+}
+
+/* Where a benchmark knows the moment its live data peaks. */
+static inline void rss_mark_peak(struct rss_marks *m) {
+  size_t r = rss_bytes();
+  if (r > m->peak) m->peak = r;
+}
+
+/* After the benchmark freed everything it allocated.  malloc_trim is
+ * glibc's: a preloaded allocator that does not export it leaves it
+ * trimming glibc's (unused) heap, so its own retention shows. */
+static inline void rss_mark_end(struct rss_marks *m) {
+  malloc_trim(0);
+  m->end = rss_bytes();
+}
+
+/* The tail of every malloc benchmark's "result:" line (the last line it
+ * prints, key=value pairs that bench/malloc reads).  rss_peak_kb is the
+ * sampled peak where the benchmark took one, else the getrusage peak. */
+static inline void print_rss_fields(const struct rss_marks *m) {
+  long peak = maxrss_kb();
+  printf(" maxrss_kb=%ld rss_start_kb=%zu rss_peak_kb=%zu rss_end_kb=%zu\n",
+         peak, m->start / KiB, m->peak ? m->peak / KiB : (size_t)peak,
+         m->end / KiB);
+}
+
+/* Text version of the same, for people. */
+static inline void print_rss_text(const struct rss_marks *m) {
+  printf("RSS: start %.1f MiB, peak %.1f MiB (getrusage %.1f MiB), after "
+         "free + malloc_trim(0) %.1f MiB (end/start %.2f)\n",
+         (double)m->start / (double)MiB,
+         (double)(m->peak ? m->peak : (size_t)maxrss_kb() * KiB) /
+             (double)MiB,
+         (double)maxrss_kb() / 1024.0, (double)m->end / (double)MiB,
+         m->start ? (double)m->end / (double)m->start : 0);
+}
+
+static inline void *xmalloc(size_t size) {
+  void *p = malloc(size);
+  if (!p) {
+    fprintf(stderr, "malloc(%zu) failed\n", size);
+    exit(1);
+  }
+  return p;
+}
+
+static inline void start_thread(pthread_t *t, void *(*fn)(void *),
+                                void *arg) {
+  int e = pthread_create(t, NULL, fn, arg);
+  if (e) {
+    fprintf(stderr, "pthread_create: %s\n", strerror(e));
+    exit(1);
+  }
+}
+
+/* How many of n addresses share a 64-byte cache line with another one:
+ * objects of different threads in one line are false sharing. */
+static inline int count_shared_lines(void *const *addr, int n) {
+  int shared = 0;
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++)
+      if (i != j && (uintptr_t)addr[i] / 64 == (uintptr_t)addr[j] / 64) {
+        shared++;
+        break;
+      }
+  return shared;
 }
 
 #endif /* UMPA_BENCH_H */

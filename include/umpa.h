@@ -230,9 +230,9 @@ UMPA_API void umpa_free_aligned_sized(void *p, size_t align, size_t size);
 UMPA_API int umpa_malloc_trim(size_t pad);
 /* glibc's mallopt.  M_TRIM_THRESHOLD sets the page cache limit and
  * M_MMAP_THRESHOLD the size from which blocks come straight from the page
- * layer (at most 32 KiB); the other parameters have no counterpart in umpa
- * and are accepted and ignored, as glibc accepts unknown ones.  Returns 1,
- * or 0 for a negative threshold. */
+ * layer (at most 32 KiB); a negative value means "never", as in glibc.  The
+ * other parameters have no counterpart in umpa and are accepted and
+ * ignored.  Returns 1, except 0 for M_MXFAST above 160 (glibc 2.36). */
 UMPA_API int umpa_mallopt(int param, int value);
 
 /* Figures of the malloc heap, with glibc's struct mallinfo2 meanings. */

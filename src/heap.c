@@ -8,10 +8,12 @@
  * are handed out from the current superblock and, when it runs out, from
  * the fullest partial one, so the emptiest drift to empty and leave.
  *
- * Hoard's emptiness invariant keeps a heap's idle memory bounded: after a
- * free, if the bin holds more than K = 2 superblocks' worth of free blocks
- * and is less than (1 - f) = 3/4 used, its emptiest superblock moves to the
- * global heap, where any thread can adopt it.  Empty superblocks go back to
+ * Hoard's emptiness invariant keeps a heap's idle memory bounded: when a
+ * free moves a superblock to an emptier quarter (the test Hoard makes on
+ * every free, made here where it can change the outcome's cost), if the
+ * bin holds more than K = 2 superblocks' worth of free blocks and is less
+ * than (1 - f) = 3/4 used, its emptiest superblock moves to the global
+ * heap, where any thread can adopt it.  Empty superblocks go back to
  * the page layer (whose cache keeps them populated for the next one); each
  * bin keeps one spare to avoid thrashing on a boundary.  With n bytes live,
  * largest and smallest blocks M and m and P heaps, this bounds the memory
@@ -23,15 +25,19 @@
  */
 #include "internal.h"
 
-#define EMPTY_BINS {[0 ... NUM_CLASSES - 1] = {.current = &umpa_sb_empty}}
+#define EMPTY_HEAP                                                \
+  {                                                               \
+    .direct = {[0 ... DIRECT_SLOTS - 1] = &umpa_sb_empty},        \
+    .bins = {[0 ... NUM_CLASSES - 1] = {.current = &umpa_sb_empty}} \
+  }
 
-struct heap umpa_heap_empty = {.bins = EMPTY_BINS};
-struct heap umpa_heap_dead = {.bins = EMPTY_BINS};
-struct heap umpa_heap_global = {.bins = EMPTY_BINS};
+struct heap umpa_heap_empty = EMPTY_HEAP;
+struct heap umpa_heap_dead = EMPTY_HEAP;
+struct heap umpa_heap_global = EMPTY_HEAP;
 
 /* Threads whose heap is gone (exiting threads whose destructors still
  * allocate) share this heap under a lock. */
-static struct heap heap_shared = {.bins = EMPTY_BINS};
+static struct heap heap_shared = EMPTY_HEAP;
 static ulock_t shared_lock;
 
 static ulock_t global_lock[NUM_CLASSES];
@@ -88,6 +94,33 @@ static size_t bin_used(struct bin *b) {
 
 static size_t held_of(struct bin *b) {
   return atomic_load_explicit(&b->xheld, memory_order_relaxed);
+}
+
+/* The number of superblocks a thread's bin holds changed: so does the
+ * threshold under which it must give one away. */
+static void held_add(struct bin *b, unsigned cls, ssize_t delta) {
+  size_t held = held_of(b) + (size_t)delta;
+  atomic_store_explicit(&b->xheld, held, memory_order_relaxed);
+  b->mark = hoard_mark(held, umpa_class[cls].capacity);
+}
+
+/* List a superblock in group g (a partial quarter or SB_FULL), and note
+ * below how many blocks out it leaves the group. */
+static void list_in(struct bin *b, struct superblock *sb, unsigned g) {
+  sb->group = (uint8_t)g;
+  sb->lo_mark = g == SB_FULL ? sb->capacity
+                : g == 0     ? 1
+                             : (g * sb->capacity + 3) / 4;
+  list_push(&b->lists[g], sb);
+}
+
+/* Make sb the current superblock of h's bin cls (and of its direct
+ * slots). */
+static void set_current(struct heap *h, unsigned cls, struct superblock *sb) {
+  h->bins[cls].current = sb;
+  for (unsigned i = umpa_class[cls].direct_lo; i < umpa_class[cls].direct_hi;
+       i++)
+    h->direct[i] = sb;
 }
 
 /* What heap_stats reports for a thread's bin, refreshed on slow paths. */
@@ -160,7 +193,7 @@ static void retire_empty(struct bin *b, struct superblock *sb) {
     b->spare = sb;
     return;
   }
-  COUNTER_ADD(b->xheld, -1);
+  held_add(b, sb->cls, -1);
   superblock_destroy(sb);
 }
 
@@ -169,8 +202,7 @@ static void relist(struct bin *b, struct superblock *sb) {
   unsigned g = group_of(sb);
   if (g == sb->group) return;
   list_unlink(&b->lists[sb->group], sb);
-  sb->group = (uint8_t)g;
-  list_push(&b->lists[g], sb);
+  list_in(b, sb, g);
 }
 
 /* Collect remote frees into a listed superblock and relist it. */
@@ -188,12 +220,11 @@ static void collect_listed(struct bin *b, struct superblock *sb) {
 
 /* Hoard's invariant: give the emptiest superblock to the global heap. */
 static void enforce_threshold(struct bin *b, unsigned cls) {
-  if (!hoard_over_threshold(bin_used(b), held_of(b), umpa_class[cls].capacity))
-    return;
+  if (bin_used(b) >= b->mark) return;
   if (b->spare) {
     struct superblock *sb = b->spare;
     b->spare = NULL;
-    COUNTER_ADD(b->xheld, -1);
+    held_add(b, cls, -1);
     superblock_destroy(sb);
     return;
   }
@@ -202,7 +233,7 @@ static void enforce_threshold(struct bin *b, unsigned cls) {
     if (!sb) continue;
     list_unlink(&b->lists[g], sb);
     b->used_other -= used_of(sb);
-    COUNTER_ADD(b->xheld, -1);
+    held_add(b, cls, -1);
     global_put(sb);
     return;
   }
@@ -210,17 +241,17 @@ static void enforce_threshold(struct bin *b, unsigned cls) {
 
 /* The current superblock ran out: park it full, or list it if remote
  * frees are waiting. */
-static void retire_current(struct bin *b) {
+static void retire_current(struct heap *h, unsigned cls) {
+  struct bin *b = &h->bins[cls];
   struct superblock *sb = b->current;
   if (sb == &umpa_sb_empty) return;
-  b->current = &umpa_sb_empty;
+  set_current(h, cls, &umpa_sb_empty);
   b->used_other += used_of(sb);
   if (used_of(sb) == 0) {
     retire_empty(b, sb);
     return;
   }
-  sb->group = (uint8_t)group_of(sb);
-  list_push(&b->lists[sb->group], sb);
+  list_in(b, sb, group_of(sb));
   if (sb->group == SB_FULL && !superblock_park(sb)) collect_listed(b, sb);
 }
 
@@ -252,7 +283,7 @@ static struct superblock *next_superblock(struct heap *h, struct bin *b,
   }
   struct superblock *sb = global_take(cls, h);
   if (!sb) sb = superblock_new(cls, h);
-  if (sb) COUNTER_ADD(b->xheld, 1);
+  if (sb) held_add(b, cls, 1);
   return sb;
 }
 
@@ -270,21 +301,22 @@ static void *bin_alloc(struct heap *h, unsigned cls, bool *zero) {
     }
     if (zero && sb->zeroed && sb->carved < sb->capacity) {
       /* Never written since the kernel zeroed it: calloc needs no memset. */
-      blk = (struct block *)(sb->blocks + (size_t)sb->carved++ * sb->size);
+      blk = (struct block *)(sb_blocks(sb) + (size_t)sb->carved++ * sb->size);
       atomic_store_explicit(&sb->xused, used_of(sb) + 1, memory_order_relaxed);
       *zero = true;
       return blk;
     }
     if (superblock_carve(sb)) continue;
     if (sb != &umpa_sb_empty && superblock_collect(sb)) continue;
-    retire_current(b);
+    retire_current(h, cls);
     sb = next_superblock(h, b, cls);
     if (!sb) {
       snapshot(b);
       return NULL;
     }
     sb->group = SB_CURRENT;
-    b->current = sb;
+    sb->lo_mark = 0;
+    set_current(h, cls, sb);
     snapshot(b);
   }
 }
@@ -306,7 +338,6 @@ void *heap_alloc_slow(struct heap *h, size_t n, bool *zero) {
 
 void heap_free_slow(struct heap *h, struct superblock *sb) {
   struct bin *b = &h->bins[sb->cls];
-  b->used_other--;
   if (used_of(sb) == 0) {
     list_unlink(&b->lists[sb->group], sb);
     retire_empty(b, sb);
@@ -329,8 +360,7 @@ struct heap *heap_acquire(void) {
   } else {
     h = page_alloc(pages_of(sizeof *h), UMPA_ZERO, KIND_META);
     if (h) {
-      for (unsigned c = 0; c < NUM_CLASSES; c++)
-        h->bins[c].current = &umpa_sb_empty;
+      for (unsigned c = 0; c < NUM_CLASSES; c++) set_current(h, c, &umpa_sb_empty);
       h->next_all = heap_all;
       heap_all = h;
     }
@@ -345,7 +375,7 @@ struct heap *heap_acquire(void) {
 void heap_abandon(struct heap *h) {
   for (unsigned c = 0; c < NUM_CLASSES; c++) {
     struct bin *b = &h->bins[c];
-    retire_current(b);
+    retire_current(h, c);
     if (b->spare) superblock_destroy(b->spare);
     for (unsigned g = 0; g <= SB_GROUPS; g++)
       while (b->lists[g]) {
@@ -355,6 +385,7 @@ void heap_abandon(struct heap *h) {
       }
     b->spare = NULL;
     b->used_other = 0;
+    b->mark = 0;
     atomic_store_explicit(&b->xheld, 0, memory_order_relaxed);
     atomic_store_explicit(&b->xused_snap, 0, memory_order_relaxed);
     atomic_store_explicit(&b->xpending, 0, memory_order_relaxed);
@@ -382,7 +413,7 @@ size_t heap_trim(struct heap *h) {
         released += (size_t)umpa_class[c].sb_pages << PAGE_SHIFT;
         superblock_destroy(b->spare);
         b->spare = NULL;
-        COUNTER_ADD(b->xheld, -1);
+        held_add(b, c, -1);
       }
     }
   }

@@ -443,6 +443,7 @@ struct size_class {
   uint32_t capacity; /* blocks per superblock */
   uint32_t carve;    /* blocks carved onto the free list at a time */
   uint64_t recip;    /* ceil(2^40 / size): offset / size without a divide */
+  uint8_t direct_lo, direct_hi; /* heap->direct slots [lo, hi) of this class */
 };
 
 UMPA_HIDDEN extern struct size_class umpa_class[NUM_CLASSES];
@@ -494,15 +495,22 @@ struct superblock {
   uint8_t group;              /* enum sb_group */
   uint8_t zeroed;             /* the never-carved tail reads as zero */
   _Atomic uint8_t xaligned;   /* holds blocks handed out at an offset */
+  uint32_t lo_mark;           /* listed: fewer blocks out than this means
+                                 it changes group (or is empty) */
   struct heap *_Atomic xowner;
   struct superblock *next, *prev; /* links in a bin or global list */
-  char *blocks;               /* the first block */
+  uint64_t recip;             /* umpa_class[cls].recip, on the same line */
   /* Line 1: written by other threads.  Blocks freed by non-owners, as a
    * list head whose bit 0 (REMOTE_NOTIFY) says the owner parked this
    * superblock full and wants to hear of the next free into it. */
   _Atomic uintptr_t xremote __attribute__((aligned(64)));
 };
 #define REMOTE_NOTIFY ((uintptr_t)1)
+
+/* The first block: right after the header. */
+static inline char *sb_blocks(struct superblock *sb) {
+  return (char *)sb + SUPERBLOCK_HEADER;
+}
 _Static_assert(sizeof(struct superblock) <= SUPERBLOCK_HEADER,
                "superblock header too large");
 
@@ -515,12 +523,20 @@ struct bin {
   struct superblock *lists[SB_GROUPS + 1]; /* partial quarters, then full */
   struct superblock *spare;                /* one empty superblock */
   size_t used_other;         /* blocks out in superblocks other than current */
+  size_t mark;               /* Hoard's threshold for the superblocks held:
+                                fewer blocks out than this is too empty */
   _Atomic size_t xheld;      /* superblocks held (all groups and current) */
   _Atomic size_t xused_snap; /* blocks out, as of the last slow path */
   _Atomic uint32_t xpending; /* full superblocks got remote frees */
 };
 
+#define DIRECT_SLOTS (SMALL_TABLE_MAX / 16 + 1)
+
 struct heap {
+  /* The current superblock for each request size up to 1 KiB in 16-byte
+   * steps (mimalloc's "direct" pages): malloc's fast path indexes it by
+   * (n + 15) / 16 without computing the class. */
+  struct superblock *direct[DIRECT_SLOTS];
   struct bin bins[NUM_CLASSES];
   struct heap *next_all;  /* registry of every heap ever made */
   struct heap *next_free; /* pool of unused heaps */
@@ -573,7 +589,9 @@ UMPA_HIDDEN struct block *superblock_block_of(struct superblock *sb,
                                               const void *p, const char *who);
 /* Hoard's emptiness test: a heap holding `held` superblocks of `cap`
  * blocks with `used` blocks out must give a superblock to the global heap
- * when used < (1 - f) held*cap and used < held*cap - K*cap. */
+ * when used < (1 - f) held*cap and used < held*cap - K*cap, i.e. when
+ * used < hoard_mark(held, cap). */
+UMPA_HIDDEN size_t hoard_mark(size_t held, size_t cap);
 UMPA_HIDDEN bool hoard_over_threshold(size_t used, size_t held, size_t cap);
 
 /* heap.c */
@@ -586,6 +604,10 @@ UMPA_HIDDEN size_t heap_arena_bytes(size_t *peak);
  * heap).  With zero != NULL, *zero becomes true if the block is known to
  * read as zero.  NULL when out of memory. */
 UMPA_HIDDEN void *heap_alloc_slow(struct heap *h, size_t n, bool *zero);
+/* After a free by the owner took a superblock that is not the bin's
+ * current one out of its quarter of fullness (used_other already
+ * decremented): relist it, release it if empty, and enforce Hoard's
+ * threshold. */
 UMPA_HIDDEN void heap_free_slow(struct heap *h, struct superblock *sb);
 UMPA_HIDDEN void heap_abandon(struct heap *h);
 UMPA_HIDDEN struct heap *heap_acquire(void);

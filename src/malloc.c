@@ -23,9 +23,15 @@ static _Atomic size_t large_blocks, large_bytes;
  * Small blocks: the fast paths.
  * ------------------------------------------------------------------------- */
 
+/* Requests up to this size (the large threshold, at most 1 KiB) take
+ * the direct-slot fast path. */
+static _Atomic size_t direct_max = SMALL_TABLE_MAX;
+
 static inline void *small_alloc(size_t n) {
   struct heap *h = umpa_tl_heap;
-  struct superblock *sb = h->bins[sizeclass_of(n)].current;
+  struct superblock *sb = UMPA_LIKELY(n <= SMALL_TABLE_MAX)
+                              ? h->direct[(n + 15) >> 4]
+                              : h->bins[sizeclass_of_large(n)].current;
   struct block *b = sb->free;
   if (UMPA_LIKELY(b)) {
     sb->free = b->next;
@@ -42,29 +48,58 @@ static inline void *small_alloc(size_t n) {
 /* The block p lies in: p itself unless aligned blocks were handed out. */
 static inline struct block *block_of(struct superblock *sb, void *p,
                                      const char *who) {
-  uintptr_t off = (uintptr_t)p - (uintptr_t)sb->blocks;
-  uint64_t idx = ((uint64_t)off * umpa_class[sb->cls].recip) >> 40;
+  uintptr_t off = (uintptr_t)p - (uintptr_t)sb_blocks(sb);
+  uint64_t idx = ((uint64_t)off * sb->recip) >> 40;
   if (UMPA_LIKELY(idx * sb->size == off && idx < sb->capacity))
     return (struct block *)p;
   return superblock_block_of(sb, p, who);
 }
 
-static inline void small_free(struct superblock *sb, void *p) {
+/* Everything but the owner's free of a plain block pointer: aligned or
+ * invalid pointers, double frees, frees by other threads. */
+static UMPA_NOINLINE void small_free_slow(struct superblock *sb, void *p) {
   struct block *b = block_of(sb, p, "free");
   struct heap *h = umpa_tl_heap;
-  if (UMPA_LIKELY(atomic_load_explicit(&sb->xowner, memory_order_relaxed) ==
-                  h)) {
-    if (UMPA_UNLIKELY(b == sb->free))
-      umpa_fatal("umpa: free(%p): double free\n", p);
-    b->next = sb->free;
-    sb->free = b;
-    atomic_store_explicit(
-        &sb->xused, atomic_load_explicit(&sb->xused, memory_order_relaxed) - 1,
-        memory_order_relaxed);
-    if (UMPA_UNLIKELY(sb != h->bins[sb->cls].current)) heap_free_slow(h, sb);
+  if (atomic_load_explicit(&sb->xowner, memory_order_relaxed) != h) {
+    superblock_free_remote(sb, b);
     return;
   }
-  superblock_free_remote(sb, b);
+  if (b == sb->free) umpa_fatal("umpa: free(%p): double free\n", p);
+  b->next = sb->free;
+  sb->free = b;
+  uint32_t used = atomic_load_explicit(&sb->xused, memory_order_relaxed) - 1;
+  atomic_store_explicit(&sb->xused, used, memory_order_relaxed);
+  if (sb->group != SB_CURRENT) {
+    h->bins[sb->cls].used_other--;
+    heap_free_slow(h, sb);
+  }
+}
+
+static inline void small_free(struct superblock *sb, void *p) {
+  struct heap *h = umpa_tl_heap;
+  uintptr_t off = (uintptr_t)p - (uintptr_t)sb_blocks(sb);
+  uint64_t idx = ((uint64_t)off * sb->recip) >> 40;
+  struct block *b = p;
+  /* One test covers: a block boundary, inside the superblock, ours, and
+   * not the block freed just before (the cheap double-free check). */
+  if (UMPA_UNLIKELY(
+          idx * sb->size != off || idx >= sb->capacity ||
+          atomic_load_explicit(&sb->xowner, memory_order_relaxed) != h ||
+          b == sb->free)) {
+    small_free_slow(sb, p);
+    return;
+  }
+  b->next = sb->free;
+  sb->free = b;
+  uint32_t used = atomic_load_explicit(&sb->xused, memory_order_relaxed) - 1;
+  atomic_store_explicit(&sb->xused, used, memory_order_relaxed);
+  if (UMPA_UNLIKELY(sb->group != SB_CURRENT)) {
+    /* A superblock the heap is not allocating from: keep the count, and do
+     * the bookkeeping (relist, release, Hoard's threshold) only when it
+     * leaves its quarter of fullness. */
+    h->bins[sb->cls].used_other--;
+    if (UMPA_UNLIKELY(used < sb->lo_mark)) heap_free_slow(h, sb);
+  }
 }
 
 /* ---------------------------------------------------------------------------
@@ -78,6 +113,7 @@ static void large_account(ssize_t blocks, ssize_t bytes) {
 }
 
 static void *large_alloc(size_t n, size_t align, bool zero) {
+  if (n == 0) n = 1; /* the aligned pointer must lie inside the block */
   size_t extra = align > PAGE_SIZE ? align - PAGE_SIZE : 0;
   if (n > (size_t)PTRDIFF_MAX - extra) {
     errno = ENOMEM;
@@ -133,8 +169,8 @@ static inline size_t threshold(void) {
   return atomic_load_explicit(&large_threshold, memory_order_relaxed);
 }
 
-static void *do_malloc(size_t n) {
-  if (UMPA_LIKELY(n <= threshold())) return small_alloc(n);
+static UMPA_NOINLINE void *malloc_slow(size_t n) {
+  if (n <= threshold()) return small_alloc(n);
   if (n > (size_t)PTRDIFF_MAX) {
     errno = ENOMEM;
     return NULL;
@@ -143,11 +179,46 @@ static void *do_malloc(size_t n) {
   return large_alloc(n, 0, false);
 }
 
-static void do_free(void *p) {
+static inline void *do_malloc(size_t n) {
+  /* The fast path is a leaf: everything else is a tail call away. */
+  if (UMPA_LIKELY(n <= atomic_load_explicit(&direct_max, memory_order_relaxed))) {
+    struct superblock *sb = umpa_tl_heap->direct[(n + 15) >> 4];
+    struct block *b = sb->free;
+    if (UMPA_LIKELY(b)) {
+      sb->free = b->next;
+      atomic_store_explicit(
+          &sb->xused,
+          atomic_load_explicit(&sb->xused, memory_order_relaxed) + 1,
+          memory_order_relaxed);
+      return b;
+    }
+  }
+  return malloc_slow(n);
+}
+
+static UMPA_NOINLINE void free_slow(void *p) {
   if (!p) return;
-  struct superblock *sb = superblock_of(p);
-  if (UMPA_LIKELY(sb)) small_free(sb, p);
+  struct superblock *sb = superblock_of_slow(p);
+  if (sb) small_free(sb, p);
   else large_free(p);
+}
+
+static inline void do_free(void *p) {
+  /* NULL and pointers outside GiB regions fall to free_slow. */
+  uintptr_t a = (uintptr_t)p;
+  struct superblock *_Atomic *m =
+      UMPA_LIKELY(!(a >> ADDRESS_BITS))
+          ? atomic_load_explicit(&umpa_sb_slot[a >> MAP_SLOT_SHIFT],
+                                 memory_order_acquire)
+          : NULL;
+  struct superblock *sb =
+      m ? atomic_load_explicit(
+              &m[(a >> GRANULE_SHIFT) &
+                 (((size_t)1 << (MAP_SLOT_SHIFT - GRANULE_SHIFT)) - 1)],
+              memory_order_acquire)
+        : NULL;
+  if (UMPA_LIKELY(sb)) small_free(sb, p);
+  else free_slow(p);
 }
 
 void *umpa_malloc(size_t n) { return do_malloc(n); }
@@ -295,10 +366,8 @@ void *umpa_aligned_alloc(size_t align, size_t n) {
 
 int umpa_posix_memalign(void **out, size_t align, size_t n) {
   if (align < sizeof(void *) || (align & (align - 1))) return EINVAL;
-  int saved = errno;
   void *p = aligned_alloc_pow2(align, n);
-  errno = saved;
-  if (!p) return ENOMEM;
+  if (!p) return ENOMEM; /* errno is ENOMEM too, as glibc leaves it */
   *out = p;
   return 0;
 }
@@ -327,18 +396,21 @@ int umpa_malloc_trim(size_t pad) {
 
 int umpa_mallopt(int param, int value) {
   umpa_init();
+  /* Return values follow glibc 2.36: 1 except M_MXFAST above 160; like
+   * glibc, a negative threshold is read as a huge one ("never"). */
+  size_t v = (size_t)(ssize_t)value;
   switch (param) {
     case M_TRIM_THRESHOLD:
-      if (value < 0) return 0;
-      umpa_page_cache_limit((size_t)value);
+      umpa_page_cache_limit(v);
       return 1;
     case M_MMAP_THRESHOLD:
-      if (value < 0) return 0;
-      atomic_store(&large_threshold,
-                   (size_t)value < SMALL_MAX ? (size_t)value : SMALL_MAX);
+      atomic_store(&large_threshold, v < SMALL_MAX ? v : SMALL_MAX);
+      atomic_store(&direct_max, v < SMALL_TABLE_MAX ? v : SMALL_TABLE_MAX);
       return 1;
+    case M_MXFAST:
+      return value >= 0 && value <= 160; /* accepted, no fast bins here */
     default:
-      return 1; /* glibc accepts what it does not know; so do we */
+      return 1; /* accepted and ignored, as glibc accepts unknown ones */
   }
 }
 

@@ -46,5 +46,7 @@ void sizeclass_init(void) {
     unsigned c = 0;
     while (umpa_class[c].size < n) c++;
     umpa_class_of16[i] = (uint8_t)c;
+    if (umpa_class[c].direct_hi == 0) umpa_class[c].direct_lo = (uint8_t)i;
+    umpa_class[c].direct_hi = (uint8_t)(i + 1);
   }
 }

@@ -35,10 +35,11 @@ struct superblock *superblock_new(unsigned cls, struct heap *owner) {
   sb->size = sc->size;
   sb->cls = (uint8_t)cls;
   sb->group = SB_CURRENT;
+  sb->lo_mark = 0;
   sb->zeroed = fresh;
   atomic_store_explicit(&sb->xaligned, 0, memory_order_relaxed);
   sb->next = sb->prev = NULL;
-  sb->blocks = (char *)sb + SUPERBLOCK_HEADER;
+  sb->recip = sc->recip;
   atomic_store_explicit(&sb->xremote, 0, memory_order_relaxed);
   atomic_store_explicit(&sb->xowner, owner, memory_order_relaxed);
   /* Publish in the region's superblock map, one slot per 64 KiB. */
@@ -74,7 +75,7 @@ bool superblock_carve(struct superblock *sb) {
   if (left == 0) return false;
   uint32_t n = umpa_class[sb->cls].carve;
   if (n > left) n = left;
-  char *first = sb->blocks + (size_t)sb->carved * sb->size;
+  char *first = sb_blocks(sb) + (size_t)sb->carved * sb->size;
   for (uint32_t i = 0; i + 1 < n; i++)
     ((struct block *)(first + (size_t)i * sb->size))->next =
         (struct block *)(first + (size_t)(i + 1) * sb->size);
@@ -144,8 +145,8 @@ void superblock_push_locked(struct superblock *sb, struct block *b) {
 
 struct block *superblock_block_of(struct superblock *sb, const void *p,
                                   const char *who) {
-  uintptr_t off = (uintptr_t)p - (uintptr_t)sb->blocks;
-  uint64_t idx = ((uint64_t)off * umpa_class[sb->cls].recip) >> 40;
+  uintptr_t off = (uintptr_t)p - (uintptr_t)sb_blocks(sb);
+  uint64_t idx = ((uint64_t)off * sb->recip) >> 40;
   uintptr_t start = (uintptr_t)idx * sb->size;
   /* An offset past the last block (or before the first: off wraps) is not
    * a block; an interior pointer is one only if aligned blocks were handed
@@ -155,11 +156,18 @@ struct block *superblock_block_of(struct superblock *sb, const void *p,
                      !atomic_load_explicit(&sb->xaligned,
                                            memory_order_relaxed))))
     umpa_fatal("umpa: %s(%p): pointer was not allocated by umpa\n", who, p);
-  return (struct block *)(sb->blocks + start);
+  return (struct block *)(sb_blocks(sb) + start);
+}
+
+size_t hoard_mark(size_t held, size_t cap) {
+  /* f = 1/4, K = 2 superblocks (docs/ARCHITECTURE.md gives the bound):
+   * used < total - K*cap and used < (1 - f) * total. */
+  size_t total = held * cap;
+  if (total <= 2 * cap) return 0;
+  size_t k_term = total - 2 * cap, f_term = (3 * total + 3) / 4;
+  return k_term < f_term ? k_term : f_term;
 }
 
 bool hoard_over_threshold(size_t used, size_t held, size_t cap) {
-  /* f = 1/4, K = 2 superblocks (docs/ARCHITECTURE.md gives the bound). */
-  size_t total = held * cap;
-  return total > 2 * cap && used < total - 2 * cap && 4 * used < 3 * total;
+  return used < hoard_mark(held, cap);
 }

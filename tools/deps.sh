@@ -4,7 +4,7 @@
 set -euo pipefail
 need=(cmake gcc make)
 case "${1:-build}" in
-  test) need+=(pkg-config) ;;
+  test) need+=(pkg-config python3 git sqlite3) ;;
   bench) need+=() ;;
 esac
 missing=()

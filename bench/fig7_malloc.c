@@ -1,0 +1,143 @@
+/*
+ * fig7_malloc.c - the paper's Figure 7 protocol through malloc/free.
+ *
+ * The same protocol as fig7_pages, but through whatever malloc the process
+ * has (LD_PRELOAD picks it): sizes uniform in [4 KiB, 8 MiB] from a
+ * fixed-seed xorshift; each block is allocated, gets one byte written into
+ * each 4 KiB page and goes into a ring; once the ring is full the oldest
+ * block is freed before the next allocation.  One pass of the ring warms up
+ * first.  Allocation, the writes and the free are timed separately and
+ * summed per power-of-two size bin; "notrav" is alloc + free (the paper's
+ * "notraverse"), "touch" the writes, in ns per operation.
+ *
+ * Usage: fig7_malloc [--quick] [timed_ops [ring_slots]]
+ */
+#define _GNU_SOURCE
+#include "bench.h"
+
+#define MIN_SIZE (4 * KiB)
+#define MAX_SIZE (8 * MiB)
+#define NBINS 11 /* [4 KiB, 8 KiB) ... [4 MiB, 8 MiB], 8 MiB itself last */
+
+struct bin {
+  uint64_t allocs, frees;
+  uint64_t alloc_ns, touch_ns, free_ns;
+};
+
+struct slot {
+  char *p;
+  size_t size;
+};
+
+static int bin_of(size_t size) {
+  int b = 63 - __builtin_clzll(size) - 12;
+  return b >= NBINS ? NBINS - 1 : b;
+}
+
+/* Run `ops` operations on the ring; accumulate into bins when given. */
+static void run(struct slot *ring, int slots, long ops, long *next,
+                uint64_t *rng, struct bin *bins) {
+  for (long n = 0; n < ops; n++, (*next)++) {
+    struct slot *s = &ring[*next % slots];
+    if (s->p) {
+      uint64_t t0 = now_ns();
+      free(s->p);
+      uint64_t t1 = now_ns();
+      if (bins) {
+        bins[bin_of(s->size)].frees++;
+        bins[bin_of(s->size)].free_ns += t1 - t0;
+      }
+    }
+    size_t size = rand_between(rng, MIN_SIZE, MAX_SIZE);
+    uint64_t t0 = now_ns();
+    char *p = xmalloc(size);
+    uint64_t t1 = now_ns();
+    touch_pages(p, size);
+    uint64_t t2 = now_ns();
+    s->p = p;
+    s->size = size;
+    if (bins) {
+      struct bin *b = &bins[bin_of(size)];
+      b->allocs++;
+      b->alloc_ns += t1 - t0;
+      b->touch_ns += t2 - t1;
+    }
+  }
+}
+
+static double per_op(uint64_t ns, uint64_t n) {
+  return n ? (double)ns / (double)n : 0;
+}
+
+int main(int argc, char **argv) {
+  bool quick = has_flag(argc, argv, "--quick");
+  long ops = num_arg(argc, argv, 0, quick ? 256 : 4096);
+  int slots = (int)num_arg(argc, argv, 1, quick ? 64 : 512);
+  if (ops < 1 || slots < 1) {
+    fprintf(stderr, "usage: fig7_malloc [--quick] [timed_ops [ring_slots]]\n");
+    return 2;
+  }
+
+  struct rss_marks m;
+  rss_mark_start(&m);
+  struct bin bins[NBINS];
+  memset(bins, 0, sizeof bins);
+  struct slot *ring = calloc((size_t)slots, sizeof *ring);
+  if (!ring) {
+    perror("calloc");
+    return 1;
+  }
+  uint64_t rng = 0x9e3779b97f4a7c15u;
+  long next = 0;
+  run(ring, slots, slots, &next, &rng, NULL);
+  uint64_t f0 = minor_faults(), t0 = now_ns();
+  run(ring, slots, ops, &next, &rng, bins);
+  uint64_t secs_ns = now_ns() - t0, faults = minor_faults() - f0;
+  rss_mark_peak(&m);
+  for (int i = 0; i < slots; i++) free(ring[i].p);
+  free(ring);
+  rss_mark_end(&m);
+
+  printf("fig7_malloc: %ld timed operations, ring of %d blocks, sizes "
+         "uniform in [4 KiB, 8 MiB], through malloc/free\n", ops, slots);
+  printf("ns per operation, averaged per size bin; notrav = alloc + free, "
+         "touch = 1 byte per page\n\n");
+  static const char *const cols[] = {"bin", "ops", "notrav", "touch",
+                                     "total"};
+  struct table t;
+  table_begin(&t, cols, sizeof cols / sizeof cols[0], 15);
+  uint64_t sum_notrav = 0, sum_touch = 0;
+  double notrav[NBINS], touch[NBINS];
+  for (int i = 0; i < NBINS; i++) {
+    struct bin *b = &bins[i];
+    /* Allocs and frees of a bin differ in number: average each apart. */
+    notrav[i] = per_op(b->alloc_ns, b->allocs) + per_op(b->free_ns, b->frees);
+    touch[i] = per_op(b->touch_ns, b->allocs);
+    sum_notrav += b->alloc_ns + b->free_ns;
+    sum_touch += b->touch_ns;
+    char lo[16], hi[16], name[40];
+    snprintf(name, sizeof name, "%s-%s",
+             fmt_size(lo, sizeof lo, MIN_SIZE << i),
+             fmt_size(hi, sizeof hi, MIN_SIZE << (i + 1)));
+    table_str(&t, name);
+    table_num(&t, (double)b->allocs, 0);
+    table_num(&t, notrav[i], 0);
+    table_num(&t, touch[i], 0);
+    table_num(&t, notrav[i] + touch[i], 0);
+  }
+  printf("\ntimed part %.3f s (alloc+free %.3f s, touch %.3f s), %llu minor "
+         "faults (%.1f per operation)\n",
+         (double)secs_ns / 1e9, (double)sum_notrav / 1e9,
+         (double)sum_touch / 1e9, (unsigned long long)faults,
+         (double)faults / (double)ops);
+  print_rss_text(&m);
+  printf("result: bench=fig7_malloc secs=%.6f notrav_secs=%.6f "
+         "touch_secs=%.6f faults=%llu",
+         (double)secs_ns / 1e9, (double)sum_notrav / 1e9,
+         (double)sum_touch / 1e9, (unsigned long long)faults);
+  for (int i = 0; i < NBINS; i++) /* a bin nothing fell into: no figure */
+    if (bins[i].allocs)
+      printf(" notrav%d=%.0f touch%d=%.0f", i, notrav[i], i, touch[i]);
+  print_rss_fields(&m);
+  return 0;
+}
