@@ -193,6 +193,15 @@ struct pmeta *buddy_alloc(struct buddy *b, unsigned order, bool cold) {
   return pm ? split(b, pm, k, order, cold) : NULL;
 }
 
+struct pmeta *buddy_alloc_warm(struct buddy *b, unsigned order) {
+  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_acquire);
+  for (unsigned k = order; k <= top; k++) {
+    struct pmeta *pm = take_from(b, k, PICK_WARM);
+    if (pm) return split(b, pm, k, order, false);
+  }
+  return NULL;
+}
+
 void buddy_free(struct buddy *b, struct region *r, size_t idx, unsigned order,
                 size_t backed) {
   unsigned k = order;
@@ -275,25 +284,50 @@ fail:
   return -1;
 }
 
-struct pmeta *buddy_take_warm(struct buddy *b, unsigned *order) {
-  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_acquire);
-  for (unsigned k = top + 1; k-- > 0;) {
-    struct buddy_level *lv = &b->level[k];
-    if (atomic_load_explicit(&lv->xfree_runs, memory_order_relaxed) == 0)
-      continue;
-    ulock_acquire(&lv->lock);
-    struct pmeta *pm = lv->warm.next != &lv->warm ? lv->warm.next
-                       : lv->other.next != &lv->other && lv->other.next->count
-                           ? lv->other.next
-                           : NULL;
-    if (pm) {
-      take_free(b, k, pm);
-      ulock_release(&lv->lock);
-      *order = k;
-      return pm;
-    }
+size_t buddy_claim_warm(struct buddy *b, struct region *r, size_t pos) {
+  if (pos >= r->npages) return 0;
+  struct pmeta *pm = &r->meta[pos];
+  uint8_t tag = atomic_load_explicit(&pm->xtag, memory_order_acquire);
+  if (PM_STATE(tag) != PM_FREE) return 0;
+  unsigned k = PM_ORDER(tag);
+  struct buddy_level *lv = &b->level[k];
+  ulock_acquire(&lv->lock);
+  if (atomic_load_explicit(&pm->xtag, memory_order_relaxed) != tag ||
+      !run_is_warm(pm, k)) {
     ulock_release(&lv->lock);
+    return 0;
   }
+  take_free(b, k, pm);
+  ulock_release(&lv->lock);
+  atomic_store_explicit(&pm->xtag, PM_TAG(PM_NONE, 0), memory_order_relaxed);
+  return (size_t)1 << k;
+}
+
+struct pmeta *buddy_take_warm(struct buddy *b, unsigned *order) {
+  /* Partly backed runs first: a request can use them only by populating
+   * the rest, and moves take only fully backed runs.  Then fully backed
+   * runs, smallest first: big ones serve big requests without a fault. */
+  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_acquire);
+  for (int pass = 0; pass < 2; pass++)
+    for (unsigned k = 0; k <= top; k++) {
+      struct buddy_level *lv = &b->level[k];
+      if (atomic_load_explicit(pass ? &lv->xwarm_runs : &lv->xfree_runs,
+                               memory_order_relaxed) == 0)
+        continue;
+      ulock_acquire(&lv->lock);
+      struct pmeta *pm =
+          pass ? (lv->warm.next != &lv->warm ? lv->warm.next : NULL)
+               : (lv->other.next != &lv->other && lv->other.next->count
+                      ? lv->other.next
+                      : NULL);
+      if (pm) {
+        take_free(b, k, pm);
+        ulock_release(&lv->lock);
+        *order = k;
+        return pm;
+      }
+      ulock_release(&lv->lock);
+    }
   return NULL;
 }
 

@@ -70,9 +70,53 @@ static size_t shrink(size_t target) {
   return released;
 }
 
+/* Release the whole pages of [lo, hi) (byte addresses). */
+static void release_inner(uintptr_t lo, uintptr_t hi) {
+  lo = (lo + PAGE_SIZE - 1) & ~(uintptr_t)(PAGE_SIZE - 1);
+  hi &= ~(uintptr_t)(PAGE_SIZE - 1);
+  if (hi > lo) os_release((void *)lo, hi - lo);
+}
+
+/* Release the metadata that describes only pages of free runs: the pmeta
+ * entries after a run's head, its bits in the three page bitmaps and its
+ * slots in the superblock map.  With every order's lock held nobody can
+ * take a listed run, so nobody writes what describes its pages; a write
+ * after the locks are dropped faults in a zero page, which reads as "empty"
+ * in each of these structures.  Only for full trims: otherwise the metadata
+ * of populated data is kept so that cache hits never fault. */
+static void trim_metadata(void) {
+  buddy_lock_all(&umpa_buddy);
+  for (unsigned k = 0; k <= MAX_ORDER; k++) {
+    struct buddy_level *lv = &umpa_buddy.level[k];
+    for (int l = 0; l < 2; l++) {
+      struct pmeta *list = l ? &lv->warm : &lv->other;
+      for (struct pmeta *pm = list->next; pm != list; pm = pm->next) {
+        struct region *r = pm->region;
+        size_t lo = pmeta_index(pm), hi = lo + ((size_t)1 << k);
+        release_inner((uintptr_t)&r->meta[lo + 1], (uintptr_t)&r->meta[hi]);
+        size_t per_page = PAGE_SIZE / sizeof(struct pmeta);
+        size_t first = lo / per_page + 1, end = hi / per_page;
+        if (end > first) bitmap_clear(r->xmeta_backed, first, end - first);
+        _Atomic uint64_t *maps[3] = {r->xbacked, r->xheads, r->xcached};
+        for (int m = 0; m < 3; m++)
+          release_inner((uintptr_t)maps[m] + (lo + 1 + 7) / 8,
+                        (uintptr_t)maps[m] + hi / 8);
+        size_t shift = GRANULE_SHIFT - PAGE_SHIFT;
+        release_inner((uintptr_t)&r->xsb_map[(lo >> shift) + 1],
+                      (uintptr_t)&r->xsb_map[hi >> shift]);
+      }
+    }
+  }
+  buddy_unlock_all(&umpa_buddy);
+}
+
 size_t cache_shrink_to(size_t target_pages) {
   ulock_acquire(&trim_lock);
   size_t n = shrink(target_pages);
+  if (target_pages == 0) {
+    buddy_coalesce(&umpa_buddy);
+    trim_metadata();
+  }
   ulock_release(&trim_lock);
   return n;
 }

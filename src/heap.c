@@ -403,6 +403,12 @@ size_t heap_trim(struct heap *h) {
   if (h != &umpa_heap_empty && h != &umpa_heap_dead) {
     for (unsigned c = 0; c < NUM_CLASSES; c++) {
       struct bin *b = &h->bins[c];
+      /* An empty current superblock goes too: the next malloc of the
+       * class takes a new one. */
+      if (b->current != &umpa_sb_empty) {
+        superblock_collect(b->current);
+        if (used_of(b->current) == 0) retire_current(h, c);
+      }
       check_pending(b);
       for (unsigned g = 0; g <= SB_GROUPS; g++)
         for (struct superblock *sb = b->lists[g], *next; sb; sb = next) {

@@ -62,6 +62,10 @@ struct umpa_options {
   int page_lock;        /* UMPA_PAGE_LOCK: LOCK_SPIN or LOCK_MUTEX */
   int populate;         /* UMPA_POPULATE: POPULATE_* */
   int thp;              /* UMPA_THP: advise regions MADV_HUGEPAGE */
+  size_t malloc_populate; /* UMPA_MALLOC_POPULATE: populate malloc blocks
+                             up to this size up front */
+  size_t large_cache;   /* UMPA_LARGE_CACHE: bytes of freed large blocks
+                           kept whole for reuse */
 };
 
 UMPA_HIDDEN extern struct umpa_options umpa_opt;
@@ -191,6 +195,7 @@ enum pm_kind { KIND_PAGE = 1, KIND_SUPERBLOCK = 2, KIND_LARGE = 3, KIND_META = 4
 /* Flags of an allocated block. */
 #define PMF_FULL 0x01u    /* every page is backed: frees need no bitmap scan */
 #define PMF_UNKNOWN 0x02u /* the owner may have touched unbacked pages */
+#define PMF_CACHED 0x04u  /* a large malloc block parked in the large cache */
 
 struct region;
 
@@ -223,6 +228,7 @@ struct region {
   _Atomic uint64_t *xbacked; /* bit per page: may hold data / has memory */
   _Atomic uint64_t *xheads;  /* bit per page: head of an allocated block */
   _Atomic uint64_t *xmeta_backed; /* bit per page of `meta`: populated */
+  _Atomic uint64_t *xcached; /* bit per page: head of a large-cache span */
   struct superblock *_Atomic *xsb_map; /* slot per 64 KiB: its superblock */
   size_t meta_size;       /* bytes of the metadata mapping */
   struct region *next;    /* all regions, newest first */
@@ -311,6 +317,14 @@ UMPA_HIDDEN void buddy_free_range(struct buddy *b, struct region *r, size_t idx,
  * free; returns the number of backed pages taken, or -1 (nothing changed). */
 UMPA_HIDDEN long buddy_claim(struct buddy *b, struct region *r, size_t idx,
                              size_t n);
+/* If the free run starting at page pos of r is fully backed, take it (the
+ * caller owns pos-1, so a free run holding pos starts there) and return
+ * its pages; else 0.  Used to grow a block over its free neighbour. */
+UMPA_HIDDEN size_t buddy_claim_warm(struct buddy *b, struct region *r,
+                                    size_t pos);
+/* Take a fully backed run of exactly 2^order pages (splitting a larger
+ * fully backed one), or NULL: never a cold one, never a new region. */
+UMPA_HIDDEN struct pmeta *buddy_alloc_warm(struct buddy *b, unsigned order);
 /* Take one warm free run for the cache trimmer, preferring large ones;
  * *order receives its order. */
 UMPA_HIDDEN struct pmeta *buddy_take_warm(struct buddy *b, unsigned *order);
@@ -346,9 +360,15 @@ UMPA_HIDDEN extern struct page_counters umpa_pc;
   atomic_fetch_add_explicit(&umpa_pc.field, (n), memory_order_relaxed)
 
 UMPA_HIDDEN void page_init(void);
+/* Internal flag: with UMPA_LAZY, still prefer warm runs and fill the block
+ * from the cache by moving pages (a big malloc block: reuse what is cached,
+ * fault in the rest only if the program touches it). */
+#define PAGE_WARM 0x100u
+
 /* Take a run of npages pages out of the buddy (head PM_BUSY, count = its
  * backed pages), growing the address space if needed; NULL when the kernel
- * refuses.  Cold runs are preferred for UMPA_LAZY/UMPA_RESERVE. */
+ * refuses.  Cold runs are preferred for UMPA_LAZY/UMPA_RESERVE (unless
+ * PAGE_WARM). */
 UMPA_HIDDEN struct pmeta *page_take(size_t npages, unsigned flags);
 /* Mark a taken run as an allocated block of `kind`; `backed` is the
  * number of its backed pages, or SIZE_MAX to count them. */
@@ -373,10 +393,18 @@ UMPA_HIDDEN struct pmeta *page_check_block(void *p, size_t npages,
                                            unsigned kind, const char *who);
 /* The allocated block containing [p, p+npages pages), or NULL. */
 UMPA_HIDDEN struct pmeta *page_block_containing(void *p, size_t npages);
-/* Make the pages [idx, idx+n) of r ready per flags: populate unbacked ones
- * (unless UMPA_LAZY) and zero backed ones (if UMPA_ZERO). 0 or ENOMEM. */
+/* Make the pages [idx, idx+n) of r ready per flags: fill unbacked 2 MiB
+ * pieces with cached pages moved from free runs, populate what is still
+ * unbacked (unless UMPA_LAZY) and zero backed pages (if UMPA_ZERO).
+ * Returns 0 or ENOMEM; *moved (if not NULL) gets the pages moved in. */
 UMPA_HIDDEN int page_prepare(struct region *r, size_t idx, size_t n,
-                             unsigned flags);
+                             unsigned flags, size_t *moved);
+/* Cut an allocated block after `keep` pages: the rest becomes a block of
+ * its own (same kind and flags), whose head is returned.  Join glues the
+ * block that starts right after `a` onto it.  Neither touches the memory
+ * or the in-use count: the pages stay allocated. */
+UMPA_HIDDEN struct pmeta *page_split(struct pmeta *pm, size_t keep);
+UMPA_HIDDEN void page_join(struct pmeta *a, struct pmeta *b);
 /* Return an allocated block whose head is PM_BUSY to the free runs. */
 UMPA_HIDDEN void page_give_back(struct pmeta *pm, size_t npages);
 /* Record that the backed pages of a free-bound range may have been touched
@@ -393,6 +421,9 @@ UMPA_HIDDEN int remap_exchange(struct region *rs, size_t is, struct region *rd,
                                size_t id, size_t n, bool dst_unknown);
 UMPA_HIDDEN void *remap_grow(void *p, struct pmeta *pm, size_t old_pages,
                              size_t new_pages, unsigned flags);
+/* Fill the unbacked 2 MiB-aligned pieces of [idx, idx+n) of r with warm
+ * cached runs moved there by mremap; returns the pages moved in. */
+UMPA_HIDDEN size_t remap_fill(struct region *r, size_t idx, size_t n);
 
 /* cache.c: the lookaside cache of backed free pages. */
 UMPA_HIDDEN void cache_init(void);
@@ -622,6 +653,19 @@ UMPA_HIDDEN void heap_after_fork_child(struct heap *survivor);
  * heap exactly. */
 UMPA_HIDDEN void heap_stats(size_t *blocks_bytes, size_t *free_bytes,
                             size_t *sb_bytes);
+
+/* largecache.c: freed large malloc blocks kept whole, reused best fit. */
+/* Park a freed large block (head pm); false if it does not qualify (the
+ * caller then frees it to the page layer). */
+UMPA_HIDDEN bool largecache_put(void *p, struct pmeta *pm);
+/* A cached block of exactly `pages` pages (the surplus of a bigger one
+ * goes back to the page layer), or NULL. */
+UMPA_HIDDEN void *largecache_take(size_t pages);
+/* Give every cached block back to the page layer; returns bytes. */
+UMPA_HIDDEN size_t largecache_flush(void);
+UMPA_HIDDEN size_t largecache_bytes(void);
+UMPA_HIDDEN void largecache_lock_all(void);
+UMPA_HIDDEN void largecache_unlock_all(void);
 
 /* thread.c: the calling thread's heap (one initial-exec TLS pointer). */
 UMPA_HIDDEN extern __thread struct heap *umpa_tl_heap

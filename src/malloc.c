@@ -106,10 +106,10 @@ static inline void small_free(struct superblock *sb, void *p) {
  * Large blocks: page-layer blocks of kind KIND_LARGE.
  * ------------------------------------------------------------------------- */
 
-static void large_account(ssize_t blocks, ssize_t bytes) {
+/* Large blocks handed out (the large cache's are held, not in use). */
+static void large_inuse(ssize_t blocks, ssize_t bytes) {
   atomic_fetch_add_explicit(&large_blocks, (size_t)blocks, memory_order_relaxed);
   atomic_fetch_add_explicit(&large_bytes, (size_t)bytes, memory_order_relaxed);
-  heap_account_arena(bytes);
 }
 
 static void *large_alloc(size_t n, size_t align, bool zero) {
@@ -120,9 +120,25 @@ static void *large_alloc(size_t n, size_t align, bool zero) {
     return NULL;
   }
   size_t pages = pages_of(n + extra);
-  char *p = page_alloc(pages, zero ? UMPA_ZERO : 0, KIND_LARGE);
+  if (!extra) {
+    char *c = largecache_take(pages);
+    if (c) {
+      if (zero) memset(c, 0, n);
+      large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
+      return c;
+    }
+  }
+  /* Up to UMPA_MALLOC_POPULATE the block is populated now (no faults
+   * later, out-of-memory reported here); a bigger one takes what the cache
+   * holds and leaves the rest to fault in where the program touches it,
+   * as glibc's mmap does: programs reserve big buffers they never fill. */
+  unsigned flags = zero ? UMPA_ZERO : 0;
+  if ((pages << PAGE_SHIFT) > umpa_opt.malloc_populate)
+    flags |= UMPA_LAZY | PAGE_WARM;
+  char *p = page_alloc(pages, flags, KIND_LARGE);
   if (!p) return NULL; /* errno is ENOMEM */
-  large_account(1, (ssize_t)(pages << PAGE_SHIFT));
+  large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
+  heap_account_arena((ssize_t)(pages << PAGE_SHIFT));
   if (extra) {
     char *a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
     struct region *r = region_of(p);
@@ -145,15 +161,19 @@ static struct pmeta *large_head(void *p, const char *who) {
   if ((uintptr_t)p != (uintptr_t)region_addr(r, h) + pm->user_offset)
     umpa_fatal("umpa: %s(%p): pointer was not allocated by umpa (it points "
                "inside a block)\n", who, p);
+  if (pm->flags & PMF_CACHED)
+    umpa_fatal("umpa: %s(%p): double free\n", who, p);
   return pm;
 }
 
 static void large_free(void *p) {
   struct pmeta *pm = large_head(p, "free");
   size_t pages = pm->count;
+  large_inuse(-1, -(ssize_t)(pages << PAGE_SHIFT));
+  if (largecache_put(p, pm)) return;
   page_free(region_addr(pm->region, pmeta_index(pm)), pages, KIND_LARGE,
             "free");
-  large_account(-1, -(ssize_t)(pages << PAGE_SHIFT));
+  heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
 }
 
 static size_t large_usable(struct pmeta *pm, void *p) {
@@ -295,8 +315,11 @@ void *umpa_realloc(void *p, size_t n) {
       size_t old = pm->count, pages = pages_of(n);
       page_check_block(p, old, KIND_LARGE, "realloc");
       void *q = page_resize(p, pm, old, pages, 0);
-      if (q)
-        large_account(0, ((ssize_t)pages - (ssize_t)old) * (ssize_t)PAGE_SIZE);
+      if (q) {
+        ssize_t delta = ((ssize_t)pages - (ssize_t)old) * (ssize_t)PAGE_SIZE;
+        large_inuse(0, delta);
+        heap_account_arena(delta);
+      }
       return q; /* on failure errno is ENOMEM, p unchanged */
     }
   }
@@ -390,6 +413,7 @@ void *umpa_pvalloc(size_t n) {
 int umpa_malloc_trim(size_t pad) {
   umpa_init();
   size_t released = heap_trim(umpa_tl_heap);
+  released += largecache_flush();
   released += cache_shrink_to(pad >> PAGE_SHIFT) << PAGE_SHIFT;
   return released > 0;
 }
@@ -427,8 +451,8 @@ struct umpa_mallinfo umpa_mallinfo(void) {
   mi.hblkhd = lbytes;
   mi.usmblks = peak;
   mi.uordblks = blocks + lbytes;
-  mi.fordblks = free_bytes;
-  mi.keepcost = ps.cached;
+  mi.fordblks = free_bytes + largecache_bytes();
+  mi.keepcost = ps.cached + largecache_bytes();
   return mi;
 }
 

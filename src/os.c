@@ -179,9 +179,19 @@ int os_residency(void *p, size_t npages, unsigned char *vec) {
   return r;
 }
 
+static _Atomic int swap_known = -1;
+
 bool os_has_swap(void) {
+  int known = atomic_load_explicit(&swap_known, memory_order_relaxed);
+  if (known >= 0) return known;
+  /* Asked once: a process rarely outlives a swapon, and this runs on
+   * every free of a lazily populated block. */
   struct sysinfo si;
-  return sysinfo(&si) == 0 && si.totalswap != 0;
+  int saved = errno;
+  bool has = sysinfo(&si) == 0 && si.totalswap != 0;
+  errno = saved;
+  atomic_store_explicit(&swap_known, has, memory_order_relaxed);
+  return has;
 }
 
 uint64_t os_thread_faults(void) {

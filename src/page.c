@@ -47,8 +47,15 @@ static void advise_huge_part(struct region *r, size_t idx, size_t n) {
   if (!r->thp && hi > lo) os_advise_huge(region_addr(r, lo), (hi - lo) << PAGE_SHIFT);
 }
 
-int page_prepare(struct region *r, size_t idx, size_t n, unsigned flags) {
+int page_prepare(struct region *r, size_t idx, size_t n, unsigned flags,
+                 size_t *moved) {
   if (flags & UMPA_HUGE) advise_huge_part(r, idx, n);
+  /* Cached pages elsewhere cost a remap per 2 MiB; the kernel's cost a
+   * fault per 4 KiB. */
+  size_t in = (!(flags & UMPA_LAZY) || (flags & PAGE_WARM))
+                  ? remap_fill(r, idx, n)
+                  : 0;
+  if (moved) *moved = in;
   size_t end = idx + n, populated = 0, cleared = 0;
   uint64_t faults = 0;
   int err = 0;
@@ -127,6 +134,7 @@ void page_refresh_backed(struct region *r, size_t idx, size_t n) {
 struct pmeta *page_take(size_t npages, unsigned flags) {
   unsigned order = log2_ceil(npages);
   bool cold = (flags & (UMPA_LAZY | UMPA_RESERVE)) != 0;
+  cold = cold && !(flags & PAGE_WARM);
   struct pmeta *pm = buddy_alloc(&umpa_buddy, order, cold);
   if (UMPA_UNLIKELY(!pm)) {
     /* Merge what lazy frees left apart before reserving more space. */
@@ -183,9 +191,8 @@ void *page_alloc_ex(size_t npages, unsigned flags, unsigned kind,
   }
   struct region *r = pm->region;
   size_t idx = pmeta_index(pm);
-  size_t backed = pm->count;
+  size_t backed = pm->count, moved = 0;
   bool hit = backed == npages || (flags & (UMPA_LAZY | UMPA_RESERVE));
-  if (fresh) *fresh = backed == 0 && !(flags & (UMPA_LAZY | UMPA_RESERVE));
   if (flags & UMPA_RESERVE) {
     backed = 0;
     if (pm->count) {
@@ -203,13 +210,15 @@ void *page_alloc_ex(size_t npages, unsigned flags, unsigned kind,
       PC_ADD(xreleased, n);
     }
   } else if (backed < npages || (flags & UMPA_ZERO)) {
-    if (page_prepare(r, idx, npages, flags)) {
+    if (page_prepare(r, idx, npages, flags, &moved)) {
       buddy_free_range(&umpa_buddy, r, idx, npages, false);
       errno = ENOMEM;
       return NULL;
     }
-    if (!(flags & UMPA_LAZY)) backed = npages;
+    backed = flags & UMPA_LAZY ? SIZE_MAX : npages;
   }
+  /* Unbacked pages read as zero; cached or moved-in ones may not. */
+  if (fresh) *fresh = pm->count == 0 && moved == 0;
   page_publish(pm, npages, kind, flags, backed);
   PC_ADD(xallocs, 1);
   if (hit) PC_ADD(xhits, 1);
@@ -262,6 +271,30 @@ struct pmeta *page_block_containing(void *p, size_t npages) {
     return NULL;
   if (h + pm->count < idx + npages) return NULL;
   return pm;
+}
+
+struct pmeta *page_split(struct pmeta *pm, size_t keep) {
+  struct region *r = pm->region;
+  size_t idx = pmeta_index(pm);
+  struct pmeta *tail = &r->meta[idx + keep];
+  tail->region = r;
+  tail->count = pm->count - (uint32_t)keep;
+  tail->kind = pm->kind;
+  tail->flags = pm->flags;
+  tail->user_offset = 0;
+  pm->count = (uint32_t)keep;
+  bitmap_set(r->xheads, idx + keep, 1);
+  atomic_store_explicit(&tail->xtag, PM_TAG(PM_USED, 0), memory_order_release);
+  return tail;
+}
+
+void page_join(struct pmeta *a, struct pmeta *b) {
+  struct region *r = a->region;
+  size_t ib = pmeta_index(b);
+  a->count += b->count;
+  if (!(b->flags & PMF_FULL)) a->flags &= (uint8_t)~PMF_FULL;
+  bitmap_clear(r->xheads, ib, 1);
+  atomic_store_explicit(&b->xtag, PM_TAG(PM_NONE, 0), memory_order_relaxed);
 }
 
 /* Return a taken-out block's pages to the buddy and the cache. */
@@ -339,7 +372,7 @@ static void *grow_in_place(void *p, struct pmeta *pm, size_t old, size_t new,
   if (backed < 0) return NULL;
   /* A fully backed extension (the cache) needs no bitmap walk at all. */
   if ((size_t)backed < n || (flags & UMPA_ZERO)) {
-    if (page_prepare(r, idx + old, n, flags)) {
+    if (page_prepare(r, idx + old, n, flags, NULL)) {
       buddy_free_range(&umpa_buddy, r, idx + old, n, false);
       return NULL;
     }

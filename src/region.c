@@ -86,13 +86,14 @@ static struct region *region_try(unsigned shift) {
   size_t meta_pages = pages_of(npages * sizeof(struct pmeta));
   size_t meta_bitmap_bytes = round_up((meta_pages + 63) / 64 * 8, 64);
   size_t sb_map_bytes =
-      round_up((npages >> (GRANULE_SHIFT - PAGE_SHIFT)) * sizeof(void *), 64);
-  /* Header, bitmaps and superblock map first, then the pmeta array on its
-   * own pages. */
-  size_t meta_off = round_up(round_up(sizeof(struct region), 64) +
-                                 2 * bitmap_bytes + meta_bitmap_bytes +
-                                 sb_map_bytes,
-                             PAGE_SIZE);
+      round_up((npages >> (GRANULE_SHIFT - PAGE_SHIFT)) * sizeof(void *),
+               PAGE_SIZE);
+  /* Header and bitmaps (backed at once), the superblock map and the pmeta
+   * array (backed as used), each part starting on its own page. */
+  size_t hot_bytes = round_up(round_up(sizeof(struct region), 64) +
+                                  3 * bitmap_bytes + meta_bitmap_bytes,
+                              PAGE_SIZE);
+  size_t meta_off = hot_bytes + sb_map_bytes;
   size_t meta_size = meta_off + meta_pages * PAGE_SIZE;
   char *m = os_map(meta_size);
   if (!m) return NULL;
@@ -103,7 +104,7 @@ static struct region *region_try(unsigned shift) {
   }
   /* The header and bitmaps are read on every call: back them now, so that
    * cache hits never fault on the layer's own bookkeeping. */
-  if (os_populate(m, meta_off, true, NULL) != 0) {
+  if (os_populate(m, hot_bytes, true, NULL) != 0) {
     os_unmap(base, size);
     os_unmap(m, meta_size);
     return NULL;
@@ -115,9 +116,9 @@ static struct region *region_try(unsigned shift) {
   r->thp = umpa_opt.thp != 0;
   r->xbacked = (_Atomic uint64_t *)(m + round_up(sizeof(struct region), 64));
   r->xheads = (_Atomic uint64_t *)((char *)r->xbacked + bitmap_bytes);
-  r->xmeta_backed = (_Atomic uint64_t *)((char *)r->xheads + bitmap_bytes);
-  r->xsb_map = (struct superblock *_Atomic *)((char *)r->xmeta_backed +
-                                              meta_bitmap_bytes);
+  r->xcached = (_Atomic uint64_t *)((char *)r->xheads + bitmap_bytes);
+  r->xmeta_backed = (_Atomic uint64_t *)((char *)r->xcached + bitmap_bytes);
+  r->xsb_map = (struct superblock *_Atomic *)(m + hot_bytes);
   r->meta = (struct pmeta *)(m + meta_off);
   r->meta_size = meta_size;
   if (!map_register(r, shift)) {

@@ -27,6 +27,48 @@ static int move(void *src, void *dst, size_t n) {
   return err;
 }
 
+size_t remap_fill(struct region *r, size_t idx, size_t n) {
+  const unsigned min_order = HUGE_ORDER; /* 2 MiB: whole page tables move,
+                                            and VMAs split at most once per
+                                            2 MiB */
+  if (n < ((size_t)1 << min_order) ||
+      atomic_load_explicit(&umpa_buddy.xbacked_free, memory_order_relaxed) <
+          ((size_t)1 << min_order))
+    return 0;
+  size_t filled = 0;
+  for (size_t pos = idx, end = idx + n; pos < end;) {
+    /* The largest aligned piece at pos that fits. */
+    unsigned k = pos ? (unsigned)__builtin_ctzll(pos) : r->order;
+    unsigned fit = log2_floor(end - pos);
+    if (fit < k) k = fit;
+    size_t len = (size_t)1 << k;
+    if (k < min_order || bitmap_find(r->xbacked, pos, len, true) != pos + len) {
+      pos += len; /* too small, or partly backed already */
+      continue;
+    }
+    struct pmeta *src = NULL;
+    unsigned got = k;
+    for (; got >= min_order && !(src = buddy_alloc_warm(&umpa_buddy, got)); got--) {
+    }
+    if (!src) break; /* the cache holds no 2 MiB run any more */
+    len = (size_t)1 << got;
+    struct region *rs = src->region;
+    size_t is = pmeta_index(src);
+    if (move(region_addr(rs, is), region_addr(r, pos), len)) {
+      buddy_free(&umpa_buddy, rs, is, got, len);
+      break;
+    }
+    bitmap_set(r->xbacked, pos, len);
+    bitmap_clear(rs->xbacked, is, len);
+    region_back_meta(r, pos, len);
+    os_heal(region_addr(rs, is), len << PAGE_SHIFT, rs->thp);
+    buddy_free(&umpa_buddy, rs, is, got, 0);
+    filled += len;
+    pos += len;
+  }
+  return filled;
+}
+
 int remap_exchange(struct region *rs, size_t is, struct region *rd, size_t id,
                    size_t n, bool dst_unknown) {
   void *src = region_addr(rs, is), *dst = region_addr(rd, id);
@@ -84,7 +126,7 @@ void *remap_grow(void *p, struct pmeta *pm, size_t old, size_t new,
   /* Prepare the grown part first: if that fails the original block has
    * not been touched. */
   if ((!warm || (flags & UMPA_ZERO)) &&
-      page_prepare(rn, in + old, new - old, flags)) {
+      page_prepare(rn, in + old, new - old, flags, NULL)) {
     buddy_free_range(&umpa_buddy, rn, in, new, false);
     return NULL;
   }
@@ -96,7 +138,7 @@ void *remap_grow(void *p, struct pmeta *pm, size_t old, size_t new,
     pm->flags = warm ? PMF_FULL : 0;
   } else {
     /* The kernel refused the remap (vm.max_map_count): copy. */
-    if (page_prepare(rn, in, old, 0)) {
+    if (page_prepare(rn, in, old, 0, NULL)) {
       buddy_free_range(&umpa_buddy, rn, in, new, false);
       return NULL;
     }

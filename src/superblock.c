@@ -23,9 +23,11 @@ struct superblock umpa_sb_empty = {.group = SB_CURRENT};
 
 struct superblock *superblock_new(unsigned cls, struct heap *owner) {
   const struct size_class *sc = &umpa_class[cls];
+  /* Lazy: the pages of blocks never carved cost nothing; cached pages are
+   * still preferred, so a reused superblock takes no fault. */
   bool fresh = false;
-  struct superblock *sb =
-      page_alloc_ex(sc->sb_pages, 0, KIND_SUPERBLOCK, &fresh);
+  struct superblock *sb = page_alloc_ex(sc->sb_pages, UMPA_LAZY | PAGE_WARM,
+                                        KIND_SUPERBLOCK, &fresh);
   if (!sb) return NULL;
   heap_account_arena((ssize_t)sc->sb_pages << PAGE_SHIFT);
   sb->free = NULL;

@@ -37,6 +37,7 @@ static void thread_exit(void *arg) {
 
 static void fork_prepare(void) {
   heap_lock_all();
+  largecache_lock_all();
   cache_lock();
   buddy_lock_all(&umpa_buddy);
 }
@@ -44,12 +45,14 @@ static void fork_prepare(void) {
 static void fork_parent(void) {
   buddy_unlock_all(&umpa_buddy);
   cache_unlock();
+  largecache_unlock_all();
   heap_unlock_all();
 }
 
 static void fork_child(void) {
   buddy_unlock_all(&umpa_buddy);
   cache_unlock();
+  largecache_unlock_all();
   heap_after_fork_child(umpa_tl_heap);
 }
 

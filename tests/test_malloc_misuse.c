@@ -89,7 +89,7 @@ int main(void) {
   CHECK(dies_with(free_stack, "not allocated by umpa"));
   CHECK(dies_with(free_mmap, "not allocated by umpa"));
   CHECK(dies_with(free_twice_small, "double free"));
-  CHECK(dies_with(free_twice_large, "freed already"));
+  CHECK(dies_with(free_twice_large, "double free"));
   CHECK(dies_with(free_interior_small, "not allocated by umpa"));
   CHECK(dies_with(free_interior_large, "not allocated by umpa"));
   CHECK(dies_with(free_page_block, "not allocated by umpa"));

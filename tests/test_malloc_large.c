@@ -1,0 +1,141 @@
+/*
+ * test_malloc_large.c - large malloc blocks: reuse from the large-block
+ * cache without faults, best fit with the surplus given back, calloc of
+ * reused blocks is zero, malloc_trim empties the cache, blocks beyond
+ * UMPA_MALLOC_POPULATE are populated lazily, and realloc grows without
+ * copying.
+ */
+#define _GNU_SOURCE
+#include "check.h"
+#include "internal.h"
+
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+
+#define MiB ((size_t)1 << 20)
+
+static long faults(void) {
+  struct rusage r;
+  getrusage(RUSAGE_SELF, &r);
+  return r.ru_minflt + r.ru_majflt;
+}
+
+static size_t resident_pages(void *p, size_t bytes) {
+  static unsigned char vec[1 << 16];
+  size_t n = bytes / 4096;
+  REQUIRE(n <= sizeof vec);
+  REQUIRE(mincore(p, bytes, vec) == 0);
+  size_t r = 0;
+  for (size_t i = 0; i < n; i++) r += vec[i] & 1;
+  return r;
+}
+
+static void test_reuse(void) {
+  char *p = umpa_malloc(3 * MiB);
+  REQUIRE(p);
+  memset(p, 1, 3 * MiB);
+  umpa_free(p);
+  long f = faults();
+  char *q = umpa_malloc(3 * MiB);
+  REQUIRE(q);
+  memset(q, 2, 3 * MiB);
+  CHECK(q == p);
+  CHECK_MSG(faults() - f <= 2, "%ld faults reusing a cached block",
+            faults() - f);
+  umpa_free(q);
+  /* Best fit: a smaller request takes the cached block and gives the
+   * surplus back; the block is exactly as big as asked (in pages). */
+  char *r = umpa_malloc(1 * MiB + 100);
+  REQUIRE(r);
+  CHECK(r == p);
+  CHECK(umpa_malloc_usable_size(r) == MiB + 4096);
+  umpa_free(r);
+}
+
+static void test_calloc_reused(void) {
+  char *p = umpa_malloc(2 * MiB);
+  REQUIRE(p);
+  memset(p, 0xEE, 2 * MiB);
+  umpa_free(p);
+  char *z = umpa_calloc(1, 2 * MiB);
+  REQUIRE(z);
+  bool zero = true;
+  for (size_t i = 0; i < 2 * MiB; i++)
+    if (z[i]) {
+      zero = false;
+      break;
+    }
+  CHECK(zero);
+  umpa_free(z);
+}
+
+static void test_trim(void) {
+  void *blocks[8];
+  for (int i = 0; i < 8; i++) {
+    blocks[i] = umpa_malloc((size_t)(i + 1) * MiB);
+    REQUIRE(blocks[i]);
+    memset(blocks[i], 3, (size_t)(i + 1) * MiB);
+  }
+  for (int i = 0; i < 8; i++) umpa_free(blocks[i]);
+  struct umpa_mallinfo before = umpa_mallinfo();
+  CHECK(before.keepcost >= 8 * MiB);
+  CHECK(umpa_malloc_trim(0) == 1);
+  struct umpa_mallinfo after = umpa_mallinfo();
+  CHECK_MSG(after.keepcost == 0, "keepcost %zu after trim", after.keepcost);
+  CHECK(after.hblks == 0);
+  umpa_page_check();
+}
+
+static void test_lazy_big(void) {
+  /* Beyond UMPA_MALLOC_POPULATE (32 MiB): only what is touched is
+   * resident, as with glibc's mmap. */
+  umpa_malloc_trim(0);
+  size_t big = 64 * MiB;
+  char *p = umpa_malloc(big);
+  REQUIRE(p);
+  CHECK_MSG(resident_pages(p, big) < 2048, "%zu pages resident",
+            resident_pages(p, big));
+  memset(p, 4, MiB);
+  CHECK(resident_pages(p, MiB) == 256);
+  umpa_free(p);
+  /* Within the threshold the block is populated up front. */
+  char *q = umpa_malloc(8 * MiB);
+  REQUIRE(q);
+  CHECK(resident_pages(q, 8 * MiB) == 2048);
+  umpa_free(q);
+}
+
+static void test_realloc_no_copy(void) {
+  size_t n = 4 * MiB;
+  char *p = umpa_malloc(n);
+  REQUIRE(p);
+  for (size_t i = 0; i < n; i += 4096) memcpy(p + i, &i, sizeof i);
+  struct umpa_page_stats a, b;
+  umpa_page_stats(&a);
+  char *q = umpa_realloc(p, 16 * n);
+  REQUIRE(q);
+  umpa_page_stats(&b);
+  /* Grown in place or moved by remapping: never copied. */
+  CHECK(b.realloc_in_place + b.realloc_moved > a.realloc_in_place + a.realloc_moved);
+  CHECK(b.copies == a.copies);
+  bool same = true;
+  for (size_t i = 0; i < n; i += 4096) {
+    size_t v;
+    memcpy(&v, q + i, sizeof v);
+    if (v != i) same = false;
+  }
+  CHECK(same);
+  umpa_free(q);
+}
+
+int main(void) {
+  test_reuse();
+  test_calloc_reused();
+  test_trim();
+  test_lazy_big();
+  test_realloc_no_copy();
+  umpa_malloc_trim(0);
+  umpa_page_check();
+  return check_done("test_malloc_large");
+}
