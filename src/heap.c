@@ -163,22 +163,43 @@ static struct superblock *global_take(unsigned cls, struct heap *h) {
   return sb;
 }
 
+static void adopt(struct heap *h, struct superblock *sb);
+
 void heap_global_free(struct superblock *sb, struct block *b) {
   unsigned cls = sb->cls;
+  struct heap *h = umpa_tl_heap;
+  bool real = h != &umpa_heap_empty && h != &umpa_heap_dead;
   ulock_acquire(&global_lock[cls]);
   superblock_push_locked(sb, b);
   /* Adopted meanwhile: the new owner will collect the block. */
-  if (atomic_load_explicit(&sb->xowner, memory_order_relaxed) ==
+  if (atomic_load_explicit(&sb->xowner, memory_order_relaxed) !=
       &umpa_heap_global) {
-    superblock_collect(sb);
-    if (used_of(sb) == 0) {
-      list_unlink(&umpa_heap_global.bins[cls].lists[0], sb);
-      COUNTER_ADD(umpa_heap_global.bins[cls].xheld, -1);
-      ulock_release(&global_lock[cls]);
-      superblock_destroy(sb);
-      return;
-    }
+    ulock_release(&global_lock[cls]);
+    return;
   }
+  list_unlink(&umpa_heap_global.bins[cls].lists[0], sb);
+  COUNTER_ADD(umpa_heap_global.bins[cls].xheld, -1);
+  /* The freeing thread adopts the superblock (as mimalloc reclaims
+   * abandoned pages on free): its next frees into it are local, and its
+   * mallocs reuse it.  Hoard's threshold gives it back if it stays empty. */
+  if (real) atomic_store_explicit(&sb->xowner, h, memory_order_release);
+  ulock_release(&global_lock[cls]);
+  if (real) {
+    adopt(h, sb);
+    return;
+  }
+  /* No heap to give it to (an exiting thread): collect here. */
+  ulock_acquire(&global_lock[cls]);
+  superblock_collect(sb);
+  if (used_of(sb) == 0) {
+    ulock_release(&global_lock[cls]);
+    superblock_destroy(sb);
+    return;
+  }
+  sb->group = SB_GLOBAL;
+  atomic_store_explicit(&sb->xowner, &umpa_heap_global, memory_order_release);
+  list_push(&umpa_heap_global.bins[cls].lists[0], sb);
+  COUNTER_ADD(umpa_heap_global.bins[cls].xheld, 1);
   ulock_release(&global_lock[cls]);
 }
 
@@ -237,6 +258,22 @@ static void enforce_threshold(struct bin *b, unsigned cls) {
     global_put(sb);
     return;
   }
+}
+
+/* Take a superblock whose owner was just set to h into h's bin. */
+static void adopt(struct heap *h, struct superblock *sb) {
+  unsigned cls = sb->cls;
+  struct bin *b = &h->bins[cls];
+  superblock_collect(sb);
+  held_add(b, cls, 1);
+  if (used_of(sb) == 0) {
+    retire_empty(b, sb);
+  } else {
+    b->used_other += used_of(sb);
+    list_in(b, sb, group_of(sb));
+  }
+  enforce_threshold(b, cls);
+  snapshot(b);
 }
 
 /* The current superblock ran out: park it full, or list it if remote

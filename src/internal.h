@@ -66,6 +66,7 @@ struct umpa_options {
                              up to this size up front */
   size_t large_cache;   /* UMPA_LARGE_CACHE: bytes of freed large blocks
                            kept whole for reuse */
+  int check;            /* UMPA_CHECK: exact double-free detection */
 };
 
 UMPA_HIDDEN extern struct umpa_options umpa_opt;
@@ -542,6 +543,20 @@ struct superblock {
 static inline char *sb_blocks(struct superblock *sb) {
   return (char *)sb + SUPERBLOCK_HEADER;
 }
+
+/* UMPA_CHECK=1: one bit per block, "handed out", at the superblock's end
+ * (capacities leave room for it).  Set by malloc, cleared by free. */
+static inline _Atomic uint64_t *sb_check_map(struct superblock *sb,
+                                             size_t sb_pages) {
+  size_t words = (sb->capacity + 63) / 64;
+  return (_Atomic uint64_t *)((char *)sb + (sb_pages << PAGE_SHIFT)) - words;
+}
+/* Checked malloc/free (src/malloc.c): abort on a block handed out twice
+ * or freed twice.  `sb` owns p. */
+UMPA_HIDDEN void check_on_malloc(void *p);
+UMPA_HIDDEN void check_on_free(struct superblock *sb, struct block *b);
+/* Apply the options that concern malloc (called once by umpa_init). */
+UMPA_HIDDEN void malloc_configure(void);
 _Static_assert(sizeof(struct superblock) <= SUPERBLOCK_HEADER,
                "superblock header too large");
 

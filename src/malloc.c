@@ -59,6 +59,7 @@ static inline struct block *block_of(struct superblock *sb, void *p,
  * invalid pointers, double frees, frees by other threads. */
 static UMPA_NOINLINE void small_free_slow(struct superblock *sb, void *p) {
   struct block *b = block_of(sb, p, "free");
+  if (UMPA_UNLIKELY(umpa_opt.check)) check_on_free(sb, b);
   struct heap *h = umpa_tl_heap;
   if (atomic_load_explicit(&sb->xowner, memory_order_relaxed) != h) {
     superblock_free_remote(sb, b);
@@ -85,7 +86,7 @@ static inline void small_free(struct superblock *sb, void *p) {
   if (UMPA_UNLIKELY(
           idx * sb->size != off || idx >= sb->capacity ||
           atomic_load_explicit(&sb->xowner, memory_order_relaxed) != h ||
-          b == sb->free)) {
+          b == sb->free || umpa_opt.check)) {
     small_free_slow(sb, p);
     return;
   }
@@ -189,7 +190,32 @@ static inline size_t threshold(void) {
   return atomic_load_explicit(&large_threshold, memory_order_relaxed);
 }
 
+void check_on_malloc(void *p) {
+  struct superblock *sb = superblock_of(p);
+  size_t idx = (size_t)(((uint64_t)((char *)p - sb_blocks(sb)) * sb->recip) >> 40);
+  uint64_t bit = (uint64_t)1 << (idx & 63);
+  _Atomic uint64_t *w =
+      &sb_check_map(sb, umpa_class[sb->cls].sb_pages)[idx >> 6];
+  if (atomic_fetch_or_explicit(w, bit, memory_order_relaxed) & bit)
+    umpa_fatal("umpa: malloc: block %p handed out twice (heap corrupted: "
+               "a write after free?)\n", p);
+}
+
+void check_on_free(struct superblock *sb, struct block *b) {
+  size_t idx = (size_t)(((uint64_t)((char *)b - sb_blocks(sb)) * sb->recip) >> 40);
+  uint64_t bit = (uint64_t)1 << (idx & 63);
+  _Atomic uint64_t *w =
+      &sb_check_map(sb, umpa_class[sb->cls].sb_pages)[idx >> 6];
+  if (!(atomic_fetch_and_explicit(w, ~bit, memory_order_relaxed) & bit))
+    umpa_fatal("umpa: free(%p): double free\n", (void *)b);
+}
+
 static UMPA_NOINLINE void *malloc_slow(size_t n) {
+  if (UMPA_UNLIKELY(umpa_opt.check) && n <= threshold()) {
+    void *p = small_alloc(n);
+    if (p) check_on_malloc(p);
+    return p;
+  }
   if (n <= threshold()) return small_alloc(n);
   if (n > (size_t)PTRDIFF_MAX) {
     errno = ENOMEM;
@@ -197,6 +223,11 @@ static UMPA_NOINLINE void *malloc_slow(size_t n) {
   }
   umpa_init();
   return large_alloc(n, 0, false);
+}
+
+void malloc_configure(void) {
+  /* Checked mode: every malloc goes through malloc_slow, which marks. */
+  if (umpa_opt.check) atomic_store(&direct_max, 0);
 }
 
 static inline void *do_malloc(size_t n) {
@@ -272,6 +303,7 @@ void *umpa_calloc(size_t n, size_t size) {
     errno = ENOMEM;
     return NULL;
   }
+  if (UMPA_UNLIKELY(umpa_opt.check)) check_on_malloc(p);
   if (!zero) memset(p, 0, total);
   return p;
 }
@@ -357,11 +389,11 @@ static void *aligned_alloc_pow2(size_t align, size_t n) {
     if (align <= SUPERBLOCK_HEADER && rounded <= limit) {
       umpa_init();
       if (umpa_class[sizeclass_of(rounded)].size % align == 0)
-        return small_alloc(rounded);
+        return malloc_slow(rounded);
     }
     size_t need = n + align - 16;
     if (need <= limit) {
-      char *p = small_alloc(need);
+      char *p = malloc_slow(need);
       if (!p) return NULL;
       char *a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
       if (a != p)

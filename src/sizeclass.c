@@ -37,6 +37,13 @@ void sizeclass_init(void) {
     sc->size = (uint32_t)size;
     sc->sb_pages = (uint32_t)(sb >> PAGE_SHIFT);
     sc->capacity = (uint32_t)((sb - SUPERBLOCK_HEADER) / size);
+    if (umpa_opt.check) {
+      /* Room at the end for one bit per block (see sb_check_map). */
+      while (SUPERBLOCK_HEADER + (size_t)sc->capacity * size +
+                 (sc->capacity + 63) / 64 * 8 >
+             sb)
+        sc->capacity--;
+    }
     sc->recip = (((uint64_t)1 << 40) + size - 1) / size;
     size_t carve = 4096 / size;
     sc->carve = (uint32_t)(carve < 1 ? 1 : carve > 64 ? 64 : carve);

@@ -64,6 +64,7 @@ void umpa_init(void) {
   if (atomic_compare_exchange_strong(&init_state, &expected, 1)) {
     page_init();
     sizeclass_init();
+    malloc_configure();
     atomic_store_explicit(&init_state, 2, memory_order_release);
     /* The pthread calls may allocate (through us): the core is ready and
      * the allocations take the shared heap until state 3. */
