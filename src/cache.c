@@ -11,16 +11,25 @@
  */
 #include "internal.h"
 
-static _Atomic size_t limit_pages;
+static _Atomic size_t limit_pages; /* the maximum (or the exact limit) */
+static _Atomic bool limit_fixed;
 static ulock_t trim_lock;
 
 void cache_init(void) {
   atomic_store(&limit_pages, umpa_opt.page_cache >> PAGE_SHIFT);
+  atomic_store(&limit_fixed, umpa_opt.page_cache_fixed);
   ulock_init(&trim_lock, LOCK_SPIN);
 }
 
+/* By default the cache holds at most half the memory in use (at least
+ * 4 MiB, at most UMPA_PAGE_CACHE): a small program does not keep hundreds
+ * of MiB it freed, a big one keeps enough to reuse.  A limit set
+ * by UMPA_PAGE_CACHE, umpa_page_cache_limit or mallopt is exact. */
 size_t cache_limit_pages(void) {
-  return atomic_load_explicit(&limit_pages, memory_order_relaxed);
+  size_t max = atomic_load_explicit(&limit_pages, memory_order_relaxed);
+  if (atomic_load_explicit(&limit_fixed, memory_order_relaxed)) return max;
+  return cache_adaptive(
+      max, atomic_load_explicit(&umpa_pc.xin_use, memory_order_relaxed));
 }
 
 static size_t cached_pages(void) {
@@ -145,7 +154,9 @@ size_t umpa_page_trim(int severity) {
 
 size_t umpa_page_cache_limit(size_t bytes) {
   page_init();
-  size_t old = atomic_exchange(&limit_pages, bytes >> PAGE_SHIFT);
+  size_t old = cache_limit_pages();
+  atomic_store(&limit_pages, bytes >> PAGE_SHIFT);
+  atomic_store(&limit_fixed, true);
   cache_enforce();
   return old << PAGE_SHIFT;
 }

@@ -164,6 +164,9 @@ static size_t evict(size_t excess) {
 bool largecache_put(void *p, struct pmeta *pm) {
   size_t pages = pm->count;
   size_t limit = umpa_opt.large_cache >> PAGE_SHIFT;
+  if (!umpa_opt.large_cache_fixed)
+    limit = cache_adaptive(
+        limit, atomic_load_explicit(&umpa_pc.xin_use, memory_order_relaxed));
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES || pages > limit ||
       !(pm->flags & PMF_FULL) || pm->user_offset != 0)
     return false;

@@ -142,5 +142,8 @@ void options_init(void) {
     const char *v = env_value(env, option_table[i].name);
     if (v) apply(&option_table[i], v);
   }
+  /* Cache limits given explicitly are exact; by default they adapt. */
+  umpa_opt.page_cache_fixed = env_value(env, "UMPA_PAGE_CACHE") != NULL;
+  umpa_opt.large_cache_fixed = env_value(env, "UMPA_LARGE_CACHE") != NULL;
   atomic_store_explicit(&options_state, 2, memory_order_release);
 }

@@ -93,6 +93,18 @@ int page_prepare(struct region *r, size_t idx, size_t n, unsigned flags,
   return err ? ENOMEM : 0;
 }
 
+/* Drop the memory of every run of pages in [idx, idx+n) whose backed bit
+ * equals `value` (bits are left as they are). */
+static void release_runs(struct region *r, size_t idx, size_t n, bool value) {
+  for (size_t i = idx, end = idx + n; i < end;) {
+    size_t s = bitmap_find(r->xbacked, i, end - i, value);
+    if (s == end) break;
+    size_t e = bitmap_find(r->xbacked, s, end - s, !value);
+    os_release(region_addr(r, s), (e - s) << PAGE_SHIFT);
+    i = e;
+  }
+}
+
 void page_refresh_backed(struct region *r, size_t idx, size_t n) {
   unsigned char vec[1024];
   size_t added = 0;
@@ -116,15 +128,7 @@ void page_refresh_backed(struct region *r, size_t idx, size_t n) {
   /* A page written and then swapped out is not resident yet holds data:
    * with swap present, drop what we cannot account for so that a clear
    * bit keeps meaning "reads as zero". */
-  if (os_has_swap()) {
-    for (size_t i = idx, end = idx + n; i < end;) {
-      size_t z = bitmap_find(r->xbacked, i, end - i, false);
-      if (z == end) break;
-      size_t e = bitmap_find(r->xbacked, z, end - z, true);
-      os_release(region_addr(r, z), (e - z) << PAGE_SHIFT);
-      i = e;
-    }
-  }
+  if (os_has_swap()) release_runs(r, idx, n, false);
 }
 
 /* ---------------------------------------------------------------------------
@@ -198,13 +202,7 @@ void *page_alloc_ex(size_t npages, unsigned flags, unsigned kind,
     if (pm->count) {
       /* Reserved blocks start without memory, even if the run was warm. */
       size_t n = bitmap_count(r->xbacked, idx, npages);
-      for (size_t i = idx, end = idx + npages; i < end;) {
-        size_t s = bitmap_find(r->xbacked, i, end - i, true);
-        if (s == end) break;
-        size_t e = bitmap_find(r->xbacked, s, end - s, false);
-        os_release(region_addr(r, s), (e - s) << PAGE_SHIFT);
-        i = e;
-      }
+      release_runs(r, idx, npages, true);
       bitmap_clear(r->xbacked, idx, npages);
       PC_ADD(xbacked, -n);
       PC_ADD(xreleased, n);

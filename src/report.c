@@ -89,21 +89,23 @@ size_t umpa_format(char *buf, size_t cap, const char *fmt, ...) {
   return n;
 }
 
-void umpa_warn(const char *fmt, ...) {
+static void vwarn(const char *fmt, va_list ap) {
   char buf[512];
-  va_list ap;
-  va_start(ap, fmt);
   size_t n = vformat(buf, sizeof buf, fmt, ap);
-  va_end(ap);
   os_write_stderr(buf, n);
 }
 
-void umpa_fatal(const char *fmt, ...) {
-  char buf[512];
+void umpa_warn(const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
-  size_t n = vformat(buf, sizeof buf, fmt, ap);
+  vwarn(fmt, ap);
   va_end(ap);
-  os_write_stderr(buf, n);
+}
+
+void umpa_fatal(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vwarn(fmt, ap);
+  va_end(ap);
   os_abort();
 }

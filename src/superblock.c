@@ -44,6 +44,12 @@ struct superblock *superblock_new(unsigned cls, struct heap *owner) {
   sb->recip = sc->recip;
   atomic_store_explicit(&sb->xremote, 0, memory_order_relaxed);
   atomic_store_explicit(&sb->xowner, owner, memory_order_relaxed);
+  if (umpa_opt.check) {
+    /* Cached pages hold whatever their last use left there. */
+    _Atomic uint64_t *map = sb_check_map(sb, sc->sb_pages);
+    for (size_t i = 0, n = (sb->capacity + 63) / 64; i < n; i++)
+      atomic_store_explicit(&map[i], 0, memory_order_relaxed);
+  }
   /* Publish in the region's superblock map, one slot per 64 KiB. */
   struct region *r = region_of(sb);
   size_t slot = ((uintptr_t)sb - r->base) >> GRANULE_SHIFT;

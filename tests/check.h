@@ -44,6 +44,44 @@ static int check_failures, check_count;
     }                                                                     \
   } while (0)
 
+/* Run fn in a forked child with its stderr captured: true if the child
+ * aborted (SIGABRT) after printing exactly one line that starts with
+ * "umpa: " and contains `expect`.  Defined only where <sys/wait.h> and
+ * <unistd.h> are included before this header. */
+#if defined(WIFSIGNALED) && defined(STDERR_FILENO)
+#include <signal.h>
+#include <string.h>
+static inline bool dies_with(void (*fn)(void), const char *expect) {
+  int fd[2];
+  REQUIRE(pipe(fd) == 0);
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    dup2(fd[1], 2);
+    close(fd[0]);
+    fn();
+    _exit(0); /* not reached if the misuse is detected */
+  }
+  close(fd[1]);
+  char buf[1024];
+  size_t len = 0;
+  ssize_t n;
+  while ((n = read(fd[0], buf + len, sizeof buf - 1 - len)) > 0)
+    len += (size_t)n;
+  buf[len] = '\0';
+  close(fd[0]);
+  int status;
+  waitpid(pid, &status, 0);
+  bool aborted = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+  bool one_line = len > 0 && strchr(buf, '\n') == buf + len - 1;
+  bool says = strstr(buf, expect) != NULL && strncmp(buf, "umpa: ", 6) == 0;
+  if (!aborted || !one_line || !says)
+    fprintf(stderr, "expected abort with \"%s\", got status %d, stderr: %s\n",
+            expect, status, buf);
+  return aborted && one_line && says;
+}
+#endif
+
 /* Sanitizer builds run the tests with UMPA_TEST_QUICK=1: heavy tests then
  * do a fraction of their work (ThreadSanitizer is 10-50x slower). */
 static inline long test_scaled(long n) {

@@ -3,7 +3,6 @@
  * block (not only the immediate one the default mode sees), also when the
  * second free comes from another thread, and otherwise behaves normally.
  */
-#include "check.h"
 #include "internal.h"
 
 #include <pthread.h>
@@ -12,34 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-typedef void (*misuse_fn)(void);
-
-static bool dies_with(misuse_fn fn, const char *expect) {
-  int fd[2];
-  REQUIRE(pipe(fd) == 0);
-  pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    dup2(fd[1], 2);
-    close(fd[0]);
-    fn();
-    _exit(0);
-  }
-  close(fd[1]);
-  char buf[1024];
-  size_t len = 0;
-  ssize_t n;
-  while ((n = read(fd[0], buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)n;
-  buf[len] = '\0';
-  close(fd[0]);
-  int status;
-  waitpid(pid, &status, 0);
-  bool ok = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT &&
-            strstr(buf, expect) != NULL;
-  if (!ok) fprintf(stderr, "expected abort with \"%s\", got %d: %s\n", expect,
-                   status, buf);
-  return ok;
-}
+#include "check.h"
 
 static void double_free_later(void) {
   void *a = umpa_malloc(48), *b = umpa_malloc(48);

@@ -4,7 +4,6 @@
  * case runs in a forked child whose stderr is captured.
  */
 #define _GNU_SOURCE
-#include "check.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -14,39 +13,10 @@
 #include <umpa.h>
 #include <unistd.h>
 
+#include "check.h"
+
 #define PG ((size_t)UMPA_PAGE_SIZE)
 
-typedef void (*misuse_fn)(void);
-
-/* Run fn in a child; return its stderr in buf and whether it aborted. */
-static bool dies_with(misuse_fn fn, const char *expect) {
-  int fd[2];
-  REQUIRE(pipe(fd) == 0);
-  pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    dup2(fd[1], 2);
-    close(fd[0]);
-    fn();
-    _exit(0); /* not reached if the misuse is detected */
-  }
-  close(fd[1]);
-  char buf[1024];
-  size_t len = 0;
-  ssize_t n;
-  while ((n = read(fd[0], buf + len, sizeof buf - 1 - len)) > 0) len += (size_t)n;
-  buf[len] = '\0';
-  close(fd[0]);
-  int status;
-  waitpid(pid, &status, 0);
-  bool aborted = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
-  bool one_line = len > 0 && strchr(buf, '\n') == buf + len - 1;
-  bool says = strstr(buf, expect) != NULL && strncmp(buf, "umpa: ", 6) == 0;
-  if (!aborted || !one_line || !says)
-    fprintf(stderr, "expected abort with \"%s\", got status %d, stderr: %s\n",
-            expect, status, buf);
-  return aborted && one_line && says;
-}
 
 static void free_stack_pointer(void) {
   char buf[PG * 2];
