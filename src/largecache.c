@@ -7,19 +7,27 @@
  * and the next 6 MiB request needs a free, backed, aligned 8 MiB run, which
  * a busy heap rarely has: populating one costs a fault per page.  Here a
  * freed large block stays a block ("span"), merged with the cached spans
- * and the backed free runs on either side of it; a request takes the
- * smallest span that fits and the surplus becomes a span of its own.  A
- * request that fits is served with no system call and no fault.
+ * and the free runs on either side of it; a request takes the best fitting
+ * span and the surplus becomes a span of its own.  A request that fits
+ * memory-backed pages is served with no system call and no fault.
+ *
+ * A span may include pages without memory: the unused tail of the aligned
+ * run a fresh block came from (merged in up to the block's own size), or
+ * free runs a request grows a span over when nothing fits (hole fit).
+ * Taking such pages populates just them, and keeps blocks next to each
+ * other so that their spans merge when they are freed: without this, a
+ * ring of varied large blocks grows the heap without bound (fig7_malloc
+ * populated 3 GB in 4096 operations on a 2 GB live set; now 0.5 GB).
  *
  * Spans are listed by size class (four per power of two), most recently
- * freed first; the list node lives in the span's first bytes, which are
- * backed (only fully backed blocks are cached).  A span's head is marked
- * in its region's `xcached` bitmap, changed only under the cache's lock,
- * so a neighbour is recognised without reading another thread's block.
- * One lock: large requests are rare next to small ones, and each one costs
- * page-layer work anyway.  The cache is bounded (UMPA_LARGE_CACHE); past
- * it, the oldest spans of the largest classes go back to the page layer,
- * whose own cache limit then applies.
+ * freed first; the list node lives in the span's first page, which always
+ * has memory.  A span's head is marked in its region's `xcached` bitmap,
+ * changed only under the cache's lock, so a neighbour is recognised
+ * without reading another thread's block.  One lock: large requests are
+ * rare next to small ones, and each one costs page-layer work anyway.  The
+ * memory the cache holds is bounded (UMPA_LARGE_CACHE, and half the memory
+ * in use by default); past it, the spans freed longest ago go back to the
+ * page layer, whose own cache limit then applies.
  */
 #include "internal.h"
 
@@ -36,7 +44,8 @@ static ulock_t lc_lock;
 static struct lc_node lc_list[LC_CLASSES]; /* sentinels, most recent first */
 static struct lc_node lc_lru;              /* sentinel */
 static size_t lc_count[LC_CLASSES];
-static _Atomic size_t lc_pages; /* written under lc_lock */
+static _Atomic size_t lc_pages;  /* pages in spans (written under lc_lock) */
+static _Atomic size_t lc_backed; /* of those, pages with memory */
 static bool lc_ready;
 
 static unsigned class_of(size_t pages) {
@@ -53,6 +62,22 @@ static struct pmeta *head_of(void *p) {
 
 static void *addr_of(struct pmeta *pm) {
   return region_addr(pm->region, pmeta_index(pm));
+}
+
+/* Pages of a span that have memory: its bits do not change while it is
+ * cached (only a taken block is populated or filled by moves). */
+static size_t span_backed(struct pmeta *pm) {
+  if (pm->flags & PMF_FULL) return pm->count;
+  return bitmap_count(pm->region->xbacked, pmeta_index(pm), pm->count);
+}
+
+static void count_span(struct pmeta *pm, int sign) {
+  size_t b = span_backed(pm);
+  atomic_store_explicit(&lc_pages,
+                        atomic_load(&lc_pages) + (size_t)sign * pm->count,
+                        memory_order_relaxed);
+  atomic_store_explicit(&lc_backed, atomic_load(&lc_backed) + (size_t)sign * b,
+                        memory_order_relaxed);
 }
 
 /* List a span (lc_lock held); `recent` puts it first in LRU order, else
@@ -79,8 +104,7 @@ static void list_span(struct pmeta *pm, bool recent) {
   }
   pm->flags |= PMF_CACHED;
   bitmap_set(pm->region->xcached, pmeta_index(pm), 1);
-  atomic_store_explicit(&lc_pages, atomic_load(&lc_pages) + pm->count,
-                        memory_order_relaxed);
+  count_span(pm, 1);
 }
 
 /* Take a listed span off its lists (lc_lock held); `keep_lru` leaves its
@@ -96,15 +120,36 @@ static void unlist_span(struct pmeta *pm, bool keep_lru) {
   lc_count[class_of(pm->count)]--;
   pm->flags &= (uint8_t)~PMF_CACHED;
   bitmap_clear(pm->region->xcached, pmeta_index(pm), 1);
-  atomic_store_explicit(&lc_pages, atomic_load(&lc_pages) - pm->count,
-                        memory_order_relaxed);
+  count_span(pm, -1);
 }
 
-/* Merge the block pm with cached spans and backed free runs around it;
- * returns the head of the result (lc_lock held). */
+/* Take the free run that starts at page pos of r, or its first `room`
+ * pages (lc_lock held).  Returns the pages taken (0: none free there) and
+ * their backed count in *backed. */
+static size_t claim_run(struct region *r, size_t pos, size_t room,
+                        size_t *backed) {
+  if (pos >= r->npages || room == 0) return 0;
+  uint8_t tag = atomic_load_explicit(&r->meta[pos].xtag, memory_order_acquire);
+  if (PM_STATE(tag) != PM_FREE) return 0;
+  size_t n = (size_t)1 << PM_ORDER(tag);
+  if (n > room) n = room;
+  if (n > r->npages - pos) n = r->npages - pos;
+  long b = buddy_claim(&umpa_buddy, r, pos, n);
+  if (b < 0) return 0; /* taken or merged meanwhile */
+  *backed = (size_t)b;
+  return n;
+}
+
+/* Merge the block pm with cached spans and free runs around it; returns
+ * the head of the result (lc_lock held).  Free runs without memory are
+ * merged too, up to the block's own size: a fresh block came from an
+ * aligned power-of-two run whose unused tail follows it, and a span that
+ * takes the tail in can serve a bigger request later, or merge with the
+ * span after the tail.  The bound keeps the cache from holding much
+ * address space that has no memory. */
 static struct pmeta *coalesce(struct pmeta *pm) {
   struct region *r = pm->region;
-  size_t idx = pmeta_index(pm);
+  size_t idx = pmeta_index(pm), cold_room = pm->count;
   /* Backwards: the span ending right before idx. */
   if (idx > 0) {
     size_t h = bitmap_find_last_set(r->xheads, idx - 1);
@@ -118,19 +163,27 @@ static struct pmeta *coalesce(struct pmeta *pm) {
       idx = h;
     }
   }
-  /* Forwards: a cached span, then free runs that are fully backed. */
-  size_t next = idx + pm->count;
-  if (next < r->npages && bitmap_test(r->xcached, next) &&
-      pm->count + r->meta[next].count <= LC_MAX_PAGES) {
-    struct pmeta *nx = &r->meta[next];
-    unlist_span(nx, false);
-    page_join(pm, nx);
-  }
-  size_t got = 0, more;
-  while (pm->count + got < LC_MAX_PAGES &&
-         (more = buddy_claim_warm(&umpa_buddy, r, idx + pm->count + got)))
-    got += more;
-  if (got) {
+  /* Forwards: free runs and cached spans, as long as they follow. */
+  for (;;) {
+    size_t next = idx + pm->count, room = LC_MAX_PAGES - pm->count;
+    if (next >= r->npages || room == 0) break;
+    if (bitmap_test(r->xcached, next)) {
+      struct pmeta *nx = &r->meta[next];
+      if (nx->count > room) break;
+      unlist_span(nx, false);
+      page_join(pm, nx);
+      continue;
+    }
+    size_t backed = 0, got = claim_run(r, next, room, &backed);
+    if (!got) break;
+    if (backed < got) {
+      if (got - backed > cold_room) { /* too much without memory: undo */
+        buddy_free_range(&umpa_buddy, r, next, got, false);
+        break;
+      }
+      cold_room -= got - backed;
+      pm->flags &= (uint8_t)~PMF_FULL;
+    }
     pm->count += (uint32_t)got;
     PC_ADD(xin_use, got);
     heap_account_arena((ssize_t)(got << PAGE_SHIFT));
@@ -138,27 +191,43 @@ static struct pmeta *coalesce(struct pmeta *pm) {
   return pm;
 }
 
-/* Give up to `excess` pages back to the page layer, from the span freed
- * longest ago: its tail if it is bigger than that, else all of it
- * (lc_lock held).  Returns the pages given back. */
+/* Give at least `excess` backed pages (or all it has) back to the page
+ * layer from the span freed longest ago: a tail long enough to hold them,
+ * the front staying listed in its LRU place, or the whole span (lc_lock
+ * held).  Returns the backed pages given back. */
 static size_t evict(size_t excess) {
   if (!lc_ready || lc_lru.lru_prev == &lc_lru) return 0;
   struct lc_node *n = lc_lru.lru_prev;
   struct pmeta *pm = head_of(n);
-  size_t pages = pm->count;
-  if (pages >= excess + LC_MIN_PAGES) {
-    /* Keep the front listed (in its LRU place), free the tail. */
-    unlist_span(pm, true);
-    struct pmeta *tail = page_split(pm, pages - excess);
+  size_t pages = pm->count, backed = span_backed(pm);
+  size_t tail_len = excess + (pages - backed); /* holds >= excess backed */
+  unlist_span(pm, tail_len + LC_MIN_PAGES <= pages);
+  if (tail_len + LC_MIN_PAGES <= pages) {
+    struct pmeta *tail = page_split(pm, pages - tail_len);
     list_span(pm, false);
-    page_free(addr_of(tail), excess, KIND_LARGE, "free");
-    pages = excess;
+    backed = span_backed(tail);
+    page_free(addr_of(tail), tail_len, KIND_LARGE, "free");
+    pages = tail_len;
   } else {
-    unlist_span(pm, false);
     page_free(n, pages, KIND_LARGE, "free");
   }
   heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
-  return pages;
+  return backed;
+}
+
+/* List the surplus of a taken span; its first page holds the list node, so
+ * it must have memory (lc_lock held). */
+static void list_surplus(struct pmeta *sp) {
+  struct region *r = sp->region;
+  size_t idx = pmeta_index(sp);
+  if (bitmap_test(r->xbacked, idx) || page_prepare(r, idx, 1, 0, NULL) == 0) {
+    list_span(sp, true);
+    return;
+  }
+  bitmap_clear(r->xheads, idx, 1);
+  PC_ADD(xin_use, -(size_t)sp->count);
+  heap_account_arena(-(ssize_t)((size_t)sp->count << PAGE_SHIFT));
+  buddy_free_range(&umpa_buddy, r, idx, sp->count, false);
 }
 
 bool largecache_put(void *p, struct pmeta *pm) {
@@ -174,7 +243,7 @@ bool largecache_put(void *p, struct pmeta *pm) {
   ulock_acquire(&lc_lock);
   list_span(coalesce(pm), true);
   size_t cached;
-  while ((cached = atomic_load_explicit(&lc_pages, memory_order_relaxed)) >
+  while ((cached = atomic_load_explicit(&lc_backed, memory_order_relaxed)) >
              limit &&
          evict(cached - limit)) {
   }
@@ -182,46 +251,108 @@ bool largecache_put(void *p, struct pmeta *pm) {
   return true;
 }
 
+/* No span holds the request: grow one of the biggest spans below it over
+ * the free runs that follow it (lc_lock held).  Returns it unlisted,
+ * holding `pages`, with PMF_FULL cleared when part of it needs memory.
+ *
+ * A fresh block comes from an aligned power-of-two run, so a freed 6 MiB
+ * block is followed by the 2 MiB left of its 8 MiB run; without this a
+ * 7 MiB request would populate a whole new run, and a ring of varied large
+ * blocks would keep growing the heap.  Here it populates 1 MiB. */
+static struct pmeta *hole_fit(size_t pages) {
+  unsigned first = class_of(pages), last = class_of(pages / 4 < LC_MIN_PAGES
+                                                        ? LC_MIN_PAGES
+                                                        : pages / 4);
+  for (unsigned c = first + 1; c-- > last;) {
+    int looks = 2;
+    for (struct lc_node *n = lc_list[c].next; n != &lc_list[c] && looks--;
+         n = n->next) {
+      struct pmeta *pm = head_of(n);
+      struct region *r = pm->region;
+      size_t idx = pmeta_index(pm), have = pm->count;
+      if (have >= pages || pages > r->npages - idx) continue;
+      long backed = buddy_claim(&umpa_buddy, r, idx + have, pages - have);
+      if (backed < 0) continue;
+      unlist_span(pm, false);
+      pm->count = (uint32_t)pages;
+      if ((size_t)backed != pages - have) pm->flags &= (uint8_t)~PMF_FULL;
+      PC_ADD(xin_use, pages - have);
+      heap_account_arena((ssize_t)((pages - have) << PAGE_SHIFT));
+      return pm;
+    }
+  }
+  return NULL;
+}
+
+/* Populate the part of a hole-fitted block that has no memory, outside
+ * the lock; on failure the block goes back to the page layer. */
+static void *fill_hole(struct pmeta *pm) {
+  struct region *r = pm->region;
+  size_t idx = pmeta_index(pm), pages = pm->count;
+  if (page_prepare(r, idx, pages, 0, NULL) != 0) {
+    pm->flags = 0; /* page_prepare left the backed bits exact */
+    page_give_back(pm, pages);
+    heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
+    return NULL;
+  }
+  pm->flags |= PMF_FULL;
+  return addr_of(pm);
+}
+
 void *largecache_take(size_t pages) {
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES ||
-      atomic_load_explicit(&lc_pages, memory_order_relaxed) < pages)
+      atomic_load_explicit(&lc_pages, memory_order_relaxed) < pages / 4)
     return NULL;
   ulock_acquire(&lc_lock);
-  /* The smallest class that can hold the request: in its own class only
-   * spans at least as big fit (look at a few: each look is a cache miss),
-   * in the classes above the first one does. */
+  /* Best fit among a few looks (each is a cache miss): spans whose first
+   * `pages` pages all have memory before those that need populating, then
+   * the smallest class, then the lowest address (which packs blocks low
+   * and leaves the free space above them in one piece). */
   struct pmeta *pm = NULL;
-  unsigned first = class_of(pages);
-  for (unsigned c = first; c < LC_CLASSES && !pm && lc_ready; c++) {
-    int looks = c == first ? 4 : 1;
+  bool pm_warm = false;
+  unsigned first = class_of(pages), stop = LC_CLASSES;
+  for (unsigned c = first; c < stop && lc_ready; c++) {
+    int looks = c == first ? 8 : 2;
     for (struct lc_node *n = lc_list[c].next; n != &lc_list[c] && looks--;
          n = n->next) {
       struct pmeta *cand = head_of(n);
-      if (cand->count >= pages) {
+      if (cand->count < pages) continue;
+      bool warm = (cand->flags & PMF_FULL) ||
+                  bitmap_count(cand->region->xbacked, pmeta_index(cand),
+                               pages) == pages;
+      if (!pm || (warm && !pm_warm) ||
+          (warm == pm_warm && class_of(cand->count) == class_of(pm->count) &&
+           (uintptr_t)cand < (uintptr_t)pm)) {
         pm = cand;
-        break;
+        pm_warm = warm;
       }
     }
+    /* A warm fit ends the search after its class; a cold one allows two
+     * more classes for a warm one. */
+    if (pm && stop == LC_CLASSES) stop = pm_warm ? c + 1 : c + 3;
+    if (pm && pm_warm) break;
   }
   if (!pm) {
+    pm = lc_ready ? hole_fit(pages) : NULL;
     ulock_release(&lc_lock);
-    return NULL;
+    return pm ? fill_hole(pm) : NULL;
   }
   unlist_span(pm, false);
   size_t surplus = pm->count - pages;
   if (surplus >= LC_MIN_PAGES) {
-    list_span(page_split(pm, pages), true);
+    list_surplus(page_split(pm, pages));
   } else if (surplus) {
-    /* Too small to keep as a span: back to the page layer, backed. */
+    /* Too small to keep as a span: back to the page layer. */
     struct region *r = pm->region;
     size_t tail = pmeta_index(pm) + pages;
     pm->count = (uint32_t)pages;
     PC_ADD(xin_use, -surplus);
-    buddy_free_range(&umpa_buddy, r, tail, surplus, true);
+    buddy_free_range(&umpa_buddy, r, tail, surplus,
+                     (pm->flags & PMF_FULL) != 0);
     heap_account_arena(-(ssize_t)(surplus << PAGE_SHIFT));
   }
   ulock_release(&lc_lock);
-  return addr_of(pm);
+  return pm->flags & PMF_FULL ? addr_of(pm) : fill_hole(pm);
 }
 
 size_t largecache_flush(void) {
@@ -229,9 +360,8 @@ size_t largecache_flush(void) {
   ulock_acquire(&lc_lock);
   size_t cached;
   while ((cached = atomic_load_explicit(&lc_pages, memory_order_relaxed)) != 0) {
-    size_t n = evict(cached);
-    if (!n) break;
-    released += n;
+    released += evict(cached);
+    if (atomic_load_explicit(&lc_pages, memory_order_relaxed) == cached) break;
   }
   ulock_release(&lc_lock);
   cache_enforce();

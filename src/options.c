@@ -16,7 +16,7 @@ struct umpa_options umpa_opt = {
     .populate = POPULATE_AUTO,
     .thp = 0,
     .malloc_populate = (size_t)32 << 20,
-    .large_cache = (size_t)128 << 20,
+    .large_cache = (size_t)256 << 20,
     .check = 0,
 };
 

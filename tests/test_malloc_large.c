@@ -1,6 +1,7 @@
 /*
  * test_malloc_large.c - large malloc blocks: reuse from the large-block
- * cache without faults, best fit with the surplus given back, calloc of
+ * cache without faults, best fit with the surplus given back, growth over
+ * the free tail of a block's run, calloc of
  * reused blocks is zero, malloc_trim empties the cache, blocks beyond
  * UMPA_MALLOC_POPULATE are populated lazily, and realloc grows without
  * copying.
@@ -70,6 +71,40 @@ static void test_calloc_reused(void) {
   umpa_free(z);
 }
 
+/* A freed block keeps the unused tail of the run it came from, so a bigger
+ * request later grows over it, populating only the difference. */
+static void test_grow_over_tail(void) {
+  umpa_malloc_trim(0);
+  size_t saved = umpa_opt.large_cache;
+  bool fixed = umpa_opt.large_cache_fixed;
+  umpa_opt.large_cache = 256 * MiB;
+  umpa_opt.large_cache_fixed = true;
+  size_t five = 5 * MiB + 4096, seven = 7 * MiB;
+  char *p = umpa_malloc(five);
+  REQUIRE(p);
+  memset(p, 5, five);
+  umpa_free(p);
+  struct umpa_page_stats a, b;
+  umpa_page_stats(&a);
+  char *q = umpa_calloc(1, seven);
+  REQUIRE(q);
+  umpa_page_stats(&b);
+  CHECK(q == p);
+  size_t populated = (size_t)(b.pages_populated - a.pages_populated) * 4096;
+  CHECK_MSG(populated <= seven - five + 2 * 4096, "populated %zu bytes",
+            populated);
+  bool zero = true;
+  for (size_t i = 0; i < seven && zero; i += 512) zero = q[i] == 0;
+  CHECK(zero);
+  memset(q, 7, seven);
+  umpa_page_check();
+  umpa_free(q);
+  umpa_page_check();
+  umpa_opt.large_cache = saved;
+  umpa_opt.large_cache_fixed = fixed;
+  umpa_malloc_trim(0);
+}
+
 static void test_trim(void) {
   void *blocks[8];
   for (int i = 0; i < 8; i++) {
@@ -132,6 +167,7 @@ static void test_realloc_no_copy(void) {
 int main(void) {
   test_reuse();
   test_calloc_reused();
+  test_grow_over_tail();
   test_trim();
   test_lazy_big();
   test_realloc_no_copy();

@@ -42,7 +42,8 @@ static size_t random_size(uint64_t *r) {
   uint64_t x = *r % 1000;
   if (x < 700) return 16 + *r / 1000 % 240;      /* small */
   if (x < 990) return 16 + *r / 1000 % 32768;    /* every class */
-  return 16 + *r / 1000 % (1 << 20);             /* large */
+  if (x < 997) return 16 + *r / 1000 % (1 << 20); /* large */
+  return 16 + *r / 1000 % (8 << 20);              /* spans of the cache */
 }
 
 static void bad(const char *what) {
