@@ -28,8 +28,7 @@ void cache_init(void) {
 size_t cache_limit_pages(void) {
   size_t max = atomic_load_explicit(&limit_pages, memory_order_relaxed);
   if (atomic_load_explicit(&limit_fixed, memory_order_relaxed)) return max;
-  return cache_adaptive(
-      max, atomic_load_explicit(&umpa_pc.xin_use, memory_order_relaxed));
+  return cache_adaptive(max, 1);
 }
 
 static size_t cached_pages(void) {

@@ -38,6 +38,7 @@
 struct lc_node {
   struct lc_node *next, *prev;         /* its class list */
   struct lc_node *lru_next, *lru_prev; /* all spans, most recent first */
+  uint64_t freed_ns;                   /* when it was freed (coarse) */
 };
 
 static ulock_t lc_lock;
@@ -46,6 +47,7 @@ static struct lc_node lc_lru;              /* sentinel */
 static size_t lc_count[LC_CLASSES];
 static _Atomic size_t lc_pages;  /* pages in spans (written under lc_lock) */
 static _Atomic size_t lc_backed; /* of those, pages with memory */
+static uint64_t lc_now;           /* the clock at the last lock (lc_lock) */
 static bool lc_ready;
 
 static unsigned class_of(size_t pages) {
@@ -78,6 +80,7 @@ static void count_span(struct pmeta *pm, int sign) {
                         memory_order_relaxed);
   atomic_store_explicit(&lc_backed, atomic_load(&lc_backed) + (size_t)sign * b,
                         memory_order_relaxed);
+  PC_ADD(xidle, (size_t)sign * pm->count);
 }
 
 /* List a span (lc_lock held); `recent` puts it first in LRU order, else
@@ -97,6 +100,7 @@ static void list_span(struct pmeta *pm, bool recent) {
   lc_list[c].next = n;
   lc_count[c]++;
   if (recent) {
+    n->freed_ns = lc_now;
     n->lru_prev = &lc_lru;
     n->lru_next = lc_lru.lru_next;
     lc_lru.lru_next->lru_prev = n;
@@ -230,17 +234,42 @@ static void list_surplus(struct pmeta *sp) {
   buddy_free_range(&umpa_buddy, r, idx, sp->count, false);
 }
 
+/* Take the lock and age the cache: spans nobody took for UMPA_DECAY_MS
+ * give their memory back to the kernel, the oldest first.  A program that
+ * reuses its large blocks keeps them; one that has moved on stops paying
+ * for them (mimalloc purges after 10 ms, jemalloc decays over 10 s).
+ * Without a background thread the clock is read here, on the large paths,
+ * which cost far more than the read. */
+static void lock_and_decay(void) {
+  ulock_acquire(&lc_lock);
+  lc_now = os_now_ns();
+  size_t ms = umpa_opt.decay_ms;
+  if (!ms || !lc_ready || !lc_now) return;
+  uint64_t age = ms < UINT64_MAX / 1000000u ? (uint64_t)ms * 1000000u
+                                            : UINT64_MAX;
+  while (lc_lru.lru_prev != &lc_lru) {
+    struct lc_node *n = lc_lru.lru_prev;
+    /* Stamps are taken under the lock from the same clock: never ahead. */
+    if (lc_now - n->freed_ns < age) break;
+    struct pmeta *pm = head_of(n);
+    size_t pages = pm->count;
+    unlist_span(pm, false);
+    page_release_block(pm);
+    page_free(n, pages, KIND_LARGE, "free");
+    heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
+  }
+}
+
 bool largecache_put(void *p, struct pmeta *pm) {
   size_t pages = pm->count;
   size_t limit = umpa_opt.large_cache >> PAGE_SHIFT;
   if (!umpa_opt.large_cache_fixed)
-    limit = cache_adaptive(
-        limit, atomic_load_explicit(&umpa_pc.xin_use, memory_order_relaxed));
+    limit = cache_adaptive(limit, 0);
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES || pages > limit ||
       !(pm->flags & PMF_FULL) || pm->user_offset != 0)
     return false;
   (void)p;
-  ulock_acquire(&lc_lock);
+  lock_and_decay();
   list_span(coalesce(pm), true);
   size_t cached;
   while ((cached = atomic_load_explicit(&lc_backed, memory_order_relaxed)) >
@@ -303,7 +332,7 @@ void *largecache_take(size_t pages) {
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES ||
       atomic_load_explicit(&lc_pages, memory_order_relaxed) < pages / 4)
     return NULL;
-  ulock_acquire(&lc_lock);
+  lock_and_decay();
   /* Best fit among a few looks (each is a cache miss): spans whose first
    * `pages` pages all have memory before those that need populating, then
    * the smallest class, then the lowest address (which packs blocks low

@@ -17,6 +17,7 @@ struct umpa_options umpa_opt = {
     .thp = 0,
     .malloc_populate = (size_t)32 << 20,
     .large_cache = (size_t)256 << 20,
+    .decay_ms = 50,
     .check = 0,
 };
 
@@ -40,6 +41,7 @@ static const struct option_def option_table[] = {
     {"UMPA_THP", OPT_BOOL, &umpa_opt.thp, {0}},
     {"UMPA_MALLOC_POPULATE", OPT_SIZE, &umpa_opt.malloc_populate, {0}},
     {"UMPA_LARGE_CACHE", OPT_SIZE, &umpa_opt.large_cache, {0}},
+    {"UMPA_DECAY_MS", OPT_SIZE, &umpa_opt.decay_ms, {0}},
     {"UMPA_CHECK", OPT_BOOL, &umpa_opt.check, {0}},
 };
 

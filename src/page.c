@@ -475,6 +475,18 @@ int userpage_commit(void *p, size_t size) {
   return 0;
 }
 
+void page_release_block(struct pmeta *pm) {
+  struct region *r = pm->region;
+  size_t idx = pmeta_index(pm), n = pm->count;
+  size_t was = bitmap_count(r->xbacked, idx, n);
+  if (!was) return;
+  release_runs(r, idx, n, true);
+  bitmap_clear(r->xbacked, idx, n);
+  PC_ADD(xbacked, -was);
+  PC_ADD(xreleased, was);
+  pm->flags &= (uint8_t)~PMF_FULL;
+}
+
 int userpage_release(void *p, size_t size) {
   size_t idx, n;
   struct pmeta *pm = range_block(p, size, &idx, &n);

@@ -1,7 +1,7 @@
 /*
  * test_malloc_large.c - large malloc blocks: reuse from the large-block
  * cache without faults, best fit with the surplus given back, growth over
- * the free tail of a block's run, calloc of
+ * the free tail of a block's run, idle blocks decay, calloc of
  * reused blocks is zero, malloc_trim empties the cache, blocks beyond
  * UMPA_MALLOC_POPULATE are populated lazily, and realloc grows without
  * copying.
@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #define MiB ((size_t)1 << 20)
 
@@ -105,6 +106,39 @@ static void test_grow_over_tail(void) {
   umpa_malloc_trim(0);
 }
 
+/* A cached block nobody reuses for UMPA_DECAY_MS gives its memory back at
+ * the next large malloc or free; with decay off it stays. */
+static size_t released_after_idle(size_t decay_ms) {
+  umpa_malloc_trim(0);
+  size_t saved = umpa_opt.decay_ms;
+  umpa_opt.decay_ms = decay_ms;
+  char *p = umpa_malloc(4 * MiB);
+  REQUIRE(p);
+  memset(p, 9, 4 * MiB);
+  umpa_free(p);
+  struct umpa_page_stats a, b;
+  umpa_page_stats(&a);
+  struct timespec nap = {0, 60 * 1000 * 1000};
+  nanosleep(&nap, NULL);
+  umpa_free(umpa_malloc(64 * 1024)); /* takes the cache's lock */
+  umpa_page_stats(&b);
+  umpa_opt.decay_ms = saved;
+  return (size_t)(b.pages_released - a.pages_released) * 4096;
+}
+
+static void test_decay(void) {
+  size_t saved = umpa_opt.large_cache;
+  bool fixed = umpa_opt.large_cache_fixed;
+  umpa_opt.large_cache = 256 * MiB;
+  umpa_opt.large_cache_fixed = true;
+  size_t off = released_after_idle(0), on = released_after_idle(20);
+  CHECK_MSG(off < MiB, "decay off: %zu bytes released", off);
+  CHECK_MSG(on >= 4 * MiB, "decay 20 ms: %zu bytes released", on);
+  umpa_opt.large_cache = saved;
+  umpa_opt.large_cache_fixed = fixed;
+  umpa_page_check();
+}
+
 static void test_trim(void) {
   void *blocks[8];
   for (int i = 0; i < 8; i++) {
@@ -168,6 +202,7 @@ int main(void) {
   test_reuse();
   test_calloc_reused();
   test_grow_over_tail();
+  test_decay();
   test_trim();
   test_lazy_big();
   test_realloc_no_copy();
