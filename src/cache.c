@@ -8,12 +8,20 @@
  * push it over, the trimmer takes warm runs off the free lists, largest
  * first (small recent runs are the likeliest to be reused), releases their
  * memory and puts them back cold.
+ *
+ * Unless its limit was set explicitly, the cache also decays: what stayed
+ * in it through a whole UMPA_DECAY_MS interval (its low-water mark over the
+ * interval) was not needed there and goes back to the kernel, the way Go's
+ * scavenger and tcmalloc's release judge idle memory.  No background
+ * thread: the interval is checked when pages are freed.
  */
 #include "internal.h"
 
 static _Atomic size_t limit_pages; /* the maximum (or the exact limit) */
 static _Atomic bool limit_fixed;
 static ulock_t trim_lock;
+static _Atomic uint64_t epoch_ns;                 /* start of the interval */
+static _Atomic size_t low_water = SIZE_MAX;       /* its fewest cached pages */
 
 void cache_init(void) {
   atomic_store(&limit_pages, umpa_opt.page_cache >> PAGE_SHIFT);
@@ -129,7 +137,33 @@ size_t cache_shrink_to(size_t target_pages) {
   return n;
 }
 
+void cache_note_level(void) {
+  size_t c = cached_pages();
+  if (c < atomic_load_explicit(&low_water, memory_order_relaxed))
+    atomic_store_explicit(&low_water, c, memory_order_relaxed);
+}
+
+/* At the end of an interval, release what the cache never dipped into. */
+static void decay(void) {
+  size_t ms = umpa_opt.decay_ms;
+  if (!ms || atomic_load_explicit(&limit_fixed, memory_order_relaxed)) return;
+  uint64_t now = os_now_ns(), start = atomic_load(&epoch_ns);
+  uint64_t age = ms < UINT64_MAX / 1000000u ? (uint64_t)ms * 1000000u
+                                            : UINT64_MAX;
+  if (!now || now - start < age ||
+      !atomic_compare_exchange_strong(&epoch_ns, &start, now))
+    return;
+  size_t idle = atomic_exchange(&low_water, cached_pages());
+  size_t c = cached_pages();
+  if (start == 0 || idle == SIZE_MAX || idle == 0) return;
+  if (idle > c) idle = c;
+  if (!ulock_try(&trim_lock)) return;
+  shrink(c - idle);
+  ulock_release(&trim_lock);
+}
+
 void cache_enforce(void) {
+  decay();
   size_t limit = cache_limit_pages();
   if (UMPA_LIKELY(cached_pages() <= limit)) return;
   /* One trimmer at a time; the others carry on, it will catch up. */

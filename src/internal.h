@@ -460,6 +460,8 @@ UMPA_HIDDEN void cache_lock(void);
 UMPA_HIDDEN void cache_unlock(void);
 UMPA_HIDDEN size_t cache_limit_pages(void);
 /* Called after pages were freed: release what exceeds the limit. */
+/* Note the cache's level after pages were taken from it (for decay). */
+UMPA_HIDDEN void cache_note_level(void);
 UMPA_HIDDEN void cache_enforce(void);
 /* Release cached pages until at most `target` pages remain cached. */
 UMPA_HIDDEN size_t cache_shrink_to(size_t target_pages);

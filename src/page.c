@@ -146,6 +146,7 @@ struct pmeta *page_take(size_t npages, unsigned flags) {
     while (!(pm = buddy_alloc(&umpa_buddy, order, cold)))
       if (!buddy_grow(&umpa_buddy, order)) return NULL;
   }
+  if (pm->count) cache_note_level();
   size_t run = (size_t)1 << order;
   if (npages < run) {
     struct region *r = pm->region;

@@ -66,6 +66,7 @@ size_t remap_fill(struct region *r, size_t idx, size_t n) {
     filled += len;
     pos += len;
   }
+  if (filled) cache_note_level();
   return filled;
 }
 

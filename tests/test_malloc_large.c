@@ -139,6 +139,34 @@ static void test_decay(void) {
   umpa_page_check();
 }
 
+/* The page cache (adaptive limit) releases what stayed in it unused for a
+ * whole UMPA_DECAY_MS interval, checked as pages are freed. */
+static size_t page_cache_after_idle(size_t decay_ms) {
+  umpa_malloc_trim(0);
+  size_t saved = umpa_opt.decay_ms;
+  umpa_opt.decay_ms = decay_ms;
+  void *p = userpage_malloc(8 * MiB, 0);
+  REQUIRE(p);
+  memset(p, 1, 8 * MiB);
+  userpage_free(p, 8 * MiB);
+  struct umpa_page_stats s;
+  for (int i = 0; i < 10; i++) {
+    struct timespec nap = {0, 30 * 1000 * 1000};
+    nanosleep(&nap, NULL);
+    userpage_free(userpage_malloc(4096, 0), 4096);
+  }
+  umpa_page_stats(&s);
+  umpa_opt.decay_ms = saved;
+  return s.cached;
+}
+
+static void test_page_cache_decay(void) {
+  size_t off = page_cache_after_idle(0), on = page_cache_after_idle(20);
+  CHECK_MSG(off >= 3 * MiB, "decay off: %zu bytes cached", off);
+  CHECK_MSG(on < MiB, "decay 20 ms: %zu bytes still cached", on);
+  umpa_page_check();
+}
+
 static void test_trim(void) {
   void *blocks[8];
   for (int i = 0; i < 8; i++) {
@@ -203,6 +231,7 @@ int main(void) {
   test_calloc_reused();
   test_grow_over_tail();
   test_decay();
+  test_page_cache_decay();
   test_trim();
   test_lazy_big();
   test_realloc_no_copy();
