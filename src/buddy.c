@@ -193,6 +193,14 @@ struct pmeta *buddy_alloc(struct buddy *b, unsigned order, bool cold) {
   return pm ? split(b, pm, k, order, cold) : NULL;
 }
 
+bool buddy_has_warm(struct buddy *b, unsigned order) {
+  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_acquire);
+  for (unsigned k = order; k <= top; k++)
+    if (atomic_load_explicit(&b->level[k].xwarm_runs, memory_order_relaxed))
+      return true;
+  return false;
+}
+
 struct pmeta *buddy_alloc_warm(struct buddy *b, unsigned order) {
   unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_acquire);
   for (unsigned k = order; k <= top; k++) {

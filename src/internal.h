@@ -332,6 +332,8 @@ UMPA_HIDDEN size_t buddy_claim_warm(struct buddy *b, struct region *r,
 /* Take a fully backed run of exactly 2^order pages (splitting a larger
  * fully backed one), or NULL: never a cold one, never a new region. */
 UMPA_HIDDEN struct pmeta *buddy_alloc_warm(struct buddy *b, unsigned order);
+/* Whether a fully backed free run of order >= `order` exists (a hint). */
+UMPA_HIDDEN bool buddy_has_warm(struct buddy *b, unsigned order);
 /* Take one warm free run for the cache trimmer, preferring large ones;
  * *order receives its order. */
 UMPA_HIDDEN struct pmeta *buddy_take_warm(struct buddy *b, unsigned *order);

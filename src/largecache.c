@@ -333,33 +333,39 @@ void *largecache_take(size_t pages) {
       atomic_load_explicit(&lc_pages, memory_order_relaxed) < pages / 4)
     return NULL;
   lock_and_decay();
-  /* Best fit among a few looks (each is a cache miss): spans whose first
-   * `pages` pages all have memory before those that need populating, then
-   * the smallest class, then the lowest address (which packs blocks low
-   * and leaves the free space above them in one piece). */
+  /* Best fit among a few looks (each is a cache miss): the span that needs
+   * the fewest pages populated, then the smallest class, then the lowest
+   * address (which packs blocks low and leaves the free space above them
+   * in one piece). */
   struct pmeta *pm = NULL;
-  bool pm_warm = false;
-  unsigned first = class_of(pages), stop = LC_CLASSES;
-  for (unsigned c = first; c < stop && lc_ready; c++) {
-    int looks = c == first ? 8 : 2;
+  size_t pm_need = 0;
+  unsigned first = class_of(pages);
+  for (unsigned c = first; c < LC_CLASSES && lc_ready; c++) {
+    int looks = c == first ? 8 : c < first + 3 ? 2 : 1;
     for (struct lc_node *n = lc_list[c].next; n != &lc_list[c] && looks--;
          n = n->next) {
       struct pmeta *cand = head_of(n);
       if (cand->count < pages) continue;
-      bool warm = (cand->flags & PMF_FULL) ||
-                  bitmap_count(cand->region->xbacked, pmeta_index(cand),
-                               pages) == pages;
-      if (!pm || (warm && !pm_warm) ||
-          (warm == pm_warm && class_of(cand->count) == class_of(pm->count) &&
+      size_t need = (cand->flags & PMF_FULL)
+                        ? 0
+                        : pages - bitmap_count(cand->region->xbacked,
+                                               pmeta_index(cand), pages);
+      if (!pm || need < pm_need ||
+          (need == pm_need && class_of(cand->count) == class_of(pm->count) &&
            (uintptr_t)cand < (uintptr_t)pm)) {
         pm = cand;
-        pm_warm = warm;
+        pm_need = need;
       }
     }
-    /* A warm fit ends the search after its class; a cold one allows two
-     * more classes for a warm one. */
-    if (pm && stop == LC_CLASSES) stop = pm_warm ? c + 1 : c + 3;
-    if (pm && pm_warm) break;
+    /* A warm fit ends the search; while only cold ones are found, the
+     * newest span of every bigger class is looked at for a warm one. */
+    if (pm && !pm_need) break;
+  }
+  /* Populating part of a span is worth it only when the page layer has no
+   * warm run to give instead (a hit there costs no fault). */
+  if ((!pm || pm_need) && buddy_has_warm(&umpa_buddy, log2_ceil(pages))) {
+    ulock_release(&lc_lock);
+    return NULL;
   }
   if (!pm) {
     pm = lc_ready ? hole_fit(pages) : NULL;
