@@ -10,6 +10,7 @@
 #include "check.h"
 #include "internal.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -21,6 +22,16 @@ static long faults(void) {
   struct rusage r;
   getrusage(RUSAGE_SELF, &r);
   return r.ru_minflt + r.ru_majflt;
+}
+
+static long resident_kib(void) {
+  FILE *f = fopen("/proc/self/statm", "r");
+  long size = 0, rss = 0;
+  if (f) {
+    if (fscanf(f, "%ld %ld", &size, &rss) != 2) rss = 0;
+    fclose(f);
+  }
+  return rss * 4;
 }
 
 static size_t resident_pages(void *p, size_t bytes) {
@@ -201,6 +212,18 @@ static void test_lazy_big(void) {
   REQUIRE(q);
   CHECK(resident_pages(q, 8 * MiB) == 2048);
   umpa_free(q);
+  /* Freeing a huge block the program barely touched costs memory only for
+   * what it touched: no metadata for the untouched pages. */
+  umpa_malloc_trim(0);
+  size_t huge = (size_t)2 << 30;
+  char *h = umpa_malloc(huge);
+  if (h) {
+    for (size_t off = 0; off < huge; off += 256 * MiB) h[off] = 1;
+    long before = resident_kib();
+    umpa_free(h);
+    long grew = resident_kib() - before;
+    CHECK_MSG(grew < 2048, "freeing grew RSS by %ld KiB", grew);
+  }
 }
 
 static void test_realloc_no_copy(void) {
