@@ -6,6 +6,8 @@
  * cache limit).
  */
 #include "check.h"
+
+#include <stdio.h>
 #include "internal.h"
 
 #include <string.h>
@@ -64,8 +66,19 @@ static size_t rss_bytes(void) {
   return res * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* Lines of /proc/self/maps: the process's mappings (VMAs). */
+static long vma_count(void) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  if (!f) return 0;
+  long n = 0;
+  for (int c; (c = fgetc(f)) != EOF;) n += c == '\n';
+  fclose(f);
+  return n;
+}
+
 int main(int argc, char **argv) {
   long ops = argc > 1 ? atol(argv[1]) : test_scaled(20000);
+  long start_vmas = vma_count(), max_vmas = start_vmas;
   struct slot slots[SLOTS] = {{0}};
   unsigned next_seed = 1;
   size_t limit = (size_t)64 << 20;
@@ -123,8 +136,18 @@ int main(int argc, char **argv) {
       umpa_page_cache_limit(limit);
     }
     if (op % 2000 == 0) umpa_page_check();
+    if (op % 500 == 0) {
+      long v = vma_count();
+      if (v > max_vmas) max_vmas = v;
+    }
   }
   umpa_page_check();
+  /* Moves split mappings; sources are remapped and pieces are at least
+   * 2 MiB, so the count stays small instead of growing toward the
+   * kernel's vm.max_map_count (65530), where mmap and mremap fail. */
+  fprintf(stderr, "most mappings at once: %ld (at start %ld)\n", max_vmas,
+          start_vmas);
+  CHECK_MSG(max_vmas < start_vmas + 512, "%ld mappings", max_vmas);
 
   /* The resident-memory bound, with a fixed limit and the cache full. */
   limit = (size_t)64 << 20;
