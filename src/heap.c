@@ -507,6 +507,10 @@ void heap_after_fork_child(struct heap *survivor) {
 
 void heap_stats(size_t *blocks, size_t *free_bytes, size_t *sb_bytes) {
   *blocks = *free_bytes = *sb_bytes = 0;
+  /* The caller's own heap can be exact: refresh its figures first. */
+  struct heap *self = umpa_tl_heap;
+  if (self && atomic_load_explicit(&self->xin_use, memory_order_relaxed))
+    for (unsigned c = 0; c < NUM_CLASSES; c++) snapshot(&self->bins[c]);
   /* Thread heaps publish their figures on slow paths: a snapshot within
    * a superblock per bin of the truth. */
   ulock_acquire(&pool_lock);

@@ -383,8 +383,9 @@ static void *aligned_alloc_pow2(size_t align, size_t n) {
   }
   size_t limit = threshold();
   if (align < PAGE_SIZE && n < limit) {
-    /* Blocks start 128 bytes into a 64 KiB-aligned superblock: a class
-     * whose size is a multiple of align <= 128 has every block aligned. */
+    /* Blocks start 128 bytes after a 128-aligned superblock header: a
+     * class whose size is a multiple of align <= 128 has every block
+     * aligned. */
     size_t rounded = (n + align - 1) & ~(align - 1);
     if (align <= SUPERBLOCK_HEADER && rounded <= limit) {
       umpa_init();

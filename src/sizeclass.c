@@ -36,10 +36,11 @@ void sizeclass_init(void) {
     struct size_class *sc = &umpa_class[c];
     sc->size = (uint32_t)size;
     sc->sb_pages = (uint32_t)(sb >> PAGE_SHIFT);
-    sc->capacity = (uint32_t)((sb - SUPERBLOCK_HEADER) / size);
+    /* Every superblock has room for the largest colour offset. */
+    sc->capacity = (uint32_t)((sb - SB_COLOR_MAX - SUPERBLOCK_HEADER) / size);
     if (umpa_opt.check) {
       /* Room at the end for one bit per block (see sb_check_map). */
-      while (SUPERBLOCK_HEADER + (size_t)sc->capacity * size +
+      while (SB_COLOR_MAX + SUPERBLOCK_HEADER + (size_t)sc->capacity * size +
                  (sc->capacity + 63) / 64 * 8 >
              sb)
         sc->capacity--;

@@ -26,9 +26,11 @@ struct superblock *superblock_new(unsigned cls, struct heap *owner) {
   /* Lazy: the pages of blocks never carved cost nothing; cached pages are
    * still preferred, so a reused superblock takes no fault. */
   bool fresh = false;
-  struct superblock *sb = page_alloc_ex(sc->sb_pages, UMPA_LAZY | PAGE_WARM,
-                                        KIND_SUPERBLOCK, &fresh);
-  if (!sb) return NULL;
+  char *start = page_alloc_ex(sc->sb_pages, UMPA_LAZY | PAGE_WARM,
+                              KIND_SUPERBLOCK, &fresh);
+  if (!start) return NULL;
+  struct superblock *sb = (struct superblock *)(
+      start + sb_color_offset((uintptr_t)start, sc->sb_pages));
   heap_account_arena((ssize_t)sc->sb_pages << PAGE_SHIFT);
   sb->free = NULL;
   atomic_store_explicit(&sb->xused, 0, memory_order_relaxed);
@@ -66,7 +68,7 @@ void superblock_destroy(struct superblock *sb) {
   size_t n = (size_t)sc->sb_pages >> (GRANULE_SHIFT - PAGE_SHIFT);
   for (size_t i = 0; i < n; i++)
     atomic_store_explicit(&r->xsb_map[slot + i], NULL, memory_order_relaxed);
-  page_free(sb, sc->sb_pages, KIND_SUPERBLOCK, "free (superblock)");
+  page_free(sb_start(sb), sc->sb_pages, KIND_SUPERBLOCK, "free (superblock)");
   heap_account_arena(-((ssize_t)sc->sb_pages << PAGE_SHIFT));
 }
 
