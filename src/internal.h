@@ -585,7 +585,7 @@ static inline char *sb_blocks(struct superblock *sb) {
  * offset cycles with the superblock's index in the address space; blocks
  * follow the header, so they keep the alignment the memalign path counts
  * on (SUPERBLOCK_HEADER, 128). */
-#define SB_COLORS 16
+#define SB_COLORS 31
 #define SB_COLOR_STEP 128 /* keeps blocks 128-aligned for memalign */
 #define SB_COLOR_MAX ((SB_COLORS - 1) * SB_COLOR_STEP)
 static inline size_t sb_color_offset(uintptr_t start, size_t sb_pages) {
