@@ -266,7 +266,20 @@ bool largecache_put(void *p, struct pmeta *pm) {
   if (!umpa_opt.large_cache_fixed)
     limit = cache_adaptive(limit, 0);
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES || pages > limit ||
-      !(pm->flags & PMF_FULL) || pm->user_offset != 0)
+      pm->user_offset != 0)
+    return false;
+  struct region *r = pm->region;
+  size_t idx = pmeta_index(pm);
+  if (pm->flags & PMF_UNKNOWN) {
+    /* A block populated lazily: learn which pages the program touched
+     * (one mincore), and keep it as a span with holes. */
+    page_refresh_backed(r, idx, pages);
+    pm->flags &= (uint8_t)~PMF_UNKNOWN;
+    if (bitmap_count(r->xbacked, idx, pages) == pages) pm->flags |= PMF_FULL;
+  }
+  /* The list node needs the first page's memory. */
+  if (!(pm->flags & PMF_FULL) && !bitmap_test(r->xbacked, idx) &&
+      page_prepare(r, idx, 1, 0, NULL) != 0)
     return false;
   (void)p;
   lock_and_decay();

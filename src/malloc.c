@@ -129,10 +129,10 @@ static void *large_alloc(size_t n, size_t align, bool zero) {
       return c;
     }
   }
-  /* Up to UMPA_MALLOC_POPULATE the block is populated now (no faults
-   * later, out-of-memory reported here); a bigger one takes what the cache
-   * holds and leaves the rest to fault in where the program touches it,
-   * as glibc's mmap does: programs reserve big buffers they never fill. */
+  /* Up to UMPA_MALLOC_POPULATE the block is populated now (one call
+   * instead of a fault per page); a bigger one takes what the cache holds
+   * and leaves the rest to fault in where the program touches it, as
+   * glibc's mmap does: programs reserve big buffers they never fill. */
   unsigned flags = zero ? UMPA_ZERO : 0;
   if ((pages << PAGE_SHIFT) > umpa_opt.malloc_populate)
     flags |= UMPA_LAZY | PAGE_WARM;

@@ -196,7 +196,7 @@ static void test_trim(void) {
 }
 
 static void test_lazy_big(void) {
-  /* Beyond UMPA_MALLOC_POPULATE (32 MiB): only what is touched is
+  /* Beyond UMPA_MALLOC_POPULATE (256 KiB): only what is touched is
    * resident, as with glibc's mmap. */
   umpa_malloc_trim(0);
   size_t big = 64 * MiB;
@@ -207,11 +207,23 @@ static void test_lazy_big(void) {
   memset(p, 4, MiB);
   CHECK(resident_pages(p, MiB) == 256);
   umpa_free(p);
-  /* Within the threshold the block is populated up front. */
-  char *q = umpa_malloc(8 * MiB);
+  /* Within the threshold (256 KiB) the block is populated up front. */
+  char *q = umpa_malloc(128 * 1024);
   REQUIRE(q);
-  CHECK(resident_pages(q, 8 * MiB) == 2048);
+  CHECK(resident_pages(q, 128 * 1024) == 32);
   umpa_free(q);
+  /* A lazy block the program partly touched is cached as a span with
+   * holes: the same request gets it back, its touched pages still there. */
+  umpa_malloc_trim(0);
+  char *l = umpa_malloc(4 * MiB);
+  REQUIRE(l);
+  memset(l, 6, MiB);
+  umpa_free(l);
+  char *l2 = umpa_malloc(4 * MiB);
+  CHECK(l2 == l);
+  CHECK(resident_pages(l2, MiB) == 256);
+  umpa_free(l2);
+  umpa_page_check();
   /* Freeing a huge block the program barely touched costs memory only for
    * what it touched: no metadata for the untouched pages. */
   umpa_malloc_trim(0);
