@@ -23,8 +23,8 @@ static _Atomic size_t large_blocks, large_bytes;
  * Small blocks: the fast paths.
  * ------------------------------------------------------------------------- */
 
-/* Requests up to this size (the large threshold, at most 1 KiB) take
- * the direct-slot fast path. */
+/* Requests of 1 up to this many bytes (the large threshold, at most
+ * 1 KiB) take the direct-slot fast path; 0 turns it off (checked mode). */
 static _Atomic size_t direct_max = SMALL_TABLE_MAX;
 
 static inline void *small_alloc(size_t n) {
@@ -211,6 +211,10 @@ void check_on_free(struct superblock *sb, struct block *b) {
 }
 
 static UMPA_NOINLINE void *malloc_slow(size_t n) {
+  /* The options are parsed here on a process's first malloc: UMPA_CHECK
+   * must be known before that block is handed out, or its free would look
+   * like a double free. */
+  umpa_init();
   if (UMPA_UNLIKELY(umpa_opt.check) && n <= threshold()) {
     void *p = small_alloc(n);
     if (p) check_on_malloc(p);
@@ -230,9 +234,15 @@ void malloc_configure(void) {
   if (umpa_opt.check) atomic_store(&direct_max, 0);
 }
 
+static inline bool direct_path(size_t n) {
+  /* n - 1 wraps for malloc(0), which takes the slow path: with checking
+   * on nothing may bypass the marking, malloc(0) included. */
+  return n - 1 < atomic_load_explicit(&direct_max, memory_order_relaxed);
+}
+
 static inline void *do_malloc(size_t n) {
   /* The fast path is a leaf: everything else is a tail call away. */
-  if (UMPA_LIKELY(n <= atomic_load_explicit(&direct_max, memory_order_relaxed))) {
+  if (UMPA_LIKELY(direct_path(n))) {
     struct superblock *sb = umpa_tl_heap->direct[(n + 15) >> 4];
     struct block *b = sb->free;
     if (UMPA_LIKELY(b)) {
@@ -462,7 +472,8 @@ int umpa_mallopt(int param, int value) {
       return 1;
     case M_MMAP_THRESHOLD:
       atomic_store(&large_threshold, v < SMALL_MAX ? v : SMALL_MAX);
-      atomic_store(&direct_max, v < SMALL_TABLE_MAX ? v : SMALL_TABLE_MAX);
+      if (!umpa_opt.check)
+        atomic_store(&direct_max, v < SMALL_TABLE_MAX ? v : SMALL_TABLE_MAX);
       return 1;
     case M_MXFAST:
       return value >= 0 && value <= 160; /* accepted, no fast bins here */

@@ -13,6 +13,8 @@
 
 #include "check.h"
 
+#include <malloc.h>
+
 static void double_free_later(void) {
   void *a = umpa_malloc(48), *b = umpa_malloc(48);
   umpa_free(a);
@@ -58,6 +60,12 @@ int main(void) {
     for (int i = 0; i < 1000; i += 2) keep[i] = umpa_realloc(keep[i], 5000);
     for (int i = 0; i < 1000; i++) umpa_free(keep[i]);
   }
+  /* malloc(0) is marked like any block (glibc's regcomp frees one). */
+  for (int i = 0; i < 100; i++) umpa_free(umpa_malloc(0));
+  /* mallopt does not turn the marking off. */
+  CHECK(umpa_mallopt(M_MMAP_THRESHOLD, 512) == 1);
+  for (int i = 0; i < 100; i++) umpa_free(umpa_malloc((size_t)i % 600));
+  CHECK(umpa_mallopt(M_MMAP_THRESHOLD, 32 * 1024) == 1);
   CHECK(dies_with(double_free_later, "double free"));
   CHECK(dies_with(double_free_cross_thread, "double free"));
   CHECK(dies_with(double_free_aligned, "double free"));
