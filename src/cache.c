@@ -145,11 +145,9 @@ void cache_note_level(void) {
 
 /* At the end of an interval, release what the cache never dipped into. */
 static void decay(void) {
-  size_t ms = umpa_opt.decay_ms;
-  if (!ms || atomic_load_explicit(&limit_fixed, memory_order_relaxed)) return;
+  uint64_t age = decay_age_ns();
+  if (!age || atomic_load_explicit(&limit_fixed, memory_order_relaxed)) return;
   uint64_t now = os_now_ns(), start = atomic_load(&epoch_ns);
-  uint64_t age = ms < UINT64_MAX / 1000000u ? (uint64_t)ms * 1000000u
-                                            : UINT64_MAX;
   if (!now || now - start < age ||
       !atomic_compare_exchange_strong(&epoch_ns, &start, now))
     return;

@@ -74,6 +74,12 @@ struct umpa_options {
 };
 
 UMPA_HIDDEN extern struct umpa_options umpa_opt;
+
+/* UMPA_DECAY_MS in ns (0: no decay), saturated. */
+static inline uint64_t decay_age_ns(void) {
+  size_t ms = umpa_opt.decay_ms;
+  return ms < UINT64_MAX / 1000000u ? (uint64_t)ms * 1000000u : UINT64_MAX;
+}
 /* Parse the environment once (idempotent, thread safe, no allocation). */
 UMPA_HIDDEN void options_init(void);
 /* Parse "123", "64K", "2M", "1G"...; returns false on a malformed value. */

@@ -199,23 +199,27 @@ static struct pmeta *coalesce(struct pmeta *pm) {
  * layer from the span freed longest ago: a tail long enough to hold them,
  * the front staying listed in its LRU place, or the whole span (lc_lock
  * held).  Returns the backed pages given back. */
+/* Hand an unlisted span back to the page layer. */
+static void give_back(struct pmeta *pm) {
+  size_t pages = pm->count;
+  page_free(addr_of(pm), pages, KIND_LARGE, "free");
+  heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
+}
+
 static size_t evict(size_t excess) {
   if (!lc_ready || lc_lru.lru_prev == &lc_lru) return 0;
-  struct lc_node *n = lc_lru.lru_prev;
-  struct pmeta *pm = head_of(n);
+  struct pmeta *pm = head_of(lc_lru.lru_prev);
   size_t pages = pm->count, backed = span_backed(pm);
   size_t tail_len = excess + (pages - backed); /* holds >= excess backed */
-  unlist_span(pm, tail_len + LC_MIN_PAGES <= pages);
-  if (tail_len + LC_MIN_PAGES <= pages) {
+  bool split = tail_len + LC_MIN_PAGES <= pages;
+  unlist_span(pm, split);
+  if (split) {
     struct pmeta *tail = page_split(pm, pages - tail_len);
     list_span(pm, false);
     backed = span_backed(tail);
-    page_free(addr_of(tail), tail_len, KIND_LARGE, "free");
-    pages = tail_len;
-  } else {
-    page_free(n, pages, KIND_LARGE, "free");
+    pm = tail;
   }
-  heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
+  give_back(pm);
   return backed;
 }
 
@@ -243,20 +247,16 @@ static void list_surplus(struct pmeta *sp) {
 static void lock_and_decay(void) {
   ulock_acquire(&lc_lock);
   lc_now = os_now_ns();
-  size_t ms = umpa_opt.decay_ms;
-  if (!ms || !lc_ready || !lc_now) return;
-  uint64_t age = ms < UINT64_MAX / 1000000u ? (uint64_t)ms * 1000000u
-                                            : UINT64_MAX;
+  uint64_t age = decay_age_ns();
+  if (!age || !lc_ready || !lc_now) return;
   while (lc_lru.lru_prev != &lc_lru) {
     struct lc_node *n = lc_lru.lru_prev;
     /* Stamps are taken under the lock from the same clock: never ahead. */
     if (lc_now - n->freed_ns < age) break;
     struct pmeta *pm = head_of(n);
-    size_t pages = pm->count;
     unlist_span(pm, false);
     page_release_block(pm);
-    page_free(n, pages, KIND_LARGE, "free");
-    heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
+    give_back(pm);
   }
 }
 

@@ -485,28 +485,31 @@ int userpage_commit(void *p, size_t size) {
   return 0;
 }
 
+/* The memory of pages [idx, idx+n) of pm's block, `was` of them backed,
+ * has been given back: their pages now read as zero. */
+static void forget_backed(struct pmeta *pm, size_t idx, size_t n, size_t was) {
+  bitmap_clear(pm->region->xbacked, idx, n);
+  PC_ADD(xbacked, -was);
+  PC_ADD(xreleased, was);
+  pm->flags &= (uint8_t)~PMF_FULL;
+}
+
 void page_release_block(struct pmeta *pm) {
   struct region *r = pm->region;
   size_t idx = pmeta_index(pm), n = pm->count;
   size_t was = bitmap_count(r->xbacked, idx, n);
   if (!was) return;
   release_runs(r, idx, n, true);
-  bitmap_clear(r->xbacked, idx, n);
-  PC_ADD(xbacked, -was);
-  PC_ADD(xreleased, was);
-  pm->flags &= (uint8_t)~PMF_FULL;
+  forget_backed(pm, idx, n, was);
 }
 
 int userpage_release(void *p, size_t size) {
   size_t idx, n;
   struct pmeta *pm = range_block(p, size, &idx, &n);
   if (!pm) return -1;
-  struct region *r = pm->region;
-  size_t was = bitmap_count(r->xbacked, idx, n);
+  size_t was = bitmap_count(pm->region->xbacked, idx, n);
+  /* The owner may have touched unbacked pages too: drop the whole range. */
   os_release(p, n << PAGE_SHIFT);
-  bitmap_clear(r->xbacked, idx, n);
-  PC_ADD(xbacked, -was);
-  PC_ADD(xreleased, was);
-  pm->flags &= (uint8_t)~PMF_FULL;
+  forget_backed(pm, idx, n, was);
   return 0;
 }
