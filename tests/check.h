@@ -7,6 +7,7 @@
 #define UMPA_TEST_CHECK_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -84,6 +85,16 @@ static inline bool dies_with(void (*fn)(void), const char *expect) {
 
 /* Sanitizer builds run the tests with UMPA_TEST_QUICK=1: heavy tests then
  * do a fraction of their work (ThreadSanitizer is 10-50x slower). */
+/* Marsaglia's xorshift64 (13, 7, 17): advances *s and returns it.  Tests
+ * use it for reproducible sequences. */
+static inline uint64_t xorshift64(uint64_t *s) {
+  uint64_t x = *s;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return *s = x;
+}
+
 static inline long test_scaled(long n) {
   const char *q = getenv("UMPA_TEST_QUICK");
   return q && *q == '1' ? (n / 10 > 0 ? n / 10 : 1) : n;

@@ -11,10 +11,7 @@
 
 static uint64_t rng = 88172645463325252ull;
 static size_t rnd(size_t n) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (size_t)(rng % n);
+  return (size_t)(xorshift64(&rng) % n);
 }
 
 int main(void) {

@@ -293,13 +293,7 @@ static struct args args_of(const size_t v[3]) {
  * ------------------------------------------------------------------------- */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15u;
-static uint64_t rnd(void) {
-  uint64_t x = rng_state;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  return rng_state = x;
-}
+static uint64_t rnd(void) { return xorshift64(&rng_state); }
 
 /* Fill patterns: byte i of a block with seed s is tbl[(i + s) % PAT_LEN].
  * PAT_LEN is prime, so no two pages of a block look alike (a page moved
@@ -311,9 +305,7 @@ static unsigned char pat_tbl[2 * PAT_LEN];
 static void pat_init(void) {
   uint64_t x = 0x2545f4914f6cdd1du;
   for (size_t i = 0; i < PAT_LEN; i++) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
+    xorshift64(&x);
     pat_tbl[i] = pat_tbl[i + PAT_LEN] = (unsigned char)(x >> 29);
   }
 }

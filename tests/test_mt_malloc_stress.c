@@ -36,10 +36,7 @@ static bool intact(const unsigned char *p) {
 }
 
 static size_t random_size(uint64_t *r) {
-  *r ^= *r << 13;
-  *r ^= *r >> 7;
-  *r ^= *r << 17;
-  uint64_t x = *r % 1000;
+  uint64_t x = xorshift64(r) % 1000;
   if (x < 700) return 16 + *r / 1000 % 240;      /* small */
   if (x < 990) return 16 + *r / 1000 % 32768;    /* every class */
   if (x < 997) return 16 + *r / 1000 % (1 << 20); /* large */

@@ -57,10 +57,7 @@ struct slot {
 };
 
 static size_t random_pages(uint64_t *r) {
-  *r ^= *r << 13;
-  *r ^= *r >> 7;
-  *r ^= *r << 17;
-  uint64_t x = *r % 100;
+  uint64_t x = xorshift64(r) % 100;
   return x < 70 ? 1 + *r / 100 % 8 : x < 97 ? 1 + *r / 100 % 256
                                             : 1 + *r / 100 % 2048;
 }

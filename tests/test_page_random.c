@@ -24,13 +24,7 @@ struct slot {
 };
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void) {
-  uint64_t x = rng_state;
-  x ^= x << 13;
-  x ^= x >> 7;
-  x ^= x << 17;
-  return rng_state = x;
-}
+static uint64_t rnd(void) { return xorshift64(&rng_state); }
 
 /* Mostly small blocks, some up to 2 MiB, rarely up to 16 MiB. */
 static size_t random_pages(void) {
