@@ -95,6 +95,11 @@ UMPA_HIDDEN void *os_reserve_aligned(size_t size, size_t align);
 /* Plain anonymous mapping for metadata (lazily backed). */
 UMPA_HIDDEN void *os_map(size_t size);
 UMPA_HIDDEN void os_unmap(void *p, size_t size);
+/* A mapping that reads as zero everywhere and costs neither memory nor
+ * commit charge until os_make_writable opens parts of it; NULL on failure
+ * (RLIMIT_AS, ...).  errno is left unchanged by both. */
+UMPA_HIDDEN void *os_map_zero_readonly(size_t size);
+UMPA_HIDDEN bool os_make_writable(void *p, size_t size);
 /* Back [p, p+size) with memory now, keeping what backed pages hold.
  * `empty` says the range holds no data, so it may be replaced wholesale.
  * Returns 0 or an errno value (ENOMEM when the kernel has no memory for
@@ -242,7 +247,9 @@ struct region {
   _Atomic uint64_t *xheads;  /* bit per page: head of an allocated block */
   _Atomic uint64_t *xmeta_backed; /* bit per page of `meta`: populated */
   _Atomic uint64_t *xcached; /* bit per page: head of a large-cache span */
-  struct superblock *_Atomic *xsb_map; /* slot per 64 KiB: its superblock */
+  _Atomic uint8_t *xsb_map; /* per 64 KiB: log2 of the size of the
+                               superblock there, 0 if none */
+  bool fast_map;          /* mirrored in umpa_sb_map */
   size_t meta_size;       /* bytes of the metadata mapping */
   struct region *next;    /* all regions, newest first */
 };
@@ -252,6 +259,13 @@ UMPA_HIDDEN struct region *region_of(const void *p);
  * Caller holds the buddy's growth lock.  NULL with errno on failure. */
 UMPA_HIDDEN struct region *region_create(unsigned order);
 UMPA_HIDDEN struct region *region_list(void);
+/* Record in the superblock maps that the superblock of `pages` pages (a
+ * power of two, at least 64 KiB) starts at `start`, or that it is gone.
+ * The caller owns those pages. */
+UMPA_HIDDEN void region_map_superblock(void *start, size_t pages);
+UMPA_HIDDEN void region_unmap_superblock(void *start, size_t pages);
+/* log2 of the size of the superblock that holds p in r, or 0. */
+UMPA_HIDDEN uint8_t region_superblock_shift(struct region *r, const void *p);
 /* Populate the metadata of pages [idx, idx+n) of r.  Called whenever data
  * pages are populated, so that a backed page's metadata never faults. */
 UMPA_HIDDEN void region_back_meta(struct region *r, size_t idx, size_t n);
@@ -536,6 +550,7 @@ static inline unsigned sizeclass_of(size_t n) {
 
 #define SUPERBLOCK_HEADER 128
 #define GRANULE_SHIFT 16 /* the region's superblock map: one slot per 64 KiB */
+#define SB_SMALL_SHIFT 16 /* log2 of the superblock size of blocks up to 1 KiB */
 
 struct block {
   struct block *next;
@@ -573,6 +588,9 @@ struct superblock {
    * list head whose bit 0 (REMOTE_NOTIFY) says the owner parked this
    * superblock full and wants to hear of the next free into it. */
   _Atomic uintptr_t xremote __attribute__((aligned(64)));
+  /* The owner's again, off the free path: blocks out when it was listed,
+   * as its bin counts them. */
+  uint32_t counted;
 };
 #define REMOTE_NOTIFY ((uintptr_t)1)
 
@@ -581,22 +599,24 @@ static inline char *sb_blocks(struct superblock *sb) {
   return (char *)sb + SUPERBLOCK_HEADER;
 }
 
-/* UMPA_CHECK=1: one bit per block, "handed out", at the superblock's end
- * (capacities leave room for it).  Set by malloc, cleared by free. */
 /* Superblock headers sit at a "colour" offset from the start of their
  * pages: superblocks are aligned to their size, so headers at offset 0
  * would all fall into the same few cache sets and evict each other (a free
  * reads its superblock's header: larson took 0.66 L1 read misses per free
  * in it, mimalloc, whose page headers are packed together, 0.01).  The
- * offset cycles with the superblock's index in the address space; blocks
- * follow the header, so they keep the alignment the memalign path counts
- * on (SUPERBLOCK_HEADER, 128). */
-#define SB_COLORS 31
+ * offset cycles with the superblock's index in the address space (32
+ * colours of 128 bytes: the 64 sets of a 32 KiB 8-way L1), so a free
+ * computes its header from the pointer and the superblock's size alone;
+ * blocks follow the header, so they keep the alignment the memalign path
+ * counts on (SUPERBLOCK_HEADER, 128). */
+#define SB_COLORS 32
 #define SB_COLOR_STEP 128 /* keeps blocks 128-aligned for memalign */
 #define SB_COLOR_MAX ((SB_COLORS - 1) * SB_COLOR_STEP)
-static inline size_t sb_color_offset(uintptr_t start, size_t sb_pages) {
-  unsigned shift = PAGE_SHIFT + (unsigned)__builtin_ctzll(sb_pages);
-  return ((start >> shift) % SB_COLORS) * SB_COLOR_STEP;
+/* The header of the superblock of 2^shift bytes that holds address a. */
+static inline struct superblock *sb_header_at(uintptr_t a, unsigned shift) {
+  uintptr_t index = a >> shift;
+  return (struct superblock *)((index << shift) +
+                               (index & (SB_COLORS - 1)) * SB_COLOR_STEP);
 }
 /* The first byte of the superblock's pages. */
 static inline char *sb_start(struct superblock *sb) {
@@ -607,13 +627,15 @@ static inline _Atomic uint64_t *sb_check_map(struct superblock *sb,
   size_t words = (sb->capacity + 63) / 64;
   return (_Atomic uint64_t *)(sb_start(sb) + (sb_pages << PAGE_SHIFT)) - words;
 }
+/* UMPA_CHECK=1: one bit per block, "handed out", at the superblock's end
+ * (capacities leave room for it).  Set by malloc, cleared by free. */
 /* Checked malloc/free (src/malloc.c): abort on a block handed out twice
  * or freed twice.  `sb` owns p. */
 UMPA_HIDDEN void check_on_malloc(void *p);
 UMPA_HIDDEN void check_on_free(struct superblock *sb, struct block *b);
 /* Apply the options that concern malloc (called once by umpa_init). */
 UMPA_HIDDEN void malloc_configure(void);
-_Static_assert(SB_COLOR_MAX + SUPERBLOCK_HEADER < PAGE_SIZE,
+_Static_assert(SB_COLOR_MAX + SUPERBLOCK_HEADER <= PAGE_SIZE,
                "a coloured header stays in the first page");
 _Static_assert(sizeof(struct superblock) <= SUPERBLOCK_HEADER,
                "superblock header too large");
@@ -626,7 +648,8 @@ struct bin {
   struct superblock *current;
   struct superblock *lists[SB_GROUPS + 1]; /* partial quarters, then full */
   struct superblock *spare;                /* one empty superblock */
-  size_t used_other;         /* blocks out in superblocks other than current */
+  size_t used_other;         /* blocks out in the listed superblocks, as of
+                                their listing (see list_in) */
   size_t mark;               /* Hoard's threshold for the superblocks held:
                                 fewer blocks out than this is too empty */
   _Atomic size_t xheld;      /* superblocks held (all groups and current) */
@@ -657,22 +680,27 @@ UMPA_HIDDEN extern struct superblock umpa_sb_empty;
 UMPA_HIDDEN struct superblock *superblock_new(unsigned cls, struct heap *owner);
 UMPA_HIDDEN void superblock_destroy(struct superblock *sb);
 /* The superblock holding p, or NULL if p is not in one (a large block, or
- * memory umpa does not own): p itself is never read.  Regions of a GiB or
- * more publish their superblock map per GiB in umpa_sb_slot, so the usual
- * case is two loads; smaller regions take the region map. */
-UMPA_HIDDEN extern struct superblock *_Atomic *_Atomic umpa_sb_slot[MAP_SLOTS];
+ * memory umpa does not own): p itself is never read.  The usual case is
+ * one load: umpa_sb_map, one byte per 64 KiB of the 47-bit address space
+ * (2 GiB reserved read-only, so reading it anywhere costs nothing and
+ * reads 0 where umpa has no region), holds log2 of the size of the
+ * superblock there, and sb_header_at computes the header from it.  A 0
+ * means "not known here": the slow path asks the region map, which also
+ * serves the regions the fast map could not cover (no reservation under a
+ * tight RLIMIT_AS, an mprotect refused). */
+UMPA_HIDDEN extern _Atomic uint8_t *umpa_sb_map;
+UMPA_HIDDEN extern _Atomic size_t umpa_sb_map_len; /* granules covered */
 UMPA_HIDDEN struct superblock *superblock_of_slow(const void *p);
+static inline unsigned sb_map_shift(uintptr_t a) {
+  size_t g = a >> GRANULE_SHIFT;
+  if (UMPA_UNLIKELY(g >= atomic_load_explicit(&umpa_sb_map_len,
+                                              memory_order_acquire)))
+    return 0;
+  return atomic_load_explicit(&umpa_sb_map[g], memory_order_acquire);
+}
 static inline struct superblock *superblock_of(const void *p) {
-  uintptr_t a = (uintptr_t)p;
-  if (UMPA_LIKELY(!(a >> ADDRESS_BITS))) {
-    struct superblock *_Atomic *m = atomic_load_explicit(
-        &umpa_sb_slot[a >> MAP_SLOT_SHIFT], memory_order_acquire);
-    if (UMPA_LIKELY(m))
-      return atomic_load_explicit(
-          &m[(a >> GRANULE_SHIFT) &
-             (((size_t)1 << (MAP_SLOT_SHIFT - GRANULE_SHIFT)) - 1)],
-          memory_order_acquire);
-  }
+  unsigned shift = sb_map_shift((uintptr_t)p);
+  if (UMPA_LIKELY(shift)) return sb_header_at((uintptr_t)p, shift);
   return superblock_of_slow(p);
 }
 /* Carve up to umpa_class[cls].carve never-used blocks onto the free list. */
@@ -709,9 +737,8 @@ UMPA_HIDDEN size_t heap_arena_bytes(size_t *peak);
  * read as zero.  NULL when out of memory. */
 UMPA_HIDDEN void *heap_alloc_slow(struct heap *h, size_t n, bool *zero);
 /* After a free by the owner took a superblock that is not the bin's
- * current one out of its quarter of fullness (used_other already
- * decremented): relist it, release it if empty, and enforce Hoard's
- * threshold. */
+ * current one out of its quarter of fullness: relist it, release it if
+ * empty, and enforce Hoard's threshold. */
 UMPA_HIDDEN void heap_free_slow(struct heap *h, struct superblock *sb);
 UMPA_HIDDEN void heap_abandon(struct heap *h);
 UMPA_HIDDEN struct heap *heap_acquire(void);

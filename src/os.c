@@ -72,6 +72,22 @@ void *os_map(size_t size) {
   return p == MAP_FAILED ? NULL : p;
 }
 
+void *os_map_zero_readonly(size_t size) {
+  /* Read-only private memory is not charged to the commit limit, even with
+   * vm.overcommit_memory=2: only what os_make_writable opens up is. */
+  int saved = errno;
+  void *p = mmap(NULL, size, PROT_READ, ANON_FLAGS, -1, 0);
+  errno = saved;
+  return p == MAP_FAILED ? NULL : p;
+}
+
+bool os_make_writable(void *p, size_t size) {
+  int saved = errno;
+  bool ok = mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
+  errno = saved;
+  return ok;
+}
+
 void os_unmap(void *p, size_t size) {
   int saved = errno;
   munmap(p, size);

@@ -24,9 +24,10 @@ struct subtable {
 /* Low bit set: a subtable pointer; otherwise a region pointer (or 0). */
 static _Atomic uintptr_t region_map[MAP_SLOTS];
 static struct region *_Atomic regions_head;
-/* The superblock map's slice for each GiB owned by a region of 1 GiB or
- * more: superblock_of() is two loads (see superblock.c). */
-struct superblock *_Atomic *_Atomic umpa_sb_slot[MAP_SLOTS];
+/* The fast superblock map (see superblock_of in internal.h): one byte per
+ * 64 KiB of the address space, set up with the first region. */
+_Atomic uint8_t *umpa_sb_map;
+_Atomic size_t umpa_sb_map_len;
 static _Atomic size_t reserved_bytes, metadata_bytes;
 static _Atomic uint64_t regions_made;
 
@@ -46,17 +47,63 @@ struct region *region_of(const void *p) {
   return NULL;
 }
 
+/* Open r's part of the fast superblock map for writing (reserving the
+ * map with the first region).  Without it r's superblocks are found
+ * through the region map: slower, still correct. */
+static void fast_map_open(struct region *r) {
+  const size_t len = (size_t)1 << (ADDRESS_BITS - GRANULE_SHIFT);
+  if (!umpa_sb_map) {
+    umpa_sb_map = os_map_zero_readonly(len);
+    /* Published after the pointer: readers check the length first. */
+    if (umpa_sb_map)
+      atomic_store_explicit(&umpa_sb_map_len, len, memory_order_release);
+  }
+  if (!umpa_sb_map) return;
+  uintptr_t lo = (uintptr_t)&umpa_sb_map[r->base >> GRANULE_SHIFT];
+  uintptr_t hi = lo + (r->npages >> (GRANULE_SHIFT - PAGE_SHIFT));
+  lo &= ~(uintptr_t)(PAGE_SIZE - 1);
+  hi = (hi + PAGE_SIZE - 1) & ~(uintptr_t)(PAGE_SIZE - 1);
+  r->fast_map = os_make_writable((void *)lo, hi - lo);
+}
+
+void region_map_superblock(void *start, size_t pages) {
+  struct region *r = region_of(start);
+  size_t g = ((uintptr_t)start - r->base) >> GRANULE_SHIFT;
+  size_t n = pages >> (GRANULE_SHIFT - PAGE_SHIFT);
+  uint8_t shift = (uint8_t)(PAGE_SHIFT + __builtin_ctzll(pages));
+  for (size_t i = 0; i < n; i++) {
+    atomic_store_explicit(&r->xsb_map[g + i], shift, memory_order_release);
+    if (r->fast_map)
+      atomic_store_explicit(&umpa_sb_map[(r->base >> GRANULE_SHIFT) + g + i],
+                            shift, memory_order_release);
+  }
+}
+
+void region_unmap_superblock(void *start, size_t pages) {
+  struct region *r = region_of(start);
+  size_t g = ((uintptr_t)start - r->base) >> GRANULE_SHIFT;
+  size_t n = pages >> (GRANULE_SHIFT - PAGE_SHIFT);
+  for (size_t i = 0; i < n; i++) {
+    atomic_store_explicit(&r->xsb_map[g + i], 0, memory_order_relaxed);
+    if (r->fast_map)
+      atomic_store_explicit(&umpa_sb_map[(r->base >> GRANULE_SHIFT) + g + i],
+                            0, memory_order_relaxed);
+  }
+}
+
+uint8_t region_superblock_shift(struct region *r, const void *p) {
+  return atomic_load_explicit(
+      &r->xsb_map[((uintptr_t)p - r->base) >> GRANULE_SHIFT],
+      memory_order_acquire);
+}
+
 static bool map_register(struct region *r, unsigned shift) {
   if (shift >= MAP_SLOT_SHIFT) {
     size_t first = r->base >> MAP_SLOT_SHIFT;
     size_t n = (size_t)1 << (shift - MAP_SLOT_SHIFT);
-    const size_t per_slot = (size_t)1 << (MAP_SLOT_SHIFT - GRANULE_SHIFT);
-    for (size_t i = 0; i < n; i++) {
-      atomic_store_explicit(&umpa_sb_slot[first + i], r->xsb_map + i * per_slot,
-                            memory_order_release);
+    for (size_t i = 0; i < n; i++)
       atomic_store_explicit(&region_map[first + i], (uintptr_t)r,
                             memory_order_release);
-    }
     return true;
   }
   size_t slot = r->base >> MAP_SLOT_SHIFT;
@@ -86,8 +133,7 @@ static struct region *region_try(unsigned shift) {
   size_t meta_pages = pages_of(npages * sizeof(struct pmeta));
   size_t meta_bitmap_bytes = round_up((meta_pages + 63) / 64 * 8, 64);
   size_t sb_map_bytes =
-      round_up((npages >> (GRANULE_SHIFT - PAGE_SHIFT)) * sizeof(void *),
-               PAGE_SIZE);
+      round_up(npages >> (GRANULE_SHIFT - PAGE_SHIFT), PAGE_SIZE);
   /* Header and bitmaps (backed at once), the superblock map and the pmeta
    * array (backed as used), each part starting on its own page. */
   size_t hot_bytes = round_up(round_up(sizeof(struct region), 64) +
@@ -118,7 +164,7 @@ static struct region *region_try(unsigned shift) {
   r->xheads = (_Atomic uint64_t *)((char *)r->xbacked + bitmap_bytes);
   r->xcached = (_Atomic uint64_t *)((char *)r->xheads + bitmap_bytes);
   r->xmeta_backed = (_Atomic uint64_t *)((char *)r->xcached + bitmap_bytes);
-  r->xsb_map = (struct superblock *_Atomic *)(m + hot_bytes);
+  r->xsb_map = (_Atomic uint8_t *)(m + hot_bytes);
   r->meta = (struct pmeta *)(m + meta_off);
   r->meta_size = meta_size;
   if (!map_register(r, shift)) {
@@ -126,6 +172,7 @@ static struct region *region_try(unsigned shift) {
     os_unmap(m, meta_size);
     return NULL;
   }
+  fast_map_open(r);
   if (r->thp) os_advise_huge(base, size);
   r->next = atomic_load_explicit(&regions_head, memory_order_relaxed);
   atomic_store_explicit(&regions_head, r, memory_order_release);

@@ -29,8 +29,8 @@ struct superblock *superblock_new(unsigned cls, struct heap *owner) {
   char *start = page_alloc_ex(sc->sb_pages, UMPA_LAZY | PAGE_WARM,
                               KIND_SUPERBLOCK, &fresh);
   if (!start) return NULL;
-  struct superblock *sb = (struct superblock *)(
-      start + sb_color_offset((uintptr_t)start, sc->sb_pages));
+  struct superblock *sb = sb_header_at(
+      (uintptr_t)start, PAGE_SHIFT + (unsigned)__builtin_ctzll(sc->sb_pages));
   heap_account_arena((ssize_t)sc->sb_pages << PAGE_SHIFT);
   sb->free = NULL;
   atomic_store_explicit(&sb->xused, 0, memory_order_relaxed);
@@ -52,32 +52,21 @@ struct superblock *superblock_new(unsigned cls, struct heap *owner) {
     for (size_t i = 0, n = (sb->capacity + 63) / 64; i < n; i++)
       atomic_store_explicit(&map[i], 0, memory_order_relaxed);
   }
-  /* Publish in the region's superblock map, one slot per 64 KiB. */
-  struct region *r = region_of(sb);
-  size_t slot = ((uintptr_t)sb - r->base) >> GRANULE_SHIFT;
-  size_t n = (size_t)sc->sb_pages >> (GRANULE_SHIFT - PAGE_SHIFT);
-  for (size_t i = 0; i < n; i++)
-    atomic_store_explicit(&r->xsb_map[slot + i], sb, memory_order_release);
+  region_map_superblock(start, sc->sb_pages);
   return sb;
 }
 
 void superblock_destroy(struct superblock *sb) {
   const struct size_class *sc = &umpa_class[sb->cls];
-  struct region *r = region_of(sb);
-  size_t slot = ((uintptr_t)sb - r->base) >> GRANULE_SHIFT;
-  size_t n = (size_t)sc->sb_pages >> (GRANULE_SHIFT - PAGE_SHIFT);
-  for (size_t i = 0; i < n; i++)
-    atomic_store_explicit(&r->xsb_map[slot + i], NULL, memory_order_relaxed);
+  region_unmap_superblock(sb_start(sb), sc->sb_pages);
   page_free(sb_start(sb), sc->sb_pages, KIND_SUPERBLOCK, "free (superblock)");
   heap_account_arena(-((ssize_t)sc->sb_pages << PAGE_SHIFT));
 }
 
 struct superblock *superblock_of_slow(const void *p) {
   struct region *r = region_of(p);
-  if (!r) return NULL;
-  return atomic_load_explicit(
-      &r->xsb_map[((uintptr_t)p - r->base) >> GRANULE_SHIFT],
-      memory_order_acquire);
+  unsigned shift = r ? region_superblock_shift(r, p) : 0;
+  return shift ? sb_header_at((uintptr_t)p, shift) : NULL;
 }
 
 bool superblock_carve(struct superblock *sb) {
