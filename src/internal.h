@@ -119,6 +119,8 @@ UMPA_HIDDEN int os_move(void *src, void *dst, size_t size);
 /* Which of the pages of [p, p+npages pages) are resident: vec[i] & 1. */
 UMPA_HIDDEN int os_residency(void *p, size_t npages, unsigned char *vec);
 UMPA_HIDDEN bool os_has_swap(void);
+/* RLIMIT_AS in bytes, SIZE_MAX when unlimited. */
+UMPA_HIDDEN size_t os_address_space_limit(void);
 /* Minor + major page faults of the calling thread so far. */
 UMPA_HIDDEN uint64_t os_thread_faults(void);
 UMPA_HIDDEN void os_futex_wait(_Atomic uint32_t *addr, uint32_t val);

@@ -198,6 +198,14 @@ int os_residency(void *p, size_t npages, unsigned char *vec) {
 
 static _Atomic int swap_known = -1;
 
+size_t os_address_space_limit(void) {
+  struct rlimit rl;
+  int saved = errno;
+  bool ok = getrlimit(RLIMIT_AS, &rl) == 0;
+  errno = saved;
+  return ok && rl.rlim_cur != RLIM_INFINITY ? (size_t)rl.rlim_cur : SIZE_MAX;
+}
+
 bool os_has_swap(void) {
   int known = atomic_load_explicit(&swap_known, memory_order_relaxed);
   if (known >= 0) return known;

@@ -52,7 +52,9 @@ struct region *region_of(const void *p) {
  * through the region map: slower, still correct. */
 static void fast_map_open(struct region *r) {
   const size_t len = (size_t)1 << (ADDRESS_BITS - GRANULE_SHIFT);
-  if (!umpa_sb_map) {
+  /* Under an address-space limit the 2 GiB would be taken from the
+   * program's budget: only reserve it when it is a small part of that. */
+  if (!umpa_sb_map && os_address_space_limit() / 16 >= len) {
     umpa_sb_map = os_map_zero_readonly(len);
     /* Published after the pointer: readers check the length first. */
     if (umpa_sb_map)

@@ -7,7 +7,8 @@
  * the same header for blocks of every class, interior pointers included,
  * and NULL for large blocks, foreign memory and addresses past 47 bits.
  * Then the test runs itself again under an RLIMIT_AS too tight for the fast
- * map's 2 GiB reservation: every free goes through the region maps, and
+ * map's 2 GiB reservation (umpa makes none below 32 GiB): every free goes
+ * through the region maps, and
  * blocks of every class still allocate, free, are reused, and bad frees
  * are still caught.  (The tight run is skipped under AddressSanitizer, whose
  * shadow memory needs terabytes of address space.)
