@@ -614,6 +614,10 @@ static inline char *sb_blocks(struct superblock *sb) {
 #define SB_COLORS 32
 #define SB_COLOR_STEP 128 /* keeps blocks 128-aligned for memalign */
 #define SB_COLOR_MAX ((SB_COLORS - 1) * SB_COLOR_STEP)
+/* log2 of the size in bytes of a superblock of `pages` pages. */
+static inline unsigned sb_shift_of(size_t pages) {
+  return PAGE_SHIFT + (unsigned)__builtin_ctzll(pages);
+}
 /* The header of the superblock of 2^shift bytes that holds address a. */
 static inline struct superblock *sb_header_at(uintptr_t a, unsigned shift) {
   uintptr_t index = a >> shift;

@@ -262,7 +262,8 @@ static UMPA_NOINLINE void free_slow(void *p) {
 
 static inline void do_free(void *p) {
   /* NULL, large blocks and what the fast map does not know fall to
-   * free_slow. */
+   * free_slow.  The 64 KiB case is spelled out so that the header's loads
+   * need not wait for the map's byte (see docs/ARCHITECTURE.md). */
   unsigned shift = sb_map_shift((uintptr_t)p);
   if (UMPA_LIKELY(shift == SB_SMALL_SHIFT))
     small_free(sb_header_at((uintptr_t)p, SB_SMALL_SHIFT), p);

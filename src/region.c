@@ -68,11 +68,12 @@ static void fast_map_open(struct region *r) {
   r->fast_map = os_make_writable((void *)lo, hi - lo);
 }
 
-void region_map_superblock(void *start, size_t pages) {
+/* Write `shift` into both superblock maps for the superblock of `pages`
+ * pages at start (0: none there). */
+static void set_superblock_shift(void *start, size_t pages, uint8_t shift) {
   struct region *r = region_of(start);
   size_t g = ((uintptr_t)start - r->base) >> GRANULE_SHIFT;
   size_t n = pages >> (GRANULE_SHIFT - PAGE_SHIFT);
-  uint8_t shift = (uint8_t)(PAGE_SHIFT + __builtin_ctzll(pages));
   for (size_t i = 0; i < n; i++) {
     atomic_store_explicit(&r->xsb_map[g + i], shift, memory_order_release);
     if (r->fast_map)
@@ -81,16 +82,12 @@ void region_map_superblock(void *start, size_t pages) {
   }
 }
 
+void region_map_superblock(void *start, size_t pages) {
+  set_superblock_shift(start, pages, (uint8_t)sb_shift_of(pages));
+}
+
 void region_unmap_superblock(void *start, size_t pages) {
-  struct region *r = region_of(start);
-  size_t g = ((uintptr_t)start - r->base) >> GRANULE_SHIFT;
-  size_t n = pages >> (GRANULE_SHIFT - PAGE_SHIFT);
-  for (size_t i = 0; i < n; i++) {
-    atomic_store_explicit(&r->xsb_map[g + i], 0, memory_order_relaxed);
-    if (r->fast_map)
-      atomic_store_explicit(&umpa_sb_map[(r->base >> GRANULE_SHIFT) + g + i],
-                            0, memory_order_relaxed);
-  }
+  set_superblock_shift(start, pages, 0);
 }
 
 uint8_t region_superblock_shift(struct region *r, const void *p) {

@@ -29,8 +29,8 @@ struct superblock *superblock_new(unsigned cls, struct heap *owner) {
   char *start = page_alloc_ex(sc->sb_pages, UMPA_LAZY | PAGE_WARM,
                               KIND_SUPERBLOCK, &fresh);
   if (!start) return NULL;
-  struct superblock *sb = sb_header_at(
-      (uintptr_t)start, PAGE_SHIFT + (unsigned)__builtin_ctzll(sc->sb_pages));
+  struct superblock *sb =
+      sb_header_at((uintptr_t)start, sb_shift_of(sc->sb_pages));
   heap_account_arena((ssize_t)sc->sb_pages << PAGE_SHIFT);
   sb->free = NULL;
   atomic_store_explicit(&sb->xused, 0, memory_order_relaxed);

@@ -13,6 +13,19 @@
 
 static int check_failures, check_count;
 
+/* 1 when built with AddressSanitizer, whose allocator and address-space
+ * needs some tests must allow for. */
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
 #define CHECK(expr)                                                       \
   do {                                                                    \
     check_count++;                                                        \
@@ -83,8 +96,6 @@ static inline bool dies_with(void (*fn)(void), const char *expect) {
 }
 #endif
 
-/* Sanitizer builds run the tests with UMPA_TEST_QUICK=1: heavy tests then
- * do a fraction of their work (ThreadSanitizer is 10-50x slower). */
 /* Marsaglia's xorshift64 (13, 7, 17): advances *s and returns it.  Tests
  * use it for reproducible sequences. */
 static inline uint64_t xorshift64(uint64_t *s) {
@@ -95,6 +106,8 @@ static inline uint64_t xorshift64(uint64_t *s) {
   return *s = x;
 }
 
+/* Sanitizer builds run the tests with UMPA_TEST_QUICK=1: heavy tests then
+ * do a fraction of their work (ThreadSanitizer is 10-50x slower). */
 static inline long test_scaled(long n) {
   const char *q = getenv("UMPA_TEST_QUICK");
   return q && *q == '1' ? (n / 10 > 0 ? n / 10 : 1) : n;

@@ -25,14 +25,6 @@
 
 #define MiB ((size_t)1 << 20)
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-
 /* Both maps agree on p; returns the superblock (NULL if none). */
 static struct superblock *agreed(const void *p) {
   struct superblock *fast = superblock_of(p);
@@ -125,7 +117,7 @@ int main(int argc, char **argv) {
   struct rlimit rl;
   if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur == RLIM_INFINITY)
     CHECK(atomic_load(&umpa_sb_map_len) > 0);
-#ifndef UNDER_ASAN
+#if !UNDER_ASAN
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
