@@ -8,7 +8,13 @@
  * block is freed before the next allocation.  One pass of the ring warms up
  * first.  Allocation, the writes and the free are timed separately and
  * summed per power-of-two size bin; "notrav" is alloc + free (the paper's
- * "notraverse"), "touch" the writes, in ns per operation.
+ * "notraverse"), "touch" the writes, in ns per operation.  After the timed
+ * part the same writes are done again to every block still in the ring,
+ * oldest first ("write", per block of the bin, not in the timed total):
+ * the cost of the writes alone, to memory that is there but, written up to
+ * a ring ago, no longer in the caches or the TLB.  "above" = notrav +
+ * touch - write is then what the allocator adds: its own work and the
+ * faults it leaves to the program's first writes.
  *
  * Usage: fig7_malloc [--quick] [timed_ops [ring_slots]]
  */
@@ -22,6 +28,7 @@
 struct bin {
   uint64_t allocs, frees;
   uint64_t alloc_ns, touch_ns, free_ns;
+  uint64_t writes, write_ns; /* the writes again, to blocks in the ring */
 };
 
 struct slot {
@@ -94,6 +101,13 @@ int main(int argc, char **argv) {
   run(ring, slots, ops, &next, &rng, bins);
   uint64_t secs_ns = now_ns() - t0, faults = minor_faults() - f0;
   rss_mark_peak(&m);
+  for (long n = 0; n < slots; n++) {
+    struct slot *s = &ring[(next + n) % slots]; /* oldest first */
+    uint64_t w0 = now_ns();
+    touch_pages(s->p, s->size);
+    bins[bin_of(s->size)].write_ns += now_ns() - w0;
+    bins[bin_of(s->size)].writes++;
+  }
   for (int i = 0; i < slots; i++) free(ring[i].p);
   free(ring);
   rss_mark_end(&m);
@@ -101,18 +115,21 @@ int main(int argc, char **argv) {
   printf("fig7_malloc: %ld timed operations, ring of %d blocks, sizes "
          "uniform in [4 KiB, 8 MiB], through malloc/free\n", ops, slots);
   printf("ns per operation, averaged per size bin; notrav = alloc + free, "
-         "touch = 1 byte per page\n\n");
-  static const char *const cols[] = {"bin", "ops", "notrav", "touch",
-                                     "total"};
+         "touch = 1 byte per page,\nwrite = the same writes again to the "
+         "blocks left in the ring (not in the total),\nabove = notrav + "
+         "touch - write: what the allocator adds\n\n");
+  static const char *const cols[] = {"bin",   "ops",  "notrav", "touch",
+                                     "total", "write", "above"};
   struct table t;
   table_begin(&t, cols, sizeof cols / sizeof cols[0], 15);
   uint64_t sum_notrav = 0, sum_touch = 0;
-  double notrav[NBINS], touch[NBINS];
+  double notrav[NBINS], touch[NBINS], write[NBINS];
   for (int i = 0; i < NBINS; i++) {
     struct bin *b = &bins[i];
     /* Allocs and frees of a bin differ in number: average each apart. */
     notrav[i] = per_op(b->alloc_ns, b->allocs) + per_op(b->free_ns, b->frees);
     touch[i] = per_op(b->touch_ns, b->allocs);
+    write[i] = per_op(b->write_ns, b->writes);
     sum_notrav += b->alloc_ns + b->free_ns;
     sum_touch += b->touch_ns;
     char lo[16], hi[16], name[40];
@@ -124,6 +141,8 @@ int main(int argc, char **argv) {
     table_num(&t, notrav[i], 0);
     table_num(&t, touch[i], 0);
     table_num(&t, notrav[i] + touch[i], 0);
+    table_num(&t, write[i], 0);
+    table_num(&t, notrav[i] + touch[i] - write[i], 0);
   }
   printf("\ntimed part %.3f s (alloc+free %.3f s, touch %.3f s), %llu minor "
          "faults (%.1f per operation)\n",
@@ -137,7 +156,9 @@ int main(int argc, char **argv) {
          (double)sum_touch / 1e9, (unsigned long long)faults);
   for (int i = 0; i < NBINS; i++) /* a bin nothing fell into: no figure */
     if (bins[i].allocs)
-      printf(" notrav%d=%.0f touch%d=%.0f", i, notrav[i], i, touch[i]);
+      printf(" notrav%d=%.0f touch%d=%.0f write%d=%.0f above%d=%.0f", i,
+             notrav[i], i, touch[i], i, write[i], i,
+             notrav[i] + touch[i] - write[i]);
   print_rss_fields(&m);
   return 0;
 }

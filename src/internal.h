@@ -764,9 +764,14 @@ UMPA_HIDDEN void heap_stats(size_t *blocks_bytes, size_t *free_bytes,
 /* Park a freed large block (head pm); false if it does not qualify (the
  * caller then frees it to the page layer). */
 UMPA_HIDDEN bool largecache_put(void *p, struct pmeta *pm);
-/* A cached block of exactly `pages` pages (the surplus of a bigger one
- * goes back to the page layer), or NULL. */
-UMPA_HIDDEN void *largecache_take(size_t pages);
+/* A cached block of exactly `pages` pages (the surplus of a bigger span
+ * stays cached), or NULL.  `flags` (UMPA_ZERO, UMPA_LAZY|PAGE_WARM) say
+ * how the pages without memory are treated, as for page_alloc. */
+UMPA_HIDDEN void *largecache_take(size_t pages, unsigned flags);
+/* A fresh block carved off the front of a new 64 MiB run whose rest is
+ * cached for the next ones; NULL when the request is too big for that or
+ * the page layer has a warm run that fits (page_alloc then serves it). */
+UMPA_HIDDEN void *largecache_grow(size_t pages, unsigned flags);
 /* Give every cached block back to the page layer; returns bytes. */
 UMPA_HIDDEN size_t largecache_flush(void);
 UMPA_HIDDEN size_t largecache_bytes(void);

@@ -117,22 +117,23 @@ static void *large_alloc(size_t n, size_t align, bool zero) {
     return NULL;
   }
   size_t pages = pages_of(n + extra);
-  if (!extra) {
-    char *c = largecache_take(pages);
-    if (c) {
-      if (zero) memset(c, 0, n);
-      large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
-      return c;
-    }
-  }
   /* Up to UMPA_MALLOC_POPULATE the block is populated now (one call
-   * instead of a fault per page); a bigger one takes what the cache holds
+   * instead of a fault per page); a bigger one takes what the caches hold
    * and leaves the rest to fault in where the program touches it, as
    * glibc's mmap does: programs reserve big buffers they never fill. */
   unsigned flags = zero ? UMPA_ZERO : 0;
   if ((pages << PAGE_SHIFT) > umpa_opt.malloc_populate)
     flags |= UMPA_LAZY | PAGE_WARM;
-  char *p = page_alloc(pages, flags, KIND_LARGE);
+  char *p = NULL;
+  if (!extra) {
+    p = largecache_take(pages, flags);
+    if (!p) p = largecache_grow(pages, flags);
+    if (p) {
+      large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
+      return p;
+    }
+  }
+  p = page_alloc(pages, flags, KIND_LARGE);
   if (!p) return NULL; /* errno is ENOMEM */
   large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
   heap_account_arena((ssize_t)(pages << PAGE_SHIFT));
