@@ -50,6 +50,7 @@ struct lc_node {
   struct lc_node *next, *prev;         /* its class list */
   struct lc_node *lru_next, *lru_prev; /* all spans, most recent first */
   uint64_t freed_ns;                   /* when it was freed (coarse) */
+  size_t backed;                       /* its pages with memory */
 };
 
 static ulock_t lc_lock;
@@ -84,8 +85,7 @@ static size_t span_backed(struct pmeta *pm) {
   return bitmap_count(pm->region->xbacked, pmeta_index(pm), pm->count);
 }
 
-static void count_span(struct pmeta *pm, int sign) {
-  size_t b = span_backed(pm);
+static void count_span(struct pmeta *pm, size_t b, int sign) {
   atomic_store_explicit(&lc_pages,
                         atomic_load(&lc_pages) + (size_t)sign * pm->count,
                         memory_order_relaxed);
@@ -95,8 +95,10 @@ static void count_span(struct pmeta *pm, int sign) {
 }
 
 /* List a span (lc_lock held); `recent` puts it first in LRU order, else
- * it keeps the LRU place its node already has. */
-static void list_span(struct pmeta *pm, bool recent) {
+ * it keeps the LRU place its node already has.  `backed` is its pages
+ * with memory when the caller knows them, else SIZE_MAX: counting them
+ * costs a scan of the span's bits, kept in the node for its lifetime. */
+static void list_span(struct pmeta *pm, bool recent, size_t backed) {
   if (!lc_ready) {
     for (unsigned c = 0; c < LC_CLASSES; c++)
       lc_list[c].next = lc_list[c].prev = &lc_list[c];
@@ -117,9 +119,12 @@ static void list_span(struct pmeta *pm, bool recent) {
     lc_lru.lru_next->lru_prev = n;
     lc_lru.lru_next = n;
   }
+  if (backed == SIZE_MAX) backed = span_backed(pm);
+  if (backed == pm->count) pm->flags |= PMF_FULL;
+  n->backed = backed;
   pm->flags |= PMF_CACHED;
   bitmap_set(pm->region->xcached, pmeta_index(pm), 1);
-  count_span(pm, 1);
+  count_span(pm, backed, 1);
 }
 
 /* Take a listed span off its lists (lc_lock held); `keep_lru` leaves its
@@ -135,7 +140,7 @@ static void unlist_span(struct pmeta *pm, bool keep_lru) {
   lc_count[class_of(pm->count)]--;
   pm->flags &= (uint8_t)~PMF_CACHED;
   bitmap_clear(pm->region->xcached, pmeta_index(pm), 1);
-  count_span(pm, -1);
+  count_span(pm, n->backed, -1);
 }
 
 /* Take the free run that starts at page pos of r, or its first `room`
@@ -155,14 +160,15 @@ static size_t claim_run(struct region *r, size_t pos, size_t room,
   return n;
 }
 
-/* Merge the block pm with cached spans and free runs around it; returns
- * the head of the result (lc_lock held).  Free runs without memory are
+/* Merge the block pm (with `*backed` pages of memory) with cached spans
+ * and free runs around it; returns the head of the result and its pages
+ * with memory in *backed (lc_lock held).  Free runs without memory are
  * merged too, up to the block's own size: a fresh block came from an
  * aligned power-of-two run whose unused tail follows it, and a span that
  * takes the tail in can serve a bigger request later, or merge with the
  * span after the tail.  The bound keeps the cache from holding much
  * address space that has no memory. */
-static struct pmeta *coalesce(struct pmeta *pm) {
+static struct pmeta *coalesce(struct pmeta *pm, size_t *backed) {
   struct region *r = pm->region;
   size_t idx = pmeta_index(pm), cold_room = pm->count;
   /* Backwards: the span ending right before idx. */
@@ -172,6 +178,7 @@ static struct pmeta *coalesce(struct pmeta *pm) {
         h + r->meta[h].count == idx &&
         r->meta[h].count + pm->count <= LC_MAX_PAGES) {
       struct pmeta *prev = &r->meta[h];
+      *backed += ((struct lc_node *)addr_of(prev))->backed;
       unlist_span(prev, false);
       page_join(prev, pm);
       pm = prev;
@@ -185,20 +192,22 @@ static struct pmeta *coalesce(struct pmeta *pm) {
     if (bitmap_test(r->xcached, next)) {
       struct pmeta *nx = &r->meta[next];
       if (nx->count > room) break;
+      *backed += ((struct lc_node *)addr_of(nx))->backed;
       unlist_span(nx, false);
       page_join(pm, nx);
       continue;
     }
-    size_t backed = 0, got = claim_run(r, next, room, &backed);
+    size_t b = 0, got = claim_run(r, next, room, &b);
     if (!got) break;
-    if (backed < got) {
-      if (got - backed > cold_room) { /* too much without memory: undo */
+    if (b < got) {
+      if (got - b > cold_room) { /* too much without memory: undo */
         buddy_free_range(&umpa_buddy, r, next, got, false);
         break;
       }
-      cold_room -= got - backed;
+      cold_room -= got - b;
       pm->flags &= (uint8_t)~PMF_FULL;
     }
+    *backed += b;
     pm->count += (uint32_t)got;
     PC_ADD(xin_use, got);
     heap_account_arena((ssize_t)(got << PAGE_SHIFT));
@@ -206,10 +215,6 @@ static struct pmeta *coalesce(struct pmeta *pm) {
   return pm;
 }
 
-/* Give at least `excess` backed pages (or all it has) back to the page
- * layer from the span freed longest ago: a tail long enough to hold them,
- * the front staying listed in its LRU place, or the whole span (lc_lock
- * held).  Returns the backed pages given back. */
 /* Hand an unlisted span back to the page layer. */
 static void give_back(struct pmeta *pm) {
   size_t pages = pm->count;
@@ -217,30 +222,39 @@ static void give_back(struct pmeta *pm) {
   heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
 }
 
+/* Give at least `excess` backed pages (or all it has) back to the page
+ * layer from the span freed longest ago: a tail long enough to hold them,
+ * the front staying listed in its LRU place, or the whole span (lc_lock
+ * held).  Returns the backed pages given back. */
 static size_t evict(size_t excess) {
   if (!lc_ready || lc_lru.lru_prev == &lc_lru) return 0;
   struct pmeta *pm = head_of(lc_lru.lru_prev);
-  size_t pages = pm->count, backed = span_backed(pm);
+  size_t pages = pm->count, backed = lc_lru.lru_prev->backed;
   size_t tail_len = excess + (pages - backed); /* holds >= excess backed */
   bool split = tail_len + LC_MIN_PAGES <= pages;
   unlist_span(pm, split);
   if (split) {
     struct pmeta *tail = page_split(pm, pages - tail_len);
-    list_span(pm, false);
-    backed = span_backed(tail);
+    list_span(pm, false, SIZE_MAX);
+    backed -= ((struct lc_node *)addr_of(pm))->backed;
     pm = tail;
   }
   give_back(pm);
   return backed;
 }
 
-/* List the surplus of a taken span; its first page holds the list node, so
- * it must have memory (lc_lock held). */
-static void list_surplus(struct pmeta *sp) {
+/* List the surplus of a taken span, with `backed` pages of memory (or
+ * SIZE_MAX: not known); its first page holds the list node, so it must
+ * have memory (lc_lock held). */
+static void list_surplus(struct pmeta *sp, size_t backed) {
   struct region *r = sp->region;
   size_t idx = pmeta_index(sp);
-  if (bitmap_test(r->xbacked, idx) || page_prepare(r, idx, 1, 0, NULL) == 0) {
-    list_span(sp, true);
+  if (bitmap_test(r->xbacked, idx)) {
+    list_span(sp, true, backed);
+    return;
+  }
+  if (page_prepare(r, idx, 1, 0, NULL) == 0) {
+    list_span(sp, true, backed == SIZE_MAX ? backed : backed + 1);
     return;
   }
   bitmap_clear(r->xheads, idx, 1);
@@ -294,7 +308,10 @@ bool largecache_put(void *p, struct pmeta *pm) {
     return false;
   (void)p;
   lock_and_decay();
-  list_span(coalesce(pm), true);
+  size_t backed = pm->flags & PMF_FULL ? pages
+                                       : bitmap_count(r->xbacked, idx, pages);
+  pm = coalesce(pm, &backed);
+  list_span(pm, true, backed);
   size_t cached;
   while ((cached = atomic_load_explicit(&lc_backed, memory_order_relaxed)) >
              limit &&
@@ -380,8 +397,9 @@ void *largecache_take(size_t pages, unsigned flags) {
          n = n->next) {
       struct pmeta *cand = head_of(n);
       if (cand->count < pages) continue;
-      size_t need = (cand->flags & PMF_FULL)
-                        ? 0
+      size_t need = (cand->flags & PMF_FULL) ? 0
+                    : n->backed == 0
+                        ? pages
                         : pages - bitmap_count(cand->region->xbacked,
                                                pmeta_index(cand), pages);
       if (!pm || need < pm_need ||
@@ -406,10 +424,18 @@ void *largecache_take(size_t pages, unsigned flags) {
     ulock_release(&lc_lock);
     return pm ? fill(pm, flags) : NULL;
   }
+  size_t had = ((struct lc_node *)addr_of(pm))->backed;
   unlist_span(pm, false);
   size_t surplus = pm->count - pages;
   if (surplus >= LC_MIN_PAGES) {
-    list_surplus(page_split(pm, pages));
+    /* The surplus's memory: what the span had less what the block takes
+     * (the block is the smaller part to count). */
+    size_t left = pm->flags & PMF_FULL ? surplus
+                  : had == 0           ? 0
+                                       : had - bitmap_count(pm->region->xbacked,
+                                                            pmeta_index(pm),
+                                                            pages);
+    list_surplus(page_split(pm, pages), left);
   } else if (surplus) {
     /* Too small to keep as a span: back to the page layer. */
     struct region *r = pm->region;
@@ -437,7 +463,7 @@ void *largecache_grow(size_t pages, unsigned flags) {
   pm->flags &= (uint8_t)~PMF_UNKNOWN;
   heap_account_arena((ssize_t)(chunk << PAGE_SHIFT));
   lock_and_decay();
-  list_surplus(page_split(pm, pages));
+  list_surplus(page_split(pm, pages), SIZE_MAX);
   ulock_release(&lc_lock);
   return fill(pm, flags);
 }

@@ -114,21 +114,24 @@ void page_refresh_backed(struct region *r, size_t idx, size_t n) {
       /* Cannot tell: assume every page may hold data. */
       memset(vec, 1, chunk);
     }
+    /* Runs of resident pages, their bits set a word at a time. */
     for (size_t i = 0; i < chunk;) {
-      if (!(vec[i] & 1) || bitmap_test(r->xbacked, idx + done + i)) {
+      if (!(vec[i] & 1)) {
         i++;
         continue;
       }
-      size_t j = i;
-      while (j < chunk && (vec[j] & 1) &&
-             !bitmap_test(r->xbacked, idx + done + j))
-        j++;
-      bitmap_set(r->xbacked, idx + done + i, j - i);
-      /* Metadata only where pages are resident: a huge lazy block the
-       * program touched a little would otherwise populate 32 bytes of
-       * metadata per page of it (sort: 29 MiB for a 3.7 GB buffer). */
-      region_back_meta(r, idx + done + i, j - i);
-      added += j - i;
+      size_t j = i + 1;
+      while (j < chunk && (vec[j] & 1)) j++;
+      size_t s = idx + done + i, len = j - i;
+      size_t had = bitmap_count(r->xbacked, s, len);
+      if (had != len) {
+        bitmap_set(r->xbacked, s, len);
+        /* Metadata only where pages are resident: a huge lazy block the
+         * program touched a little would otherwise populate 32 bytes of
+         * metadata per page of it (sort: 29 MiB for a 3.7 GB buffer). */
+        region_back_meta(r, s, len);
+        added += len - had;
+      }
       i = j;
     }
     done += chunk;
