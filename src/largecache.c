@@ -23,11 +23,10 @@
  * mostly freed together, and their spans merge into one that fits what
  * comes next: Figure 7 through malloc faulted 10 pages in per operation
  * instead of 40, at a peak RSS of 2189 MiB instead of 2272 (tcmalloc's:
- * 2173).
- * Taking pages without memory populates them, or for a big block
- * (UMPA_MALLOC_POPULATE) leaves them to fault in where the program
+ * 2173).  Taking pages without memory populates them, or for a big
+ * block (UMPA_MALLOC_POPULATE) leaves them to fault in where the program
  * touches them.
-
+ *
  * Spans are listed by size class (four per power of two), most recently
  * freed first; the list node lives in the span's first page, which always
  * has memory.  A span's head is marked in its region's `xcached` bitmap,
