@@ -123,13 +123,14 @@ int main(int argc, char **argv) {
   struct table t;
   table_begin(&t, cols, sizeof cols / sizeof cols[0], 15);
   uint64_t sum_notrav = 0, sum_touch = 0;
-  double notrav[NBINS], touch[NBINS], write[NBINS];
+  double notrav[NBINS], touch[NBINS], write[NBINS], above[NBINS];
   for (int i = 0; i < NBINS; i++) {
     struct bin *b = &bins[i];
     /* Allocs and frees of a bin differ in number: average each apart. */
     notrav[i] = per_op(b->alloc_ns, b->allocs) + per_op(b->free_ns, b->frees);
     touch[i] = per_op(b->touch_ns, b->allocs);
     write[i] = per_op(b->write_ns, b->writes);
+    above[i] = notrav[i] + touch[i] - write[i];
     sum_notrav += b->alloc_ns + b->free_ns;
     sum_touch += b->touch_ns;
     char lo[16], hi[16], name[40];
@@ -142,7 +143,7 @@ int main(int argc, char **argv) {
     table_num(&t, touch[i], 0);
     table_num(&t, notrav[i] + touch[i], 0);
     table_num(&t, write[i], 0);
-    table_num(&t, notrav[i] + touch[i] - write[i], 0);
+    table_num(&t, above[i], 0);
   }
   printf("\ntimed part %.3f s (alloc+free %.3f s, touch %.3f s), %llu minor "
          "faults (%.1f per operation)\n",
@@ -157,8 +158,7 @@ int main(int argc, char **argv) {
   for (int i = 0; i < NBINS; i++) /* a bin nothing fell into: no figure */
     if (bins[i].allocs)
       printf(" notrav%d=%.0f touch%d=%.0f write%d=%.0f above%d=%.0f", i,
-             notrav[i], i, touch[i], i, write[i], i,
-             notrav[i] + touch[i] - write[i]);
+             notrav[i], i, touch[i], i, write[i], i, above[i]);
   print_rss_fields(&m);
   return 0;
 }

@@ -77,6 +77,9 @@ static void *addr_of(struct pmeta *pm) {
   return region_addr(pm->region, pmeta_index(pm));
 }
 
+/* The list node of a cached span: in its first page. */
+static struct lc_node *node_of(struct pmeta *pm) { return addr_of(pm); }
+
 /* Pages of a span that have memory: its bits do not change while it is
  * cached (only a taken block is populated or filled by moves). */
 static size_t span_backed(struct pmeta *pm) {
@@ -105,7 +108,7 @@ static void list_span(struct pmeta *pm, bool recent, size_t backed) {
     lc_ready = true;
   }
   unsigned c = class_of(pm->count);
-  struct lc_node *n = addr_of(pm);
+  struct lc_node *n = node_of(pm);
   n->prev = &lc_list[c];
   n->next = lc_list[c].next;
   lc_list[c].next->prev = n;
@@ -129,7 +132,7 @@ static void list_span(struct pmeta *pm, bool recent, size_t backed) {
 /* Take a listed span off its lists (lc_lock held); `keep_lru` leaves its
  * LRU place to a span that is listed again at once. */
 static void unlist_span(struct pmeta *pm, bool keep_lru) {
-  struct lc_node *n = addr_of(pm);
+  struct lc_node *n = node_of(pm);
   n->prev->next = n->next;
   n->next->prev = n->prev;
   if (!keep_lru) {
@@ -177,7 +180,7 @@ static struct pmeta *coalesce(struct pmeta *pm, size_t *backed) {
         h + r->meta[h].count == idx &&
         r->meta[h].count + pm->count <= LC_MAX_PAGES) {
       struct pmeta *prev = &r->meta[h];
-      *backed += ((struct lc_node *)addr_of(prev))->backed;
+      *backed += node_of(prev)->backed;
       unlist_span(prev, false);
       page_join(prev, pm);
       pm = prev;
@@ -191,7 +194,7 @@ static struct pmeta *coalesce(struct pmeta *pm, size_t *backed) {
     if (bitmap_test(r->xcached, next)) {
       struct pmeta *nx = &r->meta[next];
       if (nx->count > room) break;
-      *backed += ((struct lc_node *)addr_of(nx))->backed;
+      *backed += node_of(nx)->backed;
       unlist_span(nx, false);
       page_join(pm, nx);
       continue;
@@ -235,7 +238,7 @@ static size_t evict(size_t excess) {
   if (split) {
     struct pmeta *tail = page_split(pm, pages - tail_len);
     list_span(pm, false, SIZE_MAX);
-    backed -= ((struct lc_node *)addr_of(pm))->backed;
+    backed -= node_of(pm)->backed;
     pm = tail;
   }
   give_back(pm);
@@ -423,7 +426,7 @@ void *largecache_take(size_t pages, unsigned flags) {
     ulock_release(&lc_lock);
     return pm ? fill(pm, flags) : NULL;
   }
-  size_t had = ((struct lc_node *)addr_of(pm))->backed;
+  size_t had = node_of(pm)->backed;
   unlist_span(pm, false);
   size_t surplus = pm->count - pages;
   if (surplus >= LC_MIN_PAGES) {
