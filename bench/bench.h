@@ -42,15 +42,23 @@ static inline uint64_t minor_faults(void) {
   return (uint64_t)ru.ru_minflt;
 }
 
-static inline size_t rss_bytes(void) {
+/* Resident bytes; *anon (if not NULL) gets the anonymous part alone, which
+ * leaves out file pages (the code of libc and of the benchmark) that the
+ * run pages in whatever the allocator does. */
+static inline size_t rss_bytes_anon(size_t *anon) {
   FILE *f = fopen("/proc/self/statm", "r");
-  unsigned long size = 0, resident = 0;
+  unsigned long size = 0, resident = 0, shared = 0;
   if (f) {
-    if (fscanf(f, "%lu %lu", &size, &resident) != 2) resident = 0;
+    if (fscanf(f, "%lu %lu %lu", &size, &resident, &shared) != 3)
+      resident = shared = 0;
     fclose(f);
   }
-  return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+  size_t page = (size_t)sysconf(_SC_PAGESIZE);
+  if (anon) *anon = (size_t)(resident - shared) * page;
+  return (size_t)resident * page;
 }
+
+static inline size_t rss_bytes(void) { return rss_bytes_anon(NULL); }
 
 /* Median of n values; sorts v in place (n is a handful of repeats). */
 static inline double median(double *v, int n) {
@@ -166,11 +174,12 @@ static inline long maxrss_kb(void) {
  * end/start shows whether the allocator gives memory back. */
 struct rss_marks {
   size_t start, peak, end;
+  size_t anon_start, anon_end; /* the anonymous part of start and end */
 };
 
 static inline void rss_mark_start(struct rss_marks *m) {
   free(malloc(1));
-  m->start = rss_bytes();
+  m->start = rss_bytes_anon(&m->anon_start);
   m->peak = 0;
   m->end = 0;
 }
@@ -186,7 +195,7 @@ static inline void rss_mark_peak(struct rss_marks *m) {
  * trimming glibc's (unused) heap, so its own retention shows. */
 static inline void rss_mark_end(struct rss_marks *m) {
   malloc_trim(0);
-  m->end = rss_bytes();
+  m->end = rss_bytes_anon(&m->anon_end);
 }
 
 /* The tail of every malloc benchmark's "result:" line (the last line it
@@ -194,20 +203,23 @@ static inline void rss_mark_end(struct rss_marks *m) {
  * sampled peak where the benchmark took one, else the getrusage peak. */
 static inline void print_rss_fields(const struct rss_marks *m) {
   long peak = maxrss_kb();
-  printf(" maxrss_kb=%ld rss_start_kb=%zu rss_peak_kb=%zu rss_end_kb=%zu\n",
+  printf(" maxrss_kb=%ld rss_start_kb=%zu rss_peak_kb=%zu rss_end_kb=%zu "
+         "anon_start_kb=%zu anon_end_kb=%zu\n",
          peak, m->start / KiB, m->peak ? m->peak / KiB : (size_t)peak,
-         m->end / KiB);
+         m->end / KiB, m->anon_start / KiB, m->anon_end / KiB);
 }
 
 /* Text version of the same, for people. */
 static inline void print_rss_text(const struct rss_marks *m) {
   printf("RSS: start %.1f MiB, peak %.1f MiB (getrusage %.1f MiB), after "
-         "free + malloc_trim(0) %.1f MiB (end/start %.2f)\n",
+         "free + malloc_trim(0) %.1f MiB (end/start %.2f; anonymous memory "
+         "kept %+ld KiB)\n",
          (double)m->start / (double)MiB,
          (double)(m->peak ? m->peak : (size_t)maxrss_kb() * KiB) /
              (double)MiB,
          (double)maxrss_kb() / 1024.0, (double)m->end / (double)MiB,
-         m->start ? (double)m->end / (double)m->start : 0);
+         m->start ? (double)m->end / (double)m->start : 0,
+         ((long)m->anon_end - (long)m->anon_start) / (long)KiB);
 }
 
 static inline void *xmalloc(size_t size) {

@@ -11,7 +11,9 @@
 #           better (faster, or less memory)
 #   better  "higher" (throughput) or "lower" (time, ns)
 #   mode    "rows": one row per allocator; cols = "T:key:label ..." the
-#           figure columns, then peak RSS, then end/start, then ratios
+#           figure columns, then peak RSS, end/start and kept KiB (the
+#           anonymous memory still resident after free + malloc_trim, less
+#           that at start), then ratios
 #           "bins": fig7 style, one row per size bin of `key`
 #           (notrav<i> / touch<i>), one column per allocator, then ratios
 #   cols, key, nbins  as described above
@@ -82,6 +84,8 @@ function v(a, t, k) {
   }
   if (("rss_start_kb" in f) && ("rss_end_kb" in f) && f["rss_start_kb"] > 0)
     f["end_start"] = f["rss_end_kb"] / f["rss_start_kb"]
+  if (("anon_start_kb" in f) && ("anon_end_kb" in f))
+    f["anon_kept"] = f["anon_end_kb"] - f["anon_start_kb"]
   if ("maxrss_kb" in f) f["peak_mib"] = f["maxrss_kb"] / 1024
   for (k in f) vals[f["alloc"], f["T"], k] = vals[f["alloc"], f["T"], k] " " f[k]
 }
@@ -126,10 +130,11 @@ END {
   for (j = 1; j <= nc; j++) cell(0, j, CL[j])
   cell(0, nc + 1, "peak MiB")
   cell(0, nc + 2, "end/start")
+  cell(0, nc + 3, "kept KiB")
   if (umpa) {
     for (j = 1; j <= nc; j++)
-      cell(0, nc + 2 + j, (better == "higher" ? "umpa/X " : "X/umpa ") CL[j])
-    cell(0, 2 * nc + 3, "X/umpa peak")
+      cell(0, nc + 3 + j, (better == "higher" ? "umpa/X " : "X/umpa ") CL[j])
+    cell(0, 2 * nc + 4, "X/umpa peak")
   }
   for (i = 1; i <= na; i++) {
     a = A[i]
@@ -143,20 +148,22 @@ END {
     cell(i, nc + 1, num(peak))
     es = v(a, maxt, "end_start")
     cell(i, nc + 2, es == "" ? "-" : sprintf("%.2f", es))
+    kept = v(a, maxt, "anon_kept")
+    cell(i, nc + 3, kept == "" ? "-" : sprintf("%+d", kept))
     if (!umpa) continue
     for (j = 1; j <= nc; j++) {
       x = v(a, CT[j], CK[j]); u = v("umpa", CT[j], CK[j])
       if (a == "umpa") r = "-"
       else if (better == "higher") r = ratio(u, x)
       else r = ratio(x, u)
-      cell(i, nc + 2 + j, r)
+      cell(i, nc + 3 + j, r)
     }
     upeak = ""
     for (j = 1; j <= nc; j++) {
       pm = v("umpa", CT[j], "peak_mib")
       if (pm != "" && (upeak == "" || pm + 0 > upeak + 0)) upeak = pm
     }
-    cell(i, 2 * nc + 3, a == "umpa" ? "-" : ratio(peak, upeak))
+    cell(i, 2 * nc + 4, a == "umpa" ? "-" : ratio(peak, upeak))
   }
   print_table()
 }
