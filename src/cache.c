@@ -36,7 +36,7 @@ void cache_init(void) {
 size_t cache_limit_pages(void) {
   size_t max = atomic_load_explicit(&limit_pages, memory_order_relaxed);
   if (atomic_load_explicit(&limit_fixed, memory_order_relaxed)) return max;
-  return cache_adaptive(max, 1);
+  return cache_adaptive(max, 1); /* half */
 }
 
 static size_t cached_pages(void) {

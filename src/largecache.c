@@ -33,9 +33,9 @@
  * changed only under the cache's lock, so a neighbour is recognised
  * without reading another thread's block.  One lock: large requests are
  * rare next to small ones, and each one costs page-layer work anyway.  The
- * memory the cache holds is bounded (UMPA_LARGE_CACHE, and half the memory
- * in use by default); past it, the spans freed longest ago go back to the
- * page layer, whose own cache limit then applies.
+ * memory the cache holds is bounded (UMPA_LARGE_CACHE, and twice the
+ * memory in use by default); past it, the spans freed longest ago go back
+ * to the page layer, whose own cache limit then applies.
  */
 #include "internal.h"
 
@@ -291,7 +291,7 @@ bool largecache_put(void *p, struct pmeta *pm) {
   size_t pages = pm->count;
   size_t limit = umpa_opt.large_cache >> PAGE_SHIFT;
   if (!umpa_opt.large_cache_fixed)
-    limit = cache_adaptive(limit, 0);
+    limit = cache_adaptive(limit, 4); /* twice */
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES || pages > limit ||
       pm->user_offset != 0)
     return false;
