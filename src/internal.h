@@ -403,10 +403,14 @@ UMPA_HIDDEN extern struct page_counters umpa_pc;
  * request; at 1x the limit evicted spans that were then faulted in again
  * (2.1x the faults and a higher peak, as evicted memory sat in the page
  * cache), at half the phase took 6x longer. */
-static inline size_t cache_adaptive(size_t max_pages, unsigned halves) {
+static inline size_t pages_live(void) {
   size_t in_use = atomic_load_explicit(&umpa_pc.xin_use, memory_order_relaxed);
   size_t idle = atomic_load_explicit(&umpa_pc.xidle, memory_order_relaxed);
-  size_t v = in_use > idle ? (in_use - idle) / 2 * halves : 0;
+  return in_use > idle ? in_use - idle : 0;
+}
+
+static inline size_t cache_adaptive(size_t max_pages, unsigned halves) {
+  size_t v = pages_live() / 2 * halves;
   size_t floor = (size_t)4 << (20 - PAGE_SHIFT);
   if (v < floor) v = floor;
   return v < max_pages ? v : max_pages;

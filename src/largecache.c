@@ -44,6 +44,7 @@
 #define LC_MIN_PAGES 8                 /* 32 KiB: smaller are superblocks */
 #define LC_MAX_PAGES ((size_t)1 << 14) /* 64 MiB: bigger go straight back */
 #define LC_CLASSES 48
+#define LC_KEEP_DIV 8                  /* decay keeps 1/8 of live memory */
 
 struct lc_node {
   struct lc_node *next, *prev;         /* its class list */
@@ -269,6 +270,10 @@ static void list_surplus(struct pmeta *sp, size_t backed) {
  * give their memory back to the kernel, the oldest first.  A program that
  * reuses its large blocks keeps them; one that has moved on stops paying
  * for them (mimalloc purges after 10 ms, jemalloc decays over 10 s).
+ * What is left of an eighth of the memory in use is kept whatever its age:
+ * in a big ring of varied blocks (Figure 7) some spans wait longer than
+ * that for a request they fit, and releasing them made the run fault 20%
+ * more, and the slower the machine the more (the age is wall time).
  * Without a background thread the clock is read here, on the large paths,
  * which cost far more than the read. */
 static void lock_and_decay(void) {
@@ -276,7 +281,9 @@ static void lock_and_decay(void) {
   lc_now = os_now_ns();
   uint64_t age = decay_age_ns();
   if (!age || !lc_ready || !lc_now) return;
-  while (lc_lru.lru_prev != &lc_lru) {
+  size_t keep = pages_live() / LC_KEEP_DIV;
+  while (lc_lru.lru_prev != &lc_lru &&
+         atomic_load_explicit(&lc_backed, memory_order_relaxed) > keep) {
     struct lc_node *n = lc_lru.lru_prev;
     /* Stamps are taken under the lock from the same clock: never ahead. */
     if (lc_now - n->freed_ns < age) break;

@@ -271,6 +271,14 @@ static void test_decay(void) {
   size_t off = released_after_idle(0), on = released_after_idle(20);
   CHECK_MSG(off < MiB, "decay off: %zu bytes released", off);
   CHECK_MSG(on >= 4 * MiB, "decay 20 ms: %zu bytes released", on);
+  /* An idle cache within an eighth of the memory in use is kept: with
+   * 64 MiB live, the 4 MiB block stays. */
+  char *live = umpa_malloc(64 * MiB);
+  REQUIRE(live);
+  memset(live, 1, 64 * MiB);
+  size_t kept = released_after_idle(20);
+  CHECK_MSG(kept < MiB, "decay 20 ms, 64 MiB live: %zu bytes released", kept);
+  umpa_free(live);
   umpa_opt.large_cache = saved;
   umpa_opt.large_cache_fixed = fixed;
   umpa_page_check();
