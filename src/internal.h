@@ -225,7 +225,10 @@ struct pmeta {
     size_t user_offset;      /* used head: where its owner's pointer is */
   };
   struct pmeta *prev;
-  struct region *region;     /* set on heads of runs and blocks */
+  union {
+    struct region *region;   /* set on heads of runs and blocks */
+    uint64_t stamp;          /* inside a cached span: see largecache.c */
+  };
   uint32_t count;            /* free head: backed pages; used head: pages */
   _Atomic uint8_t xtag;      /* PM_TAG(state, order) */
   uint8_t kind;              /* used head: enum pm_kind */

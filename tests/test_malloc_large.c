@@ -130,6 +130,9 @@ static void test_carved_adjacent(void) {
   REQUIRE(p && q && r);
   CHECK(q == p + a);
   CHECK(r == q + b);
+  /* The rest of the stretch is a span whose bookkeeping is in the page
+   * layer's metadata: its first page still has no memory. */
+  CHECK_MSG(resident_pages(r + c, 4096) == 0, "the span after r is resident");
   memset(p, 1, a);
   memset(q, 2, b);
   memset(r, 3, c);
