@@ -43,6 +43,7 @@
  * smaller than a GiB a second table with one slot per 4 MiB. */
 #define REGION_MIN_SHIFT 22     /* 4 MiB */
 #define REGION_DEFAULT_SHIFT 30 /* 1 GiB */
+#define REGION_FIRST_SHIFT 26   /* 64 MiB: see region_create */
 #define MAP_SLOT_SHIFT 30
 #define MAP_SUB_SHIFT REGION_MIN_SHIFT
 #define MAP_SUB_SLOTS (1u << (MAP_SLOT_SHIFT - MAP_SUB_SHIFT))
@@ -71,6 +72,7 @@ struct umpa_options {
   int check;            /* UMPA_CHECK: exact double-free detection */
   bool page_cache_fixed;  /* UMPA_PAGE_CACHE given: an exact limit */
   bool large_cache_fixed; /* UMPA_LARGE_CACHE given: an exact limit */
+  bool region_size_fixed; /* UMPA_REGION_SIZE given: every region that size */
 };
 
 UMPA_HIDDEN extern struct umpa_options umpa_opt;

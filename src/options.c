@@ -147,5 +147,6 @@ void options_init(void) {
   /* Cache limits given explicitly are exact; by default they adapt. */
   umpa_opt.page_cache_fixed = env_value(env, "UMPA_PAGE_CACHE") != NULL;
   umpa_opt.large_cache_fixed = env_value(env, "UMPA_LARGE_CACHE") != NULL;
+  umpa_opt.region_size_fixed = env_value(env, "UMPA_REGION_SIZE") != NULL;
   atomic_store_explicit(&options_state, 2, memory_order_release);
 }

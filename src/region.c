@@ -181,10 +181,20 @@ static struct region *region_try(unsigned shift) {
   return r;
 }
 
+/* Unless UMPA_REGION_SIZE is given, the first region is 64 MiB and each
+ * next one twice the last, up to the 1 GiB default: a region's bitmaps are
+ * populated when it is made (96 KiB per GiB), and a short-lived process
+ * such as each of git's paid 60 us more to start with a 1 GiB region. */
 struct region *region_create(unsigned order) {
   unsigned need = order + PAGE_SHIFT;
   if (need < REGION_MIN_SHIFT) need = REGION_MIN_SHIFT;
-  unsigned shift = umpa_opt.region_shift > need ? umpa_opt.region_shift : need;
+  unsigned want = umpa_opt.region_shift;
+  if (!umpa_opt.region_size_fixed) {
+    uint64_t made = atomic_load(&regions_made);
+    if (REGION_FIRST_SHIFT + made < want)
+      want = REGION_FIRST_SHIFT + (unsigned)made;
+  }
+  unsigned shift = want > need ? want : need;
   int saved = errno;
   /* Under RLIMIT_AS or a small vm.max_map_count a big reservation can fail
    * while a smaller one still fits: halve down to what the request needs. */

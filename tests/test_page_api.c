@@ -394,7 +394,31 @@ static void test_stats(void) {
         c.max_order > 0);
 }
 
+/* Regions grow: 64 MiB first, each next one twice the last (up to 1 GiB),
+ * so a small process pays for little metadata.  Run first, in a process
+ * that has made no region yet. */
+static void test_region_growth(void) {
+  if (getenv("UMPA_REGION_SIZE")) return; /* then every region is that size */
+  void *p = userpage_malloc(4096, 0);
+  REQUIRE(p);
+  struct umpa_page_stats s;
+  umpa_page_stats(&s);
+  CHECK(s.regions == 1);
+  CHECK_MSG(s.reserved == ((size_t)64 << 20), "first region %zu bytes",
+            s.reserved);
+  /* Bigger than the first region: the next one is made big enough. */
+  void *q = userpage_malloc((size_t)100 << 20, UMPA_RESERVE);
+  REQUIRE(q);
+  umpa_page_stats(&s);
+  CHECK(s.regions == 2);
+  CHECK_MSG(s.reserved == ((size_t)(64 + 128) << 20), "%zu bytes reserved",
+            s.reserved);
+  userpage_free(q, (size_t)100 << 20);
+  userpage_free(p, 4096);
+}
+
 int main(void) {
+  test_region_growth();
   test_malloc_errors();
   test_malloc_basic();
   test_zero_flag();
