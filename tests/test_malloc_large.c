@@ -154,15 +154,33 @@ static void test_carved_adjacent(void) {
   umpa_malloc_trim(0);
 }
 
+/* The ring tests run with decay off (timing must not matter) from an
+ * empty cache; ring_start returns the decay setting to restore. */
+static size_t ring_start(void) {
+  umpa_malloc_trim(0);
+  size_t saved = umpa_opt.decay_ms;
+  umpa_opt.decay_ms = 0;
+  return saved;
+}
+
+/* Free what is left in the ring, restore decay, check the page layer. */
+static void ring_end(char **ring, int slots, size_t saved_decay) {
+  for (int s = 0; s < slots; s++) {
+    umpa_free(ring[s]);
+    ring[s] = NULL;
+  }
+  umpa_opt.decay_ms = saved_decay;
+  umpa_page_check();
+  umpa_malloc_trim(0);
+}
+
 /* Figure 7 in small: a ring of blocks of random sizes, each touched, the
  * oldest freed for each new one.  Placed by best fit in contiguous spans,
  * the memory the ring needs stays near its live set (6 pages populated
  * per operation, peak RSS 1.06x the live set; with each block in its own
  * power-of-two run: 9 and 1.16x).  Decay is off: timing must not matter. */
 static void test_ring_footprint(void) {
-  umpa_malloc_trim(0);
-  size_t saved = umpa_opt.decay_ms;
-  umpa_opt.decay_ms = 0;
+  size_t saved = ring_start();
   enum { SLOTS = 64, OPS = 1500 };
   static char *ring[SLOTS];
   static size_t size[SLOTS];
@@ -196,13 +214,7 @@ static void test_ring_footprint(void) {
               "peak RSS %ld KiB for a peak live set of %zu KiB", rss_peak,
               live_peak / 1024);
   }
-  for (int s = 0; s < SLOTS; s++) {
-    umpa_free(ring[s]);
-    ring[s] = NULL;
-  }
-  umpa_opt.decay_ms = saved;
-  umpa_page_check();
-  umpa_malloc_trim(0);
+  ring_end(ring, SLOTS, saved);
 }
 
 /* smallobj's mixed pattern: a 512-slot ring where one request in ten is
@@ -212,9 +224,7 @@ static void test_ring_footprint(void) {
  * 4.5 pages per large request over 10000 of them, instead of 1.9 (and
  * twice the time per request in bench/smallobj). */
 static void test_mixed_ring(void) {
-  umpa_malloc_trim(0);
-  size_t saved = umpa_opt.decay_ms;
-  umpa_opt.decay_ms = 0;
+  size_t saved = ring_start();
   enum { SLOTS = 512 };
   static char *ring[SLOTS];
   const long OPS = test_scaled(100000);
@@ -237,13 +247,7 @@ static void test_mixed_ring(void) {
   /* A short run is dominated by filling the cache; ASan's shadow adds. */
   if (!UNDER_ASAN && OPS == 100000)
     CHECK_MSG(per_op < 3, "%.1f pages populated per large request", per_op);
-  for (int s = 0; s < SLOTS; s++) {
-    umpa_free(ring[s]);
-    ring[s] = NULL;
-  }
-  umpa_opt.decay_ms = saved;
-  umpa_page_check();
-  umpa_malloc_trim(0);
+  ring_end(ring, SLOTS, saved);
 }
 
 /* A cached block nobody reuses for UMPA_DECAY_MS gives its memory back at
