@@ -781,6 +781,12 @@ UMPA_HIDDEN bool largecache_put(void *p, struct pmeta *pm);
  * stays cached), or NULL.  `flags` (UMPA_ZERO, UMPA_LAZY|PAGE_WARM) say
  * how the pages without memory are treated, as for page_alloc. */
 UMPA_HIDDEN void *largecache_take(size_t pages, unsigned flags);
+/* A block of `pages` pages (a power of two), aligned to its size and all
+ * of it with memory, cut from a cached span and handed over as a block of
+ * `kind` (a superblock); NULL when no span has such a piece.  The pages
+ * stay counted in the heap's arena.  So freed large blocks become small
+ * blocks' memory without a fault, as the page layer's warm runs do. */
+UMPA_HIDDEN void *largecache_take_aligned(size_t pages, unsigned kind);
 /* A fresh block carved off the front of a new 64 MiB run whose rest is
  * cached for the next ones; NULL when the request is too big for that or
  * the page layer has a warm run that fits (page_alloc then serves it). */

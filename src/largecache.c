@@ -443,6 +443,71 @@ void *largecache_take(size_t pages, unsigned flags) {
   return fill(pm, flags);
 }
 
+/* Hand a piece cut from a span back to the cache, or to the page layer
+ * when it is too small to be a span (lc_lock held). */
+static void shed(struct pmeta *pm, bool recent) {
+  if (pm->count >= LC_MIN_PAGES) {
+    list_span(pm, recent, SIZE_MAX);
+    return;
+  }
+  size_t pages = pm->count;
+  page_give_back(pm, pages);
+  heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
+}
+
+void *largecache_take_aligned(size_t pages, unsigned kind) {
+  size_t bytes = pages << PAGE_SHIFT;
+  if (atomic_load_explicit(&lc_backed, memory_order_relaxed) < pages)
+    return NULL;
+  ulock_acquire(&lc_lock);
+  /* The smallest classes first: a superblock should not cut into the big
+   * spans that large requests need whole.  A few looks per class: each is
+   * a cache miss, and on a miss the caller populates fresh pages, which
+   * costs more only by a few faults. */
+  struct pmeta *pm = NULL;
+  size_t off = 0;
+  int budget = 24;
+  for (unsigned c = class_of(pages); c < LC_CLASSES && lc_ready && !pm &&
+                                     budget > 0;
+       c++) {
+    int looks = 4;
+    for (struct pmeta *n = lc_list[c].next;
+         n != &lc_list[c] && looks-- && budget-- > 0; n = n->next) {
+      struct pmeta *cand = of_class_link(n);
+      uintptr_t a = (uintptr_t)addr_of(cand);
+      uintptr_t w = (a + bytes - 1) & ~(uintptr_t)(bytes - 1);
+      size_t skip = (w - a) >> PAGE_SHIFT;
+      if (skip + pages > cand->count) continue;
+      if (!(cand->flags & PMF_FULL) &&
+          bitmap_count(cand->region->xbacked, pmeta_index(cand) + skip,
+                       pages) != pages)
+        continue;
+      pm = cand;
+      off = skip;
+      break;
+    }
+  }
+  if (!pm) {
+    ulock_release(&lc_lock);
+    return NULL;
+  }
+  /* The front keeps the span's place in LRU order; the back is listed as
+   * freed now, as in largecache_take. */
+  bool keep_front = off >= LC_MIN_PAGES;
+  unlist_span(pm, keep_front);
+  struct pmeta *win = pm;
+  if (off) {
+    win = page_split(pm, off);
+    if (keep_front) list_span(pm, false, SIZE_MAX);
+    else shed(pm, true);
+  }
+  if (win->count > pages) shed(page_split(win, pages), true);
+  ulock_release(&lc_lock);
+  win->kind = (uint8_t)kind;
+  win->flags = PMF_FULL;
+  return addr_of(win);
+}
+
 void *largecache_grow(size_t pages, unsigned flags) {
   /* The largest span there is: blocks carved from it can merge back. */
   const size_t chunk = LC_MAX_PAGES;

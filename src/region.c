@@ -65,7 +65,8 @@ static void fast_map_open(struct region *r) {
   uintptr_t hi = lo + (r->npages >> (GRANULE_SHIFT - PAGE_SHIFT));
   lo &= ~(uintptr_t)(PAGE_SIZE - 1);
   hi = (hi + PAGE_SIZE - 1) & ~(uintptr_t)(PAGE_SIZE - 1);
-  r->fast_map = os_make_writable((void *)lo, hi - lo);
+  r->fast_map = os_make_writable((void *)lo, hi - lo) &&
+                os_populate((void *)lo, hi - lo, true, NULL) == 0;
 }
 
 /* Write `shift` into both superblock maps for the superblock of `pages`
@@ -133,7 +134,7 @@ static struct region *region_try(unsigned shift) {
   size_t meta_bitmap_bytes = round_up((meta_pages + 63) / 64 * 8, 64);
   size_t sb_map_bytes =
       round_up(npages >> (GRANULE_SHIFT - PAGE_SHIFT), PAGE_SIZE);
-  /* Header and bitmaps (backed at once), the superblock map and the pmeta
+  /* Header, bitmaps and the superblock map (backed at once) and the pmeta
    * array (backed as used), each part starting on its own page. */
   size_t hot_bytes = round_up(round_up(sizeof(struct region), 64) +
                                   3 * bitmap_bytes + meta_bitmap_bytes,
@@ -148,8 +149,11 @@ static struct region *region_try(unsigned shift) {
     return NULL;
   }
   /* The header and bitmaps are read on every call: back them now, so that
-   * cache hits never fault on the layer's own bookkeeping. */
-  if (os_populate(m, hot_bytes, true, NULL) != 0) {
+   * cache hits never fault on the layer's own bookkeeping.  The superblock
+   * map too (16 KiB per GiB): each of its pages covers 256 MiB, where
+   * superblocks cut from freed large blocks land anywhere, and its faults
+   * were two of the three a new superblock took in Figure 7. */
+  if (os_populate(m, hot_bytes + sb_map_bytes, true, NULL) != 0) {
     os_unmap(base, size);
     os_unmap(m, meta_size);
     return NULL;

@@ -4,7 +4,8 @@
  * the free tail of a block's run, idle blocks decay, calloc of
  * reused blocks is zero, fresh blocks are carved next to each other, a
  * ring of varied blocks keeps its footprint near its live set and one of
- * mixed small and large blocks reuses them without faults, blocks beyond
+ * mixed small and large blocks reuses them without faults, a new
+ * superblock is cut from a freed large block, blocks beyond
  * UMPA_MALLOC_POPULATE are populated lazily, and realloc grows without
  * copying.
  */
@@ -338,6 +339,35 @@ static void test_trim(void) {
   umpa_page_check();
 }
 
+/* With no warm run in the page layer, a new superblock is cut from a
+ * freed large block: its header and first blocks are there without a
+ * fault (on fresh pages they took three to five, at 2-10 us each). */
+static void test_superblock_from_cache(void) {
+  umpa_malloc_trim(0);
+  size_t big = 2 * MiB, small = 28000; /* a class no other test uses */
+  char *p = umpa_malloc(big);
+  REQUIRE(p);
+  memset(p, 1, big);
+  umpa_free(p);
+  long f = faults();
+  char *q = umpa_malloc(small);
+  REQUIRE(q);
+  memset(q, 2, small);
+  long took = faults() - f;
+  CHECK_MSG(q >= p && q < p + big, "superblock block %p, freed block %p", q,
+            p);
+  if (!UNDER_ASAN)
+    CHECK_MSG(took == 0, "%ld faults for a new superblock's first block",
+              took);
+  /* What was left of the large block is still a cached span. */
+  char *r = umpa_malloc(MiB);
+  REQUIRE(r);
+  CHECK(r >= p && r < p + big);
+  umpa_free(r);
+  umpa_free(q);
+  umpa_page_check();
+}
+
 static void test_lazy_big(void) {
   /* Beyond UMPA_MALLOC_POPULATE (256 KiB): only what is touched is
    * resident, as with glibc's mmap. */
@@ -414,6 +444,7 @@ int main(void) {
   test_decay();
   test_page_cache_decay();
   test_trim();
+  test_superblock_from_cache();
   test_lazy_big();
   test_realloc_no_copy();
   umpa_malloc_trim(0);
