@@ -92,8 +92,9 @@ UMPA_HIDDEN bool options_parse_size(const char *s, size_t *out);
  * ------------------------------------------------------------------------- */
 
 /* Reserve `size` bytes aligned to `align` (a power of two), readable and
- * writable but not backed (MAP_NORESERVE).  NULL with errno on failure. */
-UMPA_HIDDEN void *os_reserve_aligned(size_t size, size_t align);
+ * writable but not backed (MAP_NORESERVE), tried first just below `hint`
+ * when it is not NULL.  NULL with errno on failure. */
+UMPA_HIDDEN void *os_reserve_aligned(size_t size, size_t align, void *hint);
 /* Plain anonymous mapping for metadata (lazily backed). */
 UMPA_HIDDEN void *os_map(size_t size);
 UMPA_HIDDEN void os_unmap(void *p, size_t size);

@@ -34,7 +34,20 @@
 
 #define ANON_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
 
-void *os_reserve_aligned(size_t size, size_t align) {
+void *os_reserve_aligned(size_t size, size_t align, void *hint) {
+  /* Where the next top-down mapping would go: just below the caller's
+   * last one.  One system call instead of three when that is free (each
+   * process's first region: a short-lived one pays for each). */
+  uintptr_t want = (uintptr_t)hint;
+  if (want > size) {
+    int saved = errno;
+    want = (want - size) & ~(align - 1);
+    void *q = mmap((void *)want, size, PROT_READ | PROT_WRITE,
+                   ANON_FLAGS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (q == (void *)want) return q;
+    if (q != MAP_FAILED) munmap(q, size); /* old kernel ignored the flag */
+    errno = saved;
+  }
   /* Over-reserve and trim: the kernel has no "aligned mmap".  A first try
    * with exactly `size` often comes back aligned already when regions are
    * reserved back to back, and costs no extra address space under
@@ -118,7 +131,7 @@ static int populate_map(void *p, size_t size) {
 
 int os_populate(void *p, size_t size, bool empty, uint64_t *faults) {
   int saved = errno;
-  uint64_t before = os_thread_faults();
+  uint64_t before = faults ? os_thread_faults() : 0; /* a system call */
   int mode = atomic_load_explicit(&populate_mode, memory_order_relaxed);
   if (mode == POPULATE_AUTO) mode = umpa_opt.populate;
   int err = 0;

@@ -143,7 +143,7 @@ static struct region *region_try(unsigned shift) {
   size_t meta_size = meta_off + meta_pages * PAGE_SIZE;
   char *m = os_map(meta_size);
   if (!m) return NULL;
-  void *base = os_reserve_aligned(size, size);
+  void *base = os_reserve_aligned(size, size, m);
   if (!base) {
     os_unmap(m, meta_size);
     return NULL;

@@ -83,6 +83,14 @@ bool superblock_carve(struct superblock *sb) {
   uint32_t n = umpa_class[sb->cls].carve;
   if (n > left) n = left;
   char *first = sb_blocks(sb) + (size_t)sb->carved * sb->size;
+  /* Only blocks that start in the page `first` is in: the next page is
+   * touched when one of its blocks is handed out.  A header's colour
+   * offset puts the first blocks near the end of a page, and a program
+   * that takes a few blocks of many classes (each of git's processes)
+   * faulted a second page per superblock. */
+  size_t room = PAGE_SIZE - ((uintptr_t)first & (PAGE_SIZE - 1));
+  uint32_t in_page = (uint32_t)((room + sb->size - 1) / sb->size);
+  if (n > in_page) n = in_page;
   for (uint32_t i = 0; i + 1 < n; i++)
     ((struct block *)(first + (size_t)i * sb->size))->next =
         (struct block *)(first + (size_t)(i + 1) * sb->size);

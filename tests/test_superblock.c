@@ -1,0 +1,64 @@
+/*
+ * test_superblock.c - superblocks as the heap sees them: every block of
+ * every class lies inside its superblock, after the header, 16-byte
+ * aligned, and carving hands blocks out a page at a time, so a class a
+ * program takes a few blocks of touches only the pages they are in.
+ */
+#include "check.h"
+#include "internal.h"
+
+#define PER_CLASS 6 /* superblocks per class: their header colours differ */
+#define CARVES 3    /* carves checked per superblock: each touches a page */
+
+static uintptr_t page_of(const void *p) {
+  return (uintptr_t)p & ~(uintptr_t)(PAGE_SIZE - 1);
+}
+
+/* One carve: the blocks it lists start in the page of the first one, follow
+ * each other, and continue where the previous carve stopped. */
+static uint32_t check_carve(struct superblock *sb, char **expect) {
+  uint32_t before = sb->carved;
+  if (!superblock_carve(sb)) return 0;
+  uint32_t n = 0;
+  char *first = (char *)sb->free;
+  CHECK_MSG(first == *expect, "class %u: carve starts at %p, not %p",
+            (unsigned)sb->cls, (void *)first, (void *)*expect);
+  for (struct block *b = sb->free; b; b = b->next, n++) {
+    CHECK_MSG(page_of(b) == page_of(first),
+              "class %u: block %u of a carve from %p is on the next page",
+              (unsigned)sb->cls, n, (void *)first);
+    CHECK(((uintptr_t)b & 15) == 0);
+    CHECK((char *)b == first + (size_t)n * sb->size);
+  }
+  CHECK(n == sb->carved - before);
+  *expect = first + (size_t)n * sb->size;
+  sb->free = NULL; /* handed out: the next carve starts a new list */
+  return n;
+}
+
+static void test_carve_a_page_at_a_time(void) {
+  umpa_free(umpa_malloc(1)); /* initialise the heap and the page layer */
+  for (unsigned cls = 0; cls < NUM_CLASSES; cls++) {
+    struct superblock *sbs[PER_CLASS];
+    for (int k = 0; k < PER_CLASS; k++) {
+      struct superblock *sb = sbs[k] = superblock_new(cls, NULL);
+      REQUIRE(sb);
+      size_t bytes = (size_t)umpa_class[cls].sb_pages << PAGE_SHIFT;
+      char *start = (char *)sb_start(sb), *expect = sb_blocks(sb);
+      CHECK(expect >= (char *)sb + SUPERBLOCK_HEADER);
+      for (int c = 0; c < CARVES; c++) {
+        uint32_t n = check_carve(sb, &expect);
+        if (!n) break;
+        CHECK(expect <= start + bytes);
+      }
+      CHECK(superblock_of(expect - 1) == sb);
+    }
+    for (int k = 0; k < PER_CLASS; k++) superblock_destroy(sbs[k]);
+  }
+  umpa_page_check();
+}
+
+int main(void) {
+  test_carve_a_page_at_a_time();
+  return check_done("test_superblock");
+}
