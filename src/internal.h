@@ -542,6 +542,12 @@ struct size_class {
   uint32_t capacity; /* blocks per superblock */
   uint32_t carve;    /* blocks carved onto the free list at a time */
   uint64_t recip;    /* ceil(2^40 / size): offset / size without a divide */
+  /* size = m * 2^div_shift with m odd: an offset below 2^32 is a multiple
+   * of size when ror32(offset * div_inv, div_shift) <= div_lim, div_inv
+   * being m's inverse mod 2^32 and div_lim (2^32 - 1) / size (the test
+   * compilers make for x % c == 0): one multiply, not two in a chain. */
+  uint32_t div_inv, div_lim;
+  uint8_t div_shift;
   uint8_t direct_lo, direct_hi; /* heap->direct slots [lo, hi) of this class */
 };
 
@@ -598,16 +604,30 @@ struct superblock {
   uint32_t lo_mark;           /* listed: fewer blocks out than this means
                                  it changes group (or is empty) */
   struct heap *_Atomic xowner;
-  struct superblock *next, *prev; /* links in a bin or global list */
   uint64_t recip;             /* umpa_class[cls].recip, on the same line */
+  /* The free path's boundary test (see struct size_class): the bytes of
+   * the blocks, and the class's div_* copied. */
+  uint32_t span;
+  uint32_t div_inv, div_lim;
+  uint8_t div_shift;
   /* Line 1: written by other threads.  Blocks freed by non-owners, as a
    * list head whose bit 0 (REMOTE_NOTIFY) says the owner parked this
    * superblock full and wants to hear of the next free into it. */
   _Atomic uintptr_t xremote __attribute__((aligned(64)));
   /* The owner's again, off the free path: blocks out when it was listed,
-   * as its bin counts them. */
+   * as its bin counts them, and the links in a bin or global list. */
   uint32_t counted;
+  struct superblock *next, *prev;
 };
+
+/* Whether `off` bytes past the first block is a block boundary inside the
+ * superblock: a free's cheap check against interior and foreign pointers. */
+static inline bool sb_is_boundary(const struct superblock *sb, uintptr_t off) {
+  if (off >= sb->span) return false;
+  uint32_t q = (uint32_t)off * sb->div_inv;
+  q = (q >> sb->div_shift) | (q << ((32 - sb->div_shift) & 31));
+  return q <= sb->div_lim;
+}
 #define REMOTE_NOTIFY ((uintptr_t)1)
 
 /* The first block: right after the header. */
@@ -657,6 +677,8 @@ UMPA_HIDDEN void check_on_free(struct superblock *sb, struct block *b);
 UMPA_HIDDEN void malloc_configure(void);
 _Static_assert(SB_COLOR_MAX + SUPERBLOCK_HEADER <= PAGE_SIZE,
                "a coloured header stays in the first page");
+_Static_assert(offsetof(struct superblock, xremote) == 64,
+               "the owner's fields of a superblock header fill one line");
 _Static_assert(sizeof(struct superblock) <= SUPERBLOCK_HEADER,
                "superblock header too large");
 

@@ -76,12 +76,13 @@ static UMPA_NOINLINE void small_free_slow(struct superblock *sb, void *p) {
 static inline void small_free(struct superblock *sb, void *p) {
   struct heap *h = umpa_tl_heap;
   uintptr_t off = (uintptr_t)p - (uintptr_t)sb_blocks(sb);
-  uint64_t idx = ((uint64_t)off * sb->recip) >> 40;
   struct block *b = p;
   /* One test covers: a block boundary, inside the superblock, ours, and
-   * not the block freed just before (the cheap double-free check). */
+   * not the block freed just before (the cheap double-free check).  The
+   * boundary test is one multiply and a rotate, not two chained
+   * multiplies (see sb_is_boundary). */
   if (UMPA_UNLIKELY(
-          idx * sb->size != off || idx >= sb->capacity ||
+          !sb_is_boundary(sb, off) ||
           atomic_load_explicit(&sb->xowner, memory_order_relaxed) != h ||
           b == sb->free || umpa_opt.check)) {
     small_free_slow(sb, p);

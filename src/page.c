@@ -106,7 +106,9 @@ static void release_runs(struct region *r, size_t idx, size_t n, bool value) {
 }
 
 void page_refresh_backed(struct region *r, size_t idx, size_t n) {
-  unsigned char vec[1024];
+  /* One mincore per 16 MiB: with 4 MiB a time, freeing a 4-8 MiB block of
+   * Figure 7 took 3.9 us instead of 3.2. */
+  unsigned char vec[4096];
   size_t added = 0;
   for (size_t done = 0; done < n;) {
     size_t chunk = n - done < sizeof vec ? n - done : sizeof vec;

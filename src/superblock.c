@@ -52,6 +52,10 @@ struct superblock *superblock_new(unsigned cls, struct heap *owner) {
   atomic_store_explicit(&sb->xaligned, 0, memory_order_relaxed);
   sb->next = sb->prev = NULL;
   sb->recip = sc->recip;
+  sb->span = sb->capacity * sb->size;
+  sb->div_inv = sc->div_inv;
+  sb->div_lim = sc->div_lim;
+  sb->div_shift = sc->div_shift;
   atomic_store_explicit(&sb->xremote, 0, memory_order_relaxed);
   atomic_store_explicit(&sb->xowner, owner, memory_order_relaxed);
   if (umpa_opt.check) {

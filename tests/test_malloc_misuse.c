@@ -38,6 +38,11 @@ static void free_interior_small(void) {
   char *p = umpa_malloc(64);
   umpa_free(p + 16);
 }
+static void free_interior_odd_class(void) {
+  /* 192 = 3 * 64: 64 bytes in passes a power-of-two test, not this one. */
+  char *p = umpa_malloc(192);
+  umpa_free(p + 64);
+}
 static void free_interior_large(void) {
   char *p = umpa_malloc(100000);
   umpa_free(p + 4096);
@@ -62,6 +67,7 @@ int main(void) {
   CHECK(dies_with(free_twice_small, "double free"));
   CHECK(dies_with(free_twice_large, "double free"));
   CHECK(dies_with(free_interior_small, "not allocated by umpa"));
+  CHECK(dies_with(free_interior_odd_class, "not allocated by umpa"));
   CHECK(dies_with(free_interior_large, "not allocated by umpa"));
   CHECK(dies_with(free_page_block, "not allocated by umpa"));
   CHECK(dies_with(realloc_stack, "not allocated by umpa"));

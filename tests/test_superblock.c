@@ -58,7 +58,31 @@ static void test_carve_a_page_at_a_time(void) {
   umpa_page_check();
 }
 
+/* The free path's boundary test agrees with offset % size == 0 and the
+ * superblock's bounds at every 16-byte offset (blocks and pointers the
+ * program frees are 16-byte aligned or caught earlier), and at odd ones. */
+static void test_boundary(void) {
+  for (unsigned cls = 0; cls < NUM_CLASSES; cls++) {
+    struct superblock *sb = superblock_new(cls, NULL);
+    REQUIRE(sb);
+    size_t span = (size_t)sb->capacity * sb->size;
+    unsigned wrong = 0;
+    for (uintptr_t off = 0; off < span + 4096; off += 16)
+      if (sb_is_boundary(sb, off) != (off < span && off % sb->size == 0))
+        wrong++;
+    for (uintptr_t off = 1; off < span; off += 997)
+      if (sb_is_boundary(sb, off) != (off % sb->size == 0)) wrong++;
+    /* Below the first block: the offset wraps around to a huge one. */
+    if (sb_is_boundary(sb, (uintptr_t)0 - 16)) wrong++;
+    if (sb_is_boundary(sb, ((uintptr_t)1 << 32) + sb->size)) wrong++;
+    CHECK_MSG(wrong == 0, "class %u (%u bytes): %u offsets misjudged", cls,
+              (unsigned)sb->size, wrong);
+    superblock_destroy(sb);
+  }
+}
+
 int main(void) {
   test_carve_a_page_at_a_time();
+  test_boundary();
   return check_done("test_superblock");
 }
