@@ -227,6 +227,14 @@ static struct pmeta *coalesce(struct pmeta *pm, size_t *backed) {
   return pm;
 }
 
+/* Return a block taken out of the cache to the page layer's free runs
+ * (lc_lock held or not: the block is nobody else's). */
+static void drop(struct pmeta *pm) {
+  size_t pages = pm->count;
+  page_give_back(pm, pages);
+  heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
+}
+
 /* Hand an unlisted span back to the page layer. */
 static void give_back(struct pmeta *pm) {
   size_t pages = pm->count;
@@ -361,8 +369,7 @@ static void *fill(struct pmeta *pm, unsigned flags) {
   }
   if (page_prepare(r, idx, pages, flags, NULL) != 0) {
     pm->flags = 0; /* page_prepare left the backed bits exact */
-    page_give_back(pm, pages);
-    heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
+    drop(pm);
     return NULL;
   }
   pm->flags = !(flags & UMPA_LAZY) ||
@@ -446,13 +453,8 @@ void *largecache_take(size_t pages, unsigned flags) {
 /* Hand a piece cut from a span back to the cache, or to the page layer
  * when it is too small to be a span (lc_lock held). */
 static void shed(struct pmeta *pm, bool recent) {
-  if (pm->count >= LC_MIN_PAGES) {
-    list_span(pm, recent, SIZE_MAX);
-    return;
-  }
-  size_t pages = pm->count;
-  page_give_back(pm, pages);
-  heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
+  if (pm->count >= LC_MIN_PAGES) list_span(pm, recent, SIZE_MAX);
+  else drop(pm);
 }
 
 void *largecache_take_aligned(size_t pages, unsigned kind) {
@@ -491,15 +493,13 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
     ulock_release(&lc_lock);
     return NULL;
   }
-  /* The front keeps the span's place in LRU order; the back is listed as
-   * freed now, as in largecache_take. */
-  bool keep_front = off >= LC_MIN_PAGES;
-  unlist_span(pm, keep_front);
+  /* A front long enough to stay a span keeps the span's place in LRU
+   * order; the back is listed as freed now, as in largecache_take. */
+  unlist_span(pm, off >= LC_MIN_PAGES);
   struct pmeta *win = pm;
   if (off) {
     win = page_split(pm, off);
-    if (keep_front) list_span(pm, false, SIZE_MAX);
-    else shed(pm, true);
+    shed(pm, false);
   }
   if (win->count > pages) shed(page_split(win, pages), true);
   ulock_release(&lc_lock);

@@ -48,9 +48,7 @@ static inline void *small_alloc(size_t n) {
 /* The block p lies in: p itself unless aligned blocks were handed out. */
 static inline struct block *block_of(struct superblock *sb, void *p,
                                      const char *who) {
-  uintptr_t off = (uintptr_t)p - (uintptr_t)sb_blocks(sb);
-  uint64_t idx = ((uint64_t)off * sb->recip) >> 40;
-  if (UMPA_LIKELY(idx * sb->size == off && idx < sb->capacity))
+  if (UMPA_LIKELY(sb_is_boundary(sb, (uintptr_t)p - (uintptr_t)sb_blocks(sb))))
     return (struct block *)p;
   return superblock_block_of(sb, p, who);
 }
