@@ -587,7 +587,8 @@ enum sb_group {
   SB_FULL = 4,     /* no free block (remote frees may be pending) */
   SB_CURRENT = 5,  /* the bin's current superblock, on no list */
   SB_GLOBAL = 6,   /* in the global heap */
-  SB_SPARE = 7     /* empty, kept by the bin for reuse */
+  SB_SPARE = 7,    /* empty, kept by the bin for reuse */
+  SB_STORED = 8    /* empty, in the global heap's store */
 };
 
 struct superblock {
@@ -618,6 +619,7 @@ struct superblock {
    * as its bin counts them, and the links in a bin or global list. */
   uint32_t counted;
   struct superblock *next, *prev;
+  uint64_t stamp; /* in the global store: when it was put there (ns) */
 };
 
 /* Whether `off` bytes past the first block is a block boundary inside the
@@ -787,6 +789,8 @@ UMPA_HIDDEN struct heap *heap_acquire(void);
 /* A free into a superblock of the global heap, by any thread. */
 UMPA_HIDDEN void heap_global_free(struct superblock *sb, struct block *b);
 UMPA_HIDDEN size_t heap_trim(struct heap *h);
+/* Bytes of empty superblocks in the global heap's store. */
+UMPA_HIDDEN size_t heap_store_bytes(void);
 UMPA_HIDDEN void heap_lock_all(void);
 UMPA_HIDDEN void heap_unlock_all(void);
 UMPA_HIDDEN void heap_after_fork_child(struct heap *survivor);

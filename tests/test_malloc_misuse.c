@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "internal.h"
 
 
 static void free_stack(void) {
@@ -43,6 +44,17 @@ static void free_interior_odd_class(void) {
   char *p = umpa_malloc(192);
   umpa_free(p + 64);
 }
+static void free_twice_stored(void) {
+  /* Emptied superblocks wait whole in the global heap's store: a free
+   * into one is a free of a block that is free already. */
+  static void *p[8192];
+  for (int i = 0; i < 8192; i++) p[i] = umpa_malloc(64);
+  for (int i = 0; i < 8192; i++) umpa_free(p[i]);
+  for (int i = 0; i < 8192; i++)
+    if (superblock_of(p[i]) && superblock_of(p[i])->group == SB_STORED)
+      umpa_free(p[i]);
+  _exit(3); /* nothing was stored */
+}
 static void free_interior_large(void) {
   char *p = umpa_malloc(100000);
   umpa_free(p + 4096);
@@ -66,6 +78,7 @@ int main(void) {
   CHECK(dies_with(free_mmap, "not allocated by umpa"));
   CHECK(dies_with(free_twice_small, "double free"));
   CHECK(dies_with(free_twice_large, "double free"));
+  CHECK(dies_with(free_twice_stored, "double free"));
   CHECK(dies_with(free_interior_small, "not allocated by umpa"));
   CHECK(dies_with(free_interior_odd_class, "not allocated by umpa"));
   CHECK(dies_with(free_interior_large, "not allocated by umpa"));

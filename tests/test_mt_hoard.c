@@ -7,13 +7,17 @@
  *  - round-robin producer-consumer (thread i allocates, thread i+1 frees)
  *    stays bounded: memory does not grow with the number of rounds;
  *  - no allocator-induced false sharing: live blocks of two threads never
- *    share a cache line, even after cross-thread frees.
+ *    share a cache line, even after cross-thread frees;
+ *  - empty superblocks a heap gives up wait whole in the global heap's
+ *    store and are reused as they are, within the store's bound, until
+ *    they age past UMPA_DECAY_MS or malloc_trim gives them back.
  */
 #include "check.h"
 #include "internal.h"
 
 #include <pthread.h>
 #include <string.h>
+#include <time.h>
 
 #define LINE 64
 
@@ -189,11 +193,115 @@ static void test_false_sharing(void) {
     for (int i = 0; i < FS_N; i++) umpa_free(fs_blocks[t][i]);
 }
 
+/* --- The global heap's store of empty superblocks. --------------------- */
+
+#define STORE_SIZE 400
+#define STORE_MAX 8192
+static void *store_blocks[STORE_MAX];
+static struct superblock *store_sbs[64];
+
+static uint64_t mono_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static bool known_sb(struct superblock *sb, size_t nsb) {
+  for (size_t k = 0; k < nsb; k++)
+    if (store_sbs[k] == sb) return true;
+  return false;
+}
+
+static void alloc_all(size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    store_blocks[i] = umpa_malloc(STORE_SIZE);
+    REQUIRE(store_blocks[i]);
+    memset(store_blocks[i], 0x5a, STORE_SIZE);
+  }
+}
+
+static void free_all(size_t n) {
+  for (size_t i = 0; i < n; i++) umpa_free(store_blocks[i]);
+}
+
+static void test_store(void) {
+  unsigned cls = sizeclass_of(STORE_SIZE);
+  size_t cap = umpa_class[cls].capacity;
+  size_t sb_bytes = (size_t)umpa_class[cls].sb_pages << PAGE_SHIFT;
+  size_t n = 6 * cap;
+  REQUIRE(n <= STORE_MAX);
+  umpa_malloc_trim(0);
+  CHECK(heap_store_bytes() == 0);
+
+  /* Emptied superblocks beyond the bin's current one and its spare are
+   * stored, not given back to the page layer. */
+  alloc_all(n);
+  size_t nsb = 0;
+  for (size_t i = 0; i < n; i++) {
+    struct superblock *sb = superblock_of(store_blocks[i]);
+    REQUIRE(sb);
+    if (!known_sb(sb, nsb)) {
+      REQUIRE(nsb < 64);
+      store_sbs[nsb++] = sb;
+    }
+  }
+  free_all(n);
+  uint64_t freed_at = mono_ns();
+  size_t stored = heap_store_bytes() / sb_bytes;
+  fprintf(stderr, "store: %zu superblocks used, %zu stored after the frees\n",
+          nsb, stored);
+  CHECK_MSG(stored + 2 >= nsb && stored > 0, "%zu of %zu stored", stored, nsb);
+
+  /* The next blocks of the class come from the same superblocks. */
+  alloc_all(n);
+  uint64_t took = mono_ns() - freed_at;
+  size_t foreign = 0;
+  for (size_t i = 0; i < n; i++)
+    if (!known_sb(superblock_of(store_blocks[i]), nsb)) foreign++;
+  if (took < decay_age_ns()) {
+    CHECK_MSG(foreign == 0, "%zu of %zu blocks in new superblocks", foreign, n);
+    CHECK(heap_store_bytes() == 0);
+  } else {
+    fprintf(stderr, "store: reuse not checked, the machine stalled %llu ms\n",
+            (unsigned long long)(took / 1000000));
+  }
+
+  /* malloc_trim gives stored superblocks back. */
+  free_all(n);
+  CHECK(heap_store_bytes() > 0);
+  umpa_malloc_trim(0);
+  CHECK(heap_store_bytes() == 0);
+
+  /* So does age: once UMPA_DECAY_MS has passed, the next take of the class
+   * releases what waited that long instead of reusing it. */
+  uint64_t age = decay_age_ns();
+  if (age && age < 5000000000u) {
+    alloc_all(n);
+    free_all(n);
+    CHECK(heap_store_bytes() > 0);
+    struct timespec ts = {.tv_sec = (time_t)((age + 50000000u) / 1000000000u),
+                          .tv_nsec = (long)((age + 50000000u) % 1000000000u)};
+    nanosleep(&ts, NULL);
+    alloc_all(3 * cap); /* the current one, the spare, then the store */
+    CHECK_MSG(heap_store_bytes() == 0, "%zu bytes still stored",
+              heap_store_bytes());
+    free_all(3 * cap);
+  }
+
+  /* Bounded by half the page cache's limit: with no cache, no store. */
+  size_t old = umpa_page_cache_limit(0);
+  alloc_all(n);
+  free_all(n);
+  CHECK(heap_store_bytes() == 0);
+  umpa_page_cache_limit(old);
+}
+
 int main(void) {
   test_threshold();
   test_emptiness();
   test_round_robin();
   test_false_sharing();
+  test_store();
   umpa_malloc_trim(0);
   umpa_page_check();
   return check_done("test_mt_hoard");
