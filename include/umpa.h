@@ -166,7 +166,8 @@ struct umpa_page_stats {
   uint64_t cache_hits;      /* allocations needing no new page */
   uint64_t cache_misses;    /* allocations that populated pages */
   uint64_t pages_populated; /* pages populated from the kernel */
-  uint64_t page_faults;     /* minor+major faults taken while populating */
+  uint64_t page_faults;     /* minor+major faults taken while populating
+                               (populates under 1 MiB count one a page) */
   uint64_t pages_released;  /* pages given back to the kernel */
   uint64_t pages_cleared;   /* cached pages zeroed for UMPA_ZERO */
   uint64_t remaps;          /* page runs moved by mremap */

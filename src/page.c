@@ -16,6 +16,8 @@
 
 struct page_counters umpa_pc;
 static _Atomic int page_state; /* 0 new, 1 initialising, 2 ready */
+/* Populates this large or larger have their faults measured. */
+#define POPULATE_MEASURED ((size_t)1 << 20)
 
 void page_init(void) {
   if (atomic_load_explicit(&page_state, memory_order_acquire) == 2) return;
@@ -69,8 +71,13 @@ int page_prepare(struct region *r, size_t idx, size_t n, unsigned flags,
         cleared += j - i;
       }
     } else if (!(flags & UMPA_LAZY)) {
-      uint64_t f = 0;
-      err = os_populate(region_addr(r, i), len, true, &f);
+      /* Each page whose bit is clear takes one fault (unless a lazy
+       * block's owner touched it and the bits never learnt): below
+       * POPULATE_MEASURED that is what is counted, since measuring costs
+       * two system calls, a good part of a small populate. */
+      uint64_t f = j - i;
+      err = os_populate(region_addr(r, i), len, true,
+                        len >= POPULATE_MEASURED ? &f : NULL);
       faults += f;
       if (err) {
         /* Whatever the kernel populated before failing is zero: drop it
