@@ -51,6 +51,7 @@ static ulock_t global_lock[NUM_CLASSES];
 /* The store (under the class lock): most recently stored first. */
 static struct superblock *store_head[NUM_CLASSES], *store_tail[NUM_CLASSES];
 static _Atomic uint32_t store_count[NUM_CLASSES]; /* read unlocked to peek */
+static _Atomic uint64_t store_oldest[NUM_CLASSES]; /* the tail's stamp */
 static _Atomic size_t store_pages;
 static _Atomic size_t arena_bytes, arena_peak;
 static ulock_t pool_lock;
@@ -176,7 +177,9 @@ static void snapshot(struct bin *b) {
  * cache's limit (the two hold the same kind of memory: freed, backed,
  * reusable) and counts as idle memory in the caches' adaptive limits; a
  * superblock nobody took for UMPA_DECAY_MS, or that finds the store full,
- * goes back to the page layer, whose own limit and decay then apply.
+ * goes back to the page layer, whose own limit and decay then apply.  Age
+ * is checked whenever any class stores or takes one, with no background
+ * thread, so a class nobody uses any more does not keep its superblocks.
  * ------------------------------------------------------------------------- */
 
 static void destroy_chain(struct superblock *sb) {
@@ -194,6 +197,9 @@ static void store_unlink_locked(struct superblock *sb) {
   if (sb->next) sb->next->prev = sb->prev;
   else store_tail[cls] = sb->prev;
   sb->next = sb->prev = NULL;
+  atomic_store_explicit(&store_oldest[cls],
+                        store_tail[cls] ? store_tail[cls]->stamp : 0,
+                        memory_order_relaxed);
   atomic_store_explicit(&store_count[cls],
                         atomic_load_explicit(&store_count[cls],
                                              memory_order_relaxed) - 1,
@@ -217,12 +223,30 @@ static struct superblock *store_expire_locked(unsigned cls, uint64_t now,
   return gone;
 }
 
-/* Store the empty superblock sb (class lock held).  Returns what the
- * caller destroys once it has dropped the lock: sb itself when the store
- * is full, and the superblocks that expired. */
-static struct superblock *store_put_locked(struct superblock *sb) {
+/* Expire what other classes stored too long ago (no class lock held).  A
+ * class whose lock is busy is left for the next time. */
+static void store_sweep(unsigned skip, uint64_t now) {
+  uint64_t age = decay_age_ns();
+  if (!age || !now) return;
+  for (unsigned c = 0; c < NUM_CLASSES; c++) {
+    if (c == skip ||
+        !atomic_load_explicit(&store_count[c], memory_order_relaxed) ||
+        now - atomic_load_explicit(&store_oldest[c], memory_order_relaxed) <
+            age ||
+        !ulock_try(&global_lock[c]))
+      continue;
+    struct superblock *gone = store_expire_locked(c, now, NULL);
+    ulock_release(&global_lock[c]);
+    destroy_chain(gone);
+  }
+}
+
+/* Store the empty superblock sb (class lock held) at time `now`.  Returns
+ * what the caller destroys once it has dropped the lock: sb itself when
+ * the store is full, and the superblocks that expired. */
+static struct superblock *store_put_locked(struct superblock *sb,
+                                           uint64_t now) {
   unsigned cls = sb->cls;
-  uint64_t now = os_now_ns();
   struct superblock *gone = store_expire_locked(cls, now, NULL);
   size_t pages = umpa_class[cls].sb_pages;
   if (atomic_load_explicit(&store_pages, memory_order_relaxed) + pages >
@@ -237,8 +261,12 @@ static struct superblock *store_put_locked(struct superblock *sb) {
   atomic_store_explicit(&sb->xowner, &umpa_heap_global, memory_order_release);
   sb->prev = NULL;
   sb->next = store_head[cls];
-  if (sb->next) sb->next->prev = sb;
-  else store_tail[cls] = sb;
+  if (sb->next) {
+    sb->next->prev = sb;
+  } else {
+    store_tail[cls] = sb;
+    atomic_store_explicit(&store_oldest[cls], now, memory_order_relaxed);
+  }
   store_head[cls] = sb;
   atomic_store_explicit(&store_count[cls],
                         atomic_load_explicit(&store_count[cls],
@@ -252,18 +280,21 @@ static struct superblock *store_put_locked(struct superblock *sb) {
 /* An empty superblock its heap does not keep. */
 static void store_put(struct superblock *sb) {
   unsigned cls = sb->cls;
+  uint64_t now = os_now_ns();
   ulock_acquire(&global_lock[cls]);
-  struct superblock *gone = store_put_locked(sb);
+  struct superblock *gone = store_put_locked(sb, now);
   ulock_release(&global_lock[cls]);
   destroy_chain(gone);
+  store_sweep(cls, now);
 }
 
 /* The most recently stored superblock of class cls, now owned by h. */
 static struct superblock *store_take(unsigned cls, struct heap *h) {
   if (!atomic_load_explicit(&store_count[cls], memory_order_relaxed))
     return NULL; /* racy peek */
+  uint64_t now = os_now_ns();
   ulock_acquire(&global_lock[cls]);
-  struct superblock *gone = store_expire_locked(cls, os_now_ns(), NULL);
+  struct superblock *gone = store_expire_locked(cls, now, NULL);
   struct superblock *sb = store_head[cls];
   if (sb) {
     store_unlink_locked(sb);
@@ -271,6 +302,7 @@ static struct superblock *store_take(unsigned cls, struct heap *h) {
   }
   ulock_release(&global_lock[cls]);
   destroy_chain(gone);
+  store_sweep(cls, now);
   return sb;
 }
 
@@ -294,8 +326,12 @@ static size_t store_flush(void) {
   return released;
 }
 
-size_t heap_store_bytes(void) {
-  return atomic_load_explicit(&store_pages, memory_order_relaxed) << PAGE_SHIFT;
+size_t heap_store_bytes(int cls) {
+  if (cls < 0)
+    return atomic_load_explicit(&store_pages, memory_order_relaxed)
+           << PAGE_SHIFT;
+  return (size_t)atomic_load_explicit(&store_count[cls], memory_order_relaxed) *
+         ((size_t)umpa_class[cls].sb_pages << PAGE_SHIFT);
 }
 
 /* ---------------------------------------------------------------------------
@@ -310,7 +346,7 @@ static void global_put(struct superblock *sb) {
   /* Remote frees that raced with the hand-over. */
   superblock_collect(sb);
   if (used_of(sb) == 0) {
-    struct superblock *gone = store_put_locked(sb);
+    struct superblock *gone = store_put_locked(sb, os_now_ns());
     ulock_release(&global_lock[cls]);
     destroy_chain(gone);
     return;
@@ -372,7 +408,7 @@ void heap_global_free(struct superblock *sb, struct block *b) {
   ulock_acquire(&global_lock[cls]);
   superblock_collect(sb);
   if (used_of(sb) == 0) {
-    struct superblock *gone = store_put_locked(sb);
+    struct superblock *gone = store_put_locked(sb, os_now_ns());
     ulock_release(&global_lock[cls]);
     destroy_chain(gone);
     return;

@@ -789,8 +789,9 @@ UMPA_HIDDEN struct heap *heap_acquire(void);
 /* A free into a superblock of the global heap, by any thread. */
 UMPA_HIDDEN void heap_global_free(struct superblock *sb, struct block *b);
 UMPA_HIDDEN size_t heap_trim(struct heap *h);
-/* Bytes of empty superblocks in the global heap's store. */
-UMPA_HIDDEN size_t heap_store_bytes(void);
+/* Bytes of empty superblocks in the global heap's store: of class cls,
+ * or of all classes when cls < 0. */
+UMPA_HIDDEN size_t heap_store_bytes(int cls);
 UMPA_HIDDEN void heap_lock_all(void);
 UMPA_HIDDEN void heap_unlock_all(void);
 UMPA_HIDDEN void heap_after_fork_child(struct heap *survivor);

@@ -231,7 +231,7 @@ static void test_store(void) {
   size_t n = 6 * cap;
   REQUIRE(n <= STORE_MAX);
   umpa_malloc_trim(0);
-  CHECK(heap_store_bytes() == 0);
+  CHECK(heap_store_bytes(-1) == 0);
 
   /* Emptied superblocks beyond the bin's current one and its spare are
    * stored, not given back to the page layer. */
@@ -247,7 +247,7 @@ static void test_store(void) {
   }
   free_all(n);
   uint64_t freed_at = mono_ns();
-  size_t stored = heap_store_bytes() / sb_bytes;
+  size_t stored = heap_store_bytes(-1) / sb_bytes;
   fprintf(stderr, "store: %zu superblocks used, %zu stored after the frees\n",
           nsb, stored);
   CHECK_MSG(stored + 2 >= nsb && stored > 0, "%zu of %zu stored", stored, nsb);
@@ -260,7 +260,7 @@ static void test_store(void) {
     if (!known_sb(superblock_of(store_blocks[i]), nsb)) foreign++;
   if (took < decay_age_ns()) {
     CHECK_MSG(foreign == 0, "%zu of %zu blocks in new superblocks", foreign, n);
-    CHECK(heap_store_bytes() == 0);
+    CHECK(heap_store_bytes(-1) == 0);
   } else {
     fprintf(stderr, "store: reuse not checked, the machine stalled %llu ms\n",
             (unsigned long long)(took / 1000000));
@@ -268,31 +268,47 @@ static void test_store(void) {
 
   /* malloc_trim gives stored superblocks back. */
   free_all(n);
-  CHECK(heap_store_bytes() > 0);
+  CHECK(heap_store_bytes(-1) > 0);
   umpa_malloc_trim(0);
-  CHECK(heap_store_bytes() == 0);
+  CHECK(heap_store_bytes(-1) == 0);
 
   /* So does age: once UMPA_DECAY_MS has passed, the next take of the class
-   * releases what waited that long instead of reusing it. */
+   * releases what waited that long instead of reusing it, and so does the
+   * next store or take of any other class. */
   uint64_t age = decay_age_ns();
   if (age && age < 5000000000u) {
-    alloc_all(n);
-    free_all(n);
-    CHECK(heap_store_bytes() > 0);
     struct timespec ts = {.tv_sec = (time_t)((age + 50000000u) / 1000000000u),
                           .tv_nsec = (long)((age + 50000000u) % 1000000000u)};
+    alloc_all(n);
+    free_all(n);
+    CHECK(heap_store_bytes((int)cls) > 0);
     nanosleep(&ts, NULL);
     alloc_all(3 * cap); /* the current one, the spare, then the store */
-    CHECK_MSG(heap_store_bytes() == 0, "%zu bytes still stored",
-              heap_store_bytes());
+    CHECK_MSG(heap_store_bytes((int)cls) == 0, "%zu bytes still stored",
+              heap_store_bytes((int)cls));
     free_all(3 * cap);
+
+    alloc_all(n);
+    free_all(n);
+    CHECK(heap_store_bytes((int)cls) > 0);
+    nanosleep(&ts, NULL);
+    unsigned other = sizeclass_of(96);
+    size_t m = 4 * umpa_class[other].capacity;
+    REQUIRE(other != cls && m <= STORE_MAX);
+    for (size_t i = 0; i < m; i++) store_blocks[i] = umpa_malloc(96);
+    for (size_t i = 0; i < m; i++) umpa_free(store_blocks[i]);
+    CHECK(heap_store_bytes((int)other) > 0);
+    CHECK_MSG(heap_store_bytes((int)cls) == 0,
+              "%zu bytes of an idle class still stored",
+              heap_store_bytes((int)cls));
   }
 
   /* Bounded by half the page cache's limit: with no cache, no store. */
+  umpa_malloc_trim(0);
   size_t old = umpa_page_cache_limit(0);
   alloc_all(n);
   free_all(n);
-  CHECK(heap_store_bytes() == 0);
+  CHECK(heap_store_bytes(-1) == 0);
   umpa_page_cache_limit(old);
 }
 
