@@ -214,7 +214,9 @@ static void store_unlink_locked(struct superblock *sb) {
 static struct superblock *store_expire_locked(unsigned cls, uint64_t now,
                                               struct superblock *gone) {
   uint64_t age = decay_age_ns();
-  while (age && now && store_tail[cls] && now - store_tail[cls]->stamp >= age) {
+  /* `now` was read before the lock: a stamp may be a little later. */
+  while (age && store_tail[cls] && now > store_tail[cls]->stamp &&
+         now - store_tail[cls]->stamp >= age) {
     struct superblock *sb = store_tail[cls];
     store_unlink_locked(sb);
     sb->next = gone;
@@ -229,11 +231,11 @@ static void store_sweep(unsigned skip, uint64_t now) {
   uint64_t age = decay_age_ns();
   if (!age || !now) return;
   for (unsigned c = 0; c < NUM_CLASSES; c++) {
+    uint64_t oldest =
+        atomic_load_explicit(&store_oldest[c], memory_order_relaxed);
     if (c == skip ||
         !atomic_load_explicit(&store_count[c], memory_order_relaxed) ||
-        now - atomic_load_explicit(&store_oldest[c], memory_order_relaxed) <
-            age ||
-        !ulock_try(&global_lock[c]))
+        now <= oldest || now - oldest < age || !ulock_try(&global_lock[c]))
       continue;
     struct superblock *gone = store_expire_locked(c, now, NULL);
     ulock_release(&global_lock[c]);
