@@ -761,8 +761,7 @@ void heap_stats(size_t *blocks, size_t *free_bytes, size_t *sb_bytes) {
     }
     ulock_release(&global_lock[c]);
   }
-  size_t stored = atomic_load_explicit(&store_pages, memory_order_relaxed)
-                  << PAGE_SHIFT;
+  size_t stored = heap_store_bytes(-1);
   *sb_bytes += stored;
   *free_bytes += stored;
 }
