@@ -201,6 +201,14 @@ bool buddy_has_warm(struct buddy *b, unsigned order) {
   return false;
 }
 
+int buddy_max_free_order(struct buddy *b) {
+  int top = (int)atomic_load_explicit(&b->xmax_order, memory_order_acquire);
+  for (int k = top; k >= 0; k--)
+    if (atomic_load_explicit(&b->level[k].xfree_runs, memory_order_relaxed))
+      return k;
+  return -1;
+}
+
 struct pmeta *buddy_alloc_warm(struct buddy *b, unsigned order) {
   unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_acquire);
   for (unsigned k = order; k <= top; k++) {

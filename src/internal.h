@@ -362,6 +362,9 @@ UMPA_HIDDEN size_t buddy_claim_warm(struct buddy *b, struct region *r,
 UMPA_HIDDEN struct pmeta *buddy_alloc_warm(struct buddy *b, unsigned order);
 /* Whether a fully backed free run of order >= `order` exists (a hint). */
 UMPA_HIDDEN bool buddy_has_warm(struct buddy *b, unsigned order);
+/* The highest order of any free run, warm or cold, or -1 if there is none
+ * (a hint: another thread may take it). */
+UMPA_HIDDEN int buddy_max_free_order(struct buddy *b);
 /* Take one warm free run for the cache trimmer, preferring large ones;
  * *order receives its order. */
 UMPA_HIDDEN struct pmeta *buddy_take_warm(struct buddy *b, unsigned *order);
@@ -476,6 +479,10 @@ UMPA_HIDDEN void page_release_block(struct pmeta *pm);
 /* Record that the backed pages of a free-bound range may have been touched
  * without our knowledge (lazy/reserved blocks): refresh the bitmap. */
 UMPA_HIDDEN void page_refresh_backed(struct region *r, size_t idx, size_t n);
+/* The same without asking the kernel: count every page as backed (safe:
+ * a set bit means "may hold data"; the pages not touched fault in when
+ * they are, and calloc clears them). */
+UMPA_HIDDEN void page_assume_backed(struct region *r, size_t idx, size_t n);
 
 /* remap.c: moving pages between places by mremap. */
 /* Move the contents of n pages at (rs, is) to (rd, id), keeping any pages

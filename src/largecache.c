@@ -23,9 +23,8 @@
  * mostly freed together, and their spans merge into one that fits what
  * comes next: Figure 7 through malloc faulted 10 pages in per operation
  * instead of 40, at a peak RSS of 2189 MiB instead of 2272 (tcmalloc's:
- * 2173).  Taking pages without memory populates them, or for a big
- * block (UMPA_MALLOC_POPULATE) leaves them to fault in where the program
- * touches them.
+ * 2173).  Pages without memory are left to fault in where the program
+ * touches them (or populated, for blocks up to UMPA_MALLOC_POPULATE).
  *
  * Spans are listed by size class (four per power of two), most recently
  * freed first; the links live in the page layer's entries for the span's
@@ -44,6 +43,8 @@
 
 #define LC_MIN_PAGES 8                 /* 32 KiB: smaller are superblocks */
 #define LC_MAX_PAGES ((size_t)1 << 14) /* 64 MiB: bigger go straight back */
+#define LC_GROW_MIN_ORDER 10           /* 4 MiB: the least a stretch is */
+#define LC_TOUCHED_PAGES 32            /* 128 KiB: see largecache_put */
 #define LC_CLASSES 48
 #define LC_KEEP_DIV 8                  /* decay keeps 1/8 of live memory */
 
@@ -302,8 +303,13 @@ bool largecache_put(void *p, struct pmeta *pm) {
   size_t idx = pmeta_index(pm);
   if (pm->flags & PMF_UNKNOWN) {
     /* A block populated lazily: learn which pages the program touched
-     * (one mincore), and keep it as a span with holes. */
-    page_refresh_backed(r, idx, pages);
+     * (one mincore), and keep it as a span with holes.  A small block is
+     * taken as touched whole, as it nearly always is: the mincore cost
+     * more than the block's own faults (git's 32-128 KiB buffers). */
+    if (pages <= LC_TOUCHED_PAGES)
+      page_assume_backed(r, idx, pages);
+    else
+      page_refresh_backed(r, idx, pages);
     pm->flags &= (uint8_t)~PMF_UNKNOWN;
     if (bitmap_count(r->xbacked, idx, pages) == pages) pm->flags |= PMF_FULL;
   }
@@ -509,8 +515,17 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
 }
 
 void *largecache_grow(size_t pages, unsigned flags) {
-  /* The largest span there is: blocks carved from it can merge back. */
-  const size_t chunk = LC_MAX_PAGES;
+  /* The largest span there is: blocks carved from it can merge back.  But
+   * no new region for it while a region has a free run of a few MiB: a
+   * program's first large block nearly always comes after its first
+   * superblocks, which leave the first region no 64 MiB run, and a second
+   * region (its reservation, map entries and metadata) cost each short
+   * git process about 10 system calls and 15 faults more than the block. */
+  size_t chunk = LC_MAX_PAGES;
+  int have = buddy_max_free_order(&umpa_buddy);
+  if (have >= LC_GROW_MIN_ORDER && ((size_t)1 << have) < chunk &&
+      pages <= ((size_t)1 << have) / 2)
+    chunk = (size_t)1 << have;
   if (pages < LC_MIN_PAGES || pages > chunk / 2 ||
       buddy_has_warm(&umpa_buddy, log2_ceil(pages)))
     return NULL;

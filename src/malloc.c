@@ -116,10 +116,11 @@ static void *large_alloc(size_t n, size_t align, bool zero) {
     return NULL;
   }
   size_t pages = pages_of(n + extra);
-  /* Up to UMPA_MALLOC_POPULATE the block is populated now (one call
-   * instead of a fault per page); a bigger one takes what the caches hold
-   * and leaves the rest to fault in where the program touches it, as
-   * glibc's mmap does: programs reserve big buffers they never fill. */
+  /* The block takes what the caches hold and leaves the rest to fault in
+   * where the program touches it, as glibc's mmap does: programs reserve
+   * buffers they never fill, and populating a page costs as much as its
+   * fault (docs/ARCHITECTURE.md).  UMPA_MALLOC_POPULATE (default 0)
+   * populates fresh blocks up to a size instead. */
   unsigned flags = zero ? UMPA_ZERO : 0;
   if ((pages << PAGE_SHIFT) > umpa_opt.malloc_populate)
     flags |= UMPA_LAZY | PAGE_WARM;

@@ -1,13 +1,14 @@
 /*
  * test_malloc_large.c - large malloc blocks: reuse from the large-block
- * cache without faults, best fit with the surplus given back, growth over
- * the free tail of a block's run, idle blocks decay, calloc of
- * reused blocks is zero, fresh blocks are carved next to each other, a
- * ring of varied blocks keeps its footprint near its live set and one of
- * mixed small and large blocks reuses them without faults, a new
- * superblock is cut from a freed large block, blocks beyond
- * UMPA_MALLOC_POPULATE are populated lazily, and realloc grows without
- * copying.
+ * cache without faults, a first large block that makes no region of its
+ * own, small lazy blocks cached without asking the kernel, best fit with
+ * the surplus given back, growth over the free tail of a block's run, idle
+ * blocks decay, calloc of reused blocks is zero, fresh blocks are carved
+ * next to each other, a ring of varied blocks keeps its footprint near its
+ * live set and one of mixed small and large blocks reuses them without
+ * faults, a new superblock is cut from a freed large block, fresh blocks
+ * are populated lazily (up front within UMPA_MALLOC_POPULATE), and realloc
+ * grows without copying.
  */
 #define _GNU_SOURCE
 #include "check.h"
@@ -45,6 +46,50 @@ static size_t resident_pages(void *p, size_t bytes) {
   size_t r = 0;
   for (size_t i = 0; i < n; i++) r += vec[i] & 1;
   return r;
+}
+
+/* A program's first large block is cut from the region its superblocks
+ * came from while that region has a free run of a few MiB: a second region
+ * made for it cost a short-lived process (each of git's) ten system calls
+ * and fifteen faults.  First in main: the process has one region. */
+static void test_first_stretch(void) {
+  void *small = umpa_malloc(100);
+  REQUIRE(small);
+  uint64_t regions = region_count();
+  CHECK_MSG(buddy_max_free_order(&umpa_buddy) >= 10,
+            "largest free run of order %d", buddy_max_free_order(&umpa_buddy));
+  char *p = umpa_malloc(MiB);
+  REQUIRE(p);
+  memset(p, 1, MiB);
+  CHECK_MSG(region_count() == regions, "%llu regions, %llu before",
+            (unsigned long long)region_count(), (unsigned long long)regions);
+  umpa_free(p);
+  umpa_free(small);
+}
+
+/* A small block populated lazily is cached as touched whole, without a
+ * mincore; calloc of it still reads zero. */
+static void test_small_lazy_cached(void) {
+  umpa_malloc_trim(0);
+  const size_t n = 64 * 1024;
+  char *p = umpa_malloc(n);
+  REQUIRE(p);
+  p[0] = 7;
+  p[n - 1] = 7;
+  CHECK_MSG(resident_pages(p, n) < n / 4096, "%zu pages resident",
+            resident_pages(p, n));
+  umpa_free(p);
+  struct region *r = region_of(p);
+  REQUIRE(r);
+  CHECK(bitmap_count(r->xbacked, region_index(r, p), n / 4096) == n / 4096);
+  char *q = umpa_calloc(1, n);
+  REQUIRE(q);
+  CHECK(q == p);
+  size_t nonzero = 0;
+  for (size_t i = 0; i < n; i++) nonzero += q[i] != 0;
+  CHECK_MSG(nonzero == 0, "%zu bytes of calloc's block not zero", nonzero);
+  umpa_free(q);
+  umpa_page_check();
 }
 
 static void test_reuse(void) {
@@ -369,8 +414,7 @@ static void test_superblock_from_cache(void) {
 }
 
 static void test_lazy_big(void) {
-  /* Beyond UMPA_MALLOC_POPULATE (256 KiB): only what is touched is
-   * resident, as with glibc's mmap. */
+  /* Only what is touched is resident, as with glibc's mmap. */
   umpa_malloc_trim(0);
   size_t big = 64 * MiB;
   char *p = umpa_malloc(big);
@@ -380,11 +424,22 @@ static void test_lazy_big(void) {
   memset(p, 4, MiB);
   CHECK(resident_pages(p, MiB) == 256);
   umpa_free(p);
-  /* Within the threshold (256 KiB) the block is populated up front. */
+  /* By default a fresh block of any size faults in where it is touched;
+   * within UMPA_MALLOC_POPULATE it is populated up front. */
+  umpa_malloc_trim(0);
   char *q = umpa_malloc(128 * 1024);
+  REQUIRE(q);
+  CHECK_MSG(resident_pages(q, 128 * 1024) == 0, "%zu pages resident",
+            resident_pages(q, 128 * 1024));
+  umpa_free(q);
+  umpa_malloc_trim(0);
+  size_t saved = umpa_opt.malloc_populate;
+  umpa_opt.malloc_populate = 256 * 1024;
+  q = umpa_malloc(128 * 1024);
   REQUIRE(q);
   CHECK(resident_pages(q, 128 * 1024) == 32);
   umpa_free(q);
+  umpa_opt.malloc_populate = saved;
   /* A lazy block the program partly touched is cached as a span with
    * holes: the same request gets it back, its touched pages still there. */
   umpa_malloc_trim(0);
@@ -435,6 +490,7 @@ static void test_realloc_no_copy(void) {
 }
 
 int main(void) {
+  test_first_stretch();
   test_reuse();
   test_calloc_reused();
   test_grow_over_tail();
@@ -446,6 +502,7 @@ int main(void) {
   test_trim();
   test_superblock_from_cache();
   test_lazy_big();
+  test_small_lazy_cached();
   test_realloc_no_copy();
   umpa_malloc_trim(0);
   umpa_page_check();
