@@ -400,12 +400,10 @@ void buddy_add_region(struct buddy *b, struct region *r) {
 bool buddy_grow(struct buddy *b, unsigned order) {
   ulock_acquire(&b->grow_lock);
   /* Another thread may have added a region while we waited. */
-  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_acquire);
-  for (unsigned k = order; k <= top; k++)
-    if (atomic_load_explicit(&b->level[k].xfree_runs, memory_order_relaxed)) {
-      ulock_release(&b->grow_lock);
-      return true;
-    }
+  if (buddy_max_free_order(b) >= (int)order) {
+    ulock_release(&b->grow_lock);
+    return true;
+  }
   struct region *r = region_create(order);
   if (r) buddy_add_region(b, r);
   ulock_release(&b->grow_lock);

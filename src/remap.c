@@ -87,7 +87,8 @@ int remap_exchange(struct region *rs, size_t is, struct region *rd, size_t id,
    * source in, and move the parked pages to the source. */
   const size_t huge = (size_t)1 << HUGE_SHIFT;
   /* Aligned like the runs, so that the moves still take whole page tables. */
-  void *scratch = os_reserve_aligned(bytes, bytes >= huge ? huge : PAGE_SIZE, NULL);
+  void *scratch =
+      os_reserve_aligned(bytes, bytes >= huge ? huge : PAGE_SIZE, NULL);
   if (!scratch) return ENOMEM;
   int err = move(dst, scratch, n);
   if (!err) {
