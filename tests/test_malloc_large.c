@@ -6,9 +6,10 @@
  * blocks decay, calloc of reused blocks is zero, fresh blocks are carved
  * next to each other, a ring of varied blocks keeps its footprint near its
  * live set and one of mixed small and large blocks reuses them without
- * faults, a new superblock is cut from a freed large block, fresh blocks
- * are populated lazily (up front within UMPA_MALLOC_POPULATE), and realloc
- * grows without copying.
+ * faults, a request no span fits gets other spans' pages moved in (not
+ * when the program leaves its blocks untouched), a new superblock is cut
+ * from a freed large block, fresh blocks are populated lazily (up front
+ * within UMPA_MALLOC_POPULATE), and realloc grows without copying.
  */
 #define _GNU_SOURCE
 #include "check.h"
@@ -198,6 +199,116 @@ static void test_carved_adjacent(void) {
   umpa_free(r);
   umpa_page_check();
   umpa_malloc_trim(0);
+}
+
+/* A request no span fits gets the memory of the spans it does not fit,
+ * moved by mremap instead of faulted in: a freed 4 MiB block gives its
+ * pages to an 8 MiB one.  The moved pages hold the old block's bytes, so
+ * calloc must clear them; the donor, cold now, reads zero when reused. */
+static void test_borrow(void) {
+  umpa_malloc_trim(0);
+  size_t saved = umpa_opt.decay_ms;
+  umpa_opt.decay_ms = 0;
+  char *a = umpa_malloc(4 * MiB);
+  char *sep = umpa_malloc(64 * 1024); /* keeps a from merging forwards */
+  REQUIRE(a && sep);
+  memset(a, 0xab, 4 * MiB);
+  memset(sep, 1, 64 * 1024);
+  umpa_free(a);
+  struct umpa_page_stats before, after;
+  umpa_page_stats(&before);
+  char *b = umpa_calloc(1, 8 * MiB);
+  REQUIRE(b);
+  umpa_page_stats(&after);
+  CHECK_MSG(after.pages_remapped - before.pages_remapped >= 1024,
+            "%llu pages moved into the new block",
+            (unsigned long long)(after.pages_remapped - before.pages_remapped));
+  CHECK_MSG(resident_pages(b, 8 * MiB) >= 1024, "%zu pages resident",
+            resident_pages(b, 8 * MiB));
+  size_t nonzero = 0;
+  for (size_t i = 0; i < 8 * MiB; i += 512) nonzero += b[i] != 0;
+  CHECK_MSG(nonzero == 0, "calloc: %zu nonzero samples", nonzero);
+  /* Touching the moved half costs no fault. */
+  long f = faults();
+  for (size_t off = 0; off < 8 * MiB; off += 4096) b[off] = 2;
+  CHECK_MSG(faults() - f <= 1024 + 16, "%ld faults touching 2048 pages",
+            faults() - f);
+  char *again = umpa_calloc(1, 4 * MiB);
+  REQUIRE(again);
+  nonzero = 0;
+  for (size_t i = 0; i < 4 * MiB; i += 512) nonzero += again[i] != 0;
+  CHECK_MSG(nonzero == 0, "calloc of the donor: %zu nonzero samples",
+            nonzero);
+  CHECK(sep[64 * 1024 - 1] == 1);
+  umpa_free(again);
+  umpa_free(b);
+  umpa_free(sep);
+  umpa_page_check();
+  umpa_malloc_trim(0);
+  /* A program that leaves the blocks it gets untouched gets nothing moved
+   * (it would pay for pages it never uses); once it touches them again,
+   * moves resume. */
+  enum { N = 8 };
+  char *u[N];
+  for (int k = 0; k < N; k++) REQUIRE((u[k] = umpa_malloc(4 * MiB)));
+  for (int k = 0; k < N; k++) umpa_free(u[k]);
+  umpa_malloc_trim(0);
+  a = umpa_malloc(4 * MiB);
+  sep = umpa_malloc(64 * 1024);
+  REQUIRE(a && sep);
+  memset(a, 0xcd, 4 * MiB);
+  umpa_free(a);
+  umpa_page_stats(&before);
+  b = umpa_malloc(8 * MiB);
+  REQUIRE(b);
+  umpa_page_stats(&after);
+  CHECK_MSG(after.pages_remapped == before.pages_remapped,
+            "%llu pages moved into a block of a program that does not touch",
+            (unsigned long long)(after.pages_remapped - before.pages_remapped));
+  umpa_free(b);
+  umpa_free(sep);
+  umpa_malloc_trim(0);
+  for (int k = 0; k < N; k++) {
+    REQUIRE((u[k] = umpa_malloc(4 * MiB)));
+    memset(u[k], 1, 4 * MiB);
+  }
+  for (int k = 0; k < N; k++) umpa_free(u[k]);
+  umpa_malloc_trim(0);
+  a = umpa_malloc(4 * MiB);
+  sep = umpa_malloc(64 * 1024);
+  REQUIRE(a && sep);
+  memset(a, 0xef, 4 * MiB);
+  umpa_free(a);
+  umpa_page_stats(&before);
+  b = umpa_malloc(8 * MiB);
+  REQUIRE(b);
+  umpa_page_stats(&after);
+  CHECK(after.pages_remapped - before.pages_remapped >= 1024);
+  umpa_free(b);
+  umpa_free(sep);
+  umpa_opt.decay_ms = saved;
+  umpa_page_check();
+  umpa_malloc_trim(0);
+}
+
+/* The guard on moves counts the VMAs the way the kernel lists them. */
+static void test_map_count(void) {
+  FILE *f = fopen("/proc/self/maps", "r");
+  REQUIRE(f);
+  size_t lines = 0;
+  int c;
+  while ((c = fgetc(f)) != EOF) lines += c == '\n';
+  fclose(f);
+  size_t n = os_map_count();
+  CHECK_MSG(n + 8 >= lines && n <= lines + 8, "%zu VMAs counted, %zu listed",
+            n, lines);
+  f = fopen("/proc/sys/vm/max_map_count", "r");
+  unsigned long max = 0;
+  if (f) {
+    if (fscanf(f, "%lu", &max) != 1) max = 0;
+    fclose(f);
+  }
+  CHECK(os_max_map_count() == (max ? max : 65530));
 }
 
 /* The ring tests run with decay off (timing must not matter) from an
@@ -495,6 +606,8 @@ int main(void) {
   test_calloc_reused();
   test_grow_over_tail();
   test_carved_adjacent();
+  test_borrow();
+  test_map_count();
   test_ring_footprint();
   test_mixed_ring();
   test_decay();
