@@ -434,12 +434,14 @@ bool largecache_put(void *p, struct pmeta *pm) {
     } else {
       size_t had = bitmap_count(r->xbacked, idx, pages);
       page_refresh_backed(r, idx, pages);
-      size_t now = bitmap_count(r->xbacked, idx, pages);
-      /* Races between two frees lose an update, no more. */
-      unsigned t = atomic_load_explicit(&lc_touched, memory_order_relaxed);
-      unsigned share = (unsigned)((now - had) * 256 / (pages - had));
-      atomic_store_explicit(&lc_touched, t - t / 8 + share / 8,
-                            memory_order_relaxed);
+      if (had < pages) { /* a resized block may be flagged yet full */
+        size_t now = bitmap_count(r->xbacked, idx, pages);
+        /* Races between two frees lose an update, no more. */
+        unsigned t = atomic_load_explicit(&lc_touched, memory_order_relaxed);
+        unsigned share = (unsigned)((now - had) * 256 / (pages - had));
+        atomic_store_explicit(&lc_touched, t - t / 8 + share / 8,
+                              memory_order_relaxed);
+      }
     }
     pm->flags &= (uint8_t)~PMF_UNKNOWN;
     if (bitmap_count(r->xbacked, idx, pages) == pages) pm->flags |= PMF_FULL;
