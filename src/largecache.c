@@ -238,6 +238,14 @@ static struct pmeta *coalesce(struct pmeta *pm, size_t *backed) {
   return pm;
 }
 
+/* A cached span has `n` pages fewer with memory (lc_lock held). */
+static void span_lost(struct pmeta *pm, size_t n) {
+  class_link(pm)->count -= (uint32_t)n;
+  pm->flags &= (uint8_t)~PMF_FULL;
+  atomic_store_explicit(&lc_backed, atomic_load(&lc_backed) - n,
+                        memory_order_relaxed);
+}
+
 /* May a piece move now?  A moved piece keeps its destination a VMA of its
  * own until those pages are released, so the VMAs are counted every
  * LC_MAP_CHECK moves (every 16 times that while moving is off), and moving
@@ -326,24 +334,18 @@ static void borrow(struct pmeta *dst) {
       len = e - s;
     }
     moves--;
-    /* Small lazy blocks are cached as touched whole (largecache_put), and
-     * a program that never touches its blocks (smallobj's mixed ring)
-     * would have empty page tables moved at a system call each: the
-     * piece's memory is checked first, and what it lacks forgotten. */
+    /* Small lazy blocks are cached as touched whole (largecache_put), so
+     * a span made of ones the program left untouched would have empty
+     * page tables moved at a system call each: the piece's memory is
+     * checked first, and what it lacks forgotten. */
     size_t gone = page_forget_unbacked(d->region, at, len);
     if (gone) {
-      class_link(d)->count -= (uint32_t)gone;
-      d->flags &= (uint8_t)~PMF_FULL;
-      atomic_store_explicit(&lc_backed, atomic_load(&lc_backed) - gone,
-                            memory_order_relaxed);
+      span_lost(d, gone);
       continue;
     }
     if (remap_exchange(d->region, at, r, s, len, false)) break;
     region_back_meta(r, s, len);
-    class_link(d)->count -= (uint32_t)len;
-    d->flags &= (uint8_t)~PMF_FULL;
-    atomic_store_explicit(&lc_backed, atomic_load(&lc_backed) - len,
-                          memory_order_relaxed);
+    span_lost(d, len);
     moved = true;
     i = s + len;
   }

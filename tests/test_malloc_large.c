@@ -201,6 +201,37 @@ static void test_carved_adjacent(void) {
   umpa_malloc_trim(0);
 }
 
+/* A freed, touched 4 MiB block (kept from merging forwards by a live 64 KiB
+ * neighbour, in *sep, holding 1s), then an 8 MiB request (calloc when
+ * `zero`), in *b: returns the pages moved into *b meanwhile. */
+static uint64_t donate(int fill, bool zero, char **b, char **sep) {
+  char *a = umpa_malloc(4 * MiB);
+  *sep = umpa_malloc(64 * 1024);
+  REQUIRE(a && *sep);
+  memset(a, fill, 4 * MiB);
+  memset(*sep, 1, 64 * 1024);
+  umpa_free(a);
+  struct umpa_page_stats before, after;
+  umpa_page_stats(&before);
+  *b = zero ? umpa_calloc(1, 8 * MiB) : umpa_malloc(8 * MiB);
+  REQUIRE(*b);
+  umpa_page_stats(&after);
+  return after.pages_remapped - before.pages_remapped;
+}
+
+/* Hand out eight fresh 4 MiB blocks at once, touched or not, and free them:
+ * what the cache learns of whether the program uses its blocks. */
+static void hand_out(bool touch) {
+  enum { N = 8 };
+  char *u[N];
+  for (int k = 0; k < N; k++) {
+    REQUIRE((u[k] = umpa_malloc(4 * MiB)));
+    if (touch) memset(u[k], 1, 4 * MiB);
+  }
+  for (int k = 0; k < N; k++) umpa_free(u[k]);
+  umpa_malloc_trim(0);
+}
+
 /* A request no span fits gets the memory of the spans it does not fit,
  * moved by mremap instead of faulted in: a freed 4 MiB block gives its
  * pages to an 8 MiB one.  The moved pages hold the old block's bytes, so
@@ -209,20 +240,10 @@ static void test_borrow(void) {
   umpa_malloc_trim(0);
   size_t saved = umpa_opt.decay_ms;
   umpa_opt.decay_ms = 0;
-  char *a = umpa_malloc(4 * MiB);
-  char *sep = umpa_malloc(64 * 1024); /* keeps a from merging forwards */
-  REQUIRE(a && sep);
-  memset(a, 0xab, 4 * MiB);
-  memset(sep, 1, 64 * 1024);
-  umpa_free(a);
-  struct umpa_page_stats before, after;
-  umpa_page_stats(&before);
-  char *b = umpa_calloc(1, 8 * MiB);
-  REQUIRE(b);
-  umpa_page_stats(&after);
-  CHECK_MSG(after.pages_remapped - before.pages_remapped >= 1024,
-            "%llu pages moved into the new block",
-            (unsigned long long)(after.pages_remapped - before.pages_remapped));
+  char *b, *sep;
+  uint64_t moved = donate(0xab, true, &b, &sep);
+  CHECK_MSG(moved >= 1024, "%llu pages moved into the new block",
+            (unsigned long long)moved);
   CHECK_MSG(resident_pages(b, 8 * MiB) >= 1024, "%zu pages resident",
             resident_pages(b, 8 * MiB));
   size_t nonzero = 0;
@@ -248,42 +269,16 @@ static void test_borrow(void) {
   /* A program that leaves the blocks it gets untouched gets nothing moved
    * (it would pay for pages it never uses); once it touches them again,
    * moves resume. */
-  enum { N = 8 };
-  char *u[N];
-  for (int k = 0; k < N; k++) REQUIRE((u[k] = umpa_malloc(4 * MiB)));
-  for (int k = 0; k < N; k++) umpa_free(u[k]);
-  umpa_malloc_trim(0);
-  a = umpa_malloc(4 * MiB);
-  sep = umpa_malloc(64 * 1024);
-  REQUIRE(a && sep);
-  memset(a, 0xcd, 4 * MiB);
-  umpa_free(a);
-  umpa_page_stats(&before);
-  b = umpa_malloc(8 * MiB);
-  REQUIRE(b);
-  umpa_page_stats(&after);
-  CHECK_MSG(after.pages_remapped == before.pages_remapped,
+  hand_out(false);
+  moved = donate(0xcd, false, &b, &sep);
+  CHECK_MSG(moved == 0,
             "%llu pages moved into a block of a program that does not touch",
-            (unsigned long long)(after.pages_remapped - before.pages_remapped));
+            (unsigned long long)moved);
   umpa_free(b);
   umpa_free(sep);
   umpa_malloc_trim(0);
-  for (int k = 0; k < N; k++) {
-    REQUIRE((u[k] = umpa_malloc(4 * MiB)));
-    memset(u[k], 1, 4 * MiB);
-  }
-  for (int k = 0; k < N; k++) umpa_free(u[k]);
-  umpa_malloc_trim(0);
-  a = umpa_malloc(4 * MiB);
-  sep = umpa_malloc(64 * 1024);
-  REQUIRE(a && sep);
-  memset(a, 0xef, 4 * MiB);
-  umpa_free(a);
-  umpa_page_stats(&before);
-  b = umpa_malloc(8 * MiB);
-  REQUIRE(b);
-  umpa_page_stats(&after);
-  CHECK(after.pages_remapped - before.pages_remapped >= 1024);
+  hand_out(true);
+  CHECK(donate(0xef, false, &b, &sep) >= 1024);
   umpa_free(b);
   umpa_free(sep);
   umpa_opt.decay_ms = saved;
