@@ -457,9 +457,15 @@ UMPA_HIDDEN void *page_alloc_ex(size_t npages, unsigned flags, unsigned kind,
  * ENOMEM instead of moving.  NULL (errno ENOMEM) leaves it unchanged. */
 UMPA_HIDDEN void *page_resize(void *p, struct pmeta *pm, size_t old,
                               size_t new, unsigned flags);
-/* Free a block; aborts with `who` in the message on misuse. */
-UMPA_HIDDEN void page_free(void *p, size_t npages, unsigned kind,
-                           const char *who);
+/* Free a block; aborts with `who` in the message on misuse.  With
+ * `enforce` false the page cache may stay over its limit until the next
+ * free that enforces it (see page_give_back). */
+UMPA_HIDDEN void page_free_ex(void *p, size_t npages, unsigned kind,
+                              const char *who, bool enforce);
+static inline void page_free(void *p, size_t npages, unsigned kind,
+                             const char *who) {
+  page_free_ex(p, npages, kind, who, true);
+}
 /* Validate that p is the head of an allocated block of `kind` with npages
  * pages; abort with a message naming `who` otherwise. */
 UMPA_HIDDEN struct pmeta *page_check_block(void *p, size_t npages,
@@ -478,8 +484,10 @@ UMPA_HIDDEN int page_prepare(struct region *r, size_t idx, size_t n,
  * or the in-use count: the pages stay allocated. */
 UMPA_HIDDEN struct pmeta *page_split(struct pmeta *pm, size_t keep);
 UMPA_HIDDEN void page_join(struct pmeta *a, struct pmeta *b);
-/* Return an allocated block whose head is PM_BUSY to the free runs. */
-UMPA_HIDDEN void page_give_back(struct pmeta *pm, size_t npages);
+/* Return an allocated block whose head is PM_BUSY to the free runs; with
+ * `enforce`, then bring the page cache back under its limit (the large
+ * cache passes false under its lock and enforces once after it). */
+UMPA_HIDDEN void page_give_back(struct pmeta *pm, size_t npages, bool enforce);
 /* Give the memory of every backed page of an allocated block back to the
  * kernel; the block stays allocated and its pages read as zero. */
 UMPA_HIDDEN void page_release_block(struct pmeta *pm);

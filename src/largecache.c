@@ -354,17 +354,22 @@ static void borrow(struct pmeta *dst) {
 }
 
 /* Return a block taken out of the cache to the page layer's free runs
- * (lc_lock held or not: the block is nobody else's). */
+ * (lc_lock held or not: the block is nobody else's).  Neither this nor
+ * give_back brings the page cache under its limit: that releases whole
+ * 2 MiB pieces, 20-200 us each, which would stall every thread waiting for
+ * lc_lock and land on whatever malloc happened to cut a span (a new
+ * superblock's, in Figure 7's 4-32 KiB bins).  largecache_put enforces
+ * the limit once, after the lock, on the free path. */
 static void drop(struct pmeta *pm) {
   size_t pages = pm->count;
-  page_give_back(pm, pages);
+  page_give_back(pm, pages, false);
   heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
 }
 
-/* Hand an unlisted span back to the page layer. */
+/* Hand an unlisted span back to the page layer (see drop). */
 static void give_back(struct pmeta *pm) {
   size_t pages = pm->count;
-  page_free(addr_of(pm), pages, KIND_LARGE, "free");
+  page_free_ex(addr_of(pm), pages, KIND_LARGE, "free", false);
   heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
 }
 
@@ -460,6 +465,7 @@ bool largecache_put(void *p, struct pmeta *pm) {
          evict(cached - limit)) {
   }
   ulock_release(&lc_lock);
+  cache_enforce();
   return true;
 }
 

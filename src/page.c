@@ -351,17 +351,18 @@ void page_join(struct pmeta *a, struct pmeta *b) {
 }
 
 /* Return a taken-out block's pages to the buddy and the cache. */
-void page_give_back(struct pmeta *pm, size_t npages) {
+void page_give_back(struct pmeta *pm, size_t npages, bool enforce) {
   struct region *r = pm->region;
   size_t idx = pmeta_index(pm);
   bitmap_clear(r->xheads, idx, 1);
   if (pm->flags & PMF_UNKNOWN) page_refresh_backed(r, idx, npages);
   PC_ADD(xin_use, -npages);
   buddy_free_range(&umpa_buddy, r, idx, npages, (pm->flags & PMF_FULL) != 0);
-  cache_enforce();
+  if (enforce) cache_enforce();
 }
 
-void page_free(void *p, size_t npages, unsigned kind, const char *who) {
+void page_free_ex(void *p, size_t npages, unsigned kind, const char *who,
+                  bool enforce) {
   struct region *r;
   struct pmeta *pm = head_of(p, &r);
   uint8_t used = PM_TAG(PM_USED, 0);
@@ -376,7 +377,7 @@ void page_free(void *p, size_t npages, unsigned kind, const char *who) {
                why ? why : "block is being freed by another call");
   }
   PC_ADD(xfrees, 1);
-  page_give_back(pm, npages);
+  page_give_back(pm, npages, enforce);
 }
 
 /* ---------------------------------------------------------------------------

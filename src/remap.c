@@ -150,7 +150,7 @@ void *remap_grow(void *p, struct pmeta *pm, size_t old, size_t new,
   page_publish(qm, new, pm->kind, lazy ? UMPA_LAZY : 0, backed);
   uint8_t used = PM_TAG(PM_USED, 0);
   atomic_compare_exchange_strong(&pm->xtag, &used, PM_TAG(PM_BUSY, 0));
-  page_give_back(pm, old);
+  page_give_back(pm, old, true);
   PC_ADD(xgrow_moved, 1);
   return q;
 }

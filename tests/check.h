@@ -58,6 +58,17 @@ static int check_failures, check_count;
     }                                                                     \
   } while (0)
 
+#define REQUIRE_MSG(expr, ...)                                            \
+  do {                                                                    \
+    if (!(expr)) {                                                        \
+      fprintf(stderr, "%s:%d: REQUIRE failed: %s: ", __FILE__, __LINE__,  \
+              #expr);                                                     \
+      fprintf(stderr, __VA_ARGS__);                                       \
+      fputc('\n', stderr);                                                \
+      exit(1);                                                            \
+    }                                                                     \
+  } while (0)
+
 /* Run fn in a forked child with its stderr captured: true if the child
  * aborted (SIGABRT) after printing exactly one line that starts with
  * "umpa: " and contains `expect`.  Defined only where <sys/wait.h> and

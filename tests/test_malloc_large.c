@@ -8,8 +8,9 @@
  * live set and one of mixed small and large blocks reuses them without
  * faults, a request no span fits gets other spans' pages moved in (not
  * when the program leaves its blocks untouched), a new superblock is cut
- * from a freed large block, fresh blocks are populated lazily (up front
- * within UMPA_MALLOC_POPULATE), and realloc grows without copying.
+ * from a freed large block without releasing memory inside the malloc,
+ * fresh blocks are populated lazily (up front within UMPA_MALLOC_POPULATE),
+ * and realloc grows without copying.
  */
 #define _GNU_SOURCE
 #include "check.h"
@@ -519,6 +520,47 @@ static void test_superblock_from_cache(void) {
   umpa_page_check();
 }
 
+/* Cutting a superblock from a span can leave a piece too small to be a
+ * span, which goes back to the page layer; over the page cache's limit,
+ * that used to release a whole 2 MiB piece inside the malloc (20-200 us,
+ * under the large cache's lock).  The limit is enforced on the next free
+ * instead.  Here the span starts 5 pages below a 256 KiB boundary: a
+ * 59-page block is carved at the front of a fresh stretch, a 2 MiB one
+ * after it is written and freed, and a 6000-byte block (a class no other
+ * test uses) needs a new 256 KiB superblock. */
+static void test_superblock_cut_no_release(void) {
+  umpa_malloc_trim(0);
+  size_t old = umpa_page_cache_limit(0);
+  const size_t page = 4096, sb = 256 * 1024;
+  char *front = umpa_malloc(59 * page);
+  REQUIRE(front);
+  REQUIRE_MSG((uintptr_t)front % (4 * MiB) == 0,
+              "%p does not start a stretch", (void *)front);
+  char *big = umpa_malloc(2 * MiB);
+  REQUIRE(big == front + 59 * page);
+  memset(big, 1, 2 * MiB);
+  umpa_free(big);
+  struct umpa_page_stats a, b, c;
+  umpa_page_stats(&a);
+  char *q = umpa_malloc(6000);
+  REQUIRE(q);
+  umpa_page_stats(&b);
+  char *want = (char *)(((uintptr_t)big + sb - 1) & ~(uintptr_t)(sb - 1));
+  REQUIRE_MSG(q >= want && q < want + sb, "block %p, superblock expected at %p",
+              (void *)q, (void *)want);
+  CHECK_MSG(b.pages_released == a.pages_released,
+            "malloc released %llu pages",
+            (unsigned long long)(b.pages_released - a.pages_released));
+  CHECK_MSG(b.cached == a.cached + 5 * page, "cached %zu -> %zu", a.cached,
+            b.cached);
+  umpa_free(front); /* a free: the limit (0) holds again */
+  umpa_page_stats(&c);
+  CHECK_MSG(c.cached == 0, "%zu bytes cached over a limit of 0", c.cached);
+  umpa_free(q);
+  umpa_page_cache_limit(old);
+  umpa_page_check();
+}
+
 static void test_lazy_big(void) {
   /* Only what is touched is resident, as with glibc's mmap. */
   umpa_malloc_trim(0);
@@ -609,6 +651,7 @@ int main(void) {
   test_page_cache_decay();
   test_trim();
   test_superblock_from_cache();
+  test_superblock_cut_no_release();
   test_lazy_big();
   test_small_lazy_cached();
   test_realloc_no_copy();
