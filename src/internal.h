@@ -118,9 +118,12 @@ UMPA_HIDDEN void os_heal(void *p, size_t size, bool thp);
 UMPA_HIDDEN void os_advise_huge(void *p, size_t size);
 /* Move the pages of [src, src+size) to dst; src stays mapped and empty.
  * Returns 0 or an errno value (ENOMEM at vm.max_map_count, ...); after a
- * failure nothing has moved (unless the kernel also refused to move back
- * the part of a range that spans several VMAs it had moved already). */
+ * failure src holds its bytes as before (dst may hold a copy of some). */
 UMPA_HIDDEN int os_move(void *src, void *dst, size_t size);
+/* For the tests: the results of the next calls of os_move, one byte each
+ * from the lowest (an errno value, or 0 for the real call), so that the
+ * paths a kernel out of VMAs takes can be run. */
+UMPA_HIDDEN extern _Atomic uint64_t os_move_script;
 /* Which of the pages of [p, p+npages pages) are resident: vec[i] & 1. */
 UMPA_HIDDEN int os_residency(void *p, size_t npages, unsigned char *vec);
 UMPA_HIDDEN bool os_has_swap(void);

@@ -180,13 +180,20 @@ void os_advise_huge(void *p, size_t size) {
   errno = saved;
 }
 
+_Atomic uint64_t os_move_script;
+
 int os_move(void *src, void *dst, size_t size) {
-  int saved = errno;
-  void *q = mremap(src, size, size,
-                   MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst);
-  int err = 0;
+  int saved = errno, err = 0;
+  uint64_t script = atomic_load_explicit(&os_move_script, memory_order_relaxed);
+  if (UMPA_UNLIKELY(script)) {
+    atomic_store_explicit(&os_move_script, script >> 8, memory_order_relaxed);
+    err = (int)(script & 0xff);
+  }
+  void *q = err ? MAP_FAILED
+                : mremap(src, size, size,
+                         MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst);
   if (q == MAP_FAILED) {
-    err = errno;
+    if (!err) err = errno;
     /* A range that spans several VMAs (earlier moves split them) fails
      * with EFAULT: move it in two halves, cut on a 2 MiB boundary when
      * possible so that page tables still move whole. */
@@ -197,8 +204,12 @@ int os_move(void *src, void *dst, size_t size) {
       err = os_move(src, dst, half);
       if (!err) {
         err = os_move((char *)src + half, (char *)dst + half, size - half);
-        /* Callers count on all or nothing: put the first half back. */
-        if (err) os_move(dst, src, half);
+        /* Callers count on all or nothing: put the first half back, and
+         * if the kernel refuses that too (out of VMAs), copy it back: the
+         * source keeps its mapping, so the writes fault pages in there,
+         * and a caller that falls back to copying (realloc) finds its
+         * bytes where it left them. */
+        if (err && os_move(dst, src, half) != 0) memcpy(src, dst, half);
       }
     }
   }

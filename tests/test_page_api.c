@@ -417,6 +417,42 @@ static void test_region_growth(void) {
   userpage_free(p, 4096);
 }
 
+/* os_move is all or nothing.  A range the kernel refuses to move whole
+ * (EFAULT: it spans VMAs that earlier moves split) is moved in halves; if
+ * the second half fails, the first is moved back, and if that fails too
+ * (out of VMAs) it is copied back: a caller that then copies the block
+ * (realloc) must find every byte at the source.  The kernel's refusals
+ * come from os_move_script. */
+static void test_move_all_or_nothing(void) {
+  const size_t n = 8 * PG;
+  const uint64_t efault = 14, enomem = 12;
+  REQUIRE(EFAULT == efault && ENOMEM == enomem);
+  static const uint64_t scripts[] = {
+      efault | 0 << 8 | enomem << 16,                 /* moved back */
+      efault | 0 << 8 | enomem << 16 | enomem << 24,  /* copied back */
+  };
+  for (size_t i = 0; i < sizeof scripts / sizeof scripts[0]; i++) {
+    char *src = mmap(NULL, n, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *dst = mmap(NULL, n, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    REQUIRE(src != MAP_FAILED && dst != MAP_FAILED);
+    fill(src, n, (unsigned)i + 7);
+    atomic_store(&os_move_script, scripts[i]);
+    CHECK(os_move(src, dst, n) == ENOMEM);
+    CHECK_MSG(atomic_load(&os_move_script) == 0, "script %zu: %llx left", i,
+              (unsigned long long)atomic_load(&os_move_script));
+    CHECK_MSG(holds(src, n, (unsigned)i + 7), "script %zu: source lost bytes",
+              i);
+    /* And a move the kernel allows takes everything. */
+    CHECK(os_move(src, dst, n) == 0);
+    CHECK(holds(dst, n, (unsigned)i + 7));
+    CHECK(resident(src, 8) == 0);
+    munmap(src, n);
+    munmap(dst, n);
+  }
+}
+
 int main(void) {
   test_region_growth();
   test_malloc_errors();
@@ -426,6 +462,7 @@ int main(void) {
   test_commit_release_errors();
   test_realloc();
   test_swap();
+  test_move_all_or_nothing();
   test_cache_trim_prefill();
   test_stats();
   return check_done("test_page_api");
