@@ -311,6 +311,14 @@ UMPA_HIDDEN void bitmap_swap(_Atomic uint64_t *a, size_t ia,
 /* First index in [from, from+n) whose bit equals `value`, or from+n. */
 UMPA_HIDDEN size_t bitmap_find(_Atomic uint64_t *map, size_t from, size_t n,
                                bool value);
+/* The first run of bits equal to `value` in [from, end): its first index
+ * (end when there is none), and the index after its last in *stop. */
+static inline size_t bitmap_run(_Atomic uint64_t *map, size_t from,
+                                size_t end, bool value, size_t *stop) {
+  size_t s = bitmap_find(map, from, end - from, value);
+  *stop = s == end ? end : bitmap_find(map, s, end - s, !value);
+  return s;
+}
 /* Last set bit at or below `from`, or SIZE_MAX. */
 UMPA_HIDDEN size_t bitmap_find_last_set(_Atomic uint64_t *map, size_t from);
 static inline bool bitmap_test(_Atomic uint64_t *map, size_t i) {

@@ -278,9 +278,8 @@ static struct pmeta *donor(size_t *at, size_t *len) {
     }
     _Atomic uint64_t *bits = pm->region->xbacked;
     while (i < end) {
-      size_t s = bitmap_find(bits, i, end - i, true);
+      size_t e, s = bitmap_run(bits, i, end, true, &e);
       if (s == end) break;
-      size_t e = bitmap_find(bits, s, end - s, false);
       if (e - s >= LC_MOVE_MIN) {
         *at = s;
         *len = e - s;
@@ -319,9 +318,8 @@ static void borrow(struct pmeta *dst) {
   int moves = LC_MOVES;
   bool moved = false;
   for (size_t i = idx; i < end && moves > 0;) {
-    size_t s = bitmap_find(r->xbacked, i, end - i, false);
+    size_t e, s = bitmap_run(r->xbacked, i, end, false, &e);
     if (s == end) break;
-    size_t e = bitmap_find(r->xbacked, s, end - s, true);
     if (e - s < LC_MOVE_MIN) { /* a few faults cost less than a VMA */
       i = e;
       continue;

@@ -104,9 +104,8 @@ int page_prepare(struct region *r, size_t idx, size_t n, unsigned flags,
  * equals `value` (bits are left as they are). */
 static void release_runs(struct region *r, size_t idx, size_t n, bool value) {
   for (size_t i = idx, end = idx + n; i < end;) {
-    size_t s = bitmap_find(r->xbacked, i, end - i, value);
+    size_t e, s = bitmap_run(r->xbacked, i, end, value, &e);
     if (s == end) break;
-    size_t e = bitmap_find(r->xbacked, s, end - s, !value);
     os_release(region_addr(r, s), (e - s) << PAGE_SHIFT);
     i = e;
   }
@@ -504,9 +503,8 @@ int userpage_commit(void *p, size_t size) {
   uint64_t faults = 0;
   int err = 0;
   for (size_t i = idx, end = idx + n; i < end;) {
-    size_t s = bitmap_find(r->xbacked, i, end - i, false);
+    size_t e, s = bitmap_run(r->xbacked, i, end, false, &e);
     if (s == end) break;
-    size_t e = bitmap_find(r->xbacked, s, end - s, true);
     uint64_t f = 0;
     /* An unknown block's clear bits may hide pages the owner wrote. */
     err = os_populate(region_addr(r, s), (e - s) << PAGE_SHIFT,

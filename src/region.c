@@ -218,9 +218,8 @@ void region_back_meta(struct region *r, size_t idx, size_t n) {
   const size_t per_page = PAGE_SIZE / sizeof(struct pmeta);
   size_t first = idx / per_page, end = (idx + n + per_page - 1) / per_page;
   for (size_t i = first; i < end;) {
-    size_t s = bitmap_find(r->xmeta_backed, i, end - i, false);
+    size_t e, s = bitmap_run(r->xmeta_backed, i, end, false, &e);
     if (s == end) break;
-    size_t e = bitmap_find(r->xmeta_backed, s, end - s, true);
     /* Best effort: if this fails the entries are faulted in on use. */
     if (os_populate((char *)r->meta + s * PAGE_SIZE, (e - s) * PAGE_SIZE,
                     false, NULL) == 0)
