@@ -209,6 +209,15 @@ static void store_unlink_locked(struct superblock *sb) {
   PC_ADD(xidle, -pages);
 }
 
+/* Take sb off the store and onto the chain `gone` for destroy_chain
+ * (class lock held); returns the chain. */
+static struct superblock *store_remove_locked(struct superblock *sb,
+                                              struct superblock *gone) {
+  store_unlink_locked(sb);
+  sb->next = gone;
+  return sb;
+}
+
 /* Take the class's superblocks stored longer than UMPA_DECAY_MS ago off
  * the store (class lock held), chained onto `gone` for destroy_chain. */
 static struct superblock *store_expire_locked(unsigned cls, uint64_t now,
@@ -216,12 +225,8 @@ static struct superblock *store_expire_locked(unsigned cls, uint64_t now,
   uint64_t age = decay_age_ns();
   /* `now` was read before the lock: a stamp may be a little later. */
   while (age && store_tail[cls] && now > store_tail[cls]->stamp &&
-         now - store_tail[cls]->stamp >= age) {
-    struct superblock *sb = store_tail[cls];
-    store_unlink_locked(sb);
-    sb->next = gone;
-    gone = sb;
-  }
+         now - store_tail[cls]->stamp >= age)
+    gone = store_remove_locked(store_tail[cls], gone);
   return gone;
 }
 
@@ -316,10 +321,7 @@ static size_t store_flush(void) {
     struct superblock *gone = NULL;
     ulock_acquire(&global_lock[c]);
     while (store_head[c]) {
-      struct superblock *sb = store_head[c];
-      store_unlink_locked(sb);
-      sb->next = gone;
-      gone = sb;
+      gone = store_remove_locked(store_head[c], gone);
       released += (size_t)umpa_class[c].sb_pages << PAGE_SHIFT;
     }
     ulock_release(&global_lock[c]);
