@@ -50,6 +50,13 @@ static size_t resident_pages(void *p, size_t bytes) {
   return r;
 }
 
+/* Of every `step`-th byte of [p, p+n), how many are not zero. */
+static size_t nonzero_bytes(const char *p, size_t n, size_t step) {
+  size_t k = 0;
+  for (size_t i = 0; i < n; i += step) k += p[i] != 0;
+  return k;
+}
+
 /* A program's first large block is cut from the region its superblocks
  * came from while that region has a free run of a few MiB: a second region
  * made for it cost a short-lived process (each of git's) ten system calls
@@ -87,8 +94,7 @@ static void test_small_lazy_cached(void) {
   char *q = umpa_calloc(1, n);
   REQUIRE(q);
   CHECK(q == p);
-  size_t nonzero = 0;
-  for (size_t i = 0; i < n; i++) nonzero += q[i] != 0;
+  size_t nonzero = nonzero_bytes(q, n, 1);
   CHECK_MSG(nonzero == 0, "%zu bytes of calloc's block not zero", nonzero);
   umpa_free(q);
   umpa_page_check();
@@ -123,13 +129,7 @@ static void test_calloc_reused(void) {
   umpa_free(p);
   char *z = umpa_calloc(1, 2 * MiB);
   REQUIRE(z);
-  bool zero = true;
-  for (size_t i = 0; i < 2 * MiB; i++)
-    if (z[i]) {
-      zero = false;
-      break;
-    }
-  CHECK(zero);
+  CHECK(nonzero_bytes(z, 2 * MiB, 1) == 0);
   umpa_free(z);
 }
 
@@ -247,8 +247,7 @@ static void test_borrow(void) {
             (unsigned long long)moved);
   CHECK_MSG(resident_pages(b, 8 * MiB) >= 1024, "%zu pages resident",
             resident_pages(b, 8 * MiB));
-  size_t nonzero = 0;
-  for (size_t i = 0; i < 8 * MiB; i += 512) nonzero += b[i] != 0;
+  size_t nonzero = nonzero_bytes(b, 8 * MiB, 512);
   CHECK_MSG(nonzero == 0, "calloc: %zu nonzero samples", nonzero);
   /* Touching the moved half costs no fault. */
   long f = faults();
@@ -257,8 +256,7 @@ static void test_borrow(void) {
             faults() - f);
   char *again = umpa_calloc(1, 4 * MiB);
   REQUIRE(again);
-  nonzero = 0;
-  for (size_t i = 0; i < 4 * MiB; i += 512) nonzero += again[i] != 0;
+  nonzero = nonzero_bytes(again, 4 * MiB, 512);
   CHECK_MSG(nonzero == 0, "calloc of the donor: %zu nonzero samples",
             nonzero);
   CHECK(sep[64 * 1024 - 1] == 1);
