@@ -14,7 +14,12 @@
  * the cost of the writes alone, to memory that is there but, written up to
  * a ring ago, no longer in the caches or the TLB.  "above" = notrav +
  * touch - write is then what the allocator adds: its own work and the
- * faults it leaves to the program's first writes.
+ * faults it leaves to the program's first writes.  "faults" counts those
+ * page faults per operation of the bin (in its frees, mallocs and
+ * writes; read between the timed intervals), and the run prints its floor:
+ * the pages by which the ring outgrew its warm-up peak, which every
+ * allocator must fault in.  On a VM a fault's cost varies several times
+ * over with how long ago the host last backed the page; the counts do not.
  *
  * 16384 timed operations (32 turns of the ring) by default: sizes are
  * uniform, so the 4-8 KiB bin gets one operation in 2000; with 4096 it got
@@ -33,6 +38,7 @@ struct bin {
   uint64_t allocs, frees;
   uint64_t alloc_ns, touch_ns, free_ns;
   uint64_t writes, write_ns; /* the writes again, to blocks in the ring */
+  uint64_t faults;            /* in its frees, mallocs and writes */
 };
 
 struct slot {
@@ -45,18 +51,32 @@ static int bin_of(size_t size) {
   return b >= NBINS ? NBINS - 1 : b;
 }
 
-/* Run `ops` operations on the ring; accumulate into bins when given. */
+/* The pages the ring's blocks span, and the most they spanned. */
+struct live {
+  uint64_t pages, peak;
+};
+
+static uint64_t pages_of(size_t size) { return (size + 4095) / 4096; }
+
+/* Run `ops` operations on the ring; accumulate into bins when given.  The
+ * faults are read outside the timed intervals (a system call each). */
 static void run(struct slot *ring, int slots, long ops, long *next,
-                uint64_t *rng, struct bin *bins) {
+                uint64_t *rng, struct bin *bins, struct live *live) {
   for (long n = 0; n < ops; n++, (*next)++) {
     struct slot *s = &ring[*next % slots];
+    uint64_t f0 = bins ? minor_faults() : 0;
     if (s->p) {
       uint64_t t0 = now_ns();
       free(s->p);
       uint64_t t1 = now_ns();
+      live->pages -= pages_of(s->size);
       if (bins) {
-        bins[bin_of(s->size)].frees++;
-        bins[bin_of(s->size)].free_ns += t1 - t0;
+        struct bin *b = &bins[bin_of(s->size)];
+        uint64_t f1 = minor_faults();
+        b->frees++;
+        b->free_ns += t1 - t0;
+        b->faults += f1 - f0;
+        f0 = f1;
       }
     }
     size_t size = rand_between(rng, MIN_SIZE, MAX_SIZE);
@@ -67,11 +87,14 @@ static void run(struct slot *ring, int slots, long ops, long *next,
     uint64_t t2 = now_ns();
     s->p = p;
     s->size = size;
+    live->pages += pages_of(size);
+    if (live->pages > live->peak) live->peak = live->pages;
     if (bins) {
       struct bin *b = &bins[bin_of(size)];
       b->allocs++;
       b->alloc_ns += t1 - t0;
       b->touch_ns += t2 - t1;
+      b->faults += minor_faults() - f0;
     }
   }
 }
@@ -100,10 +123,16 @@ int main(int argc, char **argv) {
   }
   uint64_t rng = 0x9e3779b97f4a7c15u;
   long next = 0;
-  run(ring, slots, slots, &next, &rng, NULL);
+  struct live live = {0, 0};
+  run(ring, slots, slots, &next, &rng, NULL, &live);
+  uint64_t warm_peak = live.peak;
   uint64_t f0 = minor_faults(), t0 = now_ns();
-  run(ring, slots, ops, &next, &rng, bins);
+  run(ring, slots, ops, &next, &rng, bins, &live);
   uint64_t secs_ns = now_ns() - t0, faults = minor_faults() - f0;
+  /* Pages the ring spans beyond its warm-up peak: memory no allocator had
+   * at the start of the timed part, so faulted in by any (or moved from a
+   * cache that the warm-up could not have filled). */
+  uint64_t floor_pages = live.peak - warm_peak;
   rss_mark_peak(&m);
   for (long n = 0; n < slots; n++) {
     struct slot *s = &ring[(next + n) % slots]; /* oldest first */
@@ -122,12 +151,13 @@ int main(int argc, char **argv) {
          "touch = 1 byte per page,\nwrite = the same writes again to the "
          "blocks left in the ring (not in the total),\nabove = notrav + "
          "touch - write: what the allocator adds\n\n");
-  static const char *const cols[] = {"bin",   "ops",  "notrav", "touch",
-                                     "total", "write", "above"};
+  static const char *const cols[] = {"bin",   "ops",   "notrav", "touch",
+                                     "total", "write", "above",  "faults"};
   struct table t;
   table_begin(&t, cols, sizeof cols / sizeof cols[0], 15);
   uint64_t sum_notrav = 0, sum_touch = 0;
   double notrav[NBINS], touch[NBINS], write[NBINS], above[NBINS];
+  double flt[NBINS];
   for (int i = 0; i < NBINS; i++) {
     struct bin *b = &bins[i];
     /* Allocs and frees of a bin differ in number: average each apart. */
@@ -135,6 +165,7 @@ int main(int argc, char **argv) {
     touch[i] = per_op(b->touch_ns, b->allocs);
     write[i] = per_op(b->write_ns, b->writes);
     above[i] = notrav[i] + touch[i] - write[i];
+    flt[i] = per_op(b->faults, b->allocs);
     sum_notrav += b->alloc_ns + b->free_ns;
     sum_touch += b->touch_ns;
     char lo[16], hi[16], name[40];
@@ -148,21 +179,27 @@ int main(int argc, char **argv) {
     table_num(&t, notrav[i] + touch[i], 0);
     table_num(&t, write[i], 0);
     table_num(&t, above[i], 0);
+    table_num(&t, flt[i], 1);
   }
   printf("\ntimed part %.3f s (alloc+free %.3f s, touch %.3f s), %llu minor "
          "faults (%.1f per operation)\n",
          (double)secs_ns / 1e9, (double)sum_notrav / 1e9,
          (double)sum_touch / 1e9, (unsigned long long)faults,
          (double)faults / (double)ops);
+  printf("the ring grew %llu pages past its warm-up peak: faults that no "
+         "allocator avoids\n",
+         (unsigned long long)floor_pages);
   print_rss_text(&m);
   printf("result: bench=fig7_malloc secs=%.6f notrav_secs=%.6f "
-         "touch_secs=%.6f faults=%llu",
+         "touch_secs=%.6f faults=%llu floor=%llu",
          (double)secs_ns / 1e9, (double)sum_notrav / 1e9,
-         (double)sum_touch / 1e9, (unsigned long long)faults);
+         (double)sum_touch / 1e9, (unsigned long long)faults,
+         (unsigned long long)floor_pages);
   for (int i = 0; i < NBINS; i++) /* a bin nothing fell into: no figure */
     if (bins[i].allocs)
-      printf(" notrav%d=%.0f touch%d=%.0f write%d=%.0f above%d=%.0f", i,
-             notrav[i], i, touch[i], i, write[i], i, above[i]);
+      printf(" notrav%d=%.0f touch%d=%.0f write%d=%.0f above%d=%.0f "
+             "faults%d=%.2f",
+             i, notrav[i], i, touch[i], i, write[i], i, above[i], i, flt[i]);
   print_rss_fields(&m);
   return 0;
 }
