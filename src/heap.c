@@ -541,6 +541,18 @@ static struct superblock *next_superblock(struct heap *h, struct bin *b,
   return sb;
 }
 
+/* The caches age on the paths that free into them and on large requests;
+ * a program that stops both would keep what they hold until it exits.
+ * Every HEAP_TICK_EVERY events of a heap's slow paths (a superblock run
+ * out, or one changing its quarter of fullness), it ages them too: a clock
+ * read and a few loads when there is nothing to release. */
+#define HEAP_TICK_EVERY 16
+static UMPA_NOINLINE void tick(struct heap *h) {
+  h->ticks = HEAP_TICK_EVERY;
+  largecache_decay_idle();
+  cache_enforce();
+}
+
 /* Allocate from heap h's bin cls (the caller owns h).  *zero is set when
  * the block is known to read as zero. */
 static void *bin_alloc(struct heap *h, unsigned cls, bool *zero) {
@@ -562,6 +574,7 @@ static void *bin_alloc(struct heap *h, unsigned cls, bool *zero) {
     }
     if (superblock_carve(sb)) continue;
     if (sb != &umpa_sb_empty && superblock_collect(sb)) continue;
+    if (UMPA_UNLIKELY(h->ticks-- == 0)) tick(h);
     retire_current(h, cls);
     sb = next_superblock(h, b, cls);
     if (!sb) {
@@ -595,6 +608,7 @@ void *heap_alloc_slow(struct heap *h, size_t n, bool *zero) {
 
 void heap_free_slow(struct heap *h, struct superblock *sb) {
   struct bin *b = &h->bins[sb->cls];
+  if (UMPA_UNLIKELY(h->ticks-- == 0)) tick(h);
   if (used_of(sb) == 0) {
     list_out(b, sb);
     retire_empty(b, sb);

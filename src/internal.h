@@ -747,6 +747,7 @@ struct heap {
    * (n + 15) / 16 without computing the class. */
   struct superblock *direct[DIRECT_SLOTS];
   struct bin bins[NUM_CLASSES];
+  uint32_t ticks;         /* slow-path events before the next tick */
   struct heap *next_all;  /* registry of every heap ever made */
   struct heap *next_free; /* pool of unused heaps */
   _Atomic int xin_use;
@@ -857,6 +858,11 @@ UMPA_HIDDEN void *largecache_take_aligned(size_t pages, unsigned kind);
  * cached for the next ones; NULL when the request is too big for that or
  * the page layer has a warm run that fits (page_alloc then serves it). */
 UMPA_HIDDEN void *largecache_grow(size_t pages, unsigned flags);
+/* Age the cache as a large request does (UMPA_DECAY_MS), unless another
+ * thread holds its lock: the small-object slow paths call this now and
+ * then, so that a program whose large requests stopped does not keep the
+ * blocks it freed last until it exits. */
+UMPA_HIDDEN void largecache_decay_idle(void);
 /* Give every cached block back to the page layer; returns bytes. */
 UMPA_HIDDEN size_t largecache_flush(void);
 UMPA_HIDDEN size_t largecache_bytes(void);

@@ -402,8 +402,7 @@ static size_t evict(size_t excess) {
  * more, and the slower the machine the more (the age is wall time).
  * Without a background thread the clock is read here, on the large paths,
  * which cost far more than the read. */
-static void lock_and_decay(void) {
-  ulock_acquire(&lc_lock);
+static void decay_locked(void) {
   lc_now = os_now_ns();
   uint64_t age = decay_age_ns();
   if (!age || !lc_ready || !lc_now) return;
@@ -417,6 +416,21 @@ static void lock_and_decay(void) {
     page_release_block(pm);
     give_back(pm);
   }
+}
+
+static void lock_and_decay(void) {
+  ulock_acquire(&lc_lock);
+  decay_locked();
+}
+
+void largecache_decay_idle(void) {
+  if (!decay_age_ns() ||
+      atomic_load_explicit(&lc_backed, memory_order_relaxed) <=
+          pages_live() / LC_KEEP_DIV ||
+      !ulock_try(&lc_lock))
+    return;
+  decay_locked();
+  ulock_release(&lc_lock);
 }
 
 bool largecache_put(void *p, struct pmeta *pm) {

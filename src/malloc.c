@@ -472,12 +472,15 @@ int umpa_mallopt(int param, int value) {
   }
 }
 
-struct umpa_mallinfo umpa_mallinfo(void) {
+/* The figures of mallinfo; fordblks is the sum of *sb_free (free blocks
+ * in superblocks) and *cached (the large-block cache). */
+static struct umpa_mallinfo mallinfo_parts(struct umpa_page_stats *ps,
+                                           size_t *sb_free, size_t *cached) {
   umpa_init();
-  size_t blocks, free_bytes, sbs, peak;
-  heap_stats(&blocks, &free_bytes, &sbs);
-  struct umpa_page_stats ps;
-  umpa_page_stats(&ps);
+  size_t blocks, sbs, peak;
+  heap_stats(&blocks, sb_free, &sbs);
+  umpa_page_stats(ps);
+  *cached = largecache_bytes();
   struct umpa_mallinfo mi = {0};
   size_t lbytes = atomic_load(&large_bytes);
   mi.arena = heap_arena_bytes(&peak);
@@ -485,26 +488,33 @@ struct umpa_mallinfo umpa_mallinfo(void) {
   mi.hblkhd = lbytes;
   mi.usmblks = peak;
   mi.uordblks = blocks + lbytes;
-  mi.fordblks = free_bytes + largecache_bytes();
-  mi.keepcost = ps.cached + largecache_bytes();
+  mi.fordblks = *sb_free + *cached;
+  mi.keepcost = ps->cached + *cached;
   return mi;
 }
 
-void umpa_malloc_stats(void) {
-  struct umpa_mallinfo mi = umpa_mallinfo();
+struct umpa_mallinfo umpa_mallinfo(void) {
   struct umpa_page_stats ps;
-  umpa_page_stats(&ps);
+  size_t sb_free, cached;
+  return mallinfo_parts(&ps, &sb_free, &cached);
+}
+
+void umpa_malloc_stats(void) {
+  struct umpa_page_stats ps;
+  size_t sb_free, cached;
+  struct umpa_mallinfo mi = mallinfo_parts(&ps, &sb_free, &cached);
   char buf[1024];
   size_t n = umpa_format(
       buf, sizeof buf,
       "Arena 0:\nsystem bytes     = %zu\nin use bytes     = %zu\n"
       "Total (incl. mmap):\nsystem bytes     = %zu\nin use bytes     = %zu\n"
       "max mmap regions = %zu\nmax mmap bytes   = %zu\n"
-      "umpa: large blocks %zu (%zu bytes); free in superblocks %zu bytes\n"
+      "umpa: large blocks %zu (%zu bytes); free in superblocks %zu bytes; "
+      "large-block cache %zu bytes\n"
       "umpa: pages reserved %zu, committed %zu, in use %zu, cached %zu "
       "(limit %zu); cache hits %zu, misses %zu, faults %zu\n",
       mi.arena, mi.uordblks, mi.arena, mi.uordblks, mi.hblks, mi.hblkhd,
-      mi.hblks, mi.hblkhd, mi.fordblks, ps.reserved, ps.committed, ps.in_use,
+      mi.hblks, mi.hblkhd, sb_free, cached, ps.reserved, ps.committed, ps.in_use,
       ps.cached, ps.cache_limit, (size_t)ps.cache_hits,
       (size_t)ps.cache_misses, (size_t)ps.page_faults);
   os_write_stderr(buf, n);

@@ -3,7 +3,8 @@
  * cache without faults, a first large block that makes no region of its
  * own, small lazy blocks cached without asking the kernel, best fit with
  * the surplus given back, growth over the free tail of a block's run, idle
- * blocks decay, calloc of reused blocks is zero, fresh blocks are carved
+ * blocks decay (also while the program only makes small requests), calloc
+ * of reused blocks is zero, fresh blocks are carved
  * next to each other, a ring of varied blocks keeps its footprint near its
  * live set and one of mixed small and large blocks reuses them without
  * faults, a request no span fits gets other spans' pages moved in (not
@@ -21,6 +22,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MiB ((size_t)1 << 20)
 
@@ -442,6 +444,47 @@ static void test_decay(void) {
   umpa_page_check();
 }
 
+/* A program whose large requests stop still has its cache aged: by its
+ * small mallocs and frees, which tick every few slow-path events.  Before,
+ * 64 freed 1 MiB blocks stayed cached through any amount of small work. */
+static size_t cached_after_small_work(size_t decay_ms) {
+  umpa_malloc_trim(0);
+  size_t saved = umpa_opt.decay_ms;
+  umpa_opt.decay_ms = decay_ms;
+  char *p = umpa_malloc(4 * MiB);
+  REQUIRE(p);
+  memset(p, 9, 4 * MiB);
+  umpa_free(p);
+  REQUIRE_MSG(largecache_bytes() >= 4 * MiB, "%zu bytes cached",
+              largecache_bytes());
+  struct timespec nap = {0, 60 * 1000 * 1000};
+  nanosleep(&nap, NULL);
+  /* Three superblocks' worth a round, all freed: each round runs out of
+   * superblocks and moves them between quarters. */
+  static void *blk[4000];
+  for (int round = 0; round < 8; round++) {
+    for (int i = 0; i < 4000; i++) REQUIRE((blk[i] = umpa_malloc(48)));
+    for (int i = 0; i < 4000; i++) umpa_free(blk[i]);
+  }
+  size_t left = largecache_bytes();
+  umpa_opt.decay_ms = saved;
+  return left;
+}
+
+static void test_decay_small_work(void) {
+  size_t saved = umpa_opt.large_cache;
+  bool fixed = umpa_opt.large_cache_fixed;
+  umpa_opt.large_cache = 256 * MiB;
+  umpa_opt.large_cache_fixed = true;
+  /* Off, superblocks may be cut from the span, no more. */
+  size_t off = cached_after_small_work(0), on = cached_after_small_work(20);
+  CHECK_MSG(off >= 3 * MiB, "decay off: %zu bytes left cached", off);
+  CHECK_MSG(on < MiB, "decay 20 ms: %zu bytes left cached", on);
+  umpa_opt.large_cache = saved;
+  umpa_opt.large_cache_fixed = fixed;
+  umpa_page_check();
+}
+
 /* The page cache (adaptive limit) releases what stayed in it unused for a
  * whole UMPA_DECAY_MS interval, checked as pages are freed. */
 static size_t page_cache_after_idle(size_t decay_ms) {
@@ -470,6 +513,38 @@ static void test_page_cache_decay(void) {
   CHECK_MSG(off >= 2 * MiB, "decay off: %zu bytes cached", off);
   CHECK_MSG(on < MiB, "decay 20 ms: %zu bytes still cached", on);
   umpa_page_check();
+}
+
+/* malloc_stats reports the large-block cache on its own: it printed it
+ * as free bytes in superblocks. */
+static void test_stats_line(void) {
+  umpa_malloc_trim(0);
+  char *p = umpa_malloc(4 * MiB);
+  REQUIRE(p);
+  memset(p, 9, 4 * MiB);
+  umpa_free(p);
+  FILE *tmp = tmpfile();
+  REQUIRE(tmp);
+  fflush(stderr);
+  int saved = dup(2);
+  REQUIRE(saved >= 0 && dup2(fileno(tmp), 2) == 2);
+  umpa_malloc_stats();
+  REQUIRE(dup2(saved, 2) == 2);
+  close(saved);
+  char buf[4096];
+  rewind(tmp);
+  size_t len = fread(buf, 1, sizeof buf - 1, tmp);
+  buf[len] = 0;
+  fclose(tmp);
+  const char *at = strstr(buf, "free in superblocks ");
+  size_t in_sb = 0, cached = 0;
+  CHECK_MSG(at && sscanf(at, "free in superblocks %zu bytes; large-block "
+                             "cache %zu bytes", &in_sb, &cached) == 2,
+            "malloc_stats printed: %s", buf);
+  CHECK_MSG(cached >= 4 * MiB && in_sb < 4 * MiB,
+            "%zu bytes free in superblocks, %zu in the large-block cache",
+            in_sb, cached);
+  umpa_malloc_trim(0);
 }
 
 static void test_trim(void) {
@@ -646,8 +721,10 @@ int main(void) {
   test_ring_footprint();
   test_mixed_ring();
   test_decay();
+  test_decay_small_work();
   test_page_cache_decay();
   test_trim();
+  test_stats_line();
   test_superblock_from_cache();
   test_superblock_cut_no_release();
   test_lazy_big();
