@@ -2,7 +2,9 @@
  * test_superblock.c - superblocks as the heap sees them: every block of
  * every class lies inside its superblock, after the header, 16-byte
  * aligned, and carving hands blocks out a page at a time, so a class a
- * program takes a few blocks of touches only the pages they are in.
+ * program takes a few blocks of touches only the pages they are in; every
+ * request size gets the smallest class that holds it, within the documented
+ * waste.
  */
 #include "check.h"
 #include "internal.h"
@@ -81,7 +83,27 @@ static void test_boundary(void) {
   }
 }
 
+/* Every size up to SMALL_MAX: the class holds it, the class below does not,
+ * and the waste is at most 15 bytes up to 128 and under 20 % above. */
+static void test_classes(void) {
+  umpa_free(umpa_malloc(1)); /* the tables are built on the first malloc */
+  CHECK(umpa_class[NUM_CLASSES - 1].size == SMALL_MAX);
+  unsigned bad = 0, prev = 0;
+  for (size_t n = 1; n <= SMALL_MAX; n++) {
+    unsigned c = sizeclass_of(n);
+    size_t size = umpa_class[c].size, waste = size - n;
+    bool ok = c < NUM_CLASSES && size >= n && size % 16 == 0 &&
+              (c == 0 || umpa_class[c - 1].size < n) && c >= prev &&
+              (n <= 128 ? waste <= 15 : waste * 5 < size);
+    if (!ok && bad++ < 5)
+      CHECK_MSG(false, "%zu bytes: class %u of %zu bytes", n, c, size);
+    prev = c;
+  }
+  CHECK_MSG(bad == 0, "%u sizes in the wrong class", bad);
+}
+
 int main(void) {
+  test_classes();
   test_carve_a_page_at_a_time();
   test_boundary();
   return check_done("test_superblock");
