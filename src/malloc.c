@@ -514,8 +514,8 @@ void umpa_malloc_stats(void) {
       "umpa: pages reserved %zu, committed %zu, in use %zu, cached %zu "
       "(limit %zu); cache hits %zu, misses %zu, faults %zu\n",
       mi.arena, mi.uordblks, mi.arena, mi.uordblks, mi.hblks, mi.hblkhd,
-      mi.hblks, mi.hblkhd, sb_free, cached, ps.reserved, ps.committed, ps.in_use,
-      ps.cached, ps.cache_limit, (size_t)ps.cache_hits,
+      mi.hblks, mi.hblkhd, sb_free, cached, ps.reserved, ps.committed,
+      ps.in_use, ps.cached, ps.cache_limit, (size_t)ps.cache_hits,
       (size_t)ps.cache_misses, (size_t)ps.page_faults);
   os_write_stderr(buf, n);
 }

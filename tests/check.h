@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static int check_failures, check_count;
 
@@ -69,11 +71,29 @@ static int check_failures, check_count;
     }                                                                     \
   } while (0)
 
+/* Call fn with stderr going to a temporary file, and put what it printed
+ * in buf (at most size - 1 bytes, NUL-terminated); returns its length. */
+static inline size_t capture_stderr(void (*fn)(void), char *buf,
+                                    size_t size) {
+  FILE *tmp = tmpfile();
+  REQUIRE(tmp);
+  fflush(stderr);
+  int saved = dup(2);
+  REQUIRE(saved >= 0 && dup2(fileno(tmp), 2) == 2);
+  fn();
+  fflush(stderr);
+  REQUIRE(dup2(saved, 2) == 2);
+  close(saved);
+  rewind(tmp);
+  size_t len = fread(buf, 1, size - 1, tmp);
+  buf[len] = 0;
+  fclose(tmp);
+  return len;
+}
+
 /* Run fn in a forked child with its stderr captured: true if the child
  * aborted (SIGABRT) after printing exactly one line that starts with
- * "umpa: " and contains `expect`.  Defined only where <sys/wait.h> and
- * <unistd.h> are included before this header. */
-#if defined(WIFSIGNALED) && defined(STDERR_FILENO)
+ * "umpa: " and contains `expect`. */
 #include <signal.h>
 #include <string.h>
 static inline bool dies_with(void (*fn)(void), const char *expect) {
@@ -105,7 +125,6 @@ static inline bool dies_with(void (*fn)(void), const char *expect) {
             expect, status, buf);
   return aborted && one_line && says;
 }
-#endif
 
 /* Marsaglia's xorshift64 (13, 7, 17): advances *s and returns it.  Tests
  * use it for reproducible sequences. */

@@ -1151,20 +1151,8 @@ static void sc_mallinfo(const struct api *a, struct args arg, struct out *o) {
 /* malloc_stats prints glibc's summary lines on stderr. */
 static void sc_stats(const struct api *a, struct args arg, struct out *o) {
   (void)arg;
-  FILE *tmp = tmpfile();
-  REQUIRE(tmp);
-  fflush(stderr);
-  int saved = dup(2);
-  REQUIRE(saved >= 0 && dup2(fileno(tmp), 2) == 2);
-  a->stats();
-  fflush(stderr);
-  REQUIRE(dup2(saved, 2) == 2);
-  close(saved);
   char buf[4096];
-  rewind(tmp);
-  size_t len = fread(buf, 1, sizeof buf - 1, tmp);
-  buf[len] = 0;
-  fclose(tmp);
+  size_t len = capture_stderr(a->stats, buf, sizeof buf);
   say(o, strstr(buf, "system bytes") && strstr(buf, "in use bytes")
              ? "system-bytes,in-use-bytes"
              : "MISSING-LINES");

@@ -11,7 +11,8 @@
  * when the program leaves its blocks untouched), a new superblock is cut
  * from a freed large block without releasing memory inside the malloc,
  * fresh blocks are populated lazily (up front within UMPA_MALLOC_POPULATE),
- * and realloc grows without copying.
+ * realloc grows without copying, and malloc_stats reports the cache on a
+ * line of its own.
  */
 #define _GNU_SOURCE
 #include "check.h"
@@ -22,7 +23,6 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 #define MiB ((size_t)1 << 20)
 
@@ -403,9 +403,9 @@ static void test_mixed_ring(void) {
   ring_end(ring, SLOTS, saved);
 }
 
-/* A cached block nobody reuses for UMPA_DECAY_MS gives its memory back at
- * the next large malloc or free; with decay off it stays. */
-static size_t released_after_idle(size_t decay_ms) {
+/* Trim, set UMPA_DECAY_MS to decay_ms and free a written 4 MiB block into
+ * the large cache; returns the decay setting to put back. */
+static size_t cache_a_block(size_t decay_ms) {
   umpa_malloc_trim(0);
   size_t saved = umpa_opt.decay_ms;
   umpa_opt.decay_ms = decay_ms;
@@ -413,6 +413,30 @@ static size_t released_after_idle(size_t decay_ms) {
   REQUIRE(p);
   memset(p, 9, 4 * MiB);
   umpa_free(p);
+  return saved;
+}
+
+/* UMPA_LARGE_CACHE as a fixed 256 MiB (the decay tests' cache must not
+ * shrink with the memory in use), and back. */
+static struct large_cache_opt {
+  size_t bytes;
+  bool fixed;
+} fix_large_cache(void) {
+  struct large_cache_opt was = {umpa_opt.large_cache, umpa_opt.large_cache_fixed};
+  umpa_opt.large_cache = 256 * MiB;
+  umpa_opt.large_cache_fixed = true;
+  return was;
+}
+
+static void restore_large_cache(struct large_cache_opt was) {
+  umpa_opt.large_cache = was.bytes;
+  umpa_opt.large_cache_fixed = was.fixed;
+}
+
+/* A cached block nobody reuses for UMPA_DECAY_MS gives its memory back at
+ * the next large malloc or free; with decay off it stays. */
+static size_t released_after_idle(size_t decay_ms) {
+  size_t saved = cache_a_block(decay_ms);
   struct umpa_page_stats a, b;
   umpa_page_stats(&a);
   struct timespec nap = {0, 60 * 1000 * 1000};
@@ -424,10 +448,7 @@ static size_t released_after_idle(size_t decay_ms) {
 }
 
 static void test_decay(void) {
-  size_t saved = umpa_opt.large_cache;
-  bool fixed = umpa_opt.large_cache_fixed;
-  umpa_opt.large_cache = 256 * MiB;
-  umpa_opt.large_cache_fixed = true;
+  struct large_cache_opt was = fix_large_cache();
   size_t off = released_after_idle(0), on = released_after_idle(20);
   CHECK_MSG(off < MiB, "decay off: %zu bytes released", off);
   CHECK_MSG(on >= 4 * MiB, "decay 20 ms: %zu bytes released", on);
@@ -439,8 +460,7 @@ static void test_decay(void) {
   size_t kept = released_after_idle(20);
   CHECK_MSG(kept < MiB, "decay 20 ms, 64 MiB live: %zu bytes released", kept);
   umpa_free(live);
-  umpa_opt.large_cache = saved;
-  umpa_opt.large_cache_fixed = fixed;
+  restore_large_cache(was);
   umpa_page_check();
 }
 
@@ -448,13 +468,7 @@ static void test_decay(void) {
  * small mallocs and frees, which tick every few slow-path events.  Before,
  * 64 freed 1 MiB blocks stayed cached through any amount of small work. */
 static size_t cached_after_small_work(size_t decay_ms) {
-  umpa_malloc_trim(0);
-  size_t saved = umpa_opt.decay_ms;
-  umpa_opt.decay_ms = decay_ms;
-  char *p = umpa_malloc(4 * MiB);
-  REQUIRE(p);
-  memset(p, 9, 4 * MiB);
-  umpa_free(p);
+  size_t saved = cache_a_block(decay_ms);
   REQUIRE_MSG(largecache_bytes() >= 4 * MiB, "%zu bytes cached",
               largecache_bytes());
   struct timespec nap = {0, 60 * 1000 * 1000};
@@ -472,16 +486,12 @@ static size_t cached_after_small_work(size_t decay_ms) {
 }
 
 static void test_decay_small_work(void) {
-  size_t saved = umpa_opt.large_cache;
-  bool fixed = umpa_opt.large_cache_fixed;
-  umpa_opt.large_cache = 256 * MiB;
-  umpa_opt.large_cache_fixed = true;
+  struct large_cache_opt was = fix_large_cache();
   /* Off, superblocks may be cut from the span, no more. */
   size_t off = cached_after_small_work(0), on = cached_after_small_work(20);
   CHECK_MSG(off >= 3 * MiB, "decay off: %zu bytes left cached", off);
   CHECK_MSG(on < MiB, "decay 20 ms: %zu bytes left cached", on);
-  umpa_opt.large_cache = saved;
-  umpa_opt.large_cache_fixed = fixed;
+  restore_large_cache(was);
   umpa_page_check();
 }
 
@@ -518,24 +528,10 @@ static void test_page_cache_decay(void) {
 /* malloc_stats reports the large-block cache on its own: it printed it
  * as free bytes in superblocks. */
 static void test_stats_line(void) {
-  umpa_malloc_trim(0);
-  char *p = umpa_malloc(4 * MiB);
-  REQUIRE(p);
-  memset(p, 9, 4 * MiB);
-  umpa_free(p);
-  FILE *tmp = tmpfile();
-  REQUIRE(tmp);
-  fflush(stderr);
-  int saved = dup(2);
-  REQUIRE(saved >= 0 && dup2(fileno(tmp), 2) == 2);
-  umpa_malloc_stats();
-  REQUIRE(dup2(saved, 2) == 2);
-  close(saved);
+  size_t decay = cache_a_block(0);
   char buf[4096];
-  rewind(tmp);
-  size_t len = fread(buf, 1, sizeof buf - 1, tmp);
-  buf[len] = 0;
-  fclose(tmp);
+  capture_stderr(umpa_malloc_stats, buf, sizeof buf);
+  umpa_opt.decay_ms = decay;
   const char *at = strstr(buf, "free in superblocks ");
   size_t in_sb = 0, cached = 0;
   CHECK_MSG(at && sscanf(at, "free in superblocks %zu bytes; large-block "
