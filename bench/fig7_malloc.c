@@ -56,7 +56,7 @@ struct live {
   uint64_t pages, peak;
 };
 
-static uint64_t pages_of(size_t size) { return (size + 4095) / 4096; }
+static uint64_t pages_of(size_t size) { return (size + PAGE - 1) / PAGE; }
 
 /* Run `ops` operations on the ring; accumulate into bins when given.  The
  * faults are read outside the timed intervals (a system call each). */

@@ -392,8 +392,15 @@ static size_t evict(size_t excess) {
   return backed;
 }
 
-/* Take the lock and age the cache: spans nobody took for UMPA_DECAY_MS
- * give their memory back to the kernel, the oldest first.  A program that
+/* Whether the cache holds more memory than decay leaves it: an eighth of
+ * the memory in use. */
+static bool above_keep(void) {
+  return atomic_load_explicit(&lc_backed, memory_order_relaxed) >
+         pages_live() / LC_KEEP_DIV;
+}
+
+/* Age the cache (lc_lock held): spans nobody took for UMPA_DECAY_MS give
+ * their memory back to the kernel, the oldest first.  A program that
  * reuses its large blocks keeps them; one that has moved on stops paying
  * for them (mimalloc purges after 10 ms, jemalloc decays over 10 s).
  * What is left of an eighth of the memory in use is kept whatever its age:
@@ -401,14 +408,12 @@ static size_t evict(size_t excess) {
  * that for a request they fit, and releasing them made the run fault 20%
  * more, and the slower the machine the more (the age is wall time).
  * Without a background thread the clock is read here, on the large paths,
- * which cost far more than the read. */
+ * which cost far more than the read, and on the small paths' ticks. */
 static void decay_locked(void) {
   lc_now = os_now_ns();
   uint64_t age = decay_age_ns();
   if (!age || !lc_ready || !lc_now) return;
-  size_t keep = pages_live() / LC_KEEP_DIV;
-  while (lc_lru.prev != &lc_lru &&
-         atomic_load_explicit(&lc_backed, memory_order_relaxed) > keep) {
+  while (lc_lru.prev != &lc_lru && above_keep()) {
     struct pmeta *pm = of_lru_link(lc_lru.prev);
     /* Stamps are taken under the lock from the same clock: never ahead. */
     if (lc_now - lru_link(pm)->stamp < age) break;
@@ -424,11 +429,7 @@ static void lock_and_decay(void) {
 }
 
 void largecache_decay_idle(void) {
-  if (!decay_age_ns() ||
-      atomic_load_explicit(&lc_backed, memory_order_relaxed) <=
-          pages_live() / LC_KEEP_DIV ||
-      !ulock_try(&lc_lock))
-    return;
+  if (!decay_age_ns() || !above_keep() || !ulock_try(&lc_lock)) return;
   decay_locked();
   ulock_release(&lc_lock);
 }

@@ -418,11 +418,14 @@ static size_t cache_a_block(size_t decay_ms) {
 
 /* UMPA_LARGE_CACHE as a fixed 256 MiB (the decay tests' cache must not
  * shrink with the memory in use), and back. */
-static struct large_cache_opt {
+struct large_cache_opt {
   size_t bytes;
   bool fixed;
-} fix_large_cache(void) {
-  struct large_cache_opt was = {umpa_opt.large_cache, umpa_opt.large_cache_fixed};
+};
+
+static struct large_cache_opt fix_large_cache(void) {
+  struct large_cache_opt was = {umpa_opt.large_cache,
+                                umpa_opt.large_cache_fixed};
   umpa_opt.large_cache = 256 * MiB;
   umpa_opt.large_cache_fixed = true;
   return was;
