@@ -580,11 +580,9 @@ struct size_class {
   uint32_t capacity; /* blocks per superblock */
   uint32_t carve;    /* blocks carved onto the free list at a time */
   uint64_t recip;    /* ceil(2^40 / size): offset / size without a divide */
-  /* size = m * 2^div_shift with m odd: an offset below 2^32 is a multiple
-   * of size when ror32(offset * div_inv, div_shift) <= div_lim, div_inv
-   * being m's inverse mod 2^32 and div_lim (2^32 - 1) / size (the test
-   * compilers make for x % c == 0): one multiply, not two in a chain. */
-  uint32_t div_inv, div_lim;
+  /* size = m * 2^div_shift with m odd, div_inv m's inverse mod 2^32: see
+   * sb_is_boundary. */
+  uint32_t div_inv;
   uint8_t div_shift;
   uint8_t direct_lo, direct_hi; /* heap->direct slots [lo, hi) of this class */
 };
@@ -644,10 +642,10 @@ struct superblock {
                                  it changes group (or is empty) */
   struct heap *_Atomic xowner;
   uint64_t recip;             /* umpa_class[cls].recip, on the same line */
-  /* The free path's boundary test (see struct size_class): the bytes of
-   * the blocks, and the class's div_* copied. */
-  uint32_t span;
-  uint32_t div_inv, div_lim;
+  /* The free path's boundary test (see sb_is_boundary): the class's div_*
+   * copied, and the number of blocks, or 0 with UMPA_CHECK=1 so that every
+   * free takes the checked path without a test of its own. */
+  uint32_t div_inv, div_bound;
   uint8_t div_shift;
   /* Line 1: written by other threads.  Blocks freed by non-owners, as a
    * list head whose bit 0 (REMOTE_NOTIFY) says the owner parked this
@@ -661,12 +659,17 @@ struct superblock {
 };
 
 /* Whether `off` bytes past the first block is a block boundary inside the
- * superblock: a free's cheap check against interior and foreign pointers. */
+ * superblock: a free's cheap check against interior and foreign pointers.
+ * `off` must come from a pointer in the superblock's own aligned bytes (the
+ * map sees to that), so that it lies in (-4 KiB, 512 KiB) and its low 32 bits
+ * decide.  ror32(x * div_inv, div_shift) is x / size for a multiple x of
+ * size and above (2^32 - 1) / size for anything else (the test compilers
+ * make for x % c == 0), so one compare with the block count also checks
+ * the bounds: a negative offset wraps to near 2^32. */
 static inline bool sb_is_boundary(const struct superblock *sb, uintptr_t off) {
-  if (off >= sb->span) return false;
   uint32_t q = (uint32_t)off * sb->div_inv;
   q = (q >> sb->div_shift) | (q << ((32 - sb->div_shift) & 31));
-  return q <= sb->div_lim;
+  return q < sb->div_bound;
 }
 #define REMOTE_NOTIFY ((uintptr_t)1)
 

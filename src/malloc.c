@@ -75,14 +75,14 @@ static inline void small_free(struct superblock *sb, void *p) {
   struct heap *h = umpa_tl_heap;
   uintptr_t off = (uintptr_t)p - (uintptr_t)sb_blocks(sb);
   struct block *b = p;
-  /* One test covers: a block boundary, inside the superblock, ours, and
-   * not the block freed just before (the cheap double-free check).  The
-   * boundary test is one multiply and a rotate, not two chained
-   * multiplies (see sb_is_boundary). */
+  /* One test covers: a block boundary inside the superblock (never true
+   * with UMPA_CHECK=1), ours, and not the block freed just before (the
+   * cheap double-free check).  The boundary test is one multiply, a
+   * rotate and a compare (see sb_is_boundary). */
   if (UMPA_UNLIKELY(
           !sb_is_boundary(sb, off) ||
           atomic_load_explicit(&sb->xowner, memory_order_relaxed) != h ||
-          b == sb->free || umpa_opt.check)) {
+          b == sb->free)) {
     small_free_slow(sb, p);
     return;
   }

@@ -50,7 +50,6 @@ void sizeclass_init(void) {
     uint32_t m = (uint32_t)(size >> shift), inv = m; /* right to 3 bits */
     for (int i = 0; i < 4; i++) inv *= 2 - m * inv; /* Newton: 6, 12, 24, 48 */
     sc->div_inv = inv;
-    sc->div_lim = (uint32_t)(UINT32_MAX / size);
     sc->div_shift = (uint8_t)shift;
     size_t carve = 4096 / size;
     sc->carve = (uint32_t)(carve < 1 ? 1 : carve > 64 ? 64 : carve);

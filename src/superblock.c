@@ -52,9 +52,8 @@ struct superblock *superblock_new(unsigned cls, struct heap *owner) {
   atomic_store_explicit(&sb->xaligned, 0, memory_order_relaxed);
   sb->next = sb->prev = NULL;
   sb->recip = sc->recip;
-  sb->span = sb->capacity * sb->size;
   sb->div_inv = sc->div_inv;
-  sb->div_lim = sc->div_lim;
+  sb->div_bound = umpa_opt.check ? 0 : sb->capacity;
   sb->div_shift = sc->div_shift;
   atomic_store_explicit(&sb->xremote, 0, memory_order_relaxed);
   atomic_store_explicit(&sb->xowner, owner, memory_order_relaxed);
