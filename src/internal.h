@@ -418,30 +418,18 @@ UMPA_HIDDEN extern struct page_counters umpa_pc;
 #define PC_ADD(field, n) \
   atomic_fetch_add_explicit(&umpa_pc.field, (n), memory_order_relaxed)
 
-/* A cache limit that is not fixed follows the memory the program uses
- * (blocks in use, less what the large-block cache holds idle): `halves`
- * halves of that amount (the page cache takes half, the large cache twice
- * as much), at least 4 MiB, at most the configured maximum (in pages).
- * Counting the caches' own memory let them feed each other: sqlite held
- * 14 MiB of large spans and 11 MiB of free runs at exit with 8 MiB in
- * superblocks.  Idle spans also decay (UMPA_DECAY_MS), so the large cache
- * can be generous: a ring of random 64 KiB..4 MiB blocks (smallobj mixed)
- * keeps about 0.8x its live data in spans that do not fit the next
- * request; at 1x the limit evicted spans that were then faulted in again
- * (2.1x the faults and a higher peak, as evicted memory sat in the page
- * cache), at half the phase took 6x longer. */
+/* Pages in blocks in use, less what the caches above the page layer hold
+ * idle (the large-block cache's spans, the store of empty superblocks). */
 static inline size_t pages_live(void) {
   size_t in_use = atomic_load_explicit(&umpa_pc.xin_use, memory_order_relaxed);
   size_t idle = atomic_load_explicit(&umpa_pc.xidle, memory_order_relaxed);
   return in_use > idle ? in_use - idle : 0;
 }
 
-static inline size_t cache_adaptive(size_t max_pages, unsigned halves) {
-  size_t v = pages_live() / 2 * halves;
-  size_t floor = (size_t)4 << (20 - PAGE_SHIFT);
-  if (v < floor) v = floor;
-  return v < max_pages ? v : max_pages;
-}
+/* A cache limit that is not fixed (src/cache.c): `halves` halves of the
+ * most memory the program had in use lately, at least 4 MiB, at most
+ * max_pages. */
+UMPA_HIDDEN size_t cache_adaptive(size_t max_pages, unsigned halves);
 
 UMPA_HIDDEN void page_init(void);
 /* Internal flag: with UMPA_LAZY, still prefer warm runs and fill the block

@@ -528,6 +528,35 @@ static void test_page_cache_decay(void) {
   umpa_page_check();
 }
 
+/* A program that frees everything it has and then allocates it all again
+ * (threadtest's rounds) finds its memory still cached: the caches' limits
+ * follow the memory in use lately, not at the trough, where they used to
+ * release all but 4-6 MiB of it. */
+static void test_rounds_reuse(void) {
+  enum { N = 32768, SIZE = 512 }; /* 16 MiB in superblocks */
+  static void *b[N];
+  umpa_malloc_trim(0);
+  size_t saved = umpa_opt.decay_ms;
+  umpa_opt.decay_ms = 10000; /* no decay within the test, however slow */
+  long again = 0;
+  for (int round = 0; round < 3; round++) {
+    long f0 = faults();
+    for (int i = 0; i < N; i++) {
+      b[i] = umpa_malloc(SIZE);
+      REQUIRE(b[i]);
+      memset(b[i], i, SIZE);
+    }
+    for (int i = 0; i < N; i++) umpa_free(b[i]);
+    if (round > 0) again += faults() - f0;
+  }
+  umpa_opt.decay_ms = saved;
+  long pages = (long)((size_t)N * SIZE / 4096);
+  CHECK_MSG(again < pages / 8,
+            "%ld faults in two rounds of %ld pages each after the first",
+            again, pages);
+  umpa_malloc_trim(0);
+}
+
 /* malloc_stats reports the large-block cache on its own: it printed it
  * as free bytes in superblocks. */
 static void test_stats_line(void) {
@@ -722,6 +751,7 @@ int main(void) {
   test_decay();
   test_decay_small_work();
   test_page_cache_decay();
+  test_rounds_reuse();
   test_trim();
   test_stats_line();
   test_superblock_from_cache();
