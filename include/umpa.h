@@ -133,8 +133,9 @@ UMPA_API void umpa_page_prefill(size_t bytes);
 
 /* Set the cache limit in bytes and return the previous one.  Lowering it
  * releases what exceeds the new limit.  Until this is called (or
- * UMPA_PAGE_CACHE is set), the limit adapts: half the memory in use, at
- * least 4 MiB, at most 256 MiB. */
+ * UMPA_PAGE_CACHE is set), the limit adapts: the most memory in use over
+ * the last one or two UMPA_DECAY_MS intervals, at least 4 MiB, at most
+ * 256 MiB. */
 UMPA_API size_t umpa_page_cache_limit(size_t bytes);
 
 /* Number of buddy orders reported in umpa_page_stats.order[]: order k holds

@@ -17,6 +17,11 @@ void umpa_page_stats(struct umpa_page_stats *out) {
   out->committed = atomic_load(&umpa_pc.xbacked) << PAGE_SHIFT;
   out->in_use = atomic_load(&umpa_pc.xin_use) << PAGE_SHIFT;
   out->cached = atomic_load(&umpa_buddy.xbacked_free) << PAGE_SHIFT;
+  /* A page populated after `committed` was read and freed before this read
+   * counts in `cached` only: the cache holds nearly all committed memory
+   * when a program has freed most of it, and a snapshot must not show
+   * more cached than committed. */
+  if (out->cached > out->committed) out->cached = out->committed;
   out->cache_limit = cache_limit_pages() << PAGE_SHIFT;
   out->allocs = load(&umpa_pc.xallocs);
   out->frees = load(&umpa_pc.xfrees);
