@@ -46,6 +46,8 @@
 #define LC_MAX_PAGES ((size_t)1 << 14) /* 64 MiB: bigger go straight back */
 #define LC_GROW_MIN_ORDER 10           /* 4 MiB: the least a stretch is */
 #define LC_TOUCHED_PAGES 32            /* 128 KiB: see largecache_put */
+#define LC_ASSUME_SHARE 248            /* of 256: see assume_touched */
+#define LC_SAMPLE 8                    /* frees per mincore while assuming */
 #define LC_CLASSES 48
 #define LC_KEEP_DIV 8                  /* decay keeps 1/8 of live memory */
 #define LC_MOVE_MIN 256                /* 1 MiB: the least piece moved */
@@ -65,6 +67,7 @@ static bool lc_ready;
 /* Of the pages without memory that recent lazy blocks were handed out
  * with, the share (of 256) the program touched before freeing them. */
 static _Atomic unsigned lc_touched = 256;
+static _Atomic unsigned lc_samples; /* frees that asked the kernel */
 static unsigned lc_until_check;   /* moves before the VMAs are counted */
 static bool lc_may_move;          /* at the last count (both lc_lock) */
 
@@ -434,6 +437,27 @@ void largecache_decay_idle(void) {
   ulock_release(&lc_lock);
 }
 
+/* Whether to take a freed lazy block as touched whole without asking the
+ * kernel.  While the lazy blocks freed lately had all but a few of their
+ * pages touched, one mincore per free (1-3 us for 2-8 MiB) learns nothing:
+ * it was a third of the 8 us a 4-8 MiB malloc+free of Figure 7 took.  Only
+ * after LC_SAMPLE frees asked, and then one free in LC_SAMPLE still asks,
+ * so that a program whose blocks become sparse is noticed within that many
+ * (one sparse block takes lc_touched below the mark for about ten asks).
+ * A block taken as whole that was not costs a mis-sized limit, and a
+ * memset of its untouched pages if calloc reuses them. */
+static bool assume_touched(void) {
+  if (atomic_load_explicit(&lc_touched, memory_order_relaxed) <
+          LC_ASSUME_SHARE ||
+      atomic_load_explicit(&lc_samples, memory_order_relaxed) < LC_SAMPLE)
+    return false;
+  /* Racing frees may both skip or both ask: a sample, no more. */
+  static _Atomic unsigned turn;
+  unsigned t = atomic_load_explicit(&turn, memory_order_relaxed) + 1;
+  atomic_store_explicit(&turn, t, memory_order_relaxed);
+  return t % LC_SAMPLE != 0;
+}
+
 bool largecache_put(void *p, struct pmeta *pm) {
   size_t pages = pm->count;
   size_t limit = umpa_opt.large_cache >> PAGE_SHIFT;
@@ -448,10 +472,14 @@ bool largecache_put(void *p, struct pmeta *pm) {
     /* A block populated lazily: learn which pages the program touched
      * (one mincore), and keep it as a span with holes.  A small block is
      * taken as touched whole, as it nearly always is: the mincore cost
-     * more than the block's own faults (git's 32-128 KiB buffers). */
-    if (pages <= LC_TOUCHED_PAGES) {
+     * more than the block's own faults (git's 32-128 KiB buffers); so is
+     * any block while the program touches its blocks whole. */
+    if (pages <= LC_TOUCHED_PAGES || assume_touched()) {
       page_assume_backed(r, idx, pages);
     } else {
+      atomic_store_explicit(&lc_samples,
+                            atomic_load(&lc_samples) + 1,
+                            memory_order_relaxed);
       size_t had = bitmap_count(r->xbacked, idx, pages);
       page_refresh_backed(r, idx, pages);
       if (had < pages) { /* a resized block may be flagged yet full */

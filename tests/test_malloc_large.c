@@ -225,7 +225,9 @@ static uint64_t donate(int fill, bool zero, char **b, char **sep) {
 /* Hand out eight fresh 4 MiB blocks at once, touched or not, and free them:
  * what the cache learns of whether the program uses its blocks. */
 static void hand_out(bool touch) {
-  enum { N = 8 };
+  /* While blocks come back touched whole, only one free in 8 asks which
+   * pages were (see test_touch_share): 16 blocks, so that enough ask. */
+  enum { N = 16 };
   char *u[N];
   for (int k = 0; k < N; k++) {
     REQUIRE((u[k] = umpa_malloc(4 * MiB)));
@@ -662,6 +664,49 @@ static void test_superblock_cut_no_release(void) {
   umpa_page_check();
 }
 
+/* Pages of p's block that the page layer counts as having memory, right
+ * after the block was freed into the large cache. */
+static size_t counted_backed(char *p, size_t n) {
+  struct region *r = region_of(p);
+  REQUIRE(r);
+  return bitmap_count(r->xbacked, region_index(r, p), n / 4096);
+}
+
+/* While the program touches its large blocks whole, a freed lazy block is
+ * taken as touched whole without a mincore; one whose blocks turn sparse
+ * is noticed within a few frees (one in 8 still asks), and from then on
+ * its blocks are counted as they are. */
+static void test_touch_share(void) {
+  for (int i = 0; i < 48; i++) { /* lc_touched climbs back to the mark */
+    umpa_malloc_trim(0);
+    char *p = umpa_malloc(MiB);
+    REQUIRE(p);
+    memset(p, 1, MiB);
+    umpa_free(p);
+    CHECK(counted_backed(p, MiB) == MiB / 4096);
+  }
+  int whole = 0, last_whole = -1;
+  for (int i = 0; i < 16; i++) {
+    umpa_malloc_trim(0);
+    char *p = umpa_malloc(2 * MiB);
+    REQUIRE(p);
+    p[4096] = 1;
+    umpa_free(p);
+    size_t n = counted_backed(p, 2 * MiB);
+    if (n == 2 * MiB / 4096) {
+      whole++;
+      last_whole = i;
+    } else {
+      CHECK_MSG(n <= 2, "%zu pages counted, 1 touched", n);
+    }
+  }
+  CHECK_MSG(whole < 8 && last_whole < 8,
+            "%d sparse blocks taken as whole, the last the %dth", whole,
+            last_whole + 1);
+  umpa_malloc_trim(0);
+  umpa_page_check();
+}
+
 static void test_lazy_big(void) {
   /* Only what is touched is resident, as with glibc's mmap. */
   umpa_malloc_trim(0);
@@ -757,6 +802,7 @@ int main(void) {
   test_superblock_from_cache();
   test_superblock_cut_no_release();
   test_lazy_big();
+  test_touch_share();
   test_small_lazy_cached();
   test_realloc_no_copy();
   umpa_malloc_trim(0);
