@@ -644,6 +644,7 @@ struct superblock {
   uint32_t counted;
   struct superblock *next, *prev;
   uint64_t stamp; /* in the global store: when it was put there (ns) */
+  struct heap *last_owner; /* in the global store: the heap that put it */
 };
 
 /* Whether `off` bytes past the first block is a block boundary inside the

@@ -312,12 +312,70 @@ static void test_store(void) {
   umpa_page_cache_limit(old);
 }
 
+/* A heap that takes a superblock from the store takes one it stored
+ * itself when there is one among the last few: its blocks are still in
+ * that thread's caches.  Thread B empties its superblocks after the main
+ * thread, so the store's newest are B's; the main thread gets its own. */
+static void *b_blocks[STORE_MAX];
+static pthread_barrier_t aff_bar;
+
+static void *affinity_other(void *arg) {
+  size_t n = *(size_t *)arg;
+  for (size_t i = 0; i < n; i++) REQUIRE((b_blocks[i] = umpa_malloc(STORE_SIZE)));
+  pthread_barrier_wait(&aff_bar); /* both hold their blocks */
+  pthread_barrier_wait(&aff_bar); /* the main thread freed its own */
+  for (size_t i = 0; i < n; i++) umpa_free(b_blocks[i]);
+  pthread_barrier_wait(&aff_bar); /* the store's newest are B's */
+  pthread_barrier_wait(&aff_bar); /* the main thread allocated again */
+  return NULL;
+}
+
+static void test_store_affinity(void) {
+  unsigned cls = sizeclass_of(STORE_SIZE);
+  size_t n = 6 * umpa_class[cls].capacity;
+  umpa_malloc_trim(0);
+  REQUIRE(pthread_barrier_init(&aff_bar, NULL, 2) == 0);
+  pthread_t b;
+  REQUIRE(pthread_create(&b, NULL, affinity_other, &n) == 0);
+  alloc_all(n);
+  size_t nsb = 0;
+  for (size_t i = 0; i < n; i++) {
+    struct superblock *sb = superblock_of(store_blocks[i]);
+    if (!known_sb(sb, nsb)) {
+      REQUIRE(nsb < 64);
+      store_sbs[nsb++] = sb;
+    }
+  }
+  pthread_barrier_wait(&aff_bar);
+  free_all(n);
+  pthread_barrier_wait(&aff_bar);
+  pthread_barrier_wait(&aff_bar);
+  uint64_t t0 = mono_ns();
+  size_t stored = heap_store_bytes((int)cls);
+  alloc_all(n);
+  uint64_t took = mono_ns() - t0;
+  size_t foreign = 0;
+  for (size_t i = 0; i < n; i++)
+    if (!known_sb(superblock_of(store_blocks[i]), nsb)) foreign++;
+  pthread_barrier_wait(&aff_bar);
+  pthread_join(b, NULL);
+  pthread_barrier_destroy(&aff_bar);
+  CHECK_MSG(stored >= 2 * ((size_t)umpa_class[cls].sb_pages << PAGE_SHIFT),
+            "%zu bytes stored", stored);
+  if (took < decay_age_ns())
+    CHECK_MSG(foreign == 0, "%zu of %zu blocks in the other thread's "
+                            "superblocks", foreign, n);
+  free_all(n);
+  umpa_malloc_trim(0);
+}
+
 int main(void) {
   test_threshold();
   test_emptiness();
   test_round_robin();
   test_false_sharing();
   test_store();
+  test_store_affinity();
   umpa_malloc_trim(0);
   umpa_page_check();
   return check_done("test_mt_hoard");
