@@ -644,7 +644,10 @@ struct superblock {
   uint32_t counted;
   struct superblock *next, *prev;
   uint64_t stamp; /* in the global store: when it was put there (ns) */
-  struct heap *last_owner; /* in the global store: the heap that put it */
+  /* In the global store: the heap that put it there, and the links of
+   * that heap's list of them (bin.stored). */
+  struct heap *last_owner;
+  struct superblock *owner_next, *owner_prev;
 };
 
 /* Whether `off` bytes past the first block is a block boundary inside the
@@ -729,6 +732,8 @@ struct bin {
   _Atomic size_t xheld;      /* superblocks held (all groups and current) */
   _Atomic size_t xused_snap; /* blocks out, as of the last slow path */
   _Atomic uint32_t xpending; /* full superblocks got remote frees */
+  struct superblock *stored; /* the newest of those this heap put in the
+                                global store (the class's global lock) */
 };
 
 #define DIRECT_SLOTS (SMALL_TABLE_MAX / 16 + 1)
