@@ -28,12 +28,51 @@ static inline uint64_t mask_of(size_t lo, size_t hi) { /* bits [lo, hi) */
                   once_ = 1;                                             \
          once_; once_ = 0)
 
-size_t bitmap_count(_Atomic uint64_t *map, size_t from, size_t n) {
+size_t bitmap_count_portable(_Atomic uint64_t *map, size_t from, size_t n) {
   size_t total = 0;
   FOR_EACH_WORD(from, n, w, m) {
     total += popcount64(atomic_load_explicit(&map[w], memory_order_relaxed) & m);
   }
   return total;
+}
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+/* The same with the POPCNT instruction, for processors that have it (all
+ * x86-64 since 2008, but not the baseline the library is built for): the
+ * large cache counts a span's backed pages on most of its operations, a
+ * word at a time, and the instruction takes 1 cycle where the arithmetic
+ * takes 12. */
+__attribute__((target("popcnt"))) static size_t
+count_hard(_Atomic uint64_t *map, size_t from, size_t n) {
+  size_t total = 0;
+  FOR_EACH_WORD(from, n, w, m) {
+    total += (size_t)__builtin_popcountll(
+        atomic_load_explicit(&map[w], memory_order_relaxed) & m);
+  }
+  return total;
+}
+
+static bool have_popcnt(void) {
+  static _Atomic int known; /* 0: not asked yet, 1: no, 2: yes */
+  int k = atomic_load_explicit(&known, memory_order_relaxed);
+  if (!k) {
+    unsigned a, b, c, d;
+    k = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_POPCNT) ? 2 : 1;
+    atomic_store_explicit(&known, k, memory_order_relaxed);
+  }
+  return k == 2;
+}
+#else
+static size_t count_hard(_Atomic uint64_t *map, size_t from, size_t n) {
+  return bitmap_count_portable(map, from, n);
+}
+static bool have_popcnt(void) { return false; }
+#endif
+
+size_t bitmap_count(_Atomic uint64_t *map, size_t from, size_t n) {
+  return have_popcnt() ? count_hard(map, from, n)
+                       : bitmap_count_portable(map, from, n);
 }
 
 void bitmap_set(_Atomic uint64_t *map, size_t from, size_t n) {

@@ -300,6 +300,10 @@ static inline void *region_addr(const struct region *r, size_t idx) {
 
 /* Bitmap helpers over a region's page bitmaps (src/bitmap.c). */
 UMPA_HIDDEN size_t bitmap_count(_Atomic uint64_t *map, size_t from, size_t n);
+/* The same without the POPCNT instruction (what bitmap_count falls back to
+ * on processors without it; tests compare the two). */
+UMPA_HIDDEN size_t bitmap_count_portable(_Atomic uint64_t *map, size_t from,
+                                         size_t n);
 UMPA_HIDDEN void bitmap_set(_Atomic uint64_t *map, size_t from, size_t n);
 UMPA_HIDDEN void bitmap_clear(_Atomic uint64_t *map, size_t from, size_t n);
 /* Copy n bits from src[from_s..] to dst[from_d..]. */

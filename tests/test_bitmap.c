@@ -30,6 +30,7 @@ int main(void) {
     size_t count = 0;
     for (size_t i = a; i < a + n; i++) count += (size_t)ref[i];
     CHECK(bitmap_count(map, a, n) == count);
+    CHECK(bitmap_count_portable(map, a, n) == count);
     for (int v = 0; v < 2; v++) {
       size_t f = a + n;
       for (size_t i = a; i < a + n; i++)
