@@ -48,7 +48,8 @@ static size_t live_recent(void) {
   if (!win) win = 50 * 1000000ull;
   uint64_t now = os_now_ns(),
            start = atomic_load_explicit(&live_window, memory_order_relaxed);
-  if (now - start >= win &&
+  /* (A window another thread opened after `now` was read is not over.) */
+  if (now > start && now - start >= win &&
       atomic_compare_exchange_strong(&live_window, &start, now)) {
     atomic_store_explicit(&live_peak[1], atomic_load(&live_peak[0]),
                           memory_order_relaxed);
