@@ -474,6 +474,7 @@ bool largecache_put(void *p, struct pmeta *pm) {
      * taken as touched whole, as it nearly always is: the mincore cost
      * more than the block's own faults (git's 32-128 KiB buffers); so is
      * any block while the program touches its blocks whole. */
+    size_t now = pages; /* pages with memory, as the cache will count */
     if (pages <= LC_TOUCHED_PAGES || assume_touched()) {
       page_assume_backed(r, idx, pages);
     } else {
@@ -482,8 +483,8 @@ bool largecache_put(void *p, struct pmeta *pm) {
                             memory_order_relaxed);
       size_t had = bitmap_count(r->xbacked, idx, pages);
       page_refresh_backed(r, idx, pages);
+      now = bitmap_count(r->xbacked, idx, pages);
       if (had < pages) { /* a resized block may be flagged yet full */
-        size_t now = bitmap_count(r->xbacked, idx, pages);
         /* Races between two frees lose an update, no more. */
         unsigned t = atomic_load_explicit(&lc_touched, memory_order_relaxed);
         unsigned share = (unsigned)((now - had) * 256 / (pages - had));
@@ -492,7 +493,7 @@ bool largecache_put(void *p, struct pmeta *pm) {
       }
     }
     pm->flags &= (uint8_t)~PMF_UNKNOWN;
-    if (bitmap_count(r->xbacked, idx, pages) == pages) pm->flags |= PMF_FULL;
+    if (now == pages) pm->flags |= PMF_FULL;
   }
   (void)p;
   lock_and_decay();
