@@ -252,16 +252,22 @@ static void store_sweep(unsigned skip, uint64_t now) {
   }
 }
 
-/* Store the empty superblock sb (class lock held) at time `now`.  Returns
- * what the caller destroys once it has dropped the lock: sb itself when
- * the store is full, and the superblocks that expired. */
+/* The most pages the store may hold: half the page cache's limit.  Read
+ * before the class lock is taken, as the time is: the adaptive limit reads
+ * the clock too, and the lock is what many threads emptying superblocks at
+ * once wait for. */
+static size_t store_cap(void) { return cache_limit_pages() / 2; }
+
+/* Store the empty superblock sb (class lock held) at time `now`, if the
+ * store holds fewer than `cap` pages with it (store_cap).  Returns what the
+ * caller destroys once it has dropped the lock: sb itself when the store
+ * is full, and the superblocks that expired. */
 static struct superblock *store_put_locked(struct superblock *sb,
-                                           uint64_t now) {
+                                           uint64_t now, size_t cap) {
   unsigned cls = sb->cls;
   struct superblock *gone = store_expire_locked(cls, now, NULL);
   size_t pages = umpa_class[cls].sb_pages;
-  if (atomic_load_explicit(&store_pages, memory_order_relaxed) + pages >
-      cache_limit_pages() / 2) {
+  if (atomic_load_explicit(&store_pages, memory_order_relaxed) + pages > cap) {
     sb->next = gone;
     return sb;
   }
@@ -299,8 +305,9 @@ static struct superblock *store_put_locked(struct superblock *sb,
 static void store_put(struct superblock *sb) {
   unsigned cls = sb->cls;
   uint64_t now = os_now_ns();
+  size_t cap = store_cap();
   ulock_acquire(&global_lock[cls]);
-  struct superblock *gone = store_put_locked(sb, now);
+  struct superblock *gone = store_put_locked(sb, now, cap);
   ulock_release(&global_lock[cls]);
   destroy_chain(gone);
   store_sweep(cls, now);
@@ -365,13 +372,15 @@ size_t heap_store_bytes(int cls) {
 
 static void global_put(struct superblock *sb) {
   unsigned cls = sb->cls;
+  uint64_t now = os_now_ns();
+  size_t cap = store_cap();
   ulock_acquire(&global_lock[cls]);
   sb->group = SB_GLOBAL;
   atomic_store_explicit(&sb->xowner, &umpa_heap_global, memory_order_release);
   /* Remote frees that raced with the hand-over. */
   superblock_collect(sb);
   if (used_of(sb) == 0) {
-    struct superblock *gone = store_put_locked(sb, os_now_ns());
+    struct superblock *gone = store_put_locked(sb, now, cap);
     ulock_release(&global_lock[cls]);
     destroy_chain(gone);
     return;
@@ -430,10 +439,12 @@ void heap_global_free(struct superblock *sb, struct block *b) {
     return;
   }
   /* No heap to give it to (an exiting thread): collect here. */
+  uint64_t now = os_now_ns();
+  size_t cap = store_cap();
   ulock_acquire(&global_lock[cls]);
   superblock_collect(sb);
   if (used_of(sb) == 0) {
-    struct superblock *gone = store_put_locked(sb, os_now_ns());
+    struct superblock *gone = store_put_locked(sb, now, cap);
     ulock_release(&global_lock[cls]);
     destroy_chain(gone);
     return;
