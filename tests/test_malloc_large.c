@@ -78,6 +78,14 @@ static void test_first_stretch(void) {
   umpa_free(small);
 }
 
+/* Pages of p's block that the page layer counts as having memory, right
+ * after the block was freed into the large cache. */
+static size_t counted_backed(char *p, size_t n) {
+  struct region *r = region_of(p);
+  REQUIRE(r);
+  return bitmap_count(r->xbacked, region_index(r, p), n / 4096);
+}
+
 /* A small block populated lazily is cached as touched whole, without a
  * mincore; calloc of it still reads zero. */
 static void test_small_lazy_cached(void) {
@@ -90,9 +98,7 @@ static void test_small_lazy_cached(void) {
   CHECK_MSG(resident_pages(p, n) < n / 4096, "%zu pages resident",
             resident_pages(p, n));
   umpa_free(p);
-  struct region *r = region_of(p);
-  REQUIRE(r);
-  CHECK(bitmap_count(r->xbacked, region_index(r, p), n / 4096) == n / 4096);
+  CHECK(counted_backed(p, n) == n / 4096);
   char *q = umpa_calloc(1, n);
   REQUIRE(q);
   CHECK(q == p);
@@ -662,14 +668,6 @@ static void test_superblock_cut_no_release(void) {
   umpa_free(q);
   umpa_page_cache_limit(old);
   umpa_page_check();
-}
-
-/* Pages of p's block that the page layer counts as having memory, right
- * after the block was freed into the large cache. */
-static size_t counted_backed(char *p, size_t n) {
-  struct region *r = region_of(p);
-  REQUIRE(r);
-  return bitmap_count(r->xbacked, region_index(r, p), n / 4096);
 }
 
 /* While the program touches its large blocks whole, a freed lazy block is
