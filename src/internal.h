@@ -845,6 +845,15 @@ UMPA_HIDDEN void heap_stats(size_t *blocks_bytes, size_t *free_bytes,
 /* Park a freed large block (head pm); false if it does not qualify (the
  * caller then frees it to the page layer). */
 UMPA_HIDDEN bool largecache_put(void *p, struct pmeta *pm);
+/* Whether a large malloc block of `pages` pages should be populated when
+ * it is handed out rather than left to fault in: true while the lazy
+ * blocks freed lately were touched all but a few pages (at least
+ * LC_SAMPLE of them asked), for blocks above 128 KiB and up to 16 MiB,
+ * and at most LC_SAMPLE blocks since the last lazy block freed touched
+ * whole: then blocks stay lazy until one is, so a program whose blocks
+ * turn sparse is noticed after at most that many populated for nothing.
+ * MADV_POPULATE_WRITE costs a quarter less than the faults it replaces. */
+UMPA_HIDDEN bool largecache_populate_ahead(size_t pages);
 /* A cached block of exactly `pages` pages (the surplus of a bigger span
  * stays cached), or NULL.  `flags` (UMPA_ZERO, UMPA_LAZY|PAGE_WARM) say
  * how the pages without memory are treated, as for page_alloc. */

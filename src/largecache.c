@@ -46,13 +46,15 @@
 #define LC_MAX_PAGES ((size_t)1 << 14) /* 64 MiB: bigger go straight back */
 #define LC_GROW_MIN_ORDER 10           /* 4 MiB: the least a stretch is */
 #define LC_TOUCHED_PAGES 32            /* 128 KiB: see largecache_put */
-#define LC_ASSUME_SHARE 248            /* of 256: see assume_touched */
-#define LC_SAMPLE 8                    /* frees per mincore while assuming */
+#define LC_DENSE_SHARE 248             /* of 256: see populate_ahead */
+#define LC_SAMPLE 8                    /* blocks per lazy one while dense */
+#define LC_POPULATE_MAX 4096           /* 16 MiB: the most populated ahead */
 #define LC_CLASSES 48
 #define LC_KEEP_DIV 8                  /* decay keeps 1/8 of live memory */
 #define LC_MOVE_MIN 256                /* 1 MiB: the least piece moved */
 #define LC_MOVES 8                     /* pieces moved into one block */
 #define LC_DONOR_LOOKS 64              /* spans looked at for a piece */
+#define LC_BORROW_SLACK 4              /* cached memory, in requests, to move */
 #define LC_MAP_CHECK 64                /* moves between counts of VMAs */
 
 static ulock_t lc_lock;
@@ -68,6 +70,9 @@ static bool lc_ready;
  * with, the share (of 256) the program touched before freeing them. */
 static _Atomic unsigned lc_touched = 256;
 static _Atomic unsigned lc_samples; /* frees that asked the kernel */
+/* Blocks that may still be populated ahead before a lazy one's free has
+ * confirmed that the program touches its blocks whole. */
+static _Atomic unsigned lc_credit;
 static unsigned lc_until_check;   /* moves before the VMAs are counted */
 static bool lc_may_move;          /* at the last count (both lc_lock) */
 
@@ -313,8 +318,18 @@ static struct pmeta *donor(size_t *at, size_t *len) {
  * 36.7k pages in (1 MiB: 40k, in the same time), but smallobj's mixed
  * ring of smaller blocks spent more on the moves, a system call or three
  * each, than the faults they saved (1020 ns a request against 980 without
- * moves; 945 with 1 MiB). */
+ * moves; 945 with 1 MiB).  And moving pays only while the cache holds
+ * more memory than the next requests will take anyway: a piece moved out
+ * of a span that the next request would have fitted costs that request
+ * the faults this one saved.  Figure 7 moved 439k pages to save 15k
+ * faults, and its 1-4 MiB requests, which take the spans the pieces left,
+ * faulted 0.9-1.4 pages each; moving only while the cache holds
+ * LC_BORROW_SLACK times the block, 0.1-0.4, and the 4-8 MiB ones the
+ * same. */
 static void borrow(struct pmeta *dst) {
+  if (atomic_load_explicit(&lc_backed, memory_order_relaxed) <
+      LC_BORROW_SLACK * (size_t)dst->count)
+    return;
   if (atomic_load_explicit(&lc_touched, memory_order_relaxed) < 128) return;
   struct region *r = dst->region;
   size_t idx = pmeta_index(dst), end = idx + dst->count;
@@ -437,25 +452,17 @@ void largecache_decay_idle(void) {
   ulock_release(&lc_lock);
 }
 
-/* Whether to take a freed lazy block as touched whole without asking the
- * kernel.  While the lazy blocks freed lately had all but a few of their
- * pages touched, one mincore per free (1-3 us for 2-8 MiB) learns nothing:
- * it was a third of the 8 us a 4-8 MiB malloc+free of Figure 7 took.  Only
- * after LC_SAMPLE frees asked, and then one free in LC_SAMPLE still asks,
- * so that a program whose blocks become sparse is noticed within that many
- * (one sparse block takes lc_touched below the mark for about ten asks).
- * A block taken as whole that was not costs a mis-sized limit, and a
- * memset of its untouched pages if calloc reuses them. */
-static bool assume_touched(void) {
-  if (atomic_load_explicit(&lc_touched, memory_order_relaxed) <
-          LC_ASSUME_SHARE ||
+bool largecache_populate_ahead(size_t pages) {
+  if (pages <= LC_TOUCHED_PAGES || pages > LC_POPULATE_MAX ||
+      atomic_load_explicit(&lc_touched, memory_order_relaxed) <
+          LC_DENSE_SHARE ||
       atomic_load_explicit(&lc_samples, memory_order_relaxed) < LC_SAMPLE)
     return false;
-  /* Racing frees may both skip or both ask: a sample, no more. */
-  static _Atomic unsigned turn;
-  unsigned t = atomic_load_explicit(&turn, memory_order_relaxed) + 1;
-  atomic_store_explicit(&turn, t, memory_order_relaxed);
-  return t % LC_SAMPLE != 0;
+  /* Racing mallocs may both spend the last credit: one block more. */
+  unsigned c = atomic_load_explicit(&lc_credit, memory_order_relaxed);
+  if (c == 0) return false;
+  atomic_store_explicit(&lc_credit, c - 1, memory_order_relaxed);
+  return true;
 }
 
 bool largecache_put(void *p, struct pmeta *pm) {
@@ -472,10 +479,12 @@ bool largecache_put(void *p, struct pmeta *pm) {
     /* A block populated lazily: learn which pages the program touched
      * (one mincore), and keep it as a span with holes.  A small block is
      * taken as touched whole, as it nearly always is: the mincore cost
-     * more than the block's own faults (git's 32-128 KiB buffers); so is
-     * any block while the program touches its blocks whole. */
+     * more than the block's own faults (git's 32-128 KiB buffers).  While
+     * the program touches its blocks whole, the bigger ones come
+     * populated (largecache_populate_ahead) and need no asking; the lazy
+     * ones among them are the samples that keep lc_touched true. */
     size_t now = pages; /* pages with memory, as the cache will count */
-    if (pages <= LC_TOUCHED_PAGES || assume_touched()) {
+    if (pages <= LC_TOUCHED_PAGES) {
       page_assume_backed(r, idx, pages);
     } else {
       atomic_store_explicit(&lc_samples,
@@ -489,6 +498,11 @@ bool largecache_put(void *p, struct pmeta *pm) {
         unsigned t = atomic_load_explicit(&lc_touched, memory_order_relaxed);
         unsigned share = (unsigned)((now - had) * 256 / (pages - had));
         atomic_store_explicit(&lc_touched, t - t / 8 + share / 8,
+                              memory_order_relaxed);
+        /* A block touched whole vouches for LC_SAMPLE more populated
+         * ahead; any other stops them at once. */
+        atomic_store_explicit(&lc_credit,
+                              share >= LC_DENSE_SHARE ? LC_SAMPLE : 0,
                               memory_order_relaxed);
       }
     }
