@@ -657,6 +657,44 @@ static void test_superblock_from_cache(void) {
   umpa_page_check();
 }
 
+/* A span's memory need not be at its front: here a span is an untouched
+ * (lazy) 1 MiB block merged with the touched 2 MiB block after it, and
+ * a new 512 KiB superblock is cut from the memory inside it, not faulted
+ * in at the span's first aligned window or on fresh pages. */
+static void test_superblock_inside_span(void) {
+  umpa_malloc_trim(0);
+  char *lazy = NULL;
+  for (int i = 0; i < 12 && !lazy; i++) { /* at most 8 come populated */
+    char *p = umpa_malloc(MiB);
+    REQUIRE(p);
+    if (resident_pages(p, MiB) == 0) {
+      lazy = p;
+    } else {
+      umpa_free(p);
+      umpa_malloc_trim(0);
+    }
+  }
+  REQUIRE_MSG(lazy, "no lazy 1 MiB block in 12");
+  char *touched = umpa_malloc(2 * MiB);
+  REQUIRE_MSG(touched == lazy + MiB, "%p does not follow %p",
+              (void *)touched, (void *)lazy);
+  memset(touched, 1, 2 * MiB);
+  umpa_free(lazy);
+  umpa_free(touched);
+  long f = faults();
+  char *q = umpa_malloc(20000); /* a class no other test uses */
+  REQUIRE(q);
+  memset(q, 2, 20000);
+  long took = faults() - f;
+  CHECK_MSG(q >= touched && q < touched + 2 * MiB,
+            "superblock block %p, memory at %p", (void *)q, (void *)touched);
+  if (!UNDER_ASAN)
+    CHECK_MSG(took == 0, "%ld faults for a new superblock's first block",
+              took);
+  umpa_free(q);
+  umpa_page_check();
+}
+
 /* Cutting a superblock from a span can leave a piece too small to be a
  * span, which goes back to the page layer; over the page cache's limit,
  * that used to release a whole 2 MiB piece inside the malloc (20-200 us,
@@ -834,6 +872,7 @@ int main(void) {
   test_trim();
   test_stats_line();
   test_superblock_from_cache();
+  test_superblock_inside_span();
   test_superblock_cut_no_release();
   test_lazy_big();
   test_touch_share();
