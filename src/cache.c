@@ -168,10 +168,23 @@ static void trim_metadata(void) {
         size_t per_page = PAGE_SIZE / sizeof(struct pmeta);
         size_t first = lo / per_page + 1, end = hi / per_page;
         if (end > first) bitmap_clear(r->xmeta_backed, first, end - first);
+        /* A run without memory (after the full shrink, nearly all) has
+         * every bit clear, its head's too: the bitmap page that holds the
+         * head's bit can go, else only the pages after it. */
+        size_t from = pm->count == 0 ? lo : lo + 1;
         _Atomic uint64_t *maps[3] = {r->xbacked, r->xheads, r->xcached};
-        for (int m = 0; m < 3; m++)
-          release_inner((uintptr_t)maps[m] + (lo + 1 + 7) / 8,
-                        (uintptr_t)maps[m] + hi / 8);
+        if (from == 0 && hi == r->npages) {
+          /* A wholly free region: the three bitmaps lie end to end and
+           * share pages at their seams, which go too. */
+          release_inner((uintptr_t)r->xbacked,
+                        (uintptr_t)r->xcached + (hi + 7) / 8);
+        } else {
+          for (int m = 0; m < 3; m++)
+            release_inner((uintptr_t)maps[m] + (from + 7) / 8,
+                          (uintptr_t)maps[m] + hi / 8);
+        }
+        /* The superblock map's page that holds the head's slot stays: a
+         * superblock cut from the region later would fault it in. */
         size_t shift = GRANULE_SHIFT - PAGE_SHIFT;
         release_inner((uintptr_t)&r->xsb_map[(lo >> shift) + 1],
                       (uintptr_t)&r->xsb_map[hi >> shift]);

@@ -417,6 +417,31 @@ static void test_region_growth(void) {
   userpage_free(p, 4096);
 }
 
+/* A full trim leaves a wholly free region four pages of metadata: its
+ * header, the bitmap of populated pmeta pages, the pmeta page of the free
+ * run's head and the first page of the superblock map (which a superblock
+ * cut there later would fault in).  The page bitmaps read as zero, and
+ * their pages where they meet (one holds the end of one bitmap and the
+ * start of the next) go too. */
+static void test_trim_metadata(void) {
+  if (getenv("UMPA_REGION_SIZE")) return; /* one region for everything */
+  size_t size = (size_t)64 << 20;
+  char *q = userpage_malloc(size, 0); /* the 128 MiB region, wholly */
+  REQUIRE(q);
+  struct region *r = region_of(q);
+  REQUIRE(r && r->npages == 32768 && region_index(r, q) == 0);
+  userpage_free(q, size);
+  umpa_page_trim(3);
+  size_t pages = r->meta_size / PG, res = 0;
+  unsigned char *vec = malloc(pages);
+  REQUIRE(vec);
+  REQUIRE(mincore(r, r->meta_size, vec) == 0);
+  for (size_t i = 0; i < pages; i++) res += vec[i] & 1;
+  free(vec);
+  CHECK_MSG(res <= 4, "%zu metadata pages resident", res);
+  umpa_page_check();
+}
+
 /* os_move is all or nothing.  A range the kernel refuses to move whole
  * (EFAULT: it spans VMAs that earlier moves split) is moved in halves; if
  * the second half fails, the first is moved back, and if that fails too
@@ -455,6 +480,7 @@ static void test_move_all_or_nothing(void) {
 
 int main(void) {
   test_region_growth();
+  test_trim_metadata();
   test_malloc_errors();
   test_malloc_basic();
   test_zero_flag();
