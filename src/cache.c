@@ -172,13 +172,13 @@ static void trim_metadata(void) {
          * every bit clear, its head's too: the bitmap page that holds the
          * head's bit can go, else only the pages after it. */
         size_t from = pm->count == 0 ? lo : lo + 1;
-        _Atomic uint64_t *maps[3] = {r->xbacked, r->xheads, r->xcached};
         if (from == 0 && hi == r->npages) {
           /* A wholly free region: the three bitmaps lie end to end and
            * share pages at their seams, which go too. */
           release_inner((uintptr_t)r->xbacked,
                         (uintptr_t)r->xcached + (hi + 7) / 8);
         } else {
+          _Atomic uint64_t *maps[3] = {r->xbacked, r->xheads, r->xcached};
           for (int m = 0; m < 3; m++)
             release_inner((uintptr_t)maps[m] + (from + 7) / 8,
                           (uintptr_t)maps[m] + hi / 8);
