@@ -228,9 +228,12 @@ UMPA_API size_t umpa_malloc_usable_size(void *p);
 /* C23: free with the size (or size and alignment) it was allocated with. */
 UMPA_API void umpa_free_sized(void *p, size_t size);
 UMPA_API void umpa_free_aligned_sized(void *p, size_t align, size_t size);
-/* Give free memory back to the kernel: empties the calling thread's and
- * the global heap's free superblocks and the page cache down to `pad`
- * bytes.  Returns 1 if memory was released, else 0. */
+/* Give free memory back to the kernel: releases the calling thread's and
+ * the global heap's empty superblocks, the pages of their other
+ * superblocks that hold no block in use (those blocks stay available), the
+ * large-block cache, and the page cache down to `pad` bytes.  Other
+ * threads' heaps are left alone.  Thread safe.  Returns 1 if memory was
+ * released, else 0. */
 UMPA_API int umpa_malloc_trim(size_t pad);
 /* glibc's mallopt.  M_TRIM_THRESHOLD sets the page cache limit and
  * M_MMAP_THRESHOLD the size from which blocks come straight from the page

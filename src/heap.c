@@ -178,8 +178,10 @@ static void snapshot(struct bin *b) {
  * reusable) and counts as idle memory in the caches' adaptive limits; a
  * superblock nobody took for UMPA_DECAY_MS, or that finds the store full,
  * goes back to the page layer, whose own limit and decay then apply.  Age
- * is checked whenever any class stores or takes one, with no background
- * thread, so a class nobody uses any more does not keep its superblocks.
+ * is checked whenever any class stores or takes one, and on a heap's tick
+ * (a program that only allocates for a while: bench/fragment), with no
+ * background thread, so a class nobody uses any more does not keep its
+ * superblocks.
  * ------------------------------------------------------------------------- */
 
 static void destroy_chain(struct superblock *sb) {
@@ -579,9 +581,11 @@ static struct superblock *next_superblock(struct heap *h, struct bin *b,
  * out, or one changing its quarter of fullness), it ages them too: a clock
  * read and a few loads when there is nothing to release. */
 #define HEAP_TICK_EVERY 16
+static void store_sweep(unsigned skip, uint64_t now);
 static UMPA_NOINLINE void tick(struct heap *h) {
   h->ticks = HEAP_TICK_EVERY;
   largecache_decay_idle();
+  store_sweep(NUM_CLASSES, os_now_ns());
   cache_enforce();
 }
 
@@ -597,7 +601,7 @@ static void *bin_alloc(struct heap *h, unsigned cls, bool *zero) {
       atomic_store_explicit(&sb->xused, used_of(sb) + 1, memory_order_relaxed);
       return blk;
     }
-    if (zero && sb->zeroed && sb->carved < sb->capacity) {
+    if (zero && sb->zeroed && sb->carved < sb->capacity && !sb->holes) {
       /* Never written since the kernel zeroed it: calloc needs no memset. */
       blk = (struct block *)(sb_blocks(sb) + (size_t)sb->carved++ * sb->size);
       atomic_store_explicit(&sb->xused, used_of(sb) + 1, memory_order_relaxed);
@@ -702,7 +706,7 @@ void heap_abandon(struct heap *h) {
 }
 
 size_t heap_trim(struct heap *h) {
-  size_t released = 0;
+  size_t released = 0, pages = 0;
   if (h != &umpa_heap_empty && h != &umpa_heap_dead) {
     for (unsigned c = 0; c < NUM_CLASSES; c++) {
       struct bin *b = &h->bins[c];
@@ -718,6 +722,11 @@ size_t heap_trim(struct heap *h) {
           next = sb->next;
           collect_listed(b, sb);
         }
+      /* What still has blocks out keeps only the pages they are on. */
+      pages += superblock_trim(b->current);
+      for (unsigned g = 0; g < SB_FULL; g++)
+        for (struct superblock *sb = b->lists[g]; sb; sb = sb->next)
+          pages += superblock_trim(sb);
       if (b->spare) {
         released += (size_t)umpa_class[c].sb_pages << PAGE_SHIFT;
         superblock_destroy(b->spare);
@@ -738,11 +747,13 @@ size_t heap_trim(struct heap *h) {
         COUNTER_ADD(g->xheld, -1);
         released += (size_t)umpa_class[c].sb_pages << PAGE_SHIFT;
         superblock_destroy(sb);
+      } else {
+        pages += superblock_trim(sb);
       }
     }
     ulock_release(&global_lock[c]);
   }
-  return released + store_flush();
+  return released + (pages << PAGE_SHIFT) + store_flush();
 }
 
 /* ---------------------------------------------------------------------------

@@ -494,6 +494,9 @@ UMPA_HIDDEN void page_give_back(struct pmeta *pm, size_t npages, bool enforce);
 /* Give the memory of every backed page of an allocated block back to the
  * kernel; the block stays allocated and its pages read as zero. */
 UMPA_HIDDEN void page_release_block(struct pmeta *pm);
+/* The same for [p, p+npages pages), which lies inside an allocated block
+ * (a superblock's free pages at a full trim). */
+UMPA_HIDDEN void page_release_pages(void *p, size_t npages);
 /* Record that the backed pages of a free-bound range may have been touched
  * without our knowledge (lazy/reserved blocks): refresh the bitmap. */
 UMPA_HIDDEN void page_refresh_backed(struct region *r, size_t idx, size_t n);
@@ -639,6 +642,9 @@ struct superblock {
    * free takes the checked path without a test of its own. */
   uint32_t div_inv, div_bound;
   uint8_t div_shift;
+  /* After a full trim released pages that held only free blocks: 1 + the
+   * index of the block that records which (see superblock_trim), else 0. */
+  uint16_t holes;
   /* Line 1: written by other threads.  Blocks freed by non-owners, as a
    * list head whose bit 0 (REMOTE_NOTIFY) says the owner parked this
    * superblock full and wants to hear of the next free into it. */
@@ -787,8 +793,17 @@ static inline struct superblock *superblock_of(const void *p) {
   if (UMPA_LIKELY(shift)) return sb_header_at((uintptr_t)p, shift);
   return superblock_of_slow(p);
 }
-/* Carve up to umpa_class[cls].carve never-used blocks onto the free list. */
+/* Put blocks on the empty free list: first those a trim took off it (one
+ * released page's worth), else up to umpa_class[cls].carve never-used
+ * ones.  False when there are none. */
 UMPA_HIDDEN bool superblock_carve(struct superblock *sb);
+/* malloc_trim of a superblock that still has blocks out (its owner, or the
+ * global heap's lock): give the kernel the memory of every page past the
+ * first that holds only free or never-used blocks.  Their free blocks
+ * leave the free list and come back, a page at a time, when it runs dry.
+ * Returns the pages released; none with UMPA_CHECK=1 or if an earlier
+ * trim's pages have not all come back. */
+UMPA_HIDDEN size_t superblock_trim(struct superblock *sb);
 /* Move remote frees onto the owner's free list; returns how many. */
 UMPA_HIDDEN uint32_t superblock_collect(struct superblock *sb);
 /* A free by a thread that does not own sb. */

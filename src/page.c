@@ -547,13 +547,22 @@ void page_release_block(struct pmeta *pm) {
   forget_backed(pm, idx, n, was);
 }
 
-int userpage_release(void *p, size_t size) {
-  size_t idx, n;
-  struct pmeta *pm = range_block(p, size, &idx, &n);
-  if (!pm) return -1;
+static void release_range(struct pmeta *pm, void *p, size_t idx, size_t n) {
   size_t was = bitmap_count(pm->region->xbacked, idx, n);
   /* The owner may have touched unbacked pages too: drop the whole range. */
   os_release(p, n << PAGE_SHIFT);
   forget_backed(pm, idx, n, was);
+}
+
+int userpage_release(void *p, size_t size) {
+  size_t idx, n;
+  struct pmeta *pm = range_block(p, size, &idx, &n);
+  if (!pm) return -1;
+  release_range(pm, p, idx, n);
   return 0;
+}
+
+void page_release_pages(void *p, size_t npages) {
+  struct pmeta *pm = page_block_containing(p, npages);
+  if (pm) release_range(pm, p, region_index(pm->region, p), npages);
 }

@@ -19,6 +19,8 @@
  */
 #include "internal.h"
 
+#include <string.h>
+
 struct superblock umpa_sb_empty = {.group = SB_CURRENT};
 
 struct superblock *superblock_new(unsigned cls, struct heap *owner) {
@@ -49,6 +51,7 @@ struct superblock *superblock_new(unsigned cls, struct heap *owner) {
   sb->group = SB_CURRENT;
   sb->lo_mark = 0;
   sb->zeroed = fresh;
+  sb->holes = 0;
   atomic_store_explicit(&sb->xaligned, 0, memory_order_relaxed);
   sb->next = sb->prev = NULL;
   sb->recip = sc->recip;
@@ -80,7 +83,10 @@ struct superblock *superblock_of_slow(const void *p) {
   return shift ? sb_header_at((uintptr_t)p, shift) : NULL;
 }
 
+static bool restore_page(struct superblock *sb);
+
 bool superblock_carve(struct superblock *sb) {
+  if (UMPA_UNLIKELY(sb->holes)) return restore_page(sb);
   uint32_t left = sb->capacity - sb->carved;
   if (left == 0) return false;
   uint32_t n = umpa_class[sb->cls].carve;
@@ -188,4 +194,161 @@ size_t hoard_mark(size_t held, size_t cap) {
 
 bool hoard_over_threshold(size_t used, size_t held, size_t cap) {
   return used < hoard_mark(held, cap);
+}
+
+/* ---------------------------------------------------------------------------
+ * Trimming a superblock that still has blocks out.
+ *
+ * glibc's malloc_trim gives the kernel the free pages inside its heap; a
+ * superblock that keeps one live block would otherwise keep all its pages
+ * (larson's last superblocks: one block out each, 15 of 16 pages
+ * resident).  The free blocks on a released page must leave the free list,
+ * whose links live in them: they become holes, blocks below `carved` that
+ * are neither out nor listed.  Which pages went is written at the start of
+ * one free block, in a page that stays (the header has no room left):
+ * `gone`, the pages released, and `left`, those whose holes are not listed
+ * again yet, a bit a page each.  A hole comes back with the first page of
+ * `gone` it overlaps, so restoring pages in any order lists each hole
+ * once.  Until every page is back, carving restores instead of carving the
+ * tail, so `carved` keeps its value and the record stays exact.
+ * ------------------------------------------------------------------------- */
+
+#define TRIM_PAGE_WORDS 2   /* 128 pages, the largest superblock (512 KiB) */
+#define TRIM_BLOCKS 4096    /* 64 KiB of 16-byte blocks */
+
+static inline bool bit_get(const uint64_t *m, size_t i) {
+  return (m[i / 64] >> (i % 64)) & 1;
+}
+static inline void bit_put(uint64_t *m, size_t i, bool v) {
+  uint64_t bit = (uint64_t)1 << (i % 64);
+  m[i / 64] = v ? m[i / 64] | bit : m[i / 64] & ~bit;
+}
+
+static inline size_t block_index(struct superblock *sb, const void *b) {
+  return (size_t)((const char *)b - sb_blocks(sb)) / sb->size;
+}
+static inline char *block_at(struct superblock *sb, size_t i) {
+  return sb_blocks(sb) + i * sb->size;
+}
+static inline size_t page_at(struct superblock *sb, const char *a) {
+  return (size_t)(a - sb_start(sb)) >> PAGE_SHIFT;
+}
+
+/* The blocks [*lo, *hi) that overlap page p >= 1 (the first block begins
+ * after the header, at the latest where page 1 begins). */
+static void blocks_on_page(struct superblock *sb, size_t p, size_t *lo,
+                           size_t *hi) {
+  size_t from = (size_t)(sb_start(sb) + (p << PAGE_SHIFT) - sb_blocks(sb));
+  size_t h = (from + PAGE_SIZE + sb->size - 1) / sb->size;
+  *hi = h < sb->capacity ? h : sb->capacity;
+  *lo = from / sb->size < *hi ? from / sb->size : *hi;
+}
+
+/* The first page in `gone` that block i overlaps, or SIZE_MAX. */
+static size_t hole_page(struct superblock *sb, size_t i, const uint64_t *gone) {
+  char *b = block_at(sb, i);
+  for (size_t p = page_at(sb, b), last = page_at(sb, b + sb->size - 1);
+       p <= last; p++)
+    if (bit_get(gone, p)) return p;
+  return SIZE_MAX;
+}
+
+static bool restore_page(struct superblock *sb) {
+  size_t words = (umpa_class[sb->cls].sb_pages + 63) / 64;
+  uint64_t *gone = (uint64_t *)block_at(sb, sb->holes - 1u), *left = gone + words;
+  for (size_t w = 0; w < words; w++)
+    while (left[w]) {
+      size_t p = w * 64 + (size_t)__builtin_ctzll(left[w]), lo, hi, n = 0;
+      left[w] &= left[w] - 1;
+      blocks_on_page(sb, p, &lo, &hi);
+      for (size_t i = lo; i < hi && i < sb->carved; i++)
+        if (i != sb->holes - 1u && hole_page(sb, i, gone) == p) {
+          struct block *b = (struct block *)block_at(sb, i);
+          b->next = sb->free;
+          sb->free = b;
+          n++;
+        }
+      if (n) return true;
+    }
+  /* Every page is back: the record is a free block again. */
+  struct block *rec = (struct block *)gone;
+  rec->next = sb->free;
+  sb->free = rec;
+  sb->holes = 0;
+  return true;
+}
+
+size_t superblock_trim(struct superblock *sb) {
+  size_t pages = umpa_class[sb->cls].sb_pages, words = (pages + 63) / 64;
+  if (umpa_opt.check || sb->holes || !sb->free || words > TRIM_PAGE_WORDS ||
+      sb->capacity > TRIM_BLOCKS || 2 * words * sizeof(uint64_t) > sb->size)
+    return 0;
+  uint64_t listed[TRIM_BLOCKS / 64] = {0};
+  for (struct block *b = sb->free; b; b = b->next)
+    bit_put(listed, block_index(sb, b), true);
+  /* Pages to release; `gone` those of them that held carved blocks.  A
+   * fresh superblock's pages past the carved blocks were never touched. */
+  uint64_t release[TRIM_PAGE_WORDS] = {0}, gone[TRIM_PAGE_WORDS] = {0};
+  for (size_t p = 1; p < pages; p++) {
+    size_t lo, hi;
+    blocks_on_page(sb, p, &lo, &hi);
+    size_t end = hi < sb->carved ? hi : sb->carved, i = lo;
+    while (i < end && bit_get(listed, i)) i++;
+    if (i < end || (lo >= end && sb->zeroed)) continue;
+    bit_put(release, p, true);
+    bit_put(gone, p, lo < end);
+  }
+  /* The record goes at the start of a free block, in a page that stays;
+   * failing that, the page where the first free block starts stays. */
+  size_t record_bytes = 2 * words * sizeof(uint64_t);
+  struct block *rec = NULL;
+  bool holes = false;
+  for (size_t w = 0; w < words; w++) holes |= gone[w] != 0;
+  if (holes) {
+    for (struct block *b = sb->free; b && !rec; b = b->next)
+      if (!bit_get(release, page_at(sb, (char *)b)) &&
+          !bit_get(release, page_at(sb, (char *)b + record_bytes - 1)))
+        rec = b;
+    if (!rec) {
+      rec = sb->free;
+      for (size_t p = page_at(sb, (char *)rec);
+           p <= page_at(sb, (char *)rec + record_bytes - 1); p++) {
+        bit_put(release, p, false);
+        bit_put(gone, p, false);
+      }
+      holes = false;
+      for (size_t w = 0; w < words; w++) holes |= gone[w] != 0;
+    }
+  }
+  if (holes) {
+    struct block **link = &sb->free;
+    for (struct block *b = sb->free; b; b = b->next)
+      if (b != rec && hole_page(sb, block_index(sb, b), gone) == SIZE_MAX) {
+        *link = b;
+        link = &b->next;
+      }
+    *link = NULL;
+    uint64_t *record = (uint64_t *)rec;
+    for (size_t w = 0; w < words; w++) record[w] = record[words + w] = gone[w];
+    sb->holes = (uint16_t)(block_index(sb, rec) + 1);
+  }
+  /* Only now: the list and the record above lie in pages that stay. */
+  size_t released = 0;
+  for (size_t p = 1, q; p < pages; p = q + 1) {
+    for (q = p; q < pages && bit_get(release, q); q++) {}
+    if (q == p) continue;
+    page_release_pages(sb_start(sb) + (p << PAGE_SHIFT), q - p);
+    released += q - p;
+  }
+  /* Every page past the carved blocks went: once the rest of the page they
+   * end in is cleared, the tail reads as zero, so calloc can skip clearing
+   * it and the next trim need not release those pages again. */
+  if (!sb->zeroed) {
+    char *tail = block_at(sb, sb->carved);
+    size_t p = page_at(sb, tail), off = (uintptr_t)tail & (PAGE_SIZE - 1);
+    if (off && p < pages && !bit_get(release, p))
+      memset(tail, 0, PAGE_SIZE - off);
+    sb->zeroed = 1;
+  }
+  return released;
 }

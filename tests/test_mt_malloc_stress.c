@@ -2,7 +2,8 @@
  * test_mt_malloc_stress.c - threads allocate, fill, verify and free blocks
  * of every size class and some large ones, hand many of them to other
  * threads through a shared mailbox (so most frees are cross-thread), and
- * reallocate; at the end every heap is trimmed and the page layer checked.
+ * reallocate, while one of them calls malloc_trim now and then; at the end
+ * every heap is trimmed and the page layer checked.
  */
 #include "check.h"
 #include "internal.h"
@@ -13,6 +14,7 @@
 #define THREADS 4
 #define SLOTS 256
 #define MAILBOX 64
+#define TRIM_EVERY 1000
 
 static _Atomic(unsigned char *) mailbox[MAILBOX];
 static _Atomic int failures;
@@ -52,6 +54,11 @@ static void *worker(void *arg) {
   uint64_t r = 0x9E3779B97F4A7C15ull * ((uintptr_t)arg + 1);
   unsigned char *slot[SLOTS] = {0};
   for (long it = 0; it < iterations; it++) {
+    /* One thread trims now and then: its superblocks and the global
+     * heap's lose the pages of free blocks while the others free into
+     * them, and the holes come back as it allocates. */
+    if ((uintptr_t)arg == 0 && it % TRIM_EVERY == TRIM_EVERY - 1)
+      umpa_malloc_trim(0);
     size_t i = (size_t)(r >> 7) % SLOTS;
     size_t n = random_size(&r);
     unsigned op = (unsigned)(r % 10);

@@ -9,6 +9,9 @@
 #include "check.h"
 #include "internal.h"
 
+#include <string.h>
+#include <sys/mman.h>
+
 #define PER_CLASS 6 /* superblocks per class: their header colours differ */
 #define CARVES 3    /* carves checked per superblock: each touches a page */
 
@@ -105,9 +108,139 @@ static void test_classes(void) {
   CHECK_MSG(bad == 0, "%u sizes in the wrong class", bad);
 }
 
+/* malloc_trim gives the kernel the pages of a superblock that hold only
+ * free blocks while other blocks of it are still out; the free blocks on
+ * them come back when the superblock runs out, each exactly once. */
+#define TRIM_SBS 3 /* superblocks' worth of blocks per size */
+#define TRIM_MAX (TRIM_SBS * 1300)
+static char *trim_blocks[5 * TRIM_MAX], *trim_more[4 * TRIM_MAX];
+
+static void tag(char *p, size_t size, uintptr_t v) {
+  memcpy(p, &v, sizeof v);
+  memcpy(p + size - sizeof v, &v, sizeof v);
+}
+static bool tagged(const char *p, size_t size, uintptr_t v) {
+  uintptr_t a, b;
+  memcpy(&a, p, sizeof a);
+  memcpy(&b, p + size - sizeof b, sizeof b);
+  return a == v && b == v;
+}
+static int by_address(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t) * (char *const *)a, y = (uintptr_t) * (char *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void test_trim_inside_superblocks(void) {
+  static const size_t sizes[] = {48, 320, 1024, 3000, 20000};
+  for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+    size_t size = sizes[k];
+    unsigned cls = sizeclass_of(size);
+    size_t cap = umpa_class[cls].capacity, pages = umpa_class[cls].sb_pages;
+    size_t n = cap * TRIM_SBS - cap / 3;
+    REQUIRE(n <= TRIM_MAX);
+    for (size_t i = 0; i < n; i++) {
+      REQUIRE((trim_blocks[i] = umpa_malloc(size)));
+      tag(trim_blocks[i], size, (uintptr_t)trim_blocks[i]);
+    }
+    /* Superblocks whose every carved block is ours or listed keep two of
+     * ours: the middle one and the last, so pages on both sides of them
+     * go.  The last superblock is carved only in part: it keeps its first
+     * and middle ones, so the page where carving stopped goes too. */
+    struct superblock *mine[TRIM_SBS + 1];
+    size_t first[TRIM_SBS + 1], count[TRIM_SBS + 1];
+    int nmine = 0;
+    qsort(trim_blocks, n, sizeof *trim_blocks, by_address);
+    for (size_t i = 0, j; i < n; i = j) {
+      struct superblock *sb = superblock_of(trim_blocks[i]);
+      for (j = i; j < n && superblock_of(trim_blocks[j]) == sb; j++) {}
+      size_t listed = 0;
+      for (struct block *b = sb->free; b; b = b->next) listed++;
+      if (j - i + listed == sb->carved && !(atomic_load(&sb->xremote) & ~REMOTE_NOTIFY) &&
+          nmine <= TRIM_SBS) {
+        mine[nmine] = sb;
+        first[nmine] = i;
+        count[nmine++] = j - i;
+      }
+    }
+    REQUIRE_MSG(nmine >= TRIM_SBS - 1, "%zu bytes: %d superblocks of ours",
+                size, nmine);
+    size_t kept = 0, total = n;
+    for (int m = 0; m < nmine; m++) {
+      char *mid = trim_blocks[first[m] + count[m] / 2];
+      size_t other = mine[m]->carved < cap ? 0 : count[m] - 1;
+      char *last = trim_blocks[first[m] + other];
+      trim_blocks[first[m] + count[m] / 2] = NULL;
+      trim_blocks[first[m] + other] = NULL;
+      trim_more[kept++] = mid;
+      if (last != mid) trim_more[kept++] = last;
+    }
+    for (size_t i = 0; i < total; i++) umpa_free(trim_blocks[i]);
+    memcpy(trim_blocks, trim_more, kept * sizeof *trim_blocks);
+    umpa_malloc_trim(0);
+    for (int m = 0; m < nmine; m++) {
+      struct superblock *sb = mine[m];
+      char *start = sb_start(sb);
+      CHECK_MSG(sb->holes, "%zu bytes: no page of superblock %p released",
+                size, (void *)sb);
+      unsigned char vec[128];
+      REQUIRE(pages <= sizeof vec && mincore(start, pages << PAGE_SHIFT, vec) == 0);
+      size_t stray = 0;
+      for (size_t pg = 1; pg < pages; pg++) {
+        bool out = false;
+        for (size_t i = 0; i < kept; i++) {
+          size_t a = (size_t)(trim_blocks[i] - start) >> PAGE_SHIFT;
+          size_t b = (size_t)(trim_blocks[i] + size - 1 - start) >> PAGE_SHIFT;
+          out |= superblock_of(trim_blocks[i]) == sb && pg >= a && pg <= b;
+        }
+        stray += (vec[pg] & 1) && !out;
+      }
+      CHECK_MSG(stray == 0, "%zu bytes: %zu free pages stayed resident", size,
+                stray);
+    }
+    for (size_t i = 0; i < kept; i++)
+      CHECK(tagged(trim_blocks[i], size, (uintptr_t)trim_blocks[i]));
+    /* Allocate until the trimmed superblocks are full again: every block
+     * of theirs came back once, and none overlaps another. */
+    size_t got = 0;
+    bool full = false;
+    while (!full && got < 4 * TRIM_MAX) {
+      /* calloc too: it may take never-used blocks past `carved`. */
+      char *q = trim_more[got] = got % 2 ? umpa_calloc(1, size) : umpa_malloc(size);
+      REQUIRE(q);
+      if (got % 2) {
+        size_t nonzero = 0;
+        for (size_t i = 0; i < size; i++) nonzero += q[i] != 0;
+        CHECK_MSG(nonzero == 0, "%zu bytes: calloc block has %zu bytes set",
+                  size, nonzero);
+      }
+      tag(q, size, (uintptr_t)q);
+      got++;
+      full = true;
+      for (int m = 0; m < nmine; m++)
+        full &= atomic_load(&mine[m]->xused) == mine[m]->capacity;
+    }
+    CHECK_MSG(full, "%zu bytes: trimmed superblocks not full after %zu "
+              "mallocs", size, got);
+    for (int m = 0; m < nmine; m++) CHECK(mine[m]->holes == 0);
+    for (size_t i = 0; i < got; i++) trim_blocks[kept + i] = trim_more[i];
+    qsort(trim_blocks, kept + got, sizeof *trim_blocks, by_address);
+    size_t bad = 0;
+    for (size_t i = 0; i < kept + got; i++) {
+      bad += !tagged(trim_blocks[i], size, (uintptr_t)trim_blocks[i]);
+      bad += i > 0 && (size_t)(trim_blocks[i] - trim_blocks[i - 1]) < size;
+    }
+    CHECK_MSG(bad == 0, "%zu bytes: %zu blocks overlap or were overwritten",
+              size, bad);
+    for (size_t i = 0; i < kept + got; i++) umpa_free(trim_blocks[i]);
+  }
+  umpa_malloc_trim(0);
+  umpa_page_check();
+}
+
 int main(void) {
   test_classes();
   test_carve_a_page_at_a_time();
   test_boundary();
+  test_trim_inside_superblocks();
   return check_done("test_superblock");
 }
