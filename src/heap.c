@@ -578,10 +578,10 @@ static struct superblock *next_superblock(struct heap *h, struct bin *b,
 /* The caches age on the paths that free into them and on large requests;
  * a program that stops both would keep what they hold until it exits.
  * Every HEAP_TICK_EVERY events of a heap's slow paths (a superblock run
- * out, or one changing its quarter of fullness), it ages them too: a clock
- * read and a few loads when there is nothing to release. */
+ * out, or one changing its quarter of fullness), it ages them too, the
+ * store of empty superblocks included: two clock reads and two loads per
+ * class when there is nothing to release. */
 #define HEAP_TICK_EVERY 16
-static void store_sweep(unsigned skip, uint64_t now);
 static UMPA_NOINLINE void tick(struct heap *h) {
   h->ticks = HEAP_TICK_EVERY;
   largecache_decay_idle();
