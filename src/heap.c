@@ -579,8 +579,9 @@ static struct superblock *next_superblock(struct heap *h, struct bin *b,
  * a program that stops both would keep what they hold until it exits.
  * Every HEAP_TICK_EVERY events of a heap's slow paths (a superblock run
  * out, or one changing its quarter of fullness), it ages them too, the
- * store of empty superblocks included: two clock reads and two loads per
- * class when there is nothing to release. */
+ * store of empty superblocks included: a clock read (two while the large
+ * cache holds more than it keeps) and two loads per class when there is
+ * nothing to release. */
 #define HEAP_TICK_EVERY 16
 static UMPA_NOINLINE void tick(struct heap *h) {
   h->ticks = HEAP_TICK_EVERY;

@@ -223,6 +223,11 @@ static inline void bit_put(uint64_t *m, size_t i, bool v) {
   uint64_t bit = (uint64_t)1 << (i % 64);
   m[i / 64] = v ? m[i / 64] | bit : m[i / 64] & ~bit;
 }
+static inline bool any_bit(const uint64_t *m, size_t words) {
+  uint64_t any = 0;
+  for (size_t w = 0; w < words; w++) any |= m[w];
+  return any != 0;
+}
 
 static inline size_t block_index(struct superblock *sb, const void *b) {
   return (size_t)((const char *)b - sb_blocks(sb)) / sb->size;
@@ -302,8 +307,7 @@ size_t superblock_trim(struct superblock *sb) {
    * failing that, the page where the first free block starts stays. */
   size_t record_bytes = 2 * words * sizeof(uint64_t);
   struct block *rec = NULL;
-  bool holes = false;
-  for (size_t w = 0; w < words; w++) holes |= gone[w] != 0;
+  bool holes = any_bit(gone, words);
   if (holes) {
     for (struct block *b = sb->free; b && !rec; b = b->next)
       if (!bit_get(release, page_at(sb, (char *)b)) &&
@@ -316,8 +320,7 @@ size_t superblock_trim(struct superblock *sb) {
         bit_put(release, p, false);
         bit_put(gone, p, false);
       }
-      holes = false;
-      for (size_t w = 0; w < words; w++) holes |= gone[w] != 0;
+      holes = any_bit(gone, words);
     }
   }
   if (holes) {
