@@ -20,9 +20,10 @@
  * largest and smallest blocks M and m and P heaps, this bounds the memory
  * held to O(n log M/m + P) (Hoard's theorem; see docs/ARCHITECTURE.md).
  *
- * The global heap has, per class, one lock, a list of partly used
- * superblocks and the store of empty ones.  A superblock there is owned by
- * nobody; frees into it take the class lock.
+ * The global heap has, per class, one lock and a list of partly used
+ * superblocks, and the store of empty ones (store.c, striped by heap).  A
+ * superblock on the list is owned by nobody; frees into it take the class
+ * lock.
  */
 #include "internal.h"
 
@@ -48,14 +49,10 @@ static struct heap heap_shared;
 static ulock_t shared_lock;
 
 static ulock_t global_lock[NUM_CLASSES];
-/* The store (under the class lock): most recently stored first. */
-static struct superblock *store_head[NUM_CLASSES], *store_tail[NUM_CLASSES];
-static _Atomic uint32_t store_count[NUM_CLASSES]; /* read unlocked to peek */
-static _Atomic uint64_t store_oldest[NUM_CLASSES]; /* the tail's stamp */
-static _Atomic size_t store_pages;
 static _Atomic size_t arena_bytes, arena_peak;
 static ulock_t pool_lock;
 static struct heap *heap_all, *heap_pool;
+static unsigned heaps_made; /* under pool_lock */
 
 void heap_account_arena(ssize_t bytes) {
   size_t now = atomic_fetch_add_explicit(&arena_bytes, (size_t)bytes,
@@ -166,209 +163,6 @@ static void snapshot(struct bin *b) {
 }
 
 /* ---------------------------------------------------------------------------
- * The global heap's store of empty superblocks.
- *
- * As in Hoard, an empty superblock that its thread heap may not keep goes
- * to the global heap, where any thread reuses it: whole, with its free list
- * and carved blocks, so the next superblock a class needs costs no
- * page-layer call, no map update and no carving.  threadtest empties about
- * 30 superblocks a round and built them again the next: keeping them made
- * it 7 % faster at one thread.  The store holds at most half the page
- * cache's limit (the two hold the same kind of memory: freed, backed,
- * reusable) and counts as idle memory in the caches' adaptive limits; a
- * superblock nobody took for UMPA_DECAY_MS, or that finds the store full,
- * goes back to the page layer, whose own limit and decay then apply.  Age
- * is checked whenever any class stores or takes one, and on a heap's tick
- * (a program that only allocates for a while: bench/fragment), with no
- * background thread, so a class nobody uses any more does not keep its
- * superblocks.
- * ------------------------------------------------------------------------- */
-
-static void destroy_chain(struct superblock *sb) {
-  while (sb) {
-    struct superblock *next = sb->next;
-    superblock_destroy(sb);
-    sb = next;
-  }
-}
-
-static void store_unlink_locked(struct superblock *sb) {
-  unsigned cls = sb->cls;
-  if (sb->owner_prev) sb->owner_prev->owner_next = sb->owner_next;
-  else sb->last_owner->bins[cls].stored = sb->owner_next;
-  if (sb->owner_next) sb->owner_next->owner_prev = sb->owner_prev;
-  sb->owner_next = sb->owner_prev = NULL;
-  if (sb->prev) sb->prev->next = sb->next;
-  else store_head[cls] = sb->next;
-  if (sb->next) sb->next->prev = sb->prev;
-  else store_tail[cls] = sb->prev;
-  sb->next = sb->prev = NULL;
-  atomic_store_explicit(&store_oldest[cls],
-                        store_tail[cls] ? store_tail[cls]->stamp : 0,
-                        memory_order_relaxed);
-  atomic_store_explicit(&store_count[cls],
-                        atomic_load_explicit(&store_count[cls],
-                                             memory_order_relaxed) - 1,
-                        memory_order_relaxed);
-  size_t pages = umpa_class[cls].sb_pages;
-  atomic_fetch_sub_explicit(&store_pages, pages, memory_order_relaxed);
-  PC_ADD(xidle, -pages);
-}
-
-/* Take sb off the store and onto the chain `gone` for destroy_chain
- * (class lock held); returns the chain. */
-static struct superblock *store_remove_locked(struct superblock *sb,
-                                              struct superblock *gone) {
-  store_unlink_locked(sb);
-  sb->next = gone;
-  return sb;
-}
-
-/* Take the class's superblocks stored longer than UMPA_DECAY_MS ago off
- * the store (class lock held), chained onto `gone` for destroy_chain. */
-static struct superblock *store_expire_locked(unsigned cls, uint64_t now,
-                                              struct superblock *gone) {
-  uint64_t age = decay_age_ns();
-  /* `now` was read before the lock: a stamp may be a little later. */
-  while (age && store_tail[cls] && now > store_tail[cls]->stamp &&
-         now - store_tail[cls]->stamp >= age)
-    gone = store_remove_locked(store_tail[cls], gone);
-  return gone;
-}
-
-/* Expire what other classes stored too long ago (no class lock held).  A
- * class whose lock is busy is left for the next time. */
-static void store_sweep(unsigned skip, uint64_t now) {
-  uint64_t age = decay_age_ns();
-  if (!age || !now) return;
-  for (unsigned c = 0; c < NUM_CLASSES; c++) {
-    uint64_t oldest =
-        atomic_load_explicit(&store_oldest[c], memory_order_relaxed);
-    if (c == skip ||
-        !atomic_load_explicit(&store_count[c], memory_order_relaxed) ||
-        now <= oldest || now - oldest < age || !ulock_try(&global_lock[c]))
-      continue;
-    struct superblock *gone = store_expire_locked(c, now, NULL);
-    ulock_release(&global_lock[c]);
-    destroy_chain(gone);
-  }
-}
-
-/* The most pages the store may hold: half the page cache's limit.  Read
- * before the class lock is taken, as the time is: the adaptive limit reads
- * the clock too, and the lock is what many threads emptying superblocks at
- * once wait for. */
-static size_t store_cap(void) { return cache_limit_pages() / 2; }
-
-/* Store the empty superblock sb (class lock held) at time `now`, if the
- * store holds fewer than `cap` pages with it (store_cap).  Returns what the
- * caller destroys once it has dropped the lock: sb itself when the store
- * is full, and the superblocks that expired. */
-static struct superblock *store_put_locked(struct superblock *sb,
-                                           uint64_t now, size_t cap) {
-  unsigned cls = sb->cls;
-  struct superblock *gone = store_expire_locked(cls, now, NULL);
-  size_t pages = umpa_class[cls].sb_pages;
-  if (atomic_load_explicit(&store_pages, memory_order_relaxed) + pages > cap) {
-    sb->next = gone;
-    return sb;
-  }
-  sb->group = SB_STORED;
-  sb->stamp = now;
-  struct heap *owner = atomic_load_explicit(&sb->xowner, memory_order_relaxed);
-  if (!owner) owner = &umpa_heap_global; /* made for a test, no heap */
-  sb->last_owner = owner;
-  sb->owner_prev = NULL;
-  sb->owner_next = owner->bins[cls].stored;
-  if (sb->owner_next) sb->owner_next->owner_prev = sb;
-  owner->bins[cls].stored = sb;
-  /* No block of it is out: nothing is at an offset any more. */
-  atomic_store_explicit(&sb->xaligned, 0, memory_order_relaxed);
-  atomic_store_explicit(&sb->xowner, &umpa_heap_global, memory_order_release);
-  sb->prev = NULL;
-  sb->next = store_head[cls];
-  if (sb->next) {
-    sb->next->prev = sb;
-  } else {
-    store_tail[cls] = sb;
-    atomic_store_explicit(&store_oldest[cls], now, memory_order_relaxed);
-  }
-  store_head[cls] = sb;
-  atomic_store_explicit(&store_count[cls],
-                        atomic_load_explicit(&store_count[cls],
-                                             memory_order_relaxed) + 1,
-                        memory_order_relaxed);
-  atomic_fetch_add_explicit(&store_pages, pages, memory_order_relaxed);
-  PC_ADD(xidle, pages);
-  return gone;
-}
-
-/* An empty superblock its heap does not keep. */
-static void store_put(struct superblock *sb) {
-  unsigned cls = sb->cls;
-  uint64_t now = os_now_ns();
-  size_t cap = store_cap();
-  ulock_acquire(&global_lock[cls]);
-  struct superblock *gone = store_put_locked(sb, now, cap);
-  ulock_release(&global_lock[cls]);
-  destroy_chain(gone);
-  store_sweep(cls, now);
-}
-
-/* A stored superblock of class cls, now owned by h: the newest that h
- * stored itself, else the newest.  Its blocks were last written by h's
- * thread and are still in that core's caches: threads that empty their
- * superblocks at the same moment (threadtest's rounds) took each other's
- * from the store, and every block of them then cost a transfer between
- * cores (threadtest at 2-8 threads ran at 0.8x mimalloc's speed on a
- * 16-core Xeon, at one thread even).  Each heap's stored superblocks are a
- * list of their own, so finding one costs no look at other threads'
- * headers under the lock: looking through the 8 newest for one made
- * threadtest with 300000 objects at 16 threads 15 % slower. */
-static struct superblock *store_take(unsigned cls, struct heap *h) {
-  if (!atomic_load_explicit(&store_count[cls], memory_order_relaxed))
-    return NULL; /* racy peek */
-  uint64_t now = os_now_ns();
-  ulock_acquire(&global_lock[cls]);
-  struct superblock *gone = store_expire_locked(cls, now, NULL);
-  struct superblock *sb = h->bins[cls].stored;
-  if (!sb) sb = store_head[cls];
-  if (sb) {
-    store_unlink_locked(sb);
-    atomic_store_explicit(&sb->xowner, h, memory_order_release);
-  }
-  ulock_release(&global_lock[cls]);
-  destroy_chain(gone);
-  store_sweep(cls, now);
-  return sb;
-}
-
-/* Give every stored superblock back to the page layer; returns bytes. */
-static size_t store_flush(void) {
-  size_t released = 0;
-  for (unsigned c = 0; c < NUM_CLASSES; c++) {
-    if (!atomic_load_explicit(&store_count[c], memory_order_relaxed)) continue;
-    struct superblock *gone = NULL;
-    ulock_acquire(&global_lock[c]);
-    while (store_head[c]) {
-      gone = store_remove_locked(store_head[c], gone);
-      released += (size_t)umpa_class[c].sb_pages << PAGE_SHIFT;
-    }
-    ulock_release(&global_lock[c]);
-    destroy_chain(gone);
-  }
-  return released;
-}
-
-size_t heap_store_bytes(int cls) {
-  if (cls < 0)
-    return atomic_load_explicit(&store_pages, memory_order_relaxed)
-           << PAGE_SHIFT;
-  return (size_t)atomic_load_explicit(&store_count[cls], memory_order_relaxed) *
-         ((size_t)umpa_class[cls].sb_pages << PAGE_SHIFT);
-}
-
-/* ---------------------------------------------------------------------------
  * The global heap.
  * ------------------------------------------------------------------------- */
 
@@ -382,9 +176,9 @@ static void global_put(struct superblock *sb) {
   /* Remote frees that raced with the hand-over. */
   superblock_collect(sb);
   if (used_of(sb) == 0) {
-    struct superblock *gone = store_put_locked(sb, now, cap);
+    struct superblock *gone = store_add(sb, now, cap);
     ulock_release(&global_lock[cls]);
-    destroy_chain(gone);
+    store_destroy(gone);
     return;
   }
   list_push(&umpa_heap_global.bins[cls].lists[0], sb);
@@ -412,21 +206,33 @@ void heap_global_free(struct superblock *sb, struct block *b) {
   unsigned cls = sb->cls;
   struct heap *h = umpa_tl_heap;
   bool real = h != &umpa_heap_empty && h != &umpa_heap_dead;
+  /* Read before the lock, as global_put does; only a thread without a
+   * heap may store the superblock here. */
+  uint64_t now = real ? 0 : os_now_ns();
+  size_t cap = real ? 0 : store_cap();
   ulock_acquire(&global_lock[cls]);
-  /* Every block of a stored superblock is free already.  (Its owner and
-   * group change only under this lock while the owner is the global
-   * heap.) */
-  if (UMPA_UNLIKELY(atomic_load_explicit(&sb->xowner, memory_order_relaxed) ==
-                        &umpa_heap_global &&
-                    sb->group == SB_STORED)) {
-    ulock_release(&global_lock[cls]);
-    umpa_fatal("umpa: free(%p): double free\n", (void *)b);
-  }
-  superblock_push_locked(sb, b);
-  /* Adopted meanwhile: the new owner will collect the block. */
+  /* Adopted meanwhile (a superblock leaves the global heap only under
+   * this lock): the block goes to the new owner as any remote free.  It
+   * cannot have been stored since: this block is still out. */
   if (atomic_load_explicit(&sb->xowner, memory_order_relaxed) !=
       &umpa_heap_global) {
     ulock_release(&global_lock[cls]);
+    superblock_free_remote(sb, b);
+    return;
+  }
+  superblock_push_locked(sb, b);
+  if (!real) {
+    /* No heap to give it to (an exiting thread): collect here, and store
+     * it once it is empty. */
+    struct superblock *gone = NULL;
+    superblock_collect(sb);
+    if (used_of(sb) == 0) {
+      list_unlink(&umpa_heap_global.bins[cls].lists[0], sb);
+      COUNTER_ADD(umpa_heap_global.bins[cls].xheld, -1);
+      gone = store_add(sb, now, cap);
+    }
+    ulock_release(&global_lock[cls]);
+    store_destroy(gone);
     return;
   }
   list_unlink(&umpa_heap_global.bins[cls].lists[0], sb);
@@ -434,28 +240,9 @@ void heap_global_free(struct superblock *sb, struct block *b) {
   /* The freeing thread adopts the superblock (as mimalloc reclaims
    * abandoned pages on free): its next frees into it are local, and its
    * mallocs reuse it.  Hoard's threshold gives it back if it stays empty. */
-  if (real) atomic_store_explicit(&sb->xowner, h, memory_order_release);
+  atomic_store_explicit(&sb->xowner, h, memory_order_release);
   ulock_release(&global_lock[cls]);
-  if (real) {
-    adopt(h, sb);
-    return;
-  }
-  /* No heap to give it to (an exiting thread): collect here. */
-  uint64_t now = os_now_ns();
-  size_t cap = store_cap();
-  ulock_acquire(&global_lock[cls]);
-  superblock_collect(sb);
-  if (used_of(sb) == 0) {
-    struct superblock *gone = store_put_locked(sb, now, cap);
-    ulock_release(&global_lock[cls]);
-    destroy_chain(gone);
-    return;
-  }
-  sb->group = SB_GLOBAL;
-  atomic_store_explicit(&sb->xowner, &umpa_heap_global, memory_order_release);
-  list_push(&umpa_heap_global.bins[cls].lists[0], sb);
-  COUNTER_ADD(umpa_heap_global.bins[cls].xheld, 1);
-  ulock_release(&global_lock[cls]);
+  adopt(h, sb);
 }
 
 /* ---------------------------------------------------------------------------
@@ -586,7 +373,7 @@ static struct superblock *next_superblock(struct heap *h, struct bin *b,
 static UMPA_NOINLINE void tick(struct heap *h) {
   h->ticks = HEAP_TICK_EVERY;
   largecache_decay_idle();
-  store_sweep(NUM_CLASSES, os_now_ns());
+  store_tick(h, os_now_ns());
   cache_enforce();
 }
 
@@ -669,6 +456,8 @@ struct heap *heap_acquire(void) {
     h = page_alloc(pages_of(sizeof *h), UMPA_ZERO, KIND_META);
     if (h) {
       for (unsigned c = 0; c < NUM_CLASSES; c++) set_current(h, c, &umpa_sb_empty);
+      h->stripe = (uint8_t)store_stripe_of(heaps_made++);
+      h->sweep = h->stripe;
       h->next_all = heap_all;
       heap_all = h;
     }
@@ -765,9 +554,11 @@ void heap_lock_all(void) {
   ulock_acquire(&pool_lock);
   ulock_acquire(&shared_lock);
   for (unsigned c = 0; c < NUM_CLASSES; c++) ulock_acquire(&global_lock[c]);
+  store_lock_all(); /* after: global_put stores under the class lock */
 }
 
 void heap_unlock_all(void) {
+  store_unlock_all();
   for (unsigned c = NUM_CLASSES; c-- > 0;) ulock_release(&global_lock[c]);
   ulock_release(&shared_lock);
   ulock_release(&pool_lock);

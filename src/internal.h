@@ -743,7 +743,7 @@ struct bin {
   _Atomic size_t xused_snap; /* blocks out, as of the last slow path */
   _Atomic uint32_t xpending; /* full superblocks got remote frees */
   struct superblock *stored; /* the newest of those this heap put in the
-                                global store (the class's global lock) */
+                                global store (its stripe's lock) */
 };
 
 #define DIRECT_SLOTS (SMALL_TABLE_MAX / 16 + 1)
@@ -755,6 +755,8 @@ struct heap {
   struct superblock *direct[DIRECT_SLOTS];
   struct bin bins[NUM_CLASSES];
   uint32_t ticks;         /* slow-path events before the next tick */
+  uint8_t stripe;         /* of the store, where it puts empty superblocks */
+  uint8_t sweep;          /* the stripe its last tick aged besides its own */
   struct heap *next_all;  /* registry of every heap ever made */
   struct heap *next_free; /* pool of unused heaps */
   _Atomic int xin_use;
@@ -763,6 +765,7 @@ struct heap {
 UMPA_HIDDEN extern struct heap umpa_heap_empty; /* before a thread's first malloc */
 UMPA_HIDDEN extern struct heap umpa_heap_dead;  /* after its heap was given up */
 UMPA_HIDDEN extern struct heap umpa_heap_global;
+UMPA_HIDDEN extern struct heap umpa_heap_stored; /* owner of stored ones */
 UMPA_HIDDEN extern struct superblock umpa_sb_empty;
 
 /* superblock.c */
@@ -844,9 +847,6 @@ UMPA_HIDDEN struct heap *heap_acquire(void);
 /* A free into a superblock of the global heap, by any thread. */
 UMPA_HIDDEN void heap_global_free(struct superblock *sb, struct block *b);
 UMPA_HIDDEN size_t heap_trim(struct heap *h);
-/* Bytes of empty superblocks in the global heap's store: of class cls,
- * or of all classes when cls < 0. */
-UMPA_HIDDEN size_t heap_store_bytes(int cls);
 UMPA_HIDDEN void heap_lock_all(void);
 UMPA_HIDDEN void heap_unlock_all(void);
 UMPA_HIDDEN void heap_after_fork_child(struct heap *survivor);
@@ -855,6 +855,37 @@ UMPA_HIDDEN void heap_after_fork_child(struct heap *survivor);
  * heap exactly. */
 UMPA_HIDDEN void heap_stats(size_t *blocks_bytes, size_t *free_bytes,
                             size_t *sb_bytes);
+
+/* store.c: the global heap's store of empty superblocks, one stripe of
+ * lists and locks per group of heaps. */
+/* The stripe of the heap_index'th heap made (the heap pool's lock held). */
+UMPA_HIDDEN unsigned store_stripe_of(unsigned heap_index);
+/* The most pages the store may hold: half the page cache's limit. */
+UMPA_HIDDEN size_t store_cap(void);
+/* Store the empty superblock sb, owned by the thread heap that gives it
+ * up, in that heap's stripe (or give it to the page layer if the store is
+ * full). */
+UMPA_HIDDEN void store_put(struct superblock *sb);
+/* store_put for a caller that holds the global heap's class lock (sb is
+ * then the global heap's, and goes to stripe 0): sb is stored at time
+ * `now` if the store holds fewer than `cap` pages with it (read both
+ * before the lock).  Returns a chain for store_destroy, once the lock is dropped:
+ * sb itself when the store is full, and superblocks that expired. */
+UMPA_HIDDEN struct superblock *store_add(struct superblock *sb, uint64_t now,
+                                         size_t cap);
+UMPA_HIDDEN void store_destroy(struct superblock *chain);
+/* A stored superblock of class cls, now owned by h, or NULL. */
+UMPA_HIDDEN struct superblock *store_take(unsigned cls, struct heap *h);
+/* Age h's stripe and one other in turn (a heap's tick). */
+UMPA_HIDDEN void store_tick(struct heap *h, uint64_t now);
+/* Give every stored superblock back to the page layer; returns bytes. */
+UMPA_HIDDEN size_t store_flush(void);
+/* Bytes of empty superblocks in the store: of class cls, or of all
+ * classes when cls < 0. */
+UMPA_HIDDEN size_t heap_store_bytes(int cls);
+/* fork: every lock of the stripes any heap used (after the class locks). */
+UMPA_HIDDEN void store_lock_all(void);
+UMPA_HIDDEN void store_unlock_all(void);
 
 /* largecache.c: freed large malloc blocks kept whole, reused best fit. */
 /* Park a freed large block (head pm); false if it does not qualify (the

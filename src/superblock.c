@@ -153,6 +153,11 @@ void superblock_free_remote(struct superblock *sb, struct block *b) {
    * wrong heap; the next one makes the owner scan all its parked
    * superblocks. */
   struct heap *owner = atomic_load_explicit(&sb->xowner, memory_order_acquire);
+  /* Every block of a stored superblock is free already.  A block still
+   * out keeps its superblock from being stored, so this owner is never
+   * the stale one of a valid free. */
+  if (UMPA_UNLIKELY(owner == &umpa_heap_stored))
+    umpa_fatal("umpa: free(%p): double free\n", (void *)b);
   if (owner == &umpa_heap_global) {
     heap_global_free(sb, b);
     return;

@@ -10,7 +10,9 @@
  *    share a cache line, even after cross-thread frees;
  *  - empty superblocks a heap gives up wait whole in the global heap's
  *    store and are reused as they are, within the store's bound, until
- *    they age past UMPA_DECAY_MS or malloc_trim gives them back.
+ *    they age past UMPA_DECAY_MS or malloc_trim gives them back;
+ *  - the store is cut into stripes by heap, yet what one thread stored
+ *    serves another whose stripe holds none.
  */
 #include "check.h"
 #include "internal.h"
@@ -369,6 +371,67 @@ static void test_store_affinity(void) {
   umpa_malloc_trim(0);
 }
 
+/* Thread C empties superblocks into its stripe of the store; the main
+ * thread, on another stripe with none of the class, then takes C's
+ * instead of making new ones. */
+static pthread_barrier_t share_bar;
+static unsigned share_stripe;
+
+static void *share_other(void *arg) {
+  size_t n = *(size_t *)arg;
+  for (size_t i = 0; i < n; i++) REQUIRE((b_blocks[i] = umpa_malloc(STORE_SIZE)));
+  share_stripe = umpa_tl_heap->stripe;
+  for (size_t i = 0; i < n; i++) {
+    struct superblock *sb = superblock_of(b_blocks[i]);
+    if (!known_sb(sb, 64)) {
+      for (size_t k = 0; k < 64; k++)
+        if (!store_sbs[k]) {
+          store_sbs[k] = sb;
+          break;
+        }
+    }
+  }
+  for (size_t i = 0; i < n; i++) umpa_free(b_blocks[i]);
+  pthread_barrier_wait(&share_bar); /* C's superblocks are stored */
+  pthread_barrier_wait(&share_bar); /* the main thread took them */
+  return NULL;
+}
+
+static void test_store_stripes(void) {
+  unsigned cls = sizeclass_of(STORE_SIZE);
+  size_t cap = umpa_class[cls].capacity;
+  size_t sb_bytes = (size_t)umpa_class[cls].sb_pages << PAGE_SHIFT;
+  size_t n = 6 * cap;
+  umpa_malloc_trim(0); /* the main thread keeps none of the class */
+  memset(store_sbs, 0, sizeof store_sbs);
+  REQUIRE(pthread_barrier_init(&share_bar, NULL, 2) == 0);
+  pthread_t c;
+  REQUIRE(pthread_create(&c, NULL, share_other, &n) == 0);
+  pthread_barrier_wait(&share_bar);
+  CHECK_MSG(share_stripe != umpa_tl_heap->stripe,
+            "both threads on stripe %u", share_stripe);
+  size_t stored = heap_store_bytes((int)cls) / sb_bytes;
+  CHECK_MSG(stored >= 2, "%zu superblocks stored", stored);
+  size_t m = stored * cap;
+  REQUIRE(m <= STORE_MAX);
+  uint64_t t0 = mono_ns();
+  alloc_all(m);
+  uint64_t took = mono_ns() - t0;
+  size_t foreign = 0;
+  for (size_t i = 0; i < m; i++)
+    if (!known_sb(superblock_of(store_blocks[i]), 64)) foreign++;
+  if (took < decay_age_ns()) {
+    CHECK_MSG(foreign == 0, "%zu of %zu blocks not in the superblocks the "
+                            "other thread stored", foreign, m);
+    CHECK(heap_store_bytes((int)cls) == 0);
+  }
+  pthread_barrier_wait(&share_bar);
+  pthread_join(c, NULL);
+  pthread_barrier_destroy(&share_bar);
+  free_all(m);
+  umpa_malloc_trim(0);
+}
+
 int main(void) {
   test_threshold();
   test_emptiness();
@@ -376,6 +439,7 @@ int main(void) {
   test_false_sharing();
   test_store();
   test_store_affinity();
+  test_store_stripes();
   umpa_malloc_trim(0);
   umpa_page_check();
   return check_done("test_mt_hoard");
