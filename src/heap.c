@@ -53,6 +53,9 @@ static _Atomic size_t arena_bytes, arena_peak;
 static ulock_t pool_lock;
 static struct heap *heap_all, *heap_pool;
 static unsigned heaps_made; /* under pool_lock */
+/* Bumped by every malloc_trim: a heap that has not seen the latest trims
+ * itself on its next tick (its owner alone may touch its bins). */
+static _Atomic uint32_t trim_epoch;
 
 void heap_account_arena(ssize_t bytes) {
   size_t now = atomic_fetch_add_explicit(&arena_bytes, (size_t)bytes,
@@ -370,11 +373,19 @@ static struct superblock *next_superblock(struct heap *h, struct bin *b,
  * cache holds more than it keeps) and two loads per class when there is
  * nothing to release. */
 #define HEAP_TICK_EVERY 16
+static size_t trim_bins(struct heap *h, size_t *pages);
+
 static UMPA_NOINLINE void tick(struct heap *h) {
-  h->ticks = HEAP_TICK_EVERY;
+  h->ticks = HEAP_TICK_EVERY - 1; /* this event was the 16th */
   largecache_decay_idle();
   store_tick(h, os_now_ns());
   cache_enforce();
+  uint32_t epoch = atomic_load_explicit(&trim_epoch, memory_order_relaxed);
+  if (UMPA_UNLIKELY(epoch != h->trim_seen)) {
+    size_t pages = 0;
+    h->trim_seen = epoch;
+    trim_bins(h, &pages);
+  }
 }
 
 /* Allocate from heap h's bin cls (the caller owns h).  *zero is set when
@@ -432,7 +443,6 @@ void *heap_alloc_slow(struct heap *h, size_t n, bool *zero) {
 
 void heap_free_slow(struct heap *h, struct superblock *sb) {
   struct bin *b = &h->bins[sb->cls];
-  if (UMPA_UNLIKELY(h->ticks-- == 0)) tick(h);
   if (used_of(sb) == 0) {
     list_out(b, sb);
     retire_empty(b, sb);
@@ -441,6 +451,8 @@ void heap_free_slow(struct heap *h, struct superblock *sb) {
   }
   enforce_threshold(b, sb->cls);
   snapshot(b);
+  /* Last: a tick may trim the heap, sb's list included. */
+  if (UMPA_UNLIKELY(h->ticks-- == 0)) tick(h);
 }
 
 /* ---------------------------------------------------------------------------
@@ -462,7 +474,11 @@ struct heap *heap_acquire(void) {
       heap_all = h;
     }
   }
-  if (h) atomic_store_explicit(&h->xin_use, 1, memory_order_relaxed);
+  if (h) {
+    /* Trims before the thread began are not its to answer. */
+    h->trim_seen = atomic_load_explicit(&trim_epoch, memory_order_relaxed);
+    atomic_store_explicit(&h->xin_use, 1, memory_order_relaxed);
+  }
   ulock_release(&pool_lock);
   return h;
 }
@@ -495,35 +511,48 @@ void heap_abandon(struct heap *h) {
   ulock_release(&pool_lock);
 }
 
+/* Give back what the bins of h (the caller's own) hold free: empty
+ * superblocks to the store, the spares and, inside superblocks with blocks
+ * out, the pages with none (*pages counts those).  Returns the bytes of
+ * the spares. */
+static size_t trim_bins(struct heap *h, size_t *pages) {
+  size_t released = 0;
+  for (unsigned c = 0; c < NUM_CLASSES; c++) {
+    struct bin *b = &h->bins[c];
+    /* An empty current superblock goes too: the next malloc of the
+     * class takes a new one. */
+    if (b->current != &umpa_sb_empty) {
+      superblock_collect(b->current);
+      if (used_of(b->current) == 0) retire_current(h, c);
+    }
+    check_pending(b);
+    for (unsigned g = 0; g <= SB_GROUPS; g++)
+      for (struct superblock *sb = b->lists[g], *next; sb; sb = next) {
+        next = sb->next;
+        collect_listed(b, sb);
+      }
+    /* What still has blocks out keeps only the pages they are on. */
+    *pages += superblock_trim(b->current);
+    for (unsigned g = 0; g < SB_FULL; g++)
+      for (struct superblock *sb = b->lists[g]; sb; sb = sb->next)
+        *pages += superblock_trim(sb);
+    if (b->spare) {
+      released += (size_t)umpa_class[c].sb_pages << PAGE_SHIFT;
+      superblock_destroy(b->spare);
+      b->spare = NULL;
+      held_add(b, c, -1);
+    }
+  }
+  return released;
+}
+
 size_t heap_trim(struct heap *h) {
   size_t released = 0, pages = 0;
+  /* Other threads' heaps trim themselves on their next tick. */
+  atomic_fetch_add_explicit(&trim_epoch, 1, memory_order_relaxed);
   if (h != &umpa_heap_empty && h != &umpa_heap_dead) {
-    for (unsigned c = 0; c < NUM_CLASSES; c++) {
-      struct bin *b = &h->bins[c];
-      /* An empty current superblock goes too: the next malloc of the
-       * class takes a new one. */
-      if (b->current != &umpa_sb_empty) {
-        superblock_collect(b->current);
-        if (used_of(b->current) == 0) retire_current(h, c);
-      }
-      check_pending(b);
-      for (unsigned g = 0; g <= SB_GROUPS; g++)
-        for (struct superblock *sb = b->lists[g], *next; sb; sb = next) {
-          next = sb->next;
-          collect_listed(b, sb);
-        }
-      /* What still has blocks out keeps only the pages they are on. */
-      pages += superblock_trim(b->current);
-      for (unsigned g = 0; g < SB_FULL; g++)
-        for (struct superblock *sb = b->lists[g]; sb; sb = sb->next)
-          pages += superblock_trim(sb);
-      if (b->spare) {
-        released += (size_t)umpa_class[c].sb_pages << PAGE_SHIFT;
-        superblock_destroy(b->spare);
-        b->spare = NULL;
-        held_add(b, c, -1);
-      }
-    }
+    h->trim_seen = atomic_load_explicit(&trim_epoch, memory_order_relaxed);
+    released += trim_bins(h, &pages);
   }
   /* The global heap: collect what other threads freed, release the empty. */
   for (unsigned c = 0; c < NUM_CLASSES; c++) {

@@ -757,6 +757,7 @@ struct heap {
   uint32_t ticks;         /* slow-path events before the next tick */
   uint8_t stripe;         /* of the store, where it puts empty superblocks */
   uint8_t sweep;          /* the stripe its last tick aged besides its own */
+  uint32_t trim_seen;     /* the last malloc_trim it trimmed itself for */
   struct heap *next_all;  /* registry of every heap ever made */
   struct heap *next_free; /* pool of unused heaps */
   _Atomic int xin_use;

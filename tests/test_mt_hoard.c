@@ -12,12 +12,15 @@
  *    store and are reused as they are, within the store's bound, until
  *    they age past UMPA_DECAY_MS or malloc_trim gives them back;
  *  - the store is cut into stripes by heap, yet what one thread stored
- *    serves another whose stripe holds none.
+ *    serves another whose stripe holds none;
+ *  - malloc_trim in one thread makes every other heap trim itself at its
+ *    next tick.
  */
 #include "check.h"
 #include "internal.h"
 
 #include <pthread.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <time.h>
 
@@ -214,13 +217,15 @@ static bool known_sb(struct superblock *sb, size_t nsb) {
   return false;
 }
 
-static void alloc_all(size_t n) {
+static void alloc_all_size(size_t n, size_t size) {
   for (size_t i = 0; i < n; i++) {
-    store_blocks[i] = umpa_malloc(STORE_SIZE);
+    store_blocks[i] = umpa_malloc(size);
     REQUIRE(store_blocks[i]);
-    memset(store_blocks[i], 0x5a, STORE_SIZE);
+    memset(store_blocks[i], 0x5a, size);
   }
 }
+
+static void alloc_all(size_t n) { alloc_all_size(n, STORE_SIZE); }
 
 static void free_all(size_t n) {
   for (size_t i = 0; i < n; i++) umpa_free(store_blocks[i]);
@@ -432,6 +437,98 @@ static void test_store_stripes(void) {
   umpa_malloc_trim(0);
 }
 
+/* Thread W keeps one block in each of several superblocks; the main
+ * thread's malloc_trim cannot touch W's heap, but W trims it at its next
+ * tick: the free pages of the superblocks W still owns go. */
+#define TW_SIZE 1024
+#define TW_SBS 8
+#define TW_SMALL 64
+#define TW_SMALL_N 60000
+static pthread_barrier_t tw_bar;
+static void *tw_small[TW_SMALL_N];
+
+static size_t resident_pages(struct superblock *sb) {
+  size_t pages = umpa_class[sb->cls].sb_pages;
+  unsigned char vec[256];
+  REQUIRE(pages <= sizeof vec);
+  REQUIRE(mincore(sb_start(sb), pages << PAGE_SHIFT, vec) == 0);
+  size_t n = 0;
+  for (size_t i = 0; i < pages; i++) n += vec[i] & 1;
+  return n;
+}
+
+static void *trim_worker(void *arg) {
+  (void)arg;
+  unsigned cls = sizeclass_of(TW_SIZE);
+  size_t cap = umpa_class[cls].capacity, n = TW_SBS * cap;
+  REQUIRE(n <= STORE_MAX);
+  alloc_all_size(n, TW_SIZE);
+  /* Keep the first block seen of each superblock, free the rest. */
+  struct superblock *sbs[64];
+  void *kept[64];
+  size_t nsb = 0;
+  for (size_t i = 0; i < n; i++) {
+    struct superblock *sb = superblock_of(store_blocks[i]);
+    size_t k = 0;
+    while (k < nsb && sbs[k] != sb) k++;
+    if (k == nsb && nsb < 64) {
+      sbs[nsb] = sb;
+      kept[nsb++] = store_blocks[i];
+      continue;
+    }
+    umpa_free(store_blocks[i]);
+  }
+  /* Hoard's threshold gave most of them to the global heap (the main
+   * thread's trim reaches those); the rest are W's own. */
+  struct heap *self = umpa_tl_heap;
+  struct superblock *mine[64];
+  size_t own = 0, before = 0, floor = 0;
+  for (size_t k = 0; k < nsb; k++)
+    if (atomic_load(&sbs[k]->xowner) == self) {
+      mine[own++] = sbs[k];
+      before += resident_pages(sbs[k]);
+      /* What must stay: the header's page and those of the kept block. */
+      size_t a = (size_t)((char *)kept[k] - sb_start(sbs[k])) >> PAGE_SHIFT;
+      size_t b = (size_t)((char *)kept[k] + TW_SIZE - 1 - sb_start(sbs[k])) >>
+                 PAGE_SHIFT;
+      floor += 1 + (b - a + 1) - (a == 0);
+    }
+  pthread_barrier_wait(&tw_bar); /* the main thread trims */
+  pthread_barrier_wait(&tw_bar);
+  size_t untouched = 0;
+  for (size_t k = 0; k < own; k++) untouched += resident_pages(mine[k]);
+  /* Slow-path events of another class: superblocks run out. */
+  for (size_t i = 0; i < TW_SMALL_N; i++) REQUIRE((tw_small[i] = umpa_malloc(TW_SMALL)));
+  for (size_t i = 0; i < TW_SMALL_N; i++) umpa_free(tw_small[i]);
+  size_t after = 0, holed = 0;
+  for (size_t k = 0; k < own; k++) {
+    after += resident_pages(mine[k]);
+    holed += mine[k]->holes != 0;
+  }
+  fprintf(stderr, "trim epoch: %zu superblocks of W's own, %zu pages resident, "
+          "%zu after the main thread's trim, %zu after W's ticks (%zu hold "
+          "the headers and the kept blocks)\n",
+          own, before, untouched, after, floor);
+  CHECK_MSG(own >= 1, "W owns none of its superblocks");
+  CHECK_MSG(untouched == before, "the main thread trimmed W's heap");
+  CHECK_MSG(holed == own && after == floor, "%zu of %zu superblocks trimmed, "
+            "%zu pages resident, %zu should be", holed, own, after, floor);
+  for (size_t k = 0; k < nsb; k++) umpa_free(kept[k]);
+  return NULL;
+}
+
+static void test_trim_other_threads(void) {
+  if (umpa_opt.check) return; /* superblock_trim is off with UMPA_CHECK=1 */
+  REQUIRE(pthread_barrier_init(&tw_bar, NULL, 2) == 0);
+  pthread_t w;
+  REQUIRE(pthread_create(&w, NULL, trim_worker, NULL) == 0);
+  pthread_barrier_wait(&tw_bar);
+  umpa_malloc_trim(0);
+  pthread_barrier_wait(&tw_bar);
+  pthread_join(w, NULL);
+  pthread_barrier_destroy(&tw_bar);
+}
+
 int main(void) {
   test_threshold();
   test_emptiness();
@@ -440,6 +537,7 @@ int main(void) {
   test_store();
   test_store_affinity();
   test_store_stripes();
+  test_trim_other_threads();
   umpa_malloc_trim(0);
   umpa_page_check();
   return check_done("test_mt_hoard");
