@@ -215,7 +215,10 @@ bool hoard_over_threshold(size_t used, size_t held, size_t cap) {
  * again yet, a bit a page each.  A hole comes back with the first page of
  * `gone` it overlaps, so restoring pages in any order lists each hole
  * once.  Until every page is back, carving restores instead of carving the
- * tail, so `carved` keeps its value and the record stays exact.
+ * tail, so `carved` keeps its value and the record stays exact.  A trim of
+ * a superblock that still has holes counts them as free, keeps the record
+ * where it is and adds the pages it releases to both maps; pages that came
+ * back stay in `gone`, so the blocks they listed again keep their page.
  * ------------------------------------------------------------------------- */
 
 #define TRIM_PAGE_WORDS 2   /* 128 pages, the largest superblock (512 KiB) */
@@ -290,30 +293,45 @@ static bool restore_page(struct superblock *sb) {
 
 size_t superblock_trim(struct superblock *sb) {
   size_t pages = umpa_class[sb->cls].sb_pages, words = (pages + 63) / 64;
-  if (umpa_opt.check || sb->holes || !sb->free || words > TRIM_PAGE_WORDS ||
+  if (umpa_opt.check || (!sb->free && !sb->holes) || words > TRIM_PAGE_WORDS ||
       sb->capacity > TRIM_BLOCKS || 2 * words * sizeof(uint64_t) > sb->size)
     return 0;
+  /* Trimmed before: its record stays where it is, and its holes (blocks
+   * whose first gone page is still left) count as free. */
+  uint64_t *old = sb->holes ? (uint64_t *)block_at(sb, sb->holes - 1u) : NULL;
+  size_t record_bytes = 2 * words * sizeof(uint64_t);
   uint64_t listed[TRIM_BLOCKS / 64] = {0};
   for (struct block *b = sb->free; b; b = b->next)
     bit_put(listed, block_index(sb, b), true);
+  if (old)
+    for (size_t i = 0; i < sb->carved; i++) {
+      size_t p = hole_page(sb, i, old);
+      if (p != SIZE_MAX && bit_get(old + words, p)) bit_put(listed, i, true);
+    }
   /* Pages to release; `gone` those of them that held carved blocks.  A
    * fresh superblock's pages past the carved blocks were never touched. */
   uint64_t release[TRIM_PAGE_WORDS] = {0}, gone[TRIM_PAGE_WORDS] = {0};
   for (size_t p = 1; p < pages; p++) {
     size_t lo, hi;
+    if (old && p >= page_at(sb, (char *)old) &&
+        p <= page_at(sb, (char *)old + record_bytes - 1))
+      continue;
     blocks_on_page(sb, p, &lo, &hi);
     size_t end = hi < sb->carved ? hi : sb->carved, i = lo;
     while (i < end && bit_get(listed, i)) i++;
     if (i < end || (lo >= end && sb->zeroed)) continue;
     bit_put(release, p, true);
-    bit_put(gone, p, lo < end);
+    /* A page still left may have come back all the same: a block listed
+     * again with an earlier page reaches into it, and writing that block
+     * faulted it in.  It is released again, and stays as it was in the
+     * record. */
+    if (!old || !bit_get(old + words, p)) bit_put(gone, p, lo < end);
   }
   /* The record goes at the start of a free block, in a page that stays;
    * failing that, the page where the first free block starts stays. */
-  size_t record_bytes = 2 * words * sizeof(uint64_t);
-  struct block *rec = NULL;
+  struct block *rec = (struct block *)old;
   bool holes = any_bit(gone, words);
-  if (holes) {
+  if (holes && !rec) {
     for (struct block *b = sb->free; b && !rec; b = b->next)
       if (!bit_get(release, page_at(sb, (char *)b)) &&
           !bit_get(release, page_at(sb, (char *)b + record_bytes - 1)))
@@ -329,15 +347,30 @@ size_t superblock_trim(struct superblock *sb) {
     }
   }
   if (holes) {
+    /* With the pages gone before: a block belongs to the first gone page
+     * it overlaps, which may now be a new one (a hole of a page still
+     * left, or a listed block, becomes a hole of the new page); pages
+     * gone and brought back stay in `gone`, so the blocks they listed
+     * again keep them as owner and are not listed twice. */
+    uint64_t left[TRIM_PAGE_WORDS];
+    for (size_t w = 0; w < words; w++) {
+      left[w] = gone[w] | (old ? old[words + w] : 0);
+      gone[w] |= old ? old[w] : 0;
+    }
     struct block **link = &sb->free;
-    for (struct block *b = sb->free; b; b = b->next)
-      if (b != rec && hole_page(sb, block_index(sb, b), gone) == SIZE_MAX) {
+    for (struct block *b = sb->free; b; b = b->next) {
+      size_t p = b == rec ? 0 : hole_page(sb, block_index(sb, b), gone);
+      if (b != rec && (p == SIZE_MAX || !bit_get(left, p))) {
         *link = b;
         link = &b->next;
       }
+    }
     *link = NULL;
     uint64_t *record = (uint64_t *)rec;
-    for (size_t w = 0; w < words; w++) record[w] = record[words + w] = gone[w];
+    for (size_t w = 0; w < words; w++) {
+      record[w] = gone[w];
+      record[words + w] = left[w];
+    }
     sb->holes = (uint16_t)(block_index(sb, rec) + 1);
   }
   /* Only now: the list and the record above lie in pages that stay. */

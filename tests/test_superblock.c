@@ -237,10 +237,134 @@ static void test_trim_inside_superblocks(void) {
   umpa_page_check();
 }
 
+/* A superblock trimmed once is trimmed again after more of its blocks are
+ * freed, with some of its released pages brought back meanwhile: the pages
+ * that hold no live block go too, and filling it again lists every block
+ * once. */
+/* Whether a block of live[0..n) lies on page pg of sb (its whole block,
+ * the class's size, not the size asked for: a page that holds only the
+ * unused end of a live block stays). */
+static bool live_on(char *const *live, size_t n, struct superblock *sb,
+                    size_t pg) {
+  char *start = sb_start(sb);
+  for (size_t i = 0; i < n; i++) {
+    if (!live[i] || superblock_of(live[i]) != sb) continue;
+    size_t a = (size_t)(live[i] - start) >> PAGE_SHIFT;
+    size_t b = (size_t)(live[i] + sb->size - 1 - start) >> PAGE_SHIFT;
+    if (pg >= a && pg <= b) return true;
+  }
+  return false;
+}
+
+static void test_trim_again(void) {
+  static const size_t sizes[] = {48, 1024, 3000, 20000};
+  for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+    size_t size = sizes[k];
+    unsigned cls = sizeclass_of(size);
+    size_t cap = umpa_class[cls].capacity, pages = umpa_class[cls].sb_pages;
+    size_t n = 2 * cap;
+    REQUIRE(n <= TRIM_MAX);
+    for (size_t i = 0; i < n; i++) {
+      REQUIRE((trim_blocks[i] = umpa_malloc(size)));
+      tag(trim_blocks[i], size, (uintptr_t)trim_blocks[i]);
+    }
+    qsort(trim_blocks, n, sizeof *trim_blocks, by_address);
+    /* Every eighth block stays; the rest go, and the first trim runs. */
+    for (size_t i = 0; i < n; i++)
+      if (i % 8) {
+        umpa_free(trim_blocks[i]);
+        trim_blocks[i] = NULL;
+      }
+    umpa_malloc_trim(0);
+    struct superblock *sbs[4];
+    int nsb = 0;
+    for (size_t i = 0; i < n; i += 8) {
+      struct superblock *sb = superblock_of(trim_blocks[i]);
+      if (sb->holes && (nsb == 0 || sbs[nsb - 1] != sb) && nsb < 4)
+        sbs[nsb++] = sb;
+    }
+    CHECK_MSG(nsb >= 1, "%zu bytes: no superblock trimmed", size);
+    /* Some blocks again: released pages come back as the list runs dry. */
+    size_t more = cap / 4, got = 0;
+    for (size_t i = 0; i < more; i++) {
+      REQUIRE((trim_more[i] = umpa_malloc(size)));
+      tag(trim_more[i], size, (uintptr_t)trim_more[i]);
+    }
+    /* Half of the kept ones and of those go, and the second trim. */
+    for (size_t i = 0; i < n; i += 16) {
+      umpa_free(trim_blocks[i]);
+      trim_blocks[i] = NULL;
+    }
+    for (size_t i = 0; i < more; i += 2) {
+      umpa_free(trim_more[i]);
+      trim_more[i] = NULL;
+    }
+    umpa_malloc_trim(0);
+    for (int m = 0; m < nsb; m++) {
+      struct superblock *sb = sbs[m];
+      unsigned char vec[128];
+      REQUIRE(pages <= sizeof vec &&
+              mincore(sb_start(sb), pages << PAGE_SHIFT, vec) == 0);
+      /* The record's pages stay, with page 0 (the header). */
+      size_t rec_lo = SIZE_MAX, rec_hi = 0;
+      if (sb->holes) {
+        char *rec = sb_blocks(sb) + (size_t)(sb->holes - 1u) * sb->size;
+        rec_lo = (size_t)(rec - sb_start(sb)) >> PAGE_SHIFT;
+        rec_hi = (size_t)(rec + 4 * sizeof(uint64_t) - 1 - sb_start(sb)) >>
+                 PAGE_SHIFT;
+      }
+      size_t stray = 0;
+      for (size_t pg = 1; pg < pages; pg++)
+        stray += (vec[pg] & 1) && !(pg >= rec_lo && pg <= rec_hi) &&
+                 !live_on(trim_blocks, n, sb, pg) &&
+                 !live_on(trim_more, more, sb, pg);
+      CHECK_MSG(stray == 0, "%zu bytes: %zu free pages stayed resident after "
+                "the second trim", size, stray);
+    }
+    /* Fill the superblocks again: no block twice, none overlapping. */
+    size_t live = 0;
+    for (size_t i = 0; i < n; i++)
+      if (trim_blocks[i]) trim_blocks[live++] = trim_blocks[i];
+    for (size_t i = 0; i < more; i++)
+      if (trim_more[i]) trim_blocks[live++] = trim_more[i];
+    bool full = false;
+    while (!full && live + got < 5 * TRIM_MAX) {
+      char *q = got % 2 ? umpa_calloc(1, size) : umpa_malloc(size);
+      REQUIRE(q);
+      if (got % 2) {
+        size_t nonzero = 0;
+        for (size_t i = 0; i < size; i++) nonzero += q[i] != 0;
+        CHECK_MSG(nonzero == 0, "%zu bytes: calloc block has %zu bytes set",
+                  size, nonzero);
+      }
+      tag(q, size, (uintptr_t)q);
+      trim_blocks[live + got++] = q;
+      full = true;
+      for (int m = 0; m < nsb; m++)
+        full &= atomic_load(&sbs[m]->xused) == sbs[m]->capacity;
+    }
+    CHECK_MSG(full, "%zu bytes: superblocks trimmed twice not full again",
+              size);
+    for (int m = 0; m < nsb; m++) CHECK(sbs[m]->holes == 0);
+    size_t total = live + got, bad = 0;
+    qsort(trim_blocks, total, sizeof *trim_blocks, by_address);
+    for (size_t i = 0; i < total; i++) {
+      bad += !tagged(trim_blocks[i], size, (uintptr_t)trim_blocks[i]);
+      bad += i > 0 && (size_t)(trim_blocks[i] - trim_blocks[i - 1]) < size;
+    }
+    CHECK_MSG(bad == 0, "%zu bytes: %zu blocks overlap or were overwritten",
+              size, bad);
+    for (size_t i = 0; i < total; i++) umpa_free(trim_blocks[i]);
+  }
+  umpa_malloc_trim(0);
+  umpa_page_check();
+}
+
 int main(void) {
   test_classes();
   test_carve_a_page_at_a_time();
   test_boundary();
   test_trim_inside_superblocks();
+  test_trim_again();
   return check_done("test_superblock");
 }
