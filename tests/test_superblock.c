@@ -130,6 +130,21 @@ static int by_address(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* The n-th block of a refill: calloc for odd n (it may take never-used
+ * blocks past `carved`, and must read zero), malloc for even; tagged. */
+static char *refill_one(size_t size, size_t n) {
+  char *q = n % 2 ? umpa_calloc(1, size) : umpa_malloc(size);
+  REQUIRE(q);
+  if (n % 2) {
+    size_t nonzero = 0;
+    for (size_t i = 0; i < size; i++) nonzero += q[i] != 0;
+    CHECK_MSG(nonzero == 0, "%zu bytes: calloc block has %zu bytes set", size,
+              nonzero);
+  }
+  tag(q, size, (uintptr_t)q);
+  return q;
+}
+
 static void test_trim_inside_superblocks(void) {
   static const size_t sizes[] = {48, 320, 1024, 3000, 20000};
   for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
@@ -204,16 +219,7 @@ static void test_trim_inside_superblocks(void) {
     size_t got = 0;
     bool full = false;
     while (!full && got < 4 * TRIM_MAX) {
-      /* calloc too: it may take never-used blocks past `carved`. */
-      char *q = trim_more[got] = got % 2 ? umpa_calloc(1, size) : umpa_malloc(size);
-      REQUIRE(q);
-      if (got % 2) {
-        size_t nonzero = 0;
-        for (size_t i = 0; i < size; i++) nonzero += q[i] != 0;
-        CHECK_MSG(nonzero == 0, "%zu bytes: calloc block has %zu bytes set",
-                  size, nonzero);
-      }
-      tag(q, size, (uintptr_t)q);
+      trim_more[got] = refill_one(size, got);
       got++;
       full = true;
       for (int m = 0; m < nmine; m++)
@@ -329,16 +335,8 @@ static void test_trim_again(void) {
       if (trim_more[i]) trim_blocks[live++] = trim_more[i];
     bool full = false;
     while (!full && live + got < 5 * TRIM_MAX) {
-      char *q = got % 2 ? umpa_calloc(1, size) : umpa_malloc(size);
-      REQUIRE(q);
-      if (got % 2) {
-        size_t nonzero = 0;
-        for (size_t i = 0; i < size; i++) nonzero += q[i] != 0;
-        CHECK_MSG(nonzero == 0, "%zu bytes: calloc block has %zu bytes set",
-                  size, nonzero);
-      }
-      tag(q, size, (uintptr_t)q);
-      trim_blocks[live + got++] = q;
+      trim_blocks[live + got] = refill_one(size, got);
+      got++;
       full = true;
       for (int m = 0; m < nsb; m++)
         full &= atomic_load(&sbs[m]->xused) == sbs[m]->capacity;
