@@ -19,7 +19,9 @@
  * Threads that empty superblocks of one class at the same moment
  * (threadtest's rounds, a pool of workers between batches) all store and
  * take them at once, a lock operation per superblock; with one lock per
- * class those serialised at 8-16 threads.  So each class's store is cut
+ * class they queue for it (1.7 % of its acquisitions waited at 2 threads
+ * on 2 cores; threadtest with 300000 objects ran at 0.63-0.86x mimalloc's
+ * speed at 8-16 threads on 16 cores).  So each class's store is cut
  * into STORE_STRIPES lists with a lock each, and a heap stores into the
  * stripe its index picks and takes from it first: threads on different
  * stripes never meet on a lock, and a heap finds its own superblocks where

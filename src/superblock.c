@@ -303,11 +303,15 @@ size_t superblock_trim(struct superblock *sb) {
   uint64_t listed[TRIM_BLOCKS / 64] = {0};
   for (struct block *b = sb->free; b; b = b->next)
     bit_put(listed, block_index(sb, b), true);
-  if (old)
+  if (old) {
     for (size_t i = 0; i < sb->carved; i++) {
       size_t p = hole_page(sb, i, old);
       if (p != SIZE_MAX && bit_get(old + words, p)) bit_put(listed, i, true);
     }
+    /* Past its first bytes the record's block holds nothing (the pages of
+     * those bytes are kept below). */
+    bit_put(listed, sb->holes - 1u, true);
+  }
   /* Pages to release; `gone` those of them that held carved blocks.  A
    * fresh superblock's pages past the carved blocks were never touched. */
   uint64_t release[TRIM_PAGE_WORDS] = {0}, gone[TRIM_PAGE_WORDS] = {0};
