@@ -2,8 +2,10 @@
  * test_mt_malloc_stress.c - threads allocate, fill, verify and free blocks
  * of every size class and some large ones, hand many of them to other
  * threads through a shared mailbox (so most frees are cross-thread), and
- * reallocate, while one of them calls malloc_trim now and then; at the end
- * every heap is trimmed and the page layer checked.
+ * reallocate, while one of them calls malloc_trim now and then; then a
+ * shorter round with more threads than the store has stripes (so heaps
+ * share stripes, and take what other stripes stored); at the end every
+ * heap is trimmed and the page layer checked.
  */
 #include "check.h"
 #include "internal.h"
@@ -12,13 +14,14 @@
 #include <string.h>
 
 #define THREADS 4
+#define MANY_THREADS 18 /* more heaps than the store's 16 stripes */
 #define SLOTS 256
 #define MAILBOX 64
 #define TRIM_EVERY 1000
 
 static _Atomic(unsigned char *) mailbox[MAILBOX];
 static _Atomic int failures;
-static long iterations = 100000;
+static long iterations = 100000, its; /* its: this round's, per thread */
 
 /* Block layout: 8-byte size, 8-byte seed, then bytes derived from both. */
 static void fill(unsigned char *p, size_t n, uint64_t seed) {
@@ -53,7 +56,7 @@ static void bad(const char *what) {
 static void *worker(void *arg) {
   uint64_t r = 0x9E3779B97F4A7C15ull * ((uintptr_t)arg + 1);
   unsigned char *slot[SLOTS] = {0};
-  for (long it = 0; it < iterations; it++) {
+  for (long it = 0; it < its; it++) {
     /* One thread trims now and then: its superblocks and the global
      * heap's lose the pages of free blocks while the others free into
      * them, and the holes come back as it allocates. */
@@ -116,10 +119,15 @@ static void *worker(void *arg) {
 
 int main(int argc, char **argv) {
   iterations = argc > 1 ? atol(argv[1]) : test_scaled(iterations);
-  pthread_t th[THREADS];
+  pthread_t th[MANY_THREADS];
+  its = iterations;
   for (uintptr_t i = 0; i < THREADS; i++)
     REQUIRE(pthread_create(&th[i], NULL, worker, (void *)i) == 0);
   for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
+  its = iterations / 16 + 1;
+  for (uintptr_t i = 0; i < MANY_THREADS; i++)
+    REQUIRE(pthread_create(&th[i], NULL, worker, (void *)i) == 0);
+  for (int i = 0; i < MANY_THREADS; i++) pthread_join(th[i], NULL);
   for (int i = 0; i < MAILBOX; i++) {
     unsigned char *p = atomic_exchange(&mailbox[i], NULL);
     if (p) {
