@@ -232,9 +232,9 @@ UMPA_API void umpa_free_aligned_sized(void *p, size_t align, size_t size);
  * the global heap's empty superblocks, the pages of their other
  * superblocks that hold no block in use (those blocks stay available), the
  * large-block cache, and the page cache down to `pad` bytes.  Every other
- * thread's heap does the same to itself at its next few allocations or
- * frees that leave the fast path (at most 16); a thread that makes none
- * keeps what its heap holds.  Thread safe.  Returns 1 if the caller
+ * thread's heap does the same to itself within its next 16 allocations or
+ * frees that leave the fast path; a thread that makes none keeps what its
+ * heap holds.  Thread safe.  Returns 1 if the caller
  * released memory, else 0 (what other threads release later is not
  * counted). */
 UMPA_API int umpa_malloc_trim(size_t pad);

@@ -870,8 +870,9 @@ UMPA_HIDDEN void store_put(struct superblock *sb);
 /* store_put for a caller that holds the global heap's class lock (sb is
  * then the global heap's, and goes to stripe 0): sb is stored at time
  * `now` if the store holds fewer than `cap` pages with it (read both
- * before the lock).  Returns a chain for store_destroy, once the lock is dropped:
- * sb itself when the store is full, and superblocks that expired. */
+ * before the lock).  Returns a chain for store_destroy, once the lock is
+ * dropped: sb itself when the store is full, and superblocks that
+ * expired. */
 UMPA_HIDDEN struct superblock *store_add(struct superblock *sb, uint64_t now,
                                          size_t cap);
 UMPA_HIDDEN void store_destroy(struct superblock *chain);
