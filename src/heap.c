@@ -370,8 +370,9 @@ static struct superblock *next_superblock(struct heap *h, struct bin *b,
  * Every HEAP_TICK_EVERY events of a heap's slow paths (a superblock run
  * out, or one changing its quarter of fullness), it ages them too, the
  * store of empty superblocks included: a clock read (two while the large
- * cache holds more than it keeps) and two loads per class when there is
- * nothing to release. */
+ * cache holds more than it keeps) and a load per class of the heap's
+ * stripe and of one other when there is nothing to release; and it trims
+ * the heap if a malloc_trim came since its last tick. */
 #define HEAP_TICK_EVERY 16
 static size_t trim_bins(struct heap *h, size_t *pages);
 

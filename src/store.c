@@ -75,6 +75,12 @@ static unsigned stripe_of(struct superblock *sb) {
   return sb->last_owner->stripe;
 }
 
+/* The heap storing sb: its owner (a thread heap, or the global heap). */
+static struct heap *storer(struct superblock *sb) {
+  struct heap *owner = atomic_load_explicit(&sb->xowner, memory_order_relaxed);
+  return owner ? owner : &umpa_heap_global; /* made for a test, no heap */
+}
+
 static void destroy_chain(struct superblock *sb) {
   while (sb) {
     struct superblock *next = sb->next;
@@ -108,6 +114,15 @@ static void unlink_locked(struct superblock *sb) {
   PC_ADD(xidle, -pages);
 }
 
+/* Unlink sb (its list's lock held) onto the chain `gone` for
+ * destroy_chain; returns the chain. */
+static struct superblock *remove_locked(struct superblock *sb,
+                                        struct superblock *gone) {
+  unlink_locked(sb);
+  sb->next = gone;
+  return sb;
+}
+
 /* Take the superblocks of stripe s's class cls stored longer than
  * UMPA_DECAY_MS ago off the store (its lock held), chained onto `gone` for
  * destroy_chain. */
@@ -118,12 +133,8 @@ static struct superblock *expire_locked(unsigned s, unsigned cls,
   uint64_t age = decay_age_ns();
   /* `now` was read before the lock: a stamp may be a little later. */
   while (age && l->tail && now > l->tail->stamp &&
-         now - l->tail->stamp >= age) {
-    struct superblock *sb = l->tail;
-    unlink_locked(sb);
-    sb->next = gone;
-    gone = sb;
-  }
+         now - l->tail->stamp >= age)
+    gone = remove_locked(l->tail, gone);
   return gone;
 }
 
@@ -159,8 +170,7 @@ size_t store_cap(void) { return cache_limit_pages() / 2; }
 
 struct superblock *store_add(struct superblock *sb, uint64_t now, size_t cap) {
   unsigned cls = sb->cls;
-  struct heap *owner = atomic_load_explicit(&sb->xowner, memory_order_relaxed);
-  if (!owner) owner = &umpa_heap_global; /* made for a test, no heap */
+  struct heap *owner = storer(sb);
   unsigned s = owner->stripe;
   struct store_list *l = &stripes[s].list[cls];
   ulock_acquire(&l->lock);
@@ -205,8 +215,7 @@ struct superblock *store_add(struct superblock *sb, uint64_t now, size_t cap) {
 void store_destroy(struct superblock *chain) { destroy_chain(chain); }
 
 void store_put(struct superblock *sb) {
-  struct heap *owner = atomic_load_explicit(&sb->xowner, memory_order_relaxed);
-  unsigned cls = sb->cls, s = owner ? owner->stripe : 0;
+  unsigned cls = sb->cls, s = storer(sb)->stripe;
   uint64_t now = os_now_ns();
   destroy_chain(store_add(sb, now, store_cap()));
   sweep(s, cls, now);
@@ -257,10 +266,7 @@ size_t store_flush(void) {
       struct superblock *gone = NULL;
       ulock_acquire(&l->lock);
       while (l->head) {
-        struct superblock *sb = l->head;
-        unlink_locked(sb);
-        sb->next = gone;
-        gone = sb;
+        gone = remove_locked(l->head, gone);
         released += (size_t)umpa_class[c].sb_pages << PAGE_SHIFT;
       }
       ulock_release(&l->lock);

@@ -315,11 +315,11 @@ size_t superblock_trim(struct superblock *sb) {
   /* Pages to release; `gone` those of them that held carved blocks.  A
    * fresh superblock's pages past the carved blocks were never touched. */
   uint64_t release[TRIM_PAGE_WORDS] = {0}, gone[TRIM_PAGE_WORDS] = {0};
+  size_t rec_lo = old ? page_at(sb, (char *)old) : SIZE_MAX;
+  size_t rec_hi = old ? page_at(sb, (char *)old + record_bytes - 1) : 0;
   for (size_t p = 1; p < pages; p++) {
     size_t lo, hi;
-    if (old && p >= page_at(sb, (char *)old) &&
-        p <= page_at(sb, (char *)old + record_bytes - 1))
-      continue;
+    if (p >= rec_lo && p <= rec_hi) continue;
     blocks_on_page(sb, p, &lo, &hi);
     size_t end = hi < sb->carved ? hi : sb->carved, i = lo;
     while (i < end && bit_get(listed, i)) i++;
@@ -363,8 +363,9 @@ size_t superblock_trim(struct superblock *sb) {
     }
     struct block **link = &sb->free;
     for (struct block *b = sb->free; b; b = b->next) {
-      size_t p = b == rec ? 0 : hole_page(sb, block_index(sb, b), gone);
-      if (b != rec && (p == SIZE_MAX || !bit_get(left, p))) {
+      if (b == rec) continue;
+      size_t p = hole_page(sb, block_index(sb, b), gone);
+      if (p == SIZE_MAX || !bit_get(left, p)) {
         *link = b;
         link = &b->next;
       }
