@@ -54,9 +54,9 @@ void sizeclass_init(void) {
     size_t carve = 4096 / size;
     sc->carve = (uint32_t)(carve < 1 ? 1 : carve > 64 ? 64 : carve);
   }
+  unsigned c = 0; /* sizes only grow: the search goes on where it was */
   for (size_t i = 0; i <= SMALL_TABLE_MAX / 16; i++) {
     size_t n = i * 16;
-    unsigned c = 0;
     while (umpa_class[c].size < n) c++;
     umpa_class_of16[i] = (uint8_t)c;
     if (umpa_class[c].direct_hi == 0) umpa_class[c].direct_lo = (uint8_t)i;

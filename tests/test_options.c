@@ -8,6 +8,8 @@
 
 #include <stdlib.h>
 
+extern char **environ;
+
 int main(void) {
   size_t v;
   CHECK(options_parse_size("0", &v) && v == 0);
@@ -25,17 +27,39 @@ int main(void) {
   CHECK(!options_parse_size("99999999999999999999999", &v));
   CHECK(!options_parse_size("20000000000T", &v));
 
-  /* Options are parsed on first use of the library. */
-  setenv("UMPA_PAGE_CACHE", "12M", 1);
-  setenv("UMPA_PAGE_LOCK", "mutex", 1);
-  setenv("UMPA_REGION_SIZE", "3M", 1); /* not a power of two: ignored */
-  setenv("UMPA_THP", "maybe", 1);      /* invalid: ignored */
+  /* Options are parsed on first use of the library, in one pass over the
+   * environment: only exact names count, the first of two entries wins
+   * (as with getenv), and an invalid value is warned about and ignored,
+   * as if it were unset (so a cache limit or region size given wrongly
+   * does not become a fixed one). */
+  char *env[] = {"PATH=/bin",
+                 "UMPA_=1",
+                 "UMPAX_PAGE_CACHE=1M",
+                 "UMPA_CHECKS=1",
+                 "UMPA_DECAY_MS",
+                 "UMPA_PAGE_CACHE=12M",
+                 "UMPA_PAGE_CACHE=1M",
+                 "UMPA_PAGE_LOCK=mutex",
+                 "UMPA_REGION_SIZE=3M", /* not a power of two */
+                 "UMPA_THP=maybe",
+                 "UMPA_LARGE_CACHE=lots",
+                 "UMPA_DECAY_MS=7",
+                 NULL};
+  char **saved = environ;
+  environ = env;
   struct umpa_page_stats st;
   umpa_page_stats(&st);
+  environ = saved;
   CHECK(st.cache_limit == (size_t)12 << 20);
+  CHECK(umpa_opt.page_cache_fixed);
   CHECK(st.lock_kind == 1);
   CHECK(umpa_opt.region_shift == REGION_DEFAULT_SHIFT);
+  CHECK(!umpa_opt.region_size_fixed);
   CHECK(umpa_opt.thp == 0);
+  CHECK(umpa_opt.large_cache == (size_t)256 << 20);
+  CHECK(!umpa_opt.large_cache_fixed);
+  CHECK(umpa_opt.check == 0);
+  CHECK(umpa_opt.decay_ms == 7);
   /* Parsed once: later changes to the environment do not apply. */
   setenv("UMPA_PAGE_CACHE", "1M", 1);
   options_init();
