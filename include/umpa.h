@@ -70,8 +70,9 @@ extern "C" {
  * ENOMEM) wherever the kernel reports it rather than as a fault later.
  * Contents are unspecified unless UMPA_ZERO is given.
  * Errors: size 0 -> NULL, errno EINVAL; unknown flag bits or UMPA_NOMOVE ->
- * NULL, errno EINVAL; size too large for the address space, or memory not
- * available -> NULL, errno ENOMEM. */
+ * NULL, errno EINVAL; size too large for the address space, memory not
+ * available, or (from 128 MiB, unless UMPA_RESERVE) a size the kernel's
+ * overcommit policy refuses for a plain mapping -> NULL, errno ENOMEM. */
 UMPA_API void *userpage_malloc(size_t size, unsigned flags);
 
 /* Free a block returned by userpage_malloc/userpage_realloc.  `size` must be
@@ -197,7 +198,9 @@ UMPA_API void umpa_page_stats(struct umpa_page_stats *out);
  * Semantics are glibc's, edge cases included: every block is 16-byte
  * aligned; malloc(0) returns a unique freeable pointer; requests larger than
  * PTRDIFF_MAX and overflowing calloc/reallocarray products return NULL with
- * errno ENOMEM; free(NULL) is a no-op and free leaves errno unchanged;
+ * errno ENOMEM, and so do requests (and realloc growths) of 128 MiB or more
+ * that the kernel's overcommit policy refuses for a plain mapping (by
+ * default: more than memory and swap together); free(NULL) is a no-op and free leaves errno unchanged;
  * realloc(p, 0) frees p and returns NULL; realloc(NULL, n) is malloc(n);
  * a failed realloc leaves the block untouched.  All functions are thread
  * safe.  Freeing a pointer umpa did not allocate, or (where it is detectable

@@ -98,6 +98,10 @@ UMPA_HIDDEN void *os_reserve_aligned(size_t size, size_t align, void *hint);
 /* Plain anonymous mapping for metadata (lazily backed). */
 UMPA_HIDDEN void *os_map(size_t size);
 UMPA_HIDDEN void os_unmap(void *p, size_t size);
+/* Whether the kernel's overcommit policy lets an ordinary private mapping
+ * of `size` bytes be made now (asked by making one and dropping it).
+ * errno is left unchanged. */
+UMPA_HIDDEN bool os_may_commit(size_t size);
 /* A mapping that reads as zero everywhere and costs neither memory nor
  * commit charge until os_make_writable opens parts of it; NULL on failure
  * (RLIMIT_AS, ...).  errno is left unchanged by both. */
@@ -387,8 +391,9 @@ UMPA_HIDDEN bool buddy_has_warm(struct buddy *b, unsigned order);
 /* The highest order of any free run, warm or cold, or -1 if there is none
  * (a hint: another thread may take it). */
 UMPA_HIDDEN int buddy_max_free_order(struct buddy *b);
-/* Take one warm free run for the cache trimmer, preferring large ones;
- * *order receives its order. */
+/* Take a free run with memory for the cache trimmer: a partly backed one
+ * if any, else the smallest fully backed one; *order receives its order.
+ * NULL if there is none. */
 UMPA_HIDDEN struct pmeta *buddy_take_warm(struct buddy *b, unsigned *order);
 /* Merge free buddies that lazy coalescing left apart. */
 UMPA_HIDDEN void buddy_coalesce(struct buddy *b);

@@ -108,6 +108,21 @@ static void large_inuse(ssize_t blocks, ssize_t bytes) {
   atomic_fetch_add_explicit(&large_bytes, (size_t)bytes, memory_order_relaxed);
 }
 
+/* The page-layer flags for `pages` new pages of a large block.  They take
+ * what the caches hold and leave the rest to fault in where the program
+ * touches them, as glibc's mmap does: programs reserve buffers they never
+ * fill, and a block bigger than the memory free would be populated into
+ * the OOM killer.  While the program's blocks have been touched whole,
+ * the rest is populated instead, a quarter cheaper than its faults
+ * (docs/ARCHITECTURE.md).  UMPA_MALLOC_POPULATE (default 0) populates
+ * fresh blocks up to a size always. */
+static unsigned large_flags(size_t pages) {
+  if ((pages << PAGE_SHIFT) > umpa_opt.malloc_populate &&
+      !largecache_populate_ahead(pages))
+    return UMPA_LAZY | PAGE_WARM;
+  return 0;
+}
+
 static void *large_alloc(size_t n, size_t align, bool zero) {
   if (n == 0) n = 1; /* the aligned pointer must lie inside the block */
   size_t extra = align > PAGE_SIZE ? align - PAGE_SIZE : 0;
@@ -116,16 +131,7 @@ static void *large_alloc(size_t n, size_t align, bool zero) {
     return NULL;
   }
   size_t pages = pages_of(n + extra);
-  /* The block takes what the caches hold and leaves the rest to fault in
-   * where the program touches it, as glibc's mmap does: programs reserve
-   * buffers they never fill.  While the program's blocks have been touched
-   * whole, the rest is populated instead, a quarter cheaper than its
-   * faults (docs/ARCHITECTURE.md).  UMPA_MALLOC_POPULATE (default 0)
-   * populates fresh blocks up to a size always. */
-  unsigned flags = zero ? UMPA_ZERO : 0;
-  if ((pages << PAGE_SHIFT) > umpa_opt.malloc_populate &&
-      !largecache_populate_ahead(pages))
-    flags |= UMPA_LAZY | PAGE_WARM;
+  unsigned flags = large_flags(pages) | (zero ? UMPA_ZERO : 0);
   char *p = NULL;
   if (!extra) {
     p = largecache_take(pages, flags);
@@ -348,7 +354,8 @@ void *umpa_realloc(void *p, size_t n) {
       /* Resize by pages: in place, or moved by remapping, never copied. */
       size_t old = pm->count, pages = pages_of(n);
       page_check_block(p, old, KIND_LARGE, "realloc");
-      void *q = page_resize(p, pm, old, pages, 0);
+      void *q = page_resize(p, pm, old, pages,
+                            pages > old ? large_flags(pages - old) : 0);
       if (q) {
         ssize_t delta = ((ssize_t)pages - (ssize_t)old) * (ssize_t)PAGE_SIZE;
         large_inuse(0, delta);

@@ -102,6 +102,20 @@ bool os_make_writable(void *p, size_t size) {
   return ok;
 }
 
+/* Regions are reserved MAP_NORESERVE, which the kernel's default
+ * (heuristic) overcommit policy never refuses, so without this a block
+ * bigger than memory and swap together would be handed out and the
+ * program killed when it fills it, where glibc's mmap fails with ENOMEM.
+ * The same mapping without the flag gets the policy's answer. */
+bool os_may_commit(size_t size) {
+  int saved = errno;
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p != MAP_FAILED) munmap(p, size);
+  errno = saved;
+  return p != MAP_FAILED;
+}
+
 void os_unmap(void *p, size_t size) {
   int saved = errno;
   munmap(p, size);

@@ -231,6 +231,19 @@ void page_publish(struct pmeta *pm, size_t npages, unsigned kind,
   atomic_store_explicit(&pm->xtag, PM_TAG(PM_USED, 0), memory_order_release);
 }
 
+/* Blocks this big, and growths by this much, first ask the kernel's
+ * overcommit policy (os_may_commit), so that a request bigger than memory
+ * and swap fails as it does under glibc.  Smaller ones no machine with a
+ * few hundred MiB would refuse, and asking costs two system calls; the
+ * large cache's 64 MiB stretches stay below it.  Reservations are exempt:
+ * address space is what they ask for. */
+#define COMMIT_CHECK_PAGES ((size_t)32768) /* 128 MiB */
+
+static bool commit_refused(size_t npages, unsigned flags) {
+  return npages >= COMMIT_CHECK_PAGES && !(flags & UMPA_RESERVE) &&
+         !os_may_commit(npages << PAGE_SHIFT);
+}
+
 void *page_alloc(size_t npages, unsigned flags, unsigned kind) {
   return page_alloc_ex(npages, flags, kind, NULL);
 }
@@ -238,7 +251,8 @@ void *page_alloc(size_t npages, unsigned flags, unsigned kind) {
 void *page_alloc_ex(size_t npages, unsigned flags, unsigned kind,
                     bool *fresh) {
   page_ready();
-  if (npages == 0 || npages > MAX_REQUEST_PAGES) {
+  if (npages == 0 || npages > MAX_REQUEST_PAGES ||
+      commit_refused(npages, flags)) {
     errno = ENOMEM;
     return NULL;
   }
@@ -445,6 +459,10 @@ void *page_resize(void *p, struct pmeta *pm, size_t old, size_t new,
                   unsigned flags) {
   if (new == old) return p;
   if (new < old) return shrink(p, pm, old, new);
+  if (commit_refused(new - old, flags)) {
+    errno = ENOMEM;
+    return NULL;
+  }
   /* The grown part of a reserved block stays unpopulated. */
   if (flags & UMPA_RESERVE)
     flags = (flags & ~(unsigned)UMPA_RESERVE) | UMPA_LAZY;

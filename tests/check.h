@@ -143,6 +143,35 @@ static inline long test_scaled(long n) {
   return q && *q == '1' ? (n / 10 > 0 ? n / 10 : 1) : n;
 }
 
+/* A size the kernel refuses to map (private, without MAP_NORESERVE), as
+ * glibc's malloc maps large blocks: twice memory and swap together, which
+ * the default heuristic overcommit policy (mode 0) and the strict one
+ * (mode 2) refuse, as does an RLIMIT_AS below it.  0 when nothing would
+ * refuse it (mode 1, "always") or when it is too big to mean anything
+ * (4 TiB and more).  *mode receives vm.overcommit_memory (-1 unreadable)
+ * and *limited whether RLIMIT_AS alone refuses it. */
+#include <sys/resource.h>
+#include <sys/sysinfo.h>
+static inline size_t refused_size(int *mode, bool *limited) {
+  struct sysinfo si;
+  REQUIRE(sysinfo(&si) == 0);
+  size_t mem = ((size_t)si.totalram + (size_t)si.totalswap) * si.mem_unit;
+  size_t gib = (size_t)1 << 30;
+  size_t n = (2 * mem + gib) & ~(gib - 1);
+  *mode = -1;
+  FILE *f = fopen("/proc/sys/vm/overcommit_memory", "r");
+  if (f) {
+    if (fscanf(f, "%d", mode) != 1) *mode = -1;
+    fclose(f);
+  }
+  struct rlimit as;
+  REQUIRE(getrlimit(RLIMIT_AS, &as) == 0);
+  *limited = as.rlim_cur != RLIM_INFINITY && as.rlim_cur < n;
+  if ((*mode != 0 && *mode != 2 && !*limited) || n >= (size_t)1 << 42)
+    return 0;
+  return n;
+}
+
 static inline int check_done(const char *name) {
   fprintf(stderr, "%s: %d checks, %d failed\n", name, check_count,
           check_failures);

@@ -432,6 +432,39 @@ static void sc_malloc_fail(const struct api *a, struct args arg,
   a->free(p);
 }
 
+/* Requests of arg.x bytes, more than memory and swap hold together, by
+ * malloc, calloc, realloc of a 1 MiB block and posix_memalign.  Nothing
+ * is touched if one succeeds (see test_beyond_memory). */
+static void sc_beyond_memory(const struct api *a, struct args arg,
+                             struct out *o) {
+  size_t n = arg.x;
+  errno = 0;
+  void *p = a->malloc(hide(n));
+  say(o, "malloc:%s", p ? "non-NULL" : ename(errno));
+  a->free(p);
+  errno = 0;
+  p = a->calloc(hide(n / 4096), 4096);
+  say(o, "calloc:%s", p ? "non-NULL" : ename(errno));
+  a->free(p);
+  void *q = a->malloc(MiB);
+  REQUIRE(q);
+  fill(q, MiB, 7);
+  errno = 0;
+  p = a->realloc(q, hide(n));
+  if (p) {
+    say(o, "realloc:non-NULL");
+    a->free(p);
+  } else {
+    say(o, "realloc:%s%s", ename(errno), holds(q, MiB, 7) ? "" : "+CHANGED");
+    a->free(q);
+  }
+  p = OUT_SENTINEL;
+  int rc = a->posix_memalign(&p, 4096, hide(n));
+  say(o, "posix_memalign:%s%s", ename(rc),
+      rc && p != OUT_SENTINEL ? "+OUT-CHANGED" : "");
+  if (!rc) a->free(p);
+}
+
 static void sc_free_null(const struct api *a, struct args arg, struct out *o) {
   (void)arg;
   errno = ERRNO_SENTINEL;
@@ -1296,6 +1329,26 @@ static void test_malloc(void) {
            "malloc(1<<62)");
 }
 
+/* Twice memory and swap together (refused_size): the kernel refuses such
+ * a mapping under the default overcommit policy, so glibc's malloc returns
+ * NULL with ENOMEM; umpa reserves its address space MAP_NORESERVE, which
+ * that policy lets through, and must ask it. */
+static void test_beyond_memory(void) {
+  int mode;
+  bool limited;
+  size_t n = refused_size(&mode, &limited);
+  if (!n) {
+    fprintf(stderr, "beyond memory: skipped, overcommit mode %d refuses "
+                    "nothing\n", mode);
+    return;
+  }
+  scenario(sc_beyond_memory, ARGS(n),
+           "malloc:ENOMEM calloc:ENOMEM realloc:ENOMEM "
+           "posix_memalign:ENOMEM",
+           "beyond memory and swap: %zu GiB (overcommit mode %d%s)",
+           n >> 30, mode, limited ? ", RLIMIT_AS below it" : "");
+}
+
 static void test_free(void) {
   scenario(sc_free_null, ARGS(0), "errno=unchanged", "free(NULL)");
   static const size_t sizes[] = {1,      100,    1000,    4096,   32768,
@@ -1647,6 +1700,7 @@ int main(void) {
   warm_up(&sys_api, warm_blocks[0]);
   warm_up(&umpa_api, warm_blocks[1]);
   test_malloc();
+  test_beyond_memory();
   test_free();
   test_calloc();
   test_realloc();

@@ -71,6 +71,42 @@ static void test_malloc_errors(void) {
   umpa_page_check();
 }
 
+/* A block the kernel's overcommit policy refuses gets ENOMEM up front,
+ * not a region reserved MAP_NORESERVE (which the default policy lets
+ * through) and a populate the OOM killer answers; so does a growth by that
+ * much.  A reservation is address space only and is not asked about. */
+static void test_beyond_memory(void) {
+  int mode;
+  bool limited;
+  size_t n = refused_size(&mode, &limited);
+  if (!n) {
+    fprintf(stderr, "beyond memory: skipped, overcommit mode %d\n", mode);
+    return;
+  }
+  errno = 0;
+  void *lazy = userpage_malloc(n, UMPA_LAZY | UMPA_ZERO);
+  CHECK(lazy == NULL && errno == ENOMEM);
+  if (lazy) { /* asking nobody: do not populate it into the OOM killer */
+    userpage_free(lazy, n);
+    return;
+  }
+  errno = 0;
+  CHECK(userpage_malloc(n, 0) == NULL && errno == ENOMEM);
+  char *b = userpage_malloc(MiB, 0);
+  REQUIRE(b);
+  memset(b, 7, MiB);
+  errno = 0;
+  CHECK(userpage_realloc(b, MiB, n, UMPA_LAZY) == NULL && errno == ENOMEM);
+  CHECK(b[0] == 7 && b[MiB - 1] == 7);
+  userpage_free(b, MiB);
+  if (mode == 0 && !limited) {
+    char *r = userpage_malloc(n, UMPA_RESERVE);
+    CHECK(r != NULL);
+    userpage_free(r, n);
+  }
+  umpa_page_check();
+}
+
 static void test_malloc_basic(void) {
   /* Sizes round up to pages; every page is populated and writable. */
   size_t sizes[] = {1, PG - 1, PG, PG + 1, 3 * PG, 100 * KiB, 1 * MiB + 1};
@@ -482,6 +518,7 @@ int main(void) {
   test_region_growth();
   test_trim_metadata();
   test_malloc_errors();
+  test_beyond_memory();
   test_malloc_basic();
   test_zero_flag();
   test_lazy_and_reserve();
