@@ -106,8 +106,12 @@ bool os_make_writable(void *p, size_t size) {
  * (heuristic) overcommit policy never refuses, so without this a block
  * bigger than memory and swap together would be handed out and the
  * program killed when it fills it, where glibc's mmap fails with ENOMEM.
- * The same mapping without the flag gets the policy's answer. */
+ * The same mapping without the flag gets the policy's answer.  Not under
+ * RLIMIT_AS: there the question itself takes `size` of the address space
+ * the limit counts, and could refuse a block a region already holds room
+ * for; the limit bounds what the program can reserve anyway. */
 bool os_may_commit(size_t size) {
+  if (os_address_space_limit() != SIZE_MAX) return true;
   int saved = errno;
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);

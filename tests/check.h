@@ -147,9 +147,10 @@ static inline long test_scaled(long n) {
  * glibc's malloc maps large blocks: twice memory and swap together, which
  * the default heuristic overcommit policy (mode 0) and the strict one
  * (mode 2) refuse, as does an RLIMIT_AS below it.  0 when nothing would
- * refuse it (mode 1, "always") or when it is too big to mean anything
- * (4 TiB and more).  *mode receives vm.overcommit_memory (-1 unreadable)
- * and *limited whether RLIMIT_AS alone refuses it. */
+ * refuse it (mode 1, "always"), when it is too big to mean anything (4 TiB
+ * and more), or under an RLIMIT_AS above it, where umpa does not ask the
+ * policy (os_may_commit).  *mode receives vm.overcommit_memory (-1
+ * unreadable) and *limited whether RLIMIT_AS alone refuses it. */
 #include <sys/resource.h>
 #include <sys/sysinfo.h>
 static inline size_t refused_size(int *mode, bool *limited) {
@@ -167,7 +168,8 @@ static inline size_t refused_size(int *mode, bool *limited) {
   struct rlimit as;
   REQUIRE(getrlimit(RLIMIT_AS, &as) == 0);
   *limited = as.rlim_cur != RLIM_INFINITY && as.rlim_cur < n;
-  if ((*mode != 0 && *mode != 2 && !*limited) || n >= (size_t)1 << 42)
+  if ((*mode != 0 && *mode != 2 && !*limited) || n >= (size_t)1 << 42 ||
+      (as.rlim_cur != RLIM_INFINITY && !*limited))
     return 0;
   return n;
 }
