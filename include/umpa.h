@@ -200,10 +200,11 @@ UMPA_API void umpa_page_stats(struct umpa_page_stats *out);
  * PTRDIFF_MAX and overflowing calloc/reallocarray products return NULL with
  * errno ENOMEM, and so do requests (and realloc growths) of 128 MiB or more
  * that the kernel's overcommit policy refuses for a plain mapping (by
- * default: more than memory and swap together); free(NULL) is a no-op and free leaves errno unchanged;
- * realloc(p, 0) frees p and returns NULL; realloc(NULL, n) is malloc(n);
- * a failed realloc leaves the block untouched.  All functions are thread
- * safe.  Freeing a pointer umpa did not allocate, or (where it is detectable
+ * default: more than memory and swap together; not asked under RLIMIT_AS);
+ * free(NULL) is a no-op and free leaves errno unchanged; realloc(p, 0)
+ * frees p and returns NULL; realloc(NULL, n) is malloc(n); a failed
+ * realloc leaves the block untouched.  All functions are thread safe.
+ * Freeing a pointer umpa did not allocate, or (where it is detectable
  * cheaply) freeing twice, prints one line and aborts; UMPA_CHECK=1 checks
  * more.
  * ------------------------------------------------------------------------- */

@@ -1338,8 +1338,8 @@ static void test_beyond_memory(void) {
   bool limited;
   size_t n = refused_size(&mode, &limited);
   if (!n) {
-    fprintf(stderr, "beyond memory: skipped, overcommit mode %d refuses "
-                    "nothing\n", mode);
+    fprintf(stderr, "beyond memory: skipped (overcommit mode %d, or an "
+                    "RLIMIT_AS above the size)\n", mode);
     return;
   }
   scenario(sc_beyond_memory, ARGS(n),

@@ -12,8 +12,7 @@
  * from a freed large block without releasing memory inside the malloc,
  * fresh blocks are populated lazily (up front within UMPA_MALLOC_POPULATE),
  * realloc grows without copying and leaves the growth to fault in, and
- * malloc_stats reports the cache on a
- * line of its own.
+ * malloc_stats reports the cache on a line of its own.
  */
 #define _GNU_SOURCE
 #include "check.h"
