@@ -149,8 +149,9 @@ static inline long test_scaled(long n) {
  * (mode 2) refuse, as does an RLIMIT_AS below it.  0 when nothing would
  * refuse it (mode 1, "always"), when it is too big to mean anything (4 TiB
  * and more), or under an RLIMIT_AS above it, where umpa does not ask the
- * policy (os_may_commit).  *mode receives vm.overcommit_memory (-1
- * unreadable) and *limited whether RLIMIT_AS alone refuses it. */
+ * policy (os_may_commit); the test is then skipped, which this prints.
+ * *mode receives vm.overcommit_memory (-1 unreadable) and *limited whether
+ * RLIMIT_AS alone refuses it. */
 #include <sys/resource.h>
 #include <sys/sysinfo.h>
 static inline size_t refused_size(int *mode, bool *limited) {
@@ -169,8 +170,11 @@ static inline size_t refused_size(int *mode, bool *limited) {
   REQUIRE(getrlimit(RLIMIT_AS, &as) == 0);
   *limited = as.rlim_cur != RLIM_INFINITY && as.rlim_cur < n;
   if ((*mode != 0 && *mode != 2 && !*limited) || n >= (size_t)1 << 42 ||
-      (as.rlim_cur != RLIM_INFINITY && !*limited))
+      (as.rlim_cur != RLIM_INFINITY && !*limited)) {
+    fprintf(stderr, "beyond memory: skipped (overcommit mode %d, or an "
+                    "RLIMIT_AS above the size)\n", *mode);
     return 0;
+  }
   return n;
 }
 

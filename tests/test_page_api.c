@@ -79,11 +79,7 @@ static void test_beyond_memory(void) {
   int mode;
   bool limited;
   size_t n = refused_size(&mode, &limited);
-  if (!n) {
-    fprintf(stderr, "beyond memory: skipped (overcommit mode %d, or an "
-                    "RLIMIT_AS above the size)\n", mode);
-    return;
-  }
+  if (!n) return;
   errno = 0;
   void *lazy = userpage_malloc(n, UMPA_LAZY | UMPA_ZERO);
   CHECK(lazy == NULL && errno == ENOMEM);
