@@ -267,7 +267,7 @@ void buddy_free_range(struct buddy *b, struct region *r, size_t idx, size_t n,
 }
 
 long buddy_claim(struct buddy *b, struct region *r, size_t idx, size_t n) {
-  if (idx + n > r->npages || idx + n < idx) return -1;
+  if (idx + n > r->mapped || idx + n < idx) return -1;
   size_t pos = idx, end = idx + n;
   long backed = 0;
   while (pos < end) {
@@ -301,7 +301,7 @@ fail:
 }
 
 size_t buddy_claim_warm(struct buddy *b, struct region *r, size_t pos) {
-  if (pos >= r->npages) return 0;
+  if (pos >= r->mapped) return 0;
   struct pmeta *pm = &r->meta[pos];
   uint8_t tag = atomic_load_explicit(&pm->xtag, memory_order_acquire);
   if (PM_STATE(tag) != PM_FREE) return 0;
@@ -408,6 +408,64 @@ bool buddy_grow(struct buddy *b, unsigned order) {
   if (r) buddy_add_region(b, r);
   ulock_release(&b->grow_lock);
   return r != NULL;
+}
+
+/* Head the claimed run at idx of r: busy, with `backed` pages backed. */
+static struct pmeta *claimed_head(struct region *r, size_t idx, long backed) {
+  struct pmeta *pm = &r->meta[idx];
+  pm->region = r;
+  pm->count = (uint32_t)backed;
+  atomic_store_explicit(&pm->xtag, PM_TAG(PM_BUSY, 0), memory_order_relaxed);
+  return pm;
+}
+
+struct pmeta *buddy_claim_span(struct buddy *b, size_t npages) {
+  for (struct region *r = region_list(); r; r = r->next) {
+    if (r->mapped < npages) continue;
+    /* Walk the tags without locks: they are hints, which buddy_claim
+     * checks under the order locks.  A page at a time past allocated
+     * blocks, whose sizes their owners may be changing: this runs only
+     * when address space is short, in place of failing. */
+    for (size_t i = 0; i + npages <= r->mapped;) {
+      uint8_t tag = atomic_load_explicit(&r->meta[i].xtag,
+                                         memory_order_acquire);
+      if (PM_STATE(tag) != PM_FREE) {
+        i++;
+        continue;
+      }
+      size_t end = i;
+      while (end < r->mapped && end - i < npages) {
+        uint8_t t = atomic_load_explicit(&r->meta[end].xtag,
+                                         memory_order_acquire);
+        if (PM_STATE(t) != PM_FREE) break;
+        end += (size_t)1 << PM_ORDER(t);
+      }
+      if (end - i >= npages && end <= r->mapped) {
+        long backed = buddy_claim(b, r, i, npages);
+        if (backed >= 0) return claimed_head(r, i, backed);
+      }
+      i = end > i ? end : i + 1;
+    }
+  }
+  return NULL;
+}
+
+struct pmeta *buddy_grow_short(struct buddy *b, size_t npages) {
+  ulock_acquire(&b->grow_lock);
+  struct region *r = region_create_short(npages);
+  if (!r) {
+    ulock_release(&b->grow_lock);
+    return NULL;
+  }
+  /* The caller's run is never listed, so no other thread can take it
+   * between the growth and the claim. */
+  struct pmeta *pm = claimed_head(r, 0, 0);
+  buddy_free_range(b, r, npages, r->mapped - npages, false);
+  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_relaxed);
+  if (r->order > top)
+    atomic_store_explicit(&b->xmax_order, r->order, memory_order_release);
+  ulock_release(&b->grow_lock);
+  return pm;
 }
 
 void buddy_lock_all(struct buddy *b) {

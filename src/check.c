@@ -43,8 +43,8 @@ int umpa_page_check(void) {
   size_t free_runs[MAX_ORDER + 1] = {0};
   size_t used_pages = 0, cached = 0, backed = 0;
   for (struct region *r = region_list(); r; r = r->next) {
-    backed += bitmap_count(r->xbacked, 0, r->npages);
-    for (size_t i = 0; i < r->npages;) {
+    backed += bitmap_count(r->xbacked, 0, r->mapped);
+    for (size_t i = 0; i < r->mapped;) {
       struct pmeta *pm = &r->meta[i];
       uint8_t tag = atomic_load(&pm->xtag);
       size_t len;
@@ -54,6 +54,9 @@ int umpa_page_check(void) {
           len = (size_t)1 << k;
           if (k > r->order || (i & (len - 1)))
             FAIL("free run at %zu of order %u misaligned\n", i, k);
+          if (i + len > r->mapped)
+            FAIL("free run at %zu of order %u passes the region's end\n", i,
+                 k);
           if (pm->region != r) FAIL("free run at %zu: wrong region\n", i);
           if (pm->count != bitmap_count(r->xbacked, i, len))
             FAIL("free run at %zu: backed count %u, bitmap says %zu\n", i,
@@ -71,7 +74,7 @@ int umpa_page_check(void) {
         }
         case PM_USED:
           len = pm->count;
-          if (len == 0 || i + len > r->npages)
+          if (len == 0 || i + len > r->mapped)
             FAIL("block at %zu has bad size %zu\n", i, len);
           if (!bitmap_test(r->xheads, i))
             FAIL("block at %zu lacks its head bit\n", i);

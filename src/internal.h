@@ -262,6 +262,8 @@ struct pmeta {
 struct region {
   uintptr_t base;         /* aligned to its size */
   size_t npages;          /* a power of two */
+  size_t mapped;          /* pages reserved from base: npages, or fewer in
+                             a short region (region_create_short) */
   unsigned order;         /* log2(npages): the largest run it can hold */
   bool thp;               /* advised MADV_HUGEPAGE as a whole */
   struct pmeta *meta;     /* npages entries */
@@ -280,6 +282,12 @@ UMPA_HIDDEN struct region *region_of(const void *p);
 /* Reserve a region able to hold a run of 2^order pages and register it.
  * Caller holds the buddy's growth lock.  NULL with errno on failure. */
 UMPA_HIDDEN struct region *region_create(unsigned order);
+/* A region with room for npages only (rounded up to 4 MiB), for when no
+ * power-of-two region of that size can be reserved (a tight RLIMIT_AS).
+ * Its pages past `mapped` are not reserved: they are never listed free,
+ * and the region map does not cover them.  Caller holds the growth lock.
+ * NULL with errno on failure. */
+UMPA_HIDDEN struct region *region_create_short(size_t npages);
 UMPA_HIDDEN struct region *region_list(void);
 /* Record in the superblock maps that the superblock of `pages` pages (a
  * power of two, at least 64 KiB) starts at `start`, or that it is gone.
@@ -400,6 +408,15 @@ UMPA_HIDDEN void buddy_coalesce(struct buddy *b);
 /* Reserve a new region big enough for order; false (errno ENOMEM) when
  * the kernel refuses.  Returns true at once if another thread grew. */
 UMPA_HIDDEN bool buddy_grow(struct buddy *b, unsigned order);
+/* The last resort when buddy_grow fails: a short region whose first npages
+ * are returned as a taken run (head busy, no pages backed), the rest of it
+ * listed free.  NULL when even that cannot be reserved. */
+UMPA_HIDDEN struct pmeta *buddy_grow_short(struct buddy *b, size_t npages);
+/* Claim the first npages pages that free runs side by side cover, in any
+ * region: what a power-of-two run cannot give when address space is short
+ * (runs that are not buddies never merge).  Same result as
+ * buddy_grow_short; NULL if there are none.  Walks every region. */
+UMPA_HIDDEN struct pmeta *buddy_claim_span(struct buddy *b, size_t npages);
 /* Add a new region's pages as free runs. */
 UMPA_HIDDEN void buddy_add_region(struct buddy *b, struct region *r);
 /* Lock/unlock every order (fork and consistency checks). */

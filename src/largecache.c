@@ -180,12 +180,12 @@ static void unlist_span(struct pmeta *pm, bool keep_lru) {
  * their backed count in *backed. */
 static size_t claim_run(struct region *r, size_t pos, size_t room,
                         size_t *backed) {
-  if (pos >= r->npages || room == 0) return 0;
+  if (pos >= r->mapped || room == 0) return 0;
   uint8_t tag = atomic_load_explicit(&r->meta[pos].xtag, memory_order_acquire);
   if (PM_STATE(tag) != PM_FREE) return 0;
   size_t n = (size_t)1 << PM_ORDER(tag);
   if (n > room) n = room;
-  if (n > r->npages - pos) n = r->npages - pos;
+  if (n > r->mapped - pos) n = r->mapped - pos;
   long b = buddy_claim(&umpa_buddy, r, pos, n);
   if (b < 0) return 0; /* taken or merged meanwhile */
   *backed = (size_t)b;
@@ -220,7 +220,7 @@ static struct pmeta *coalesce(struct pmeta *pm, size_t *backed) {
   /* Forwards: free runs and cached spans, as long as they follow. */
   for (;;) {
     size_t next = idx + pm->count, room = LC_MAX_PAGES - pm->count;
-    if (next >= r->npages || room == 0) break;
+    if (next >= r->mapped || room == 0) break;
     if (bitmap_test(r->xcached, next)) {
       struct pmeta *nx = &r->meta[next];
       if (nx->count > room) break;
@@ -545,7 +545,7 @@ static struct pmeta *hole_fit(size_t pages) {
       struct pmeta *pm = of_class_link(n);
       struct region *r = pm->region;
       size_t idx = pmeta_index(pm), have = pm->count;
-      if (have >= pages || pages > r->npages - idx) continue;
+      if (have >= pages || pages > r->mapped - idx) continue;
       long backed = buddy_claim(&umpa_buddy, r, idx + have, pages - have);
       if (backed < 0) continue;
       unlist_span(pm, false);

@@ -196,8 +196,16 @@ struct pmeta *page_take(size_t npages, unsigned flags) {
   if (UMPA_UNLIKELY(!pm)) {
     /* Merge what lazy frees left apart before reserving more space. */
     buddy_coalesce(&umpa_buddy);
+    int saved = errno;
     while (!(pm = buddy_alloc(&umpa_buddy, order, cold)))
-      if (!buddy_grow(&umpa_buddy, order)) return NULL;
+      if (!buddy_grow(&umpa_buddy, order)) {
+        /* No room for a power-of-two run (address space is short): free
+         * runs side by side may hold npages, or a region of that size. */
+        pm = buddy_claim_span(&umpa_buddy, npages);
+        if (!pm) pm = buddy_grow_short(&umpa_buddy, npages);
+        if (pm) errno = saved;
+        return pm;
+      }
   }
   if (pm->count) cache_note_level();
   size_t run = (size_t)1 << order;
@@ -328,7 +336,7 @@ struct pmeta *page_block_containing(void *p, size_t npages) {
   struct region *r = region_of(p);
   if (!r || ((uintptr_t)p & (PAGE_SIZE - 1)) || npages == 0) return NULL;
   size_t idx = region_index(r, p);
-  if (npages > r->npages - idx) return NULL;
+  if (npages > r->mapped - idx) return NULL;
   size_t h = bitmap_find_last_set(r->xheads, idx);
   if (h == SIZE_MAX) return NULL;
   struct pmeta *pm = &r->meta[h];

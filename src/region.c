@@ -43,7 +43,7 @@ struct region *region_of(const void *p) {
         memory_order_acquire);
   }
   struct region *r = (struct region *)e;
-  if (r && a >= r->base && a - r->base < (r->npages << PAGE_SHIFT)) return r;
+  if (r && a >= r->base && a - r->base < (r->mapped << PAGE_SHIFT)) return r;
   return NULL;
 }
 
@@ -62,7 +62,7 @@ static void fast_map_open(struct region *r) {
   }
   if (!umpa_sb_map) return;
   uintptr_t lo = (uintptr_t)&umpa_sb_map[r->base >> GRANULE_SHIFT];
-  uintptr_t hi = lo + (r->npages >> (GRANULE_SHIFT - PAGE_SHIFT));
+  uintptr_t hi = lo + (r->mapped >> (GRANULE_SHIFT - PAGE_SHIFT));
   lo &= ~(uintptr_t)(PAGE_SIZE - 1);
   hi = (hi + PAGE_SIZE - 1) & ~(uintptr_t)(PAGE_SIZE - 1);
   r->fast_map = os_make_writable((void *)lo, hi - lo) &&
@@ -97,38 +97,55 @@ uint8_t region_superblock_shift(struct region *r, const void *p) {
       memory_order_acquire);
 }
 
-static bool map_register(struct region *r, unsigned shift) {
-  if (shift >= MAP_SLOT_SHIFT) {
-    size_t first = r->base >> MAP_SLOT_SHIFT;
-    size_t n = (size_t)1 << (shift - MAP_SLOT_SHIFT);
-    for (size_t i = 0; i < n; i++)
-      atomic_store_explicit(&region_map[first + i], (uintptr_t)r,
-                            memory_order_release);
-    return true;
+/* Point the region map at r for its reserved pages: a GiB slot that r
+ * covers whole directly, one it covers in part through the slot's table
+ * of 4 MiB slots, which other regions may share.  The tables are made
+ * first, so that a failure leaves no entry behind.  Growth lock held. */
+static bool map_register(struct region *r) {
+  const uintptr_t slot_size = (uintptr_t)1 << MAP_SLOT_SHIFT;
+  const uintptr_t end = r->base + (r->mapped << PAGE_SHIFT);
+  for (int pass = 0; pass < 2; pass++) {
+    for (uintptr_t a = r->base; a < end;) {
+      size_t slot = a >> MAP_SLOT_SHIFT;
+      uintptr_t slot_end = (a | (slot_size - 1)) + 1;
+      if ((a & (slot_size - 1)) == 0 && end >= slot_end) {
+        if (pass)
+          atomic_store_explicit(&region_map[slot], (uintptr_t)r,
+                                memory_order_release);
+        a = slot_end;
+        continue;
+      }
+      uintptr_t e =
+          atomic_load_explicit(&region_map[slot], memory_order_acquire);
+      if (e == 0) {
+        struct subtable *t = os_map(sizeof *t);
+        if (!t) return false;
+        atomic_fetch_add(&metadata_bytes, sizeof *t);
+        e = (uintptr_t)t | 1;
+        atomic_store_explicit(&region_map[slot], e, memory_order_release);
+      }
+      struct subtable *t = (struct subtable *)(e & ~(uintptr_t)1);
+      uintptr_t stop = end < slot_end ? end : slot_end;
+      for (; a < stop; a += (uintptr_t)1 << MAP_SUB_SHIFT)
+        if (pass)
+          atomic_store_explicit(
+              &t->r[(a >> MAP_SUB_SHIFT) & (MAP_SUB_SLOTS - 1)], r,
+              memory_order_release);
+      a = stop;
+    }
   }
-  size_t slot = r->base >> MAP_SLOT_SHIFT;
-  uintptr_t e = atomic_load_explicit(&region_map[slot], memory_order_acquire);
-  if (e == 0) {
-    struct subtable *t = os_map(sizeof *t);
-    if (!t) return false;
-    atomic_fetch_add(&metadata_bytes, sizeof *t);
-    e = (uintptr_t)t | 1;
-    atomic_store_explicit(&region_map[slot], e, memory_order_release);
-  }
-  struct subtable *t = (struct subtable *)(e & ~(uintptr_t)1);
-  size_t first = (r->base >> MAP_SUB_SHIFT) & (MAP_SUB_SLOTS - 1);
-  size_t n = (size_t)1 << (shift - MAP_SUB_SHIFT);
-  for (size_t i = 0; i < n; i++)
-    atomic_store_explicit(&t->r[first + i], r, memory_order_release);
   return true;
 }
 
 static size_t round_up(size_t v, size_t a) { return (v + a - 1) & ~(a - 1); }
 
-/* Make a region of exactly 2^shift bytes, or NULL. */
-static struct region *region_try(unsigned shift) {
+/* Make a region of 2^shift bytes, the first `mapped` pages of it reserved
+ * at an address aligned to `align`, or NULL. */
+static struct region *region_try(unsigned shift, size_t mapped,
+                                 size_t align) {
   size_t size = (size_t)1 << shift;
   size_t npages = size >> PAGE_SHIFT;
+  size_t reserve = mapped << PAGE_SHIFT;
   size_t bitmap_bytes = round_up((npages + 63) / 64 * 8, 64);
   size_t meta_pages = pages_of(npages * sizeof(struct pmeta));
   size_t meta_bitmap_bytes = round_up((meta_pages + 63) / 64 * 8, 64);
@@ -143,7 +160,7 @@ static struct region *region_try(unsigned shift) {
   size_t meta_size = meta_off + meta_pages * PAGE_SIZE;
   char *m = os_map(meta_size);
   if (!m) return NULL;
-  void *base = os_reserve_aligned(size, size, m);
+  void *base = os_reserve_aligned(reserve, align, m);
   if (!base) {
     os_unmap(m, meta_size);
     return NULL;
@@ -154,13 +171,14 @@ static struct region *region_try(unsigned shift) {
    * superblocks cut from freed large blocks land anywhere, and its faults
    * were two of the three a new superblock took in Figure 7. */
   if (os_populate(m, hot_bytes + sb_map_bytes, true, NULL) != 0) {
-    os_unmap(base, size);
+    os_unmap(base, reserve);
     os_unmap(m, meta_size);
     return NULL;
   }
   struct region *r = (struct region *)m;
   r->base = (uintptr_t)base;
   r->npages = npages;
+  r->mapped = mapped;
   r->order = shift - PAGE_SHIFT;
   r->thp = umpa_opt.thp != 0;
   r->xbacked = (_Atomic uint64_t *)(m + round_up(sizeof(struct region), 64));
@@ -170,16 +188,16 @@ static struct region *region_try(unsigned shift) {
   r->xsb_map = (_Atomic uint8_t *)(m + hot_bytes);
   r->meta = (struct pmeta *)(m + meta_off);
   r->meta_size = meta_size;
-  if (!map_register(r, shift)) {
-    os_unmap(base, size);
+  if (!map_register(r)) {
+    os_unmap(base, reserve);
     os_unmap(m, meta_size);
     return NULL;
   }
   fast_map_open(r);
-  if (r->thp) os_advise_huge(base, size);
+  if (r->thp) os_advise_huge(base, reserve);
   r->next = atomic_load_explicit(&regions_head, memory_order_relaxed);
   atomic_store_explicit(&regions_head, r, memory_order_release);
-  atomic_fetch_add(&reserved_bytes, size);
+  atomic_fetch_add(&reserved_bytes, reserve);
   atomic_fetch_add(&metadata_bytes, meta_size);
   atomic_fetch_add(&regions_made, 1);
   return r;
@@ -188,7 +206,10 @@ static struct region *region_try(unsigned shift) {
 /* Unless UMPA_REGION_SIZE is given, the first region is 64 MiB and each
  * next one twice the last, up to the 1 GiB default: a region's bitmaps are
  * populated when it is made (96 KiB per GiB), and a short-lived process
- * such as each of git's paid 60 us more to start with a 1 GiB region. */
+ * such as each of git's paid 60 us more to start with a 1 GiB region.
+ * Under RLIMIT_AS, regions are at most a 32nd of the limit: the free part
+ * of each counts against it, and Python's 300 MiB bytearray under a
+ * 390 MiB limit did not fit beside a 64 MiB first region. */
 struct region *region_create(unsigned order) {
   unsigned need = order + PAGE_SHIFT;
   if (need < REGION_MIN_SHIFT) need = REGION_MIN_SHIFT;
@@ -197,13 +218,20 @@ struct region *region_create(unsigned order) {
     uint64_t made = atomic_load(&regions_made);
     if (REGION_FIRST_SHIFT + made < want)
       want = REGION_FIRST_SHIFT + (unsigned)made;
+    size_t limit = os_address_space_limit();
+    if (limit != SIZE_MAX) {
+      unsigned cap = limit >> 5 ? log2_floor(limit >> 5) : 0;
+      if (cap < REGION_MIN_SHIFT) cap = REGION_MIN_SHIFT;
+      if (cap < want) want = cap;
+    }
   }
   unsigned shift = want > need ? want : need;
   int saved = errno;
   /* Under RLIMIT_AS or a small vm.max_map_count a big reservation can fail
    * while a smaller one still fits: halve down to what the request needs. */
   for (;; shift--) {
-    struct region *r = region_try(shift);
+    size_t size = (size_t)1 << shift;
+    struct region *r = region_try(shift, size >> PAGE_SHIFT, size);
     if (r) {
       errno = saved;
       return r;
@@ -212,6 +240,28 @@ struct region *region_create(unsigned order) {
   }
   errno = ENOMEM;
   return NULL;
+}
+
+/* Under `ulimit -v 400000` a 300 MiB block needed a 512 MiB region, and
+ * failed where glibc's mmap of 300 MiB succeeded.  The region keeps its
+ * power-of-two size for the buddy's arithmetic (its metadata mapping is
+ * sized for all of it, 0.8 % of that in address space, never populated
+ * past `mapped`), but only its first `mapped` pages are reserved; if no
+ * address aligned to its size is free, any 4 MiB boundary does, since runs
+ * of 4 MiB and less (every superblock, every huge page) stay aligned. */
+struct region *region_create_short(size_t npages) {
+  const size_t unit = (size_t)1 << (MAP_SUB_SHIFT - PAGE_SHIFT);
+  size_t mapped = round_up(npages, unit);
+  unsigned shift = log2_ceil(mapped) + PAGE_SHIFT;
+  size_t size = (size_t)1 << shift;
+  int saved = errno;
+  struct region *r = NULL;
+  if (mapped < size >> PAGE_SHIFT && mapped >= npages)
+    r = region_try(shift, mapped, size);
+  if (!r && mapped < size >> PAGE_SHIFT && mapped >= npages)
+    r = region_try(shift, mapped, (size_t)1 << MAP_SUB_SHIFT);
+  errno = r ? saved : ENOMEM;
+  return r;
 }
 
 void region_back_meta(struct region *r, size_t idx, size_t n) {

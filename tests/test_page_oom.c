@@ -1,15 +1,21 @@
 /*
  * test_page_oom.c - running out of address space under RLIMIT_AS gives
  * NULL + ENOMEM at allocation time, and the process carries on: smaller
- * requests still succeed, freed memory is reused.
+ * requests still succeed, freed memory is reused.  A block that fits the
+ * limit is served even when its power-of-two run would not.
  * (Not run under AddressSanitizer, whose shadow memory needs terabytes of
  * address space.)
  */
 #define _GNU_SOURCE
 #include "check.h"
+#include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <umpa.h>
@@ -62,12 +68,96 @@ static int child(void) {
   return check_done("test_page_oom (child)");
 }
 
-int main(void) {
+/* A block whose power-of-two run does not fit under the limit but whose
+ * own size does: glibc's mmap serves it, so must umpa (a region reserved
+ * only as far as the block reaches).  The unreserved rest of that region
+ * is not umpa's: a page the program maps there is foreign to free. */
+static int child_short(void) {
+  struct rlimit rl = {vsz_bytes() + 96 * MiB, vsz_bytes() + 96 * MiB};
+  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  errno = 0;
+  char *p = userpage_malloc(72 * MiB, 0); /* a 128 MiB run: too big */
+  CHECK(p != NULL && errno == 0);
+  if (!p) return check_done("test_page_oom (short region)");
+  memset(p, 3, 72 * MiB);
+  CHECK(umpa_page_check() == 0);
+  /* The region's tail, from 72 MiB up to its 128 MiB, is not reserved. */
+  char *tail = p + 100 * MiB;
+  void *q = mmap(tail, 4096, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  CHECK(q == tail);
+  if (q == tail) {
+    pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      int null = open("/dev/null", O_WRONLY);
+      if (null >= 0) dup2(null, 2);
+      userpage_free(q, 4096); /* must abort: not umpa's */
+      _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
+    munmap(q, 4096);
+  }
+  /* Freed, the block's pages serve the next requests, big and small. */
+  userpage_free(p, 72 * MiB);
+  char *again = userpage_malloc(64 * MiB, 0);
+  CHECK(again != NULL);
+  char *small = userpage_malloc(4 * MiB, 0);
+  CHECK(small != NULL);
+  if (small) userpage_free(small, 4 * MiB);
+  if (again) userpage_free(again, 64 * MiB);
+  /* Through malloc too (umpa's: this test does not replace the system's),
+   * its content kept across a shrinking realloc.  The 70 MiB span across
+   * two free runs that are not buddies. */
+  char *m = umpa_malloc(70 * MiB);
+  CHECK(m != NULL);
+  if (m) {
+    memset(m, 5, 70 * MiB);
+    char *n = umpa_realloc(m, 40 * MiB);
+    CHECK(n != NULL && n[0] == 5 && n[40 * MiB - 1] == 5);
+    umpa_free(n ? n : m);
+  }
+  CHECK(umpa_page_check() == 0);
+  return check_done("test_page_oom (short region)");
+}
+
+/* What fits glibc under a limit fits umpa: a 300 MiB block with 320 MiB
+ * of address space left, after small blocks made umpa's first region
+ * (which must then be small: a 64 MiB one would leave too little). */
+static int child_like_glibc(void) {
+  struct rlimit rl = {vsz_bytes() + 320 * MiB, vsz_bytes() + 320 * MiB};
+  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  char *g = malloc(300 * MiB); /* the system's malloc */
+  CHECK(g != NULL);
+  free(g);
+  void *small = umpa_malloc(64);
+  CHECK(small != NULL);
+  char *big = umpa_malloc(300 * MiB);
+  CHECK(big != NULL);
+  if (big) {
+    memset(big, 9, 300 * MiB);
+    CHECK(big[0] == 9 && big[300 * MiB - 1] == 9);
+  }
+  umpa_free(big);
+  umpa_free(small);
+  CHECK(umpa_page_check() == 0);
+  return check_done("test_page_oom (as much as glibc)");
+}
+
+static void run_child(int (*fn)(void)) {
   pid_t pid = fork();
   REQUIRE(pid >= 0);
-  if (pid == 0) _exit(child());
+  if (pid == 0) _exit(fn());
   int status;
   waitpid(pid, &status, 0);
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+int main(void) {
+  run_child(child);
+  run_child(child_short);
+  run_child(child_like_glibc);
   return check_done("test_page_oom");
 }
