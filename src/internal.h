@@ -260,7 +260,8 @@ struct pmeta {
  * ------------------------------------------------------------------------- */
 
 struct region {
-  uintptr_t base;         /* aligned to its size */
+  uintptr_t base;         /* aligned to its size (a short region's
+                             perhaps to 4 MiB only) */
   size_t npages;          /* a power of two */
   size_t mapped;          /* pages reserved from base: npages, or fewer in
                              a short region (region_create_short) */

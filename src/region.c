@@ -4,7 +4,8 @@
  * A region is a reservation aligned to its own size (a power of two, 1 GiB
  * by default), so that every buddy run inside it is naturally aligned:
  * runs of 2 MiB and more are 2 MiB aligned (whole page tables move on
- * mremap, THP can back them) and 64 KiB runs are 64 KiB aligned.
+ * mremap, THP can back them) and 64 KiB runs are 64 KiB aligned.  A short
+ * region (region_create_short) reserves only the front of its size.
  *
  * The region map answers "does umpa own this address, and which region?"
  * without touching the address itself, so a foreign pointer is recognised
