@@ -390,11 +390,17 @@ void buddy_coalesce(struct buddy *b) {
   }
 }
 
+/* Let the searches look as high as a new region's order.  Growth lock
+ * held. */
+static void raise_max_order(struct buddy *b, unsigned order) {
+  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_relaxed);
+  if (order > top)
+    atomic_store_explicit(&b->xmax_order, order, memory_order_release);
+}
+
 void buddy_add_region(struct buddy *b, struct region *r) {
   insert_locked(b, r->order, r, &r->meta[0], 0);
-  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_relaxed);
-  if (r->order > top)
-    atomic_store_explicit(&b->xmax_order, r->order, memory_order_release);
+  raise_max_order(b, r->order);
 }
 
 bool buddy_grow(struct buddy *b, unsigned order) {
@@ -461,9 +467,7 @@ struct pmeta *buddy_grow_short(struct buddy *b, size_t npages) {
    * between the growth and the claim. */
   struct pmeta *pm = claimed_head(r, 0, 0);
   buddy_free_range(b, r, npages, r->mapped - npages, false);
-  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_relaxed);
-  if (r->order > top)
-    atomic_store_explicit(&b->xmax_order, r->order, memory_order_release);
+  raise_max_order(b, r->order);
   ulock_release(&b->grow_lock);
   return pm;
 }

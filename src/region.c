@@ -255,12 +255,13 @@ struct region *region_create_short(size_t npages) {
   size_t mapped = round_up(npages, unit);
   unsigned shift = log2_ceil(mapped) + PAGE_SHIFT;
   size_t size = (size_t)1 << shift;
+  if (mapped == size >> PAGE_SHIFT) { /* no shorter than what failed */
+    errno = ENOMEM;
+    return NULL;
+  }
   int saved = errno;
-  struct region *r = NULL;
-  if (mapped < size >> PAGE_SHIFT && mapped >= npages)
-    r = region_try(shift, mapped, size);
-  if (!r && mapped < size >> PAGE_SHIFT && mapped >= npages)
-    r = region_try(shift, mapped, (size_t)1 << MAP_SUB_SHIFT);
+  struct region *r = region_try(shift, mapped, size);
+  if (!r) r = region_try(shift, mapped, (size_t)1 << MAP_SUB_SHIFT);
   errno = r ? saved : ENOMEM;
   return r;
 }
