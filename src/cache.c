@@ -85,7 +85,9 @@ size_t cache_adaptive(size_t max_pages, unsigned halves) {
  * hundreds of MiB it freed, one that frees and allocates again keeps it
  * all.  At half, threadtest's 19 MiB rounds still faulted 82k pages in
  * (mimalloc: 8k) and ran at half speed: the store of empty superblocks
- * holds up to half this limit, so the two together hold up to 1.5x.  A
+ * takes what this cache leaves of 1.5 times this limit, at most the limit
+ * (store_cap), so the two together hold 1.5x, 2x while this cache
+ * refills after the store took its share.  A
  * limit set by UMPA_PAGE_CACHE, umpa_page_cache_limit or mallopt is
  * exact. */
 size_t cache_limit_pages(void) {
@@ -94,7 +96,7 @@ size_t cache_limit_pages(void) {
   return cache_adaptive(max, 2); /* once */
 }
 
-static size_t cached_pages(void) {
+size_t cache_held_pages(void) {
   return atomic_load_explicit(&umpa_buddy.xbacked_free, memory_order_relaxed);
 }
 
@@ -121,7 +123,7 @@ static size_t release_some(struct region *r, size_t idx, size_t len,
 static size_t shrink(size_t target) {
   size_t released = 0;
   for (;;) {
-    size_t cached = cached_pages();
+    size_t cached = cache_held_pages();
     if (cached <= target) break;
     unsigned k;
     struct pmeta *pm = buddy_take_warm(&umpa_buddy, &k);
@@ -206,7 +208,7 @@ size_t cache_shrink_to(size_t target_pages) {
 }
 
 void cache_note_level(void) {
-  size_t c = cached_pages();
+  size_t c = cache_held_pages();
   if (c < atomic_load_explicit(&low_water, memory_order_relaxed))
     atomic_store_explicit(&low_water, c, memory_order_relaxed);
 }
@@ -219,8 +221,8 @@ static void decay(void) {
   if (!now || now - start < age ||
       !atomic_compare_exchange_strong(&epoch_ns, &start, now))
     return;
-  size_t idle = atomic_exchange(&low_water, cached_pages());
-  size_t c = cached_pages();
+  size_t idle = atomic_exchange(&low_water, cache_held_pages());
+  size_t c = cache_held_pages();
   if (start == 0 || idle == SIZE_MAX || idle == 0) return;
   if (idle > c) idle = c;
   if (!ulock_try(&trim_lock)) return;
@@ -231,7 +233,7 @@ static void decay(void) {
 void cache_enforce(void) {
   decay();
   size_t limit = cache_limit_pages();
-  if (UMPA_LIKELY(cached_pages() <= limit)) return;
+  if (UMPA_LIKELY(cache_held_pages() <= limit)) return;
   /* One trimmer at a time; the others carry on, it will catch up. */
   if (!ulock_try(&trim_lock)) return;
   shrink(limit);

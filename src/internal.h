@@ -553,6 +553,8 @@ UMPA_HIDDEN void cache_init(void);
 UMPA_HIDDEN void cache_lock(void);
 UMPA_HIDDEN void cache_unlock(void);
 UMPA_HIDDEN size_t cache_limit_pages(void);
+/* Backed free pages the cache holds now. */
+UMPA_HIDDEN size_t cache_held_pages(void);
 /* Called after pages were freed: release what exceeds the limit. */
 /* Note the cache's level after pages were taken from it (for decay). */
 UMPA_HIDDEN void cache_note_level(void);
@@ -884,7 +886,8 @@ UMPA_HIDDEN void heap_stats(size_t *blocks_bytes, size_t *free_bytes,
  * lists and locks per group of heaps. */
 /* The stripe of the heap_index'th heap made (the heap pool's lock held). */
 UMPA_HIDDEN unsigned store_stripe_of(unsigned heap_index);
-/* The most pages the store may hold: half the page cache's limit. */
+/* The most pages the store may hold now: what the page cache leaves of
+ * 1.5 times its limit, at most the limit. */
 UMPA_HIDDEN size_t store_cap(void);
 /* Store the empty superblock sb, owned by the thread heap that gives it
  * up, in that heap's stripe (or give it to the page layer if the store is

@@ -92,7 +92,16 @@ static void test_emptiness(void) {
 static void *rr_batches[P][BATCH];
 static pthread_barrier_t rr_barrier;
 static int rr_rounds = 60;
-static size_t rr_arena[2];
+static size_t rr_arena[2], rr_stored[2], rr_store_cap;
+
+/* The heap's superblocks less the store's empty ones: those are bounded by
+ * the page cache's budget, as the page cache is, and checked apart. */
+static size_t rr_held(int i) {
+  rr_stored[i] = heap_store_bytes(-1);
+  size_t cap = cache_limit_pages() << PAGE_SHIFT;
+  if (cap > rr_store_cap) rr_store_cap = cap;
+  return (size_t)umpa_mallinfo().arena - rr_stored[i];
+}
 
 static void *round_robin(void *arg) {
   int me = (int)(uintptr_t)arg;
@@ -104,8 +113,8 @@ static void *round_robin(void *arg) {
     int from = (me + P - 1) % P;
     for (int k = 0; k < BATCH; k++) umpa_free(rr_batches[from][k]);
     pthread_barrier_wait(&rr_barrier);
-    if (me == 0 && round == rr_rounds / 4) rr_arena[0] = umpa_mallinfo().arena;
-    if (me == 0 && round == rr_rounds - 1) rr_arena[1] = umpa_mallinfo().arena;
+    if (me == 0 && round == rr_rounds / 4) rr_arena[0] = rr_held(0);
+    if (me == 0 && round == rr_rounds - 1) rr_arena[1] = rr_held(1);
     pthread_barrier_wait(&rr_barrier);
   }
   return NULL;
@@ -120,11 +129,17 @@ static void test_round_robin(void) {
   pthread_barrier_destroy(&rr_barrier);
   size_t live = (size_t)P * BATCH * 72; /* average block size */
   fprintf(stderr, "round robin: arena %zu after a quarter, %zu at the end "
-          "(live at most %zu)\n", rr_arena[0], rr_arena[1], live);
+          "(live at most %zu), stored %zu and %zu besides\n", rr_arena[0],
+          rr_arena[1], live, rr_stored[0], rr_stored[1]);
   CHECK_MSG(rr_arena[1] <= rr_arena[0] + rr_arena[0] / 10 + (1 << 20),
             "arena grew from %zu to %zu", rr_arena[0], rr_arena[1]);
   CHECK_MSG(rr_arena[1] <= 4 * live, "arena %zu for %zu live", rr_arena[1],
             live);
+  /* One stripe may pass the cap by a superblock (see store_add). */
+  for (int i = 0; i < 2; i++)
+    CHECK_MSG(rr_stored[i] <= rr_store_cap + (512 << 10),
+              "%zu bytes stored, the page cache's limit is %zu",
+              rr_stored[i], rr_store_cap);
 }
 
 /* --- False sharing. ---------------------------------------------------- */
@@ -310,9 +325,33 @@ static void test_store(void) {
               heap_store_bytes((int)cls));
   }
 
-  /* Bounded by half the page cache's limit: with no cache, no store. */
+  /* The store and the page cache share one budget, 1.5 times the page
+   * cache's limit, the store taking at most the limit: with the page cache
+   * empty the store takes a whole limit's worth, with the page cache full
+   * half of one.  (A thread's exit stores all its empty superblocks; with
+   * the store at half the limit, threadchurn's next thread rebuilt the
+   * rest.) */
+  size_t lim_sbs = 24, many = 40 * cap;
+  REQUIRE(many <= STORE_MAX);
   umpa_malloc_trim(0);
-  size_t old = umpa_page_cache_limit(0);
+  size_t old = umpa_page_cache_limit(lim_sbs * sb_bytes);
+  alloc_all(many);
+  free_all(many);
+  stored = heap_store_bytes(-1) / sb_bytes;
+  CHECK_MSG(stored >= lim_sbs - 1 && stored <= lim_sbs,
+            "%zu superblocks stored, the limit holds %zu", stored, lim_sbs);
+  umpa_malloc_trim(0);
+  alloc_all(many);
+  umpa_page_prefill(lim_sbs * sb_bytes); /* new superblocks took none */
+  free_all(many);
+  stored = heap_store_bytes(-1) / sb_bytes;
+  CHECK_MSG(stored <= lim_sbs / 2 + 1,
+            "%zu superblocks stored beside a full page cache (limit %zu)",
+            stored, lim_sbs);
+
+  /* With no cache, no store. */
+  umpa_malloc_trim(0);
+  umpa_page_cache_limit(0);
   alloc_all(n);
   free_all(n);
   CHECK(heap_store_bytes(-1) == 0);
