@@ -798,6 +798,11 @@ UMPA_HIDDEN extern struct superblock umpa_sb_empty;
 /* A new superblock of class cls owned by `owner`, or NULL (ENOMEM). */
 UMPA_HIDDEN struct superblock *superblock_new(unsigned cls, struct heap *owner);
 UMPA_HIDDEN void superblock_destroy(struct superblock *sb);
+/* Make the empty superblock sb (owned by the caller, out of every list) one
+ * of class cls with nothing carved, in the same pages; false (sb
+ * unchanged) when cls's superblocks are of another size or a trim left sb
+ * with holes. */
+UMPA_HIDDEN bool superblock_recut(struct superblock *sb, unsigned cls);
 /* The superblock holding p, or NULL if p is not in one (a large block, or
  * memory umpa does not own): p itself is never read.  The usual case is
  * one load: umpa_sb_map, one byte per 64 KiB of the 47-bit address space
@@ -902,7 +907,8 @@ UMPA_HIDDEN void store_put(struct superblock *sb);
 UMPA_HIDDEN struct superblock *store_add(struct superblock *sb, uint64_t now,
                                          size_t cap);
 UMPA_HIDDEN void store_destroy(struct superblock *chain);
-/* A stored superblock of class cls, now owned by h, or NULL. */
+/* A stored superblock of class cls, now owned by h, or NULL; when none of
+ * cls is stored, one of another class of the same size, cut anew. */
 UMPA_HIDDEN struct superblock *store_take(unsigned cls, struct heap *h);
 /* Age h's stripe and one other in turn (a heap's tick). */
 UMPA_HIDDEN void store_tick(struct heap *h, uint64_t now);

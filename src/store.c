@@ -239,39 +239,68 @@ void store_put(struct superblock *sb) {
   sweep(s, cls, now);
 }
 
-/* A stored superblock of class cls, now owned by h: the newest that h
- * stored itself, else the newest of h's stripe, else of another stripe.
- * Its own blocks were last written by h's thread and are still in that
- * core's caches: threads that empty their superblocks at the same moment
- * (threadtest's rounds) took each other's from the store, and every block
- * of them then cost a transfer between cores (threadtest at 2-8 threads
- * ran at 0.8x mimalloc's speed on a 16-core Xeon, at one thread even).
- * Each heap's stored superblocks are a list of their own, so finding one
- * costs no look at other threads' headers under the lock: looking
- * through the 8 newest for one made threadtest with 300000 objects at 16
- * threads 15 % slower. */
-struct superblock *store_take(unsigned cls, struct heap *h) {
-  uint32_t mask = atomic_load_explicit(&nonempty[cls], memory_order_relaxed);
-  if (!mask) return NULL; /* racy peek */
-  uint64_t now = os_now_ns();
-  struct superblock *sb = NULL, *gone = NULL;
+/* Take a stored superblock of class c for h, chaining what expired onto
+ * *gone.  For c's own use, the newest that h stored itself, else the
+ * newest of h's stripe, else of another stripe: its blocks were last
+ * written by h's thread and are still in that core's caches.  Threads that
+ * empty their superblocks at the same moment (threadtest's rounds) took
+ * each other's from the store, and every block of them then cost a
+ * transfer between cores (threadtest at 2-8 threads ran at 0.8x mimalloc's
+ * speed on a 16-core Xeon, at one thread even).  Each heap's stored
+ * superblocks are a list of their own, so finding one costs no look at
+ * other threads' headers under the lock: looking through the 8 newest for
+ * one made threadtest with 300000 objects at 16 threads 15 % slower.  For
+ * another class, the oldest: the one c is least likely to want back. */
+static struct superblock *take_from(unsigned c, struct heap *h, uint64_t now,
+                                    bool oldest, struct superblock **gone) {
+  uint32_t mask = atomic_load_explicit(&nonempty[c], memory_order_relaxed);
+  struct superblock *sb = NULL;
   unsigned own = h->stripe;
-  for (unsigned i = 0; i < STORE_STRIPES && !sb; i++) {
+  for (unsigned i = 0; i < STORE_STRIPES && mask && !sb; i++) {
     unsigned s = (own + i) & (STORE_STRIPES - 1);
     if (!(mask & (1u << s))) continue;
-    struct store_list *l = &stripes[s].list[cls];
+    struct store_list *l = &stripes[s].list[c];
     ulock_acquire(&l->lock);
-    gone = expire_locked(s, cls, now, gone);
+    *gone = expire_locked(s, c, now, *gone);
     /* Everything on h's own list is in h's stripe. */
-    sb = i == 0 && h->bins[cls].stored ? h->bins[cls].stored : l->head;
+    sb = oldest ? l->tail
+         : i == 0 && h->bins[c].stored ? h->bins[c].stored
+                                       : l->head;
     if (sb) {
       unlink_locked(sb);
       atomic_store_explicit(&sb->xowner, h, memory_order_release);
     }
     ulock_release(&l->lock);
   }
+  return sb;
+}
+
+/* When none of the class is stored, a stored superblock of another class
+ * of the same size is cut anew for it: a program whose phases use
+ * different classes (bench/fragment: small blocks, then medium ones)
+ * otherwise held the first phase's superblocks while the next one's came
+ * from fresh pages, until they expired. */
+struct superblock *store_take(unsigned cls, struct heap *h) {
+  uint64_t now = 0;
+  struct superblock *sb = NULL, *gone = NULL;
+  if (atomic_load_explicit(&nonempty[cls], memory_order_relaxed)) {
+    now = os_now_ns();
+    sb = take_from(cls, h, now, false, &gone);
+  }
+  for (unsigned c = 0; c < NUM_CLASSES && !sb; c++) {
+    if (c == cls || umpa_class[c].sb_pages != umpa_class[cls].sb_pages ||
+        !atomic_load_explicit(&nonempty[c], memory_order_relaxed))
+      continue;
+    if (!now) now = os_now_ns();
+    sb = take_from(c, h, now, true, &gone);
+    if (sb && !superblock_recut(sb, cls)) {
+      sb->next = gone; /* trimmed: its pages go back to the page layer */
+      gone = sb;
+      sb = NULL;
+    }
+  }
   destroy_chain(gone);
-  sweep(own, cls, now);
+  if (now) sweep(h->stripe, cls, now);
   return sb;
 }
 

@@ -23,6 +23,9 @@
 
 struct superblock umpa_sb_empty = {.group = SB_CURRENT};
 
+static void init(struct superblock *sb, unsigned cls, struct heap *owner,
+                 bool fresh);
+
 struct superblock *superblock_new(unsigned cls, struct heap *owner) {
   const struct size_class *sc = &umpa_class[cls];
   /* Memory that is there first: a warm run of the page layer, else a piece
@@ -42,6 +45,15 @@ struct superblock *superblock_new(unsigned cls, struct heap *owner) {
   }
   struct superblock *sb =
       sb_header_at((uintptr_t)start, sb_shift_of(sc->sb_pages));
+  init(sb, cls, owner, fresh);
+  region_map_superblock(start, sc->sb_pages);
+  return sb;
+}
+
+/* The header of a superblock of class cls with no block carved. */
+static void init(struct superblock *sb, unsigned cls, struct heap *owner,
+                 bool fresh) {
+  const struct size_class *sc = &umpa_class[cls];
   sb->free = NULL;
   atomic_store_explicit(&sb->xused, 0, memory_order_relaxed);
   sb->capacity = sc->capacity;
@@ -66,8 +78,16 @@ struct superblock *superblock_new(unsigned cls, struct heap *owner) {
     for (size_t i = 0, n = (sb->capacity + 63) / 64; i < n; i++)
       atomic_store_explicit(&map[i], 0, memory_order_relaxed);
   }
-  region_map_superblock(start, sc->sb_pages);
-  return sb;
+}
+
+bool superblock_recut(struct superblock *sb, unsigned cls) {
+  /* Same pages, so the maps stand; a trimmed one would need its released
+   * pages accounted for, and is left to its class. */
+  if (sb->holes || umpa_class[cls].sb_pages != umpa_class[sb->cls].sb_pages)
+    return false;
+  init(sb, cls, atomic_load_explicit(&sb->xowner, memory_order_relaxed),
+       false);
+  return true;
 }
 
 void superblock_destroy(struct superblock *sb) {
