@@ -799,9 +799,8 @@ UMPA_HIDDEN extern struct superblock umpa_sb_empty;
 UMPA_HIDDEN struct superblock *superblock_new(unsigned cls, struct heap *owner);
 UMPA_HIDDEN void superblock_destroy(struct superblock *sb);
 /* Make the empty superblock sb (owned by the caller, out of every list) one
- * of class cls with nothing carved, in the same pages; false (sb
- * unchanged) when cls's superblocks are of another size or a trim left sb
- * with holes. */
+ * of class cls, whose superblocks are sb's size, with nothing carved, in
+ * the same pages; false (sb unchanged) when a trim left sb with holes. */
 UMPA_HIDDEN bool superblock_recut(struct superblock *sb, unsigned cls);
 /* The superblock holding p, or NULL if p is not in one (a large block, or
  * memory umpa does not own): p itself is never read.  The usual case is

@@ -82,9 +82,8 @@ static void init(struct superblock *sb, unsigned cls, struct heap *owner,
 
 bool superblock_recut(struct superblock *sb, unsigned cls) {
   /* Same pages, so the maps stand; a trimmed one would need its released
-   * pages accounted for, and is left to its class. */
-  if (sb->holes || umpa_class[cls].sb_pages != umpa_class[sb->cls].sb_pages)
-    return false;
+   * pages accounted for, and is not recut. */
+  if (sb->holes) return false;
   init(sb, cls, atomic_load_explicit(&sb->xowner, memory_order_relaxed),
        false);
   return true;
