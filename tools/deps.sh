@@ -9,6 +9,12 @@ case "${1:-build}" in
 esac
 missing=()
 for c in "${need[@]}"; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
+# perl-base alone gives the perl command without the modules that the perl
+# workload of the tests uses (package perl).
+if [ "${1:-}" = test ] &&
+  ! perl -Mthreads -MThread::Queue -MDigest::MD5 -e 1 >/dev/null 2>&1; then
+  missing+=(perl)
+fi
 # libc headers come with gcc on Debian; check one anyway.
 [ -e /usr/include/stdio.h ] || missing+=(libc6-dev)
 peers=()

@@ -34,6 +34,7 @@ esac
 need=(nm awk timeout sha256sum cmp diff)
 case $w in
   python) need+=(python3) ;;
+  perl) need+=(perl) ;;
   gcc) need+=(gcc) ;;
   git) need+=(git) ;;
   sqlite) need+=(sqlite3) ;;
@@ -42,6 +43,11 @@ esac
 missing() {
   local c
   for c in "${need[@]}"; do command -v "$c" >/dev/null 2>&1 || echo "$c"; done
+  # perl-base alone gives the command without threads and Digest::MD5.
+  if [ "$w" = perl ] && command -v perl >/dev/null 2>&1 &&
+    ! perl -Mthreads -MThread::Queue -MDigest::MD5 -e 1 >/dev/null 2>&1; then
+    echo "perl-modules"
+  fi
 }
 if [ -n "$(missing)" ]; then
   echo "installing the missing $(missing | tr '\n' ' ')with tools/deps.sh test"
@@ -83,6 +89,7 @@ echo "inputs generated in $(secs $(($(now_ms) - t0))) s ($(du -sh "$tmp/in" | cu
 bins=()
 case $w in
   python) bins=("$(cat "$tmp/in/python")") ;;
+  perl) bins=("$(command -v perl)") ;;
   gcc) bins=("$(command -v gcc)" "$(gcc -print-prog-name=cc1)") ;;
   git) bins=("$(command -v git)") ;;
   sqlite) bins=("$(command -v sqlite3)") ;;

@@ -19,7 +19,7 @@
 # timeout or a resource measurement covers exactly one step.
 
 # shellcheck disable=SC2034 # used by run.sh and bench/programs
-PRELOAD_WORKLOADS="python gcc git sqlite sort"
+PRELOAD_WORKLOADS="python perl gcc git sqlite sort"
 PRELOAD_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # A fixed, small environment: the same in both runs, and nothing that makes
@@ -28,6 +28,7 @@ preload_env() {
   export LC_ALL=C LANG=C TZ=UTC
   export PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1
   unset PYTHONSTARTUP PYTHONPATH PYTHONHOME
+  unset PERL5LIB PERL5OPT PERL_HASH_SEED_DEBUG
   export GIT_CONFIG_NOSYSTEM=1 GIT_CONFIG_GLOBAL=/dev/null
   export GIT_TERMINAL_PROMPT=0 GIT_PAGER=cat PAGER=cat
   unset GIT_DIR GIT_WORK_TREE GIT_INDEX_FILE GIT_OBJECT_DIRECTORY
@@ -68,6 +69,17 @@ run_python() {
   # malloc'ed): send every allocation to malloc, so the allocator under test
   # sees Python's whole allocation traffic.
   PYTHONMALLOC=malloc P "$py" -s "$1/workload.py" "$(cat "$1/scale")"
+}
+
+# --- perl -----------------------------------------------------------------
+gen_perl() {
+  cp "$PRELOAD_HERE/workload.pl" "$1/workload.pl"
+  echo "$2" >"$1/scale"
+}
+run_perl() {
+  # Hash order and the hash seed must not differ between the two runs.
+  PERL_HASH_SEED=0 PERL_PERTURB_KEYS=0 \
+    P perl "$1/workload.pl" "$(cat "$1/scale")"
 }
 
 # --- gcc ------------------------------------------------------------------
