@@ -74,6 +74,8 @@ static void *worker(void *arg) {
       if (op < 2) {
         for (size_t k = 0; k < n; k++)
           if (slot[i][k]) {
+            fprintf(stderr, "calloc(1, %zu) = %p: byte %zu is %#x\n", n,
+                    (void *)slot[i], k, slot[i][k]);
             bad("calloc not zero");
             break;
           }
