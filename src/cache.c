@@ -5,9 +5,10 @@
  * a fault or zeroing.  The cache is not a separate store: it is the set of
  * backed pages that sit in the buddy's free runs (counted in
  * umpa_buddy.xbacked_free).  Its size is bounded by a limit; when frees
- * push it over, the trimmer takes warm runs off the free lists, largest
- * first (small recent runs are the likeliest to be reused), releases their
- * memory and puts them back cold.
+ * push it over, the trimmer takes runs with memory off the free lists
+ * (partly backed ones first, then the smallest fully backed: a big one
+ * serves a big request without a fault, a small one costs few faults to
+ * refill), releases their memory and puts them back cold.
  *
  * Unless its limit was set explicitly, the cache also decays: what stayed
  * in it through a whole UMPA_DECAY_MS interval (its low-water mark over the
