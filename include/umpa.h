@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -265,6 +266,18 @@ struct umpa_mallinfo {
 UMPA_API struct umpa_mallinfo umpa_mallinfo(void);
 /* Print a summary of the heap and the page layer on stderr. */
 UMPA_API void umpa_malloc_stats(void);
+/* glibc's malloc_info: describe the heap on `stream` in glibc's XML (one
+ * <heap>, the whole allocator).  Each small size class with free blocks is
+ * a <size from= to= total= count=> (blocks not handed out, never carved
+ * ones included), the large-block cache one more (its spans, the biggest
+ * as `to`); "rest" totals those, "mmap" counts the large blocks in use,
+ * "system" the bytes held from the page layer now and at most, "aspace"
+ * the address space reserved.  Other threads' figures are as of their
+ * last slow path.  Thread safe; no umpa lock is held while writing, so
+ * the stream may allocate.  Returns 0; EINVAL (errno untouched) if
+ * options is not 0, as glibc does; -1 with fwrite's errno if writing
+ * failed. */
+UMPA_API int umpa_malloc_info(int options, FILE *stream);
 
 #ifdef __cplusplus
 }

@@ -27,6 +27,8 @@
  */
 #include "internal.h"
 
+#include <string.h>
+
 #define EMPTY_HEAP                                                \
   {                                                               \
     .direct = {[0 ... DIRECT_SLOTS - 1] = &umpa_sb_empty},        \
@@ -604,8 +606,8 @@ void heap_after_fork_child(struct heap *survivor) {
       heap_abandon(h);
 }
 
-void heap_stats(size_t *blocks, size_t *free_bytes, size_t *sb_bytes) {
-  *blocks = *free_bytes = *sb_bytes = 0;
+void heap_class_stats(struct class_figures fig[NUM_CLASSES]) {
+  memset(fig, 0, NUM_CLASSES * sizeof *fig);
   /* The caller's own heap can be exact: refresh its figures first. */
   struct heap *self = umpa_tl_heap;
   if (self && atomic_load_explicit(&self->xin_use, memory_order_relaxed))
@@ -624,9 +626,8 @@ void heap_stats(size_t *blocks, size_t *free_bytes, size_t *sb_bytes) {
       size_t used = atomic_load_explicit(&b->xused_snap, memory_order_relaxed);
       size_t bytes = held_of(b) * ((size_t)umpa_class[c].sb_pages << PAGE_SHIFT);
       size_t used_bytes = used * umpa_class[c].size;
-      *blocks += used_bytes;
-      *sb_bytes += bytes;
-      *free_bytes += bytes > used_bytes ? bytes - used_bytes : 0;
+      fig[c].used += used_bytes;
+      fig[c].held += bytes > used_bytes ? bytes : used_bytes;
     }
   }
   ulock_release(&pool_lock);
@@ -634,15 +635,21 @@ void heap_stats(size_t *blocks, size_t *free_bytes, size_t *sb_bytes) {
     ulock_acquire(&global_lock[c]);
     for (struct superblock *sb = umpa_heap_global.bins[c].lists[0]; sb;
          sb = sb->next) {
-      size_t used = (size_t)used_of(sb) * sb->size;
-      size_t bytes = (size_t)umpa_class[c].sb_pages << PAGE_SHIFT;
-      *blocks += used;
-      *sb_bytes += bytes;
-      *free_bytes += bytes - used;
+      fig[c].used += (size_t)used_of(sb) * sb->size;
+      fig[c].held += (size_t)umpa_class[c].sb_pages << PAGE_SHIFT;
     }
     ulock_release(&global_lock[c]);
+    fig[c].held += heap_store_bytes((int)c);
   }
-  size_t stored = heap_store_bytes(-1);
-  *sb_bytes += stored;
-  *free_bytes += stored;
+}
+
+void heap_stats(size_t *blocks, size_t *free_bytes, size_t *sb_bytes) {
+  struct class_figures fig[NUM_CLASSES];
+  heap_class_stats(fig);
+  *blocks = *free_bytes = *sb_bytes = 0;
+  for (unsigned c = 0; c < NUM_CLASSES; c++) {
+    *blocks += fig[c].used;
+    *sb_bytes += fig[c].held;
+    *free_bytes += fig[c].held - fig[c].used;
+  }
 }

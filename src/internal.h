@@ -880,9 +880,15 @@ UMPA_HIDDEN size_t heap_trim(struct heap *h);
 UMPA_HIDDEN void heap_lock_all(void);
 UMPA_HIDDEN void heap_unlock_all(void);
 UMPA_HIDDEN void heap_after_fork_child(struct heap *survivor);
-/* Bytes in allocated blocks, free bytes in superblocks, bytes of
- * superblocks: thread heaps as of their last slow path, plus the global
- * heap exactly. */
+/* Per size class, bytes in allocated blocks and bytes of the superblocks
+ * that hold them or are kept empty (the store's included): thread heaps as
+ * of their last slow path (the caller's exactly), the global heap exactly. */
+struct class_figures {
+  size_t used, held;
+};
+UMPA_HIDDEN void heap_class_stats(struct class_figures fig[NUM_CLASSES]);
+/* The same summed over the classes: bytes in allocated blocks, free bytes
+ * in superblocks (held less used), bytes of superblocks. */
 UMPA_HIDDEN void heap_stats(size_t *blocks_bytes, size_t *free_bytes,
                             size_t *sb_bytes);
 
@@ -955,6 +961,8 @@ UMPA_HIDDEN void largecache_decay_idle(void);
 /* Give every cached block back to the page layer; returns bytes. */
 UMPA_HIDDEN size_t largecache_flush(void);
 UMPA_HIDDEN size_t largecache_bytes(void);
+/* The spans the cache holds; *largest gets the biggest one's bytes. */
+UMPA_HIDDEN size_t largecache_spans(size_t *largest);
 UMPA_HIDDEN void largecache_lock_all(void);
 UMPA_HIDDEN void largecache_unlock_all(void);
 

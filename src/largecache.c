@@ -780,5 +780,18 @@ size_t largecache_bytes(void) {
   return atomic_load_explicit(&lc_pages, memory_order_relaxed) << PAGE_SHIFT;
 }
 
+size_t largecache_spans(size_t *largest) {
+  size_t spans = 0, most = 0;
+  ulock_acquire(&lc_lock);
+  for (unsigned c = 0; c < LC_CLASSES && lc_ready; c++) spans += lc_count[c];
+  /* The largest is in the highest class that holds any. */
+  for (unsigned c = LC_CLASSES; c-- > 0 && lc_ready && !most;)
+    for (struct pmeta *n = lc_list[c].next; n != &lc_list[c]; n = n->next)
+      if (of_class_link(n)->count > most) most = of_class_link(n)->count;
+  ulock_release(&lc_lock);
+  *largest = most << PAGE_SHIFT;
+  return spans;
+}
+
 void largecache_lock_all(void) { ulock_acquire(&lc_lock); }
 void largecache_unlock_all(void) { ulock_release(&lc_lock); }

@@ -529,6 +529,71 @@ void umpa_malloc_stats(void) {
   os_write_stderr(buf, n);
 }
 
+/* Write the n bytes of buf to the caller's stream; false (errno set) if
+ * it failed.  The one place the library calls stdio: the stream is the
+ * caller's, and no umpa lock is held, so it may allocate. */
+static bool emit(FILE *stream, const char *buf, size_t n) {
+  return fwrite(buf, 1, n, stream) == n;
+}
+
+int umpa_malloc_info(int options, FILE *stream) {
+  if (options != 0) return EINVAL; /* glibc's answer (its manual: -1) */
+  struct umpa_page_stats ps;
+  size_t sb_free, cached;
+  struct umpa_mallinfo mi = mallinfo_parts(&ps, &sb_free, &cached);
+  struct class_figures fig[NUM_CLASSES];
+  heap_class_stats(fig);
+  size_t largest, spans = largecache_spans(&largest);
+  static const char head[] = "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n";
+  char buf[256];
+  bool ok = emit(stream, head, sizeof head - 1);
+  /* Free blocks of each class, as glibc lists its bins' free chunks. */
+  size_t count = 0, total = 0;
+  for (unsigned c = 0; c < NUM_CLASSES && ok; c++) {
+    size_t size = umpa_class[c].size, n = (fig[c].held - fig[c].used) / size;
+    if (n == 0) continue;
+    ok = emit(stream, buf,
+              umpa_format(buf, sizeof buf,
+                          "  <size from=\"%zu\" to=\"%zu\" total=\"%zu\" "
+                          "count=\"%zu\"/>\n",
+                          c ? (size_t)umpa_class[c - 1].size + 1 : 1, size,
+                          n * size, n));
+    count += n;
+    total += n * size;
+  }
+  if (spans && ok) {
+    ok = emit(stream, buf,
+              umpa_format(buf, sizeof buf,
+                          "  <size from=\"%zu\" to=\"%zu\" total=\"%zu\" "
+                          "count=\"%zu\"/>\n",
+                          SMALL_MAX + 1, largest, cached, spans));
+    count += spans;
+    total += cached;
+  }
+  /* The heap's totals, then the whole allocator's: one heap, the same
+   * figures, with the large blocks in use as glibc's mmapped chunks. */
+  char tot[160], sys[320], lg[96];
+  size_t nt = umpa_format(
+      tot, sizeof tot,
+      "<total type=\"fast\" count=\"0\" size=\"0\"/>\n"
+      "<total type=\"rest\" count=\"%zu\" size=\"%zu\"/>\n",
+      count, total);
+  size_t ns = umpa_format(sys, sizeof sys,
+                          "<system type=\"current\" size=\"%zu\"/>\n"
+                          "<system type=\"max\" size=\"%zu\"/>\n"
+                          "<aspace type=\"total\" size=\"%zu\"/>\n"
+                          "<aspace type=\"mprotect\" size=\"%zu\"/>\n",
+                          mi.arena, mi.usmblks, ps.reserved, ps.reserved);
+  size_t nm = umpa_format(lg, sizeof lg,
+                          "<total type=\"mmap\" count=\"%zu\" size=\"%zu\"/>\n",
+                          mi.hblks, mi.hblkhd);
+  ok = ok && emit(stream, "</sizes>\n", 9) && emit(stream, tot, nt) &&
+       emit(stream, sys, ns) && emit(stream, "</heap>\n", 8) &&
+       emit(stream, tot, nt) && emit(stream, lg, nm) &&
+       emit(stream, sys, ns) && emit(stream, "</malloc>\n", 10);
+  return ok ? 0 : -1;
+}
+
 /* ---------------------------------------------------------------------------
  * The standard names.
  * ------------------------------------------------------------------------- */
@@ -551,6 +616,7 @@ size_t malloc_usable_size(void *p) ALIAS(umpa_malloc_usable_size);
 int malloc_trim(size_t pad) ALIAS(umpa_malloc_trim);
 int mallopt(int param, int value) ALIAS(umpa_mallopt);
 void malloc_stats(void) ALIAS(umpa_malloc_stats);
+int malloc_info(int options, FILE *stream) ALIAS(umpa_malloc_info);
 void cfree(void *p) ALIAS(umpa_free);
 void free_sized(void *p, size_t size) ALIAS(umpa_free_sized);
 void free_aligned_sized(void *p, size_t align, size_t size)

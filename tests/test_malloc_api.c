@@ -87,6 +87,7 @@ struct api {
   int (*mallopt)(int, int);
   void (*info)(struct heapinfo *);
   void (*stats)(void);
+  int (*info_xml)(int, FILE *);
 };
 
 /* glibc's mallinfo2 counts mmapped blocks apart (hblkhd); umpa's uordblks
@@ -109,14 +110,14 @@ static const struct api sys_api = {
     UNDER_ASAN ? "asan" : "glibc",
     malloc, free, calloc, realloc, reallocarray, posix_memalign,
     aligned_alloc, memalign, valloc, pvalloc, malloc_usable_size,
-    malloc_trim, mallopt, sys_info, malloc_stats};
+    malloc_trim, mallopt, sys_info, malloc_stats, malloc_info};
 
 static const struct api umpa_api = {
     "umpa",
     umpa_malloc, umpa_free, umpa_calloc, umpa_realloc, umpa_reallocarray,
     umpa_posix_memalign, umpa_aligned_alloc, umpa_memalign, umpa_valloc,
     umpa_pvalloc, umpa_malloc_usable_size, umpa_malloc_trim, umpa_mallopt,
-    umpa_info, umpa_malloc_stats};
+    umpa_info, umpa_malloc_stats, umpa_malloc_info};
 
 /* ---------------------------------------------------------------------------
  * Outcomes and the scenario runner.
@@ -1192,6 +1193,109 @@ static void sc_stats(const struct api *a, struct args arg, struct out *o) {
   note(o, "%zu bytes printed", len);
 }
 
+/* The count and size of the last <total type="TYPE" ...> in text (the
+ * whole allocator's, after the heaps'); false if there is none. */
+static bool xml_total(const char *text, const char *type, size_t *count,
+                      size_t *size) {
+  char key[64];
+  snprintf(key, sizeof key, "<total type=\"%s\" ", type);
+  const char *last = NULL;
+  for (const char *p = text; (p = strstr(p, key)); p++) last = p;
+  return last && sscanf(last + strlen(key), "count=\"%zu\" size=\"%zu\"",
+                        count, size) == 2;
+}
+
+/* malloc_info writes glibc's XML with real figures: half of 1000 blocks
+ * of 200 bytes freed are in "rest", a live 64 MiB block (above glibc's
+ * largest mmap threshold) in "mmap", the heap holds memory ("system");
+ * options other than 0 give EINVAL, returned, as glibc does. */
+static void sc_malloc_info(const struct api *a, struct args arg,
+                           struct out *o) {
+  (void)arg;
+  enum { N = 1000 };
+  const size_t each = 200, big = 64 * MiB;
+  void **blk = a->malloc(N * sizeof *blk);
+  REQUIRE(blk);
+  for (int i = 0; i < N; i++) REQUIRE((blk[i] = a->malloc(each)));
+  for (int i = 0; i < N; i += 2) a->free(blk[i]);
+  char *large = a->malloc(big);
+  REQUIRE(large);
+  large[0] = 1;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  REQUIRE(f);
+  say(o, "r=%d", a->info_xml(0, f));
+  errno = ERRNO_SENTINEL;
+  int bad = a->info_xml(1, f);
+  say(o, "bad-options=%s errno=%s", bad == EINVAL ? "EINVAL" : ename(bad),
+      ename(errno));
+  REQUIRE(fclose(f) == 0 && text);
+  static const char head[] = "<malloc version=\"1\">\n";
+  static const char tail[] = "</malloc>\n";
+  say(o, strncmp(text, head, strlen(head)) == 0 && len >= strlen(tail) &&
+                 strcmp(text + len - strlen(tail), tail) == 0
+             ? "xml"
+             : "NOT-XML");
+  size_t rest_n = 0, rest_b = 0, mm_n = 0, mm_b = 0;
+  say(o, xml_total(text, "rest", &rest_n, &rest_b) && rest_n >= N / 2 - 100 &&
+                 rest_b >= (N / 2 - 100) * each
+             ? "rest>=N/2"
+             : "REST<N/2");
+  say(o, xml_total(text, "mmap", &mm_n, &mm_b) && mm_n >= 1 && mm_b >= big
+             ? "mmap>=64MiB"
+             : "MMAP<64MiB");
+  static const char sys_key[] = "<system type=\"current\" size=\"";
+  const char *cur = strstr(text, sys_key);
+  say(o, cur && strtoull(cur + strlen(sys_key), NULL, 10) > 0 ? "system>0"
+                                                              : "SYSTEM=0");
+  note(o, "rest %zu blocks %zu bytes, mmap %zu blocks %zu bytes, %zu bytes",
+       rest_n, rest_b, mm_n, mm_b, len);
+  free(text);
+  a->free(large);
+  for (int i = 1; i < N; i += 2) a->free(blk[i]);
+  a->free(blk);
+}
+
+/* umpa's malloc_info lists each size class with free blocks once, in
+ * order of size, and the class of 200-byte blocks counts at least the 500
+ * this thread freed of its 1000 (other threads' figures may lag; this
+ * thread's are exact). */
+static void sc_malloc_info_classes(const struct api *a, struct args arg,
+                                   struct out *o) {
+  (void)arg;
+  enum { N = 1000 };
+  void **blk = a->malloc(N * sizeof *blk);
+  REQUIRE(blk);
+  for (int i = 0; i < N; i++) REQUIRE((blk[i] = a->malloc(200)));
+  size_t cls = a->usable(blk[1]);
+  for (int i = 0; i < N; i += 2) a->free(blk[i]);
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  REQUIRE(f);
+  say(o, "r=%d", a->info_xml(0, f));
+  REQUIRE(fclose(f) == 0 && text);
+  size_t from, to, total, count, last_to = 0, of_cls = 0, entries = 0;
+  bool ordered = true;
+  for (const char *p = text; (p = strstr(p, "<size from=")); p++) {
+    REQUIRE(sscanf(p, "<size from=\"%zu\" to=\"%zu\" total=\"%zu\" "
+                      "count=\"%zu\"/>",
+                   &from, &to, &total, &count) == 4);
+    ordered = ordered && from > last_to && from <= to && count > 0 &&
+              total >= count * from && total <= count * to;
+    last_to = to;
+    entries++;
+    if (to == cls) of_cls = count;
+  }
+  say(o, ordered ? "ordered" : "NOT-ORDERED");
+  say(o, of_cls >= N / 2 ? "class>=N/2" : "CLASS<N/2");
+  note(o, "%zu entries; %zu free of the %zu-byte class", entries, of_cls, cls);
+  free(text);
+  for (int i = 1; i < N; i += 2) a->free(blk[i]);
+  a->free(blk);
+}
+
 /* ---------------------------------------------------------------------------
  * Interleaved allocations never overlap.
  * ------------------------------------------------------------------------- */
@@ -1559,6 +1663,12 @@ static void test_mallinfo_stats(void) {
   scenario(sc_mallinfo, ARGS(0), "arena>0 grew>=N fell>=N-1MiB",
            "mallinfo2: 2000 x 5000 B + 8 MiB allocated, then freed");
   scenario(sc_stats, ARGS(0), "system-bytes,in-use-bytes", "malloc_stats");
+  scenario(sc_malloc_info, ARGS(0),
+           "r=0 bad-options=EINVAL errno=unchanged xml rest>=N/2 "
+           "mmap>=64MiB system>0",
+           "malloc_info: 1000 x 200 B, half freed, and 64 MiB live");
+  umpa_only(sc_malloc_info_classes, ARGS(0), "r=0 ordered class>=N/2",
+            "malloc_info: one entry per class, in order; the freed half");
 }
 
 /* Each call runs in a child of its own: no setting carries over. */
