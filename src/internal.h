@@ -115,9 +115,14 @@ UMPA_HIDDEN int os_populate(void *p, size_t size, bool empty,
                             uint64_t *faults);
 /* Drop the memory of [p, p+size); the range stays reserved and reads zero. */
 UMPA_HIDDEN void os_release(void *p, size_t size);
-/* Replace an unbacked range by a fresh mapping so that the kernel can merge
- * it with its neighbours again after mremap moves split the VMA. */
+/* Replace [p, p+size) by a fresh mapping, which drops its memory and lets
+ * the kernel merge it with its neighbours again after mremap moves split
+ * the VMA.  The range reads zero afterwards even if the kernel refuses the
+ * mapping (out of VMAs): its memory is then dropped in place. */
 UMPA_HIDDEN void os_heal(void *p, size_t size, bool thp);
+/* For the tests: how many of the next os_heal calls find their mapping
+ * refused, as a kernel at vm.max_map_count would. */
+UMPA_HIDDEN extern _Atomic unsigned os_heal_refusals;
 /* Advise transparent huge pages for [p, p+size). */
 UMPA_HIDDEN void os_advise_huge(void *p, size_t size);
 /* Move the pages of [src, src+size) to dst; src stays mapped and empty.

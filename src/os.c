@@ -183,12 +183,21 @@ void os_release(void *p, size_t size) {
   errno = saved;
 }
 
+_Atomic unsigned os_heal_refusals;
+
 void os_heal(void *p, size_t size, bool thp) {
   int saved = errno;
-  if (mmap(p, size, PROT_READ | PROT_WRITE, ANON_FLAGS | MAP_FIXED, -1, 0) !=
-          MAP_FAILED &&
-      thp)
-    madvise(p, size, MADV_HUGEPAGE);
+  void *q = MAP_FAILED;
+  unsigned refuse = atomic_load_explicit(&os_heal_refusals, memory_order_relaxed);
+  if (UMPA_LIKELY(!refuse))
+    q = mmap(p, size, PROT_READ | PROT_WRITE, ANON_FLAGS | MAP_FIXED, -1, 0);
+  else
+    atomic_fetch_sub_explicit(&os_heal_refusals, 1, memory_order_relaxed);
+  /* A kernel out of VMAs refuses the mapping and leaves the pages as they
+   * were; the callers have cleared their backed bits, which promise that
+   * the range reads zero, so the memory goes the way that needs no VMA. */
+  if (q == MAP_FAILED) madvise(p, size, MADV_DONTNEED);
+  else if (thp) madvise(p, size, MADV_HUGEPAGE);
   errno = saved;
 }
 

@@ -516,6 +516,31 @@ static void test_move_all_or_nothing(void) {
   }
 }
 
+/* A cached run the trimmer releases reads zero afterwards even when the
+ * kernel refuses the fresh mapping that releases it (out of VMAs): its
+ * backed bits are cleared, and a clear bit promises zero, so UMPA_ZERO
+ * would clear nothing there.  The refusals come from os_heal_refusals. */
+static void test_heal_refused(void) {
+  size_t old = umpa_page_cache_limit(64 * MiB);
+  char *p = userpage_malloc(2 * MiB, 0);
+  REQUIRE(p);
+  memset(p, 0xAB, 2 * MiB);
+  userpage_free(p, 2 * MiB);
+  atomic_store(&os_heal_refusals, 1000);
+  umpa_page_trim(3);
+  unsigned left = atomic_exchange(&os_heal_refusals, 0);
+  CHECK_MSG(left < 1000, "no release was refused (%u left)", left);
+  /* Read in place: the run is the page layer's, mapped, and a read maps
+   * nothing but the zero page. */
+  CHECK(all_zero(p, 2 * MiB));
+  char *q = userpage_malloc(2 * MiB, UMPA_ZERO);
+  REQUIRE(q);
+  CHECK(all_zero(q, 2 * MiB));
+  userpage_free(q, 2 * MiB);
+  umpa_page_cache_limit(old);
+  umpa_page_check();
+}
+
 int main(void) {
   test_region_growth();
   test_trim_metadata();
@@ -528,6 +553,7 @@ int main(void) {
   test_realloc();
   test_swap();
   test_move_all_or_nothing();
+  test_heal_refused();
   test_cache_trim_prefill();
   test_stats();
   return check_done("test_page_api");
