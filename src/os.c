@@ -179,7 +179,10 @@ int os_populate(void *p, size_t size, bool empty, uint64_t *faults) {
 
 void os_release(void *p, size_t size) {
   int saved = errno;
-  madvise(p, size, MADV_DONTNEED);
+  /* MADV_DONTNEED refuses locked pages (mlock, mlockall); a fresh mapping
+   * drops them too, and the callers promise that the range reads zero. */
+  if (madvise(p, size, MADV_DONTNEED) != 0)
+    mmap(p, size, PROT_READ | PROT_WRITE, ANON_FLAGS | MAP_FIXED, -1, 0);
   errno = saved;
 }
 

@@ -541,6 +541,28 @@ static void test_heal_refused(void) {
   umpa_page_check();
 }
 
+/* Released pages read zero even where the program locked them (mlock),
+ * which MADV_DONTNEED refuses. */
+static void test_release_locked(void) {
+  const size_t n = 16 * PG;
+  char *p = userpage_malloc(n, 0);
+  REQUIRE(p);
+  memset(p, 0xCD, n);
+  if (mlock(p + 4 * PG, 8 * PG) != 0) {
+    fprintf(stderr, "release of locked pages: skipped, mlock: %s\n",
+            strerror(errno));
+    userpage_free(p, n);
+    return;
+  }
+  CHECK(userpage_release(p, n) == 0);
+  CHECK(all_zero(p, n));
+  munlock(p, n);
+  CHECK(userpage_commit(p, n) == 0);
+  CHECK(all_zero(p, n));
+  userpage_free(p, n);
+  umpa_page_check();
+}
+
 int main(void) {
   test_region_growth();
   test_trim_metadata();
@@ -554,6 +576,7 @@ int main(void) {
   test_swap();
   test_move_all_or_nothing();
   test_heal_refused();
+  test_release_locked();
   test_cache_trim_prefill();
   test_stats();
   return check_done("test_page_api");
