@@ -162,7 +162,7 @@ static void set_current(struct heap *h, unsigned cls, struct superblock *sb) {
     h->direct[i] = sb;
 }
 
-/* What heap_stats reports for a thread's bin, refreshed on slow paths. */
+/* What heap_class_stats reports for a thread's bin, refreshed on slow paths. */
 static void snapshot(struct bin *b) {
   atomic_store_explicit(&b->xused_snap, bin_used(b), memory_order_relaxed);
 }
@@ -640,16 +640,5 @@ void heap_class_stats(struct class_figures fig[NUM_CLASSES]) {
     }
     ulock_release(&global_lock[c]);
     fig[c].held += heap_store_bytes((int)c);
-  }
-}
-
-void heap_stats(size_t *blocks, size_t *free_bytes, size_t *sb_bytes) {
-  struct class_figures fig[NUM_CLASSES];
-  heap_class_stats(fig);
-  *blocks = *free_bytes = *sb_bytes = 0;
-  for (unsigned c = 0; c < NUM_CLASSES; c++) {
-    *blocks += fig[c].used;
-    *sb_bytes += fig[c].held;
-    *free_bytes += fig[c].held - fig[c].used;
   }
 }

@@ -892,10 +892,6 @@ struct class_figures {
   size_t used, held;
 };
 UMPA_HIDDEN void heap_class_stats(struct class_figures fig[NUM_CLASSES]);
-/* The same summed over the classes: bytes in allocated blocks, free bytes
- * in superblocks (held less used), bytes of superblocks. */
-UMPA_HIDDEN void heap_stats(size_t *blocks_bytes, size_t *free_bytes,
-                            size_t *sb_bytes);
 
 /* store.c: the global heap's store of empty superblocks, one stripe of
  * lists and locks per group of heaps. */

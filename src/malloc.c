@@ -481,13 +481,20 @@ int umpa_mallopt(int param, int value) {
   }
 }
 
-/* The figures of mallinfo; fordblks is the sum of *sb_free (free blocks
- * in superblocks) and *cached (the large-block cache). */
+/* The figures of mallinfo, from the per-class ones left in fig; fordblks
+ * is the sum of *sb_free (free blocks in superblocks) and *cached (the
+ * large-block cache). */
 static struct umpa_mallinfo mallinfo_parts(struct umpa_page_stats *ps,
+                                           struct class_figures *fig,
                                            size_t *sb_free, size_t *cached) {
   umpa_init();
-  size_t blocks, sbs, peak;
-  heap_stats(&blocks, sb_free, &sbs);
+  heap_class_stats(fig);
+  size_t blocks = 0, peak;
+  *sb_free = 0;
+  for (unsigned c = 0; c < NUM_CLASSES; c++) {
+    blocks += fig[c].used;
+    *sb_free += fig[c].held - fig[c].used;
+  }
   umpa_page_stats(ps);
   *cached = largecache_bytes();
   struct umpa_mallinfo mi = {0};
@@ -504,14 +511,16 @@ static struct umpa_mallinfo mallinfo_parts(struct umpa_page_stats *ps,
 
 struct umpa_mallinfo umpa_mallinfo(void) {
   struct umpa_page_stats ps;
+  struct class_figures fig[NUM_CLASSES];
   size_t sb_free, cached;
-  return mallinfo_parts(&ps, &sb_free, &cached);
+  return mallinfo_parts(&ps, fig, &sb_free, &cached);
 }
 
 void umpa_malloc_stats(void) {
   struct umpa_page_stats ps;
+  struct class_figures fig[NUM_CLASSES];
   size_t sb_free, cached;
-  struct umpa_mallinfo mi = mallinfo_parts(&ps, &sb_free, &cached);
+  struct umpa_mallinfo mi = mallinfo_parts(&ps, fig, &sb_free, &cached);
   char buf[1024];
   size_t n = umpa_format(
       buf, sizeof buf,
@@ -539,10 +548,9 @@ static bool emit(FILE *stream, const char *buf, size_t n) {
 int umpa_malloc_info(int options, FILE *stream) {
   if (options != 0) return EINVAL; /* glibc's answer (its manual: -1) */
   struct umpa_page_stats ps;
-  size_t sb_free, cached;
-  struct umpa_mallinfo mi = mallinfo_parts(&ps, &sb_free, &cached);
   struct class_figures fig[NUM_CLASSES];
-  heap_class_stats(fig);
+  size_t sb_free, cached;
+  struct umpa_mallinfo mi = mallinfo_parts(&ps, fig, &sb_free, &cached);
   size_t largest, spans = largecache_spans(&largest);
   static const char head[] = "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n";
   char buf[256];
