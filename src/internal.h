@@ -91,9 +91,10 @@ UMPA_HIDDEN bool options_parse_size(const char *s, size_t *out);
  * OS layer (src/os.c): the only file that makes system calls.
  * ------------------------------------------------------------------------- */
 
-/* Reserve `size` bytes aligned to `align` (a power of two), readable and
- * writable but not backed (MAP_NORESERVE), tried first just below `hint`
- * when it is not NULL.  NULL with errno on failure. */
+/* Reserve `size` bytes of address space aligned to `align` (a power of
+ * two), inaccessible until os_open opens parts of it (a move onto it needs
+ * no opening), tried first just below `hint` when it is not NULL.  NULL
+ * with errno on failure. */
 UMPA_HIDDEN void *os_reserve_aligned(size_t size, size_t align, void *hint);
 /* Plain anonymous mapping for metadata (lazily backed). */
 UMPA_HIDDEN void *os_map(size_t size);
@@ -102,11 +103,15 @@ UMPA_HIDDEN void os_unmap(void *p, size_t size);
  * of `size` bytes be made now (asked by making one and dropping it).
  * errno is left unchanged. */
 UMPA_HIDDEN bool os_may_commit(size_t size);
-/* A mapping that reads as zero everywhere and costs neither memory nor
- * commit charge until os_make_writable opens parts of it; NULL on failure
- * (RLIMIT_AS, ...).  errno is left unchanged by both. */
-UMPA_HIDDEN void *os_map_zero_readonly(size_t size);
-UMPA_HIDDEN bool os_make_writable(void *p, size_t size);
+/* `size` bytes of inaccessible address space, costing neither memory nor
+ * commit charge (nor locked memory under mlockall) until os_open opens
+ * parts of it; NULL on failure (RLIMIT_AS, ...).  errno is left unchanged
+ * by both. */
+UMPA_HIDDEN void *os_reserve(size_t size);
+/* Make [p, p+size) of a reservation readable, and writable if `write`
+ * (which under mlockall populates it); false if the kernel refuses (out
+ * of VMAs, or the commit limit under vm.overcommit_memory=2). */
+UMPA_HIDDEN bool os_open(void *p, size_t size, bool write);
 /* Back [p, p+size) with memory now, keeping what backed pages hold.
  * `empty` says the range holds no data, so it may be replaced wholesale.
  * Returns 0 or an errno value (ENOMEM when the kernel has no memory for
@@ -277,6 +282,7 @@ struct region {
   _Atomic uint64_t *xheads;  /* bit per page: head of an allocated block */
   _Atomic uint64_t *xmeta_backed; /* bit per page of `meta`: populated */
   _Atomic uint64_t *xcached; /* bit per page: head of a large-cache span */
+  _Atomic uint64_t *xopen;   /* bit per 2^OPEN_ORDER pages: accessible */
   _Atomic uint8_t *xsb_map; /* per 64 KiB: log2 of the size of the
                                superblock there, 0 if none */
   bool fast_map;          /* mirrored in umpa_sb_map */
@@ -295,6 +301,16 @@ UMPA_HIDDEN struct region *region_create(unsigned order);
  * NULL with errno on failure. */
 UMPA_HIDDEN struct region *region_create_short(size_t npages);
 UMPA_HIDDEN struct region *region_list(void);
+/* Make pages [idx, idx+n) of r accessible (regions are reserved
+ * inaccessible and opened in pieces of 2^OPEN_ORDER pages as blocks are
+ * handed out, so that mlockall locks what is used, not what is reserved).
+ * Pages that hold data are always open.  Thread-safe; false (ENOMEM for
+ * the caller) if the kernel refuses. */
+UMPA_HIDDEN bool region_open(struct region *r, size_t idx, size_t n);
+/* Open pieces are opened once and stay open. */
+#define OPEN_ORDER HUGE_ORDER
+UMPA_HIDDEN void region_lock_all(void);
+UMPA_HIDDEN void region_unlock_all(void);
 /* Record in the superblock maps that the superblock of `pages` pages (a
  * power of two, at least 64 KiB) starts at `start`, or that it is gone.
  * The caller owns those pages. */
@@ -810,19 +826,27 @@ UMPA_HIDDEN bool superblock_recut(struct superblock *sb, unsigned cls);
 /* The superblock holding p, or NULL if p is not in one (a large block, or
  * memory umpa does not own): p itself is never read.  The usual case is
  * one load: umpa_sb_map, one byte per 64 KiB of the 47-bit address space
- * (2 GiB reserved read-only, so reading it anywhere costs nothing and
- * reads 0 where umpa has no region), holds log2 of the size of the
- * superblock there, and sb_header_at computes the header from it.  A 0
- * means "not known here": the slow path asks the region map, which also
- * serves the regions the fast map could not cover (no reservation under a
- * tight RLIMIT_AS, an mprotect refused). */
+ * (2 GiB reserved inaccessible; readable in a window that spans every
+ * region it serves, so that a foreign pointer inside the window reads 0
+ * and one outside it is refused by the bounds check), holds log2 of the
+ * size of the superblock there, and sb_header_at computes the header from
+ * it.  A 0 means "not known here": the slow path asks the region map,
+ * which also serves the regions the fast map could not cover (no
+ * reservation under a tight RLIMIT_AS, an mprotect refused, a region too
+ * far from the others). */
 UMPA_HIDDEN extern _Atomic uint8_t *umpa_sb_map;
-UMPA_HIDDEN extern _Atomic size_t umpa_sb_map_len; /* granules covered */
+/* The readable window, in granules: [lo, lo + len), len 0 for none.  It
+ * only grows: the writer opens the new pages, then stores lo, then len
+ * (release); a reader loads len (acquire), then lo, so it pairs an old len
+ * with an old or a new lo, which lies inside the new window either way,
+ * or a new len with the new lo. */
+UMPA_HIDDEN extern _Atomic size_t umpa_sb_map_lo, umpa_sb_map_len;
 UMPA_HIDDEN struct superblock *superblock_of_slow(const void *p);
 static inline unsigned sb_map_shift(uintptr_t a) {
+  size_t len = atomic_load_explicit(&umpa_sb_map_len, memory_order_acquire);
   size_t g = a >> GRANULE_SHIFT;
-  if (UMPA_UNLIKELY(g >= atomic_load_explicit(&umpa_sb_map_len,
-                                              memory_order_acquire)))
+  if (UMPA_UNLIKELY(g - atomic_load_explicit(&umpa_sb_map_lo,
+                                             memory_order_relaxed) >= len))
     return 0;
   return atomic_load_explicit(&umpa_sb_map[g], memory_order_acquire);
 }

@@ -43,7 +43,7 @@ void *os_reserve_aligned(size_t size, size_t align, void *hint) {
   if (want > size) {
     int saved = errno;
     want = (want - size) & ~(align - 1);
-    void *q = mmap((void *)want, size, PROT_READ | PROT_WRITE,
+    void *q = mmap((void *)want, size, PROT_NONE,
                    ANON_FLAGS | MAP_FIXED_NOREPLACE, -1, 0);
     if (q == (void *)want) return q;
     if (q != MAP_FAILED) munmap(q, size); /* old kernel ignored the flag */
@@ -53,7 +53,7 @@ void *os_reserve_aligned(size_t size, size_t align, void *hint) {
    * with exactly `size` often comes back aligned already when regions are
    * reserved back to back, and costs no extra address space under
    * RLIMIT_AS. */
-  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, ANON_FLAGS, -1, 0);
+  void *p = mmap(NULL, size, PROT_NONE, ANON_FLAGS, -1, 0);
   if (p == MAP_FAILED) return NULL;
   if (((uintptr_t)p & (align - 1)) == 0) return p;
   munmap(p, size);
@@ -61,7 +61,7 @@ void *os_reserve_aligned(size_t size, size_t align, void *hint) {
    * would have gone anyway. */
   uintptr_t below = ((uintptr_t)p & ~(align - 1));
   if (below >= align) {
-    void *q = mmap((void *)below, size, PROT_READ | PROT_WRITE,
+    void *q = mmap((void *)below, size, PROT_NONE,
                    ANON_FLAGS | MAP_FIXED_NOREPLACE, -1, 0);
     if (q == (void *)below) return q;
     if (q != MAP_FAILED) munmap(q, size); /* old kernel ignored the flag */
@@ -70,8 +70,7 @@ void *os_reserve_aligned(size_t size, size_t align, void *hint) {
     errno = ENOMEM;
     return NULL;
   }
-  char *raw = mmap(NULL, size + align, PROT_READ | PROT_WRITE, ANON_FLAGS,
-                   -1, 0);
+  char *raw = mmap(NULL, size + align, PROT_NONE, ANON_FLAGS, -1, 0);
   if (raw == MAP_FAILED) return NULL;
   uintptr_t start = ((uintptr_t)raw + align - 1) & ~(align - 1);
   size_t head = start - (uintptr_t)raw;
@@ -86,18 +85,22 @@ void *os_map(size_t size) {
   return p == MAP_FAILED ? NULL : p;
 }
 
-void *os_map_zero_readonly(size_t size) {
-  /* Read-only private memory is not charged to the commit limit, even with
-   * vm.overcommit_memory=2: only what os_make_writable opens up is. */
+void *os_reserve(size_t size) {
   int saved = errno;
-  void *p = mmap(NULL, size, PROT_READ, ANON_FLAGS, -1, 0);
+  void *p = mmap(NULL, size, PROT_NONE, ANON_FLAGS, -1, 0);
   errno = saved;
   return p == MAP_FAILED ? NULL : p;
 }
 
-bool os_make_writable(void *p, size_t size) {
+/* Reservations are inaccessible until opened: mlockall populates and locks
+ * every accessible page, readable ones too (and a kernel without the
+ * shared zero page backs each page read), so a reservation opened whole
+ * would be locked whole.  Opening a piece of a locked reservation for
+ * writing populates just that piece, which is what a program that locks
+ * its memory asks for. */
+bool os_open(void *p, size_t size, bool write) {
   int saved = errno;
-  bool ok = mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
+  bool ok = mprotect(p, size, write ? PROT_READ | PROT_WRITE : PROT_READ) == 0;
   errno = saved;
   return ok;
 }

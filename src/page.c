@@ -51,6 +51,10 @@ static void advise_huge_part(struct region *r, size_t idx, size_t n) {
 
 int page_prepare(struct region *r, size_t idx, size_t n, unsigned flags,
                  size_t *moved) {
+  if (moved) *moved = 0;
+  /* Every block with pages that hold no data comes through here (or
+   * through the UMPA_RESERVE path of page_alloc_ex) before it is used. */
+  if (!region_open(r, idx, n)) return ENOMEM;
   if (flags & UMPA_HUGE) advise_huge_part(r, idx, n);
   /* Cached pages elsewhere cost a remap per 2 MiB; the kernel's cost a
    * fault per 4 KiB. */
@@ -274,6 +278,11 @@ void *page_alloc_ex(size_t npages, unsigned flags, unsigned kind,
   size_t backed = pm->count, moved = 0;
   bool hit = backed == npages || (flags & (UMPA_LAZY | UMPA_RESERVE));
   if (flags & UMPA_RESERVE) {
+    if (!region_open(r, idx, npages)) {
+      buddy_free_range(&umpa_buddy, r, idx, npages, false);
+      errno = ENOMEM;
+      return NULL;
+    }
     backed = 0;
     if (pm->count) {
       /* Reserved blocks start without memory, even if the run was warm. */

@@ -6,6 +6,8 @@
  * runs of 2 MiB and more are 2 MiB aligned (whole page tables move on
  * mremap, THP can back them) and 64 KiB runs are 64 KiB aligned.  A short
  * region (region_create_short) reserves only the front of its size.
+ * Regions are reserved inaccessible and opened in 2 MiB pieces as blocks
+ * are handed out (region_open), so that mlockall locks what is used.
  *
  * The region map answers "does umpa own this address, and which region?"
  * without touching the address itself, so a foreign pointer is recognised
@@ -28,7 +30,7 @@ static struct region *_Atomic regions_head;
 /* The fast superblock map (see superblock_of in internal.h): one byte per
  * 64 KiB of the address space, set up with the first region. */
 _Atomic uint8_t *umpa_sb_map;
-_Atomic size_t umpa_sb_map_len;
+_Atomic size_t umpa_sb_map_lo, umpa_sb_map_len;
 static _Atomic size_t reserved_bytes, metadata_bytes;
 static _Atomic uint64_t regions_made;
 
@@ -48,26 +50,46 @@ struct region *region_of(const void *p) {
   return NULL;
 }
 
-/* Open r's part of the fast superblock map for writing (reserving the
- * map with the first region).  Without it r's superblocks are found
- * through the region map: slower, still correct. */
+/* The fast map's window may span at most this many granules (bytes of the
+ * map, 4 TiB of address space): its gaps between regions are readable,
+ * and mlockall locks what is readable.  Regions are reserved next to one
+ * another, so the window is normally little more than they are. */
+#define SB_WINDOW_MAX ((uint64_t)64 << 20)
+
+/* Open r's part of the fast superblock map for writing, and the window
+ * around it for reading (reserving the map with the first region).
+ * Without it r's superblocks are found through the region map: slower,
+ * still correct.  Growth lock held. */
 static void fast_map_open(struct region *r) {
   const size_t len = (size_t)1 << (ADDRESS_BITS - GRANULE_SHIFT);
   /* Under an address-space limit the 2 GiB would be taken from the
    * program's budget: only reserve it when it is a small part of that. */
-  if (!umpa_sb_map && os_address_space_limit() / 16 >= len) {
-    umpa_sb_map = os_map_zero_readonly(len);
-    /* Published after the pointer: readers check the length first. */
-    if (umpa_sb_map)
-      atomic_store_explicit(&umpa_sb_map_len, len, memory_order_release);
-  }
+  if (!umpa_sb_map && os_address_space_limit() / 16 >= len)
+    umpa_sb_map = os_reserve(len);
   if (!umpa_sb_map) return;
-  uintptr_t lo = (uintptr_t)&umpa_sb_map[r->base >> GRANULE_SHIFT];
-  uintptr_t hi = lo + (r->mapped >> (GRANULE_SHIFT - PAGE_SHIFT));
-  lo &= ~(uintptr_t)(PAGE_SIZE - 1);
-  hi = (hi + PAGE_SIZE - 1) & ~(uintptr_t)(PAGE_SIZE - 1);
-  r->fast_map = os_make_writable((void *)lo, hi - lo) &&
-                os_populate((void *)lo, hi - lo, true, NULL) == 0;
+  size_t w = atomic_load_explicit(&umpa_sb_map_len, memory_order_relaxed);
+  uint64_t wlo = atomic_load_explicit(&umpa_sb_map_lo, memory_order_relaxed);
+  uint64_t whi = wlo + w;
+  uint64_t glo = r->base >> GRANULE_SHIFT;
+  uint64_t ghi = glo + (r->mapped >> (GRANULE_SHIFT - PAGE_SHIFT));
+  /* The map in whole pages: glo and ghi rounded out to PAGE_SIZE bytes. */
+  glo &= ~(uint64_t)(PAGE_SIZE - 1);
+  ghi = (ghi + PAGE_SIZE - 1) & ~(uint64_t)(PAGE_SIZE - 1);
+  uint64_t nlo = w && wlo < glo ? wlo : glo, nhi = w && whi > ghi ? whi : ghi;
+  if (nhi - nlo > SB_WINDOW_MAX) return;
+  char *m = (char *)umpa_sb_map;
+  /* The gap between the old window and r is opened for reading, then r's
+   * part for writing; the new window is published last, so a reader
+   * inside it only ever reads opened pages. */
+  bool ok = true;
+  if (w && ghi < wlo) ok = os_open(m + ghi, wlo - ghi, false);
+  if (w && whi < glo) ok = os_open(m + whi, glo - whi, false);
+  r->fast_map = ok && os_open(m + glo, ghi - glo, true) &&
+                os_populate(m + glo, ghi - glo, true, NULL) == 0;
+  if (r->fast_map) {
+    atomic_store_explicit(&umpa_sb_map_lo, nlo, memory_order_release);
+    atomic_store_explicit(&umpa_sb_map_len, nhi - nlo, memory_order_release);
+  }
 }
 
 /* Write `shift` into both superblock maps for the superblock of `pages`
@@ -150,12 +172,14 @@ static struct region *region_try(unsigned shift, size_t mapped,
   size_t bitmap_bytes = round_up((npages + 63) / 64 * 8, 64);
   size_t meta_pages = pages_of(npages * sizeof(struct pmeta));
   size_t meta_bitmap_bytes = round_up((meta_pages + 63) / 64 * 8, 64);
+  size_t open_bytes = round_up(((npages >> OPEN_ORDER) + 63) / 64 * 8, 64);
   size_t sb_map_bytes =
       round_up(npages >> (GRANULE_SHIFT - PAGE_SHIFT), PAGE_SIZE);
   /* Header, bitmaps and the superblock map (backed at once) and the pmeta
    * array (backed as used), each part starting on its own page. */
   size_t hot_bytes = round_up(round_up(sizeof(struct region), 64) +
-                                  3 * bitmap_bytes + meta_bitmap_bytes,
+                                  3 * bitmap_bytes + meta_bitmap_bytes +
+                                  open_bytes,
                               PAGE_SIZE);
   size_t meta_off = hot_bytes + sb_map_bytes;
   size_t meta_size = meta_off + meta_pages * PAGE_SIZE;
@@ -186,6 +210,7 @@ static struct region *region_try(unsigned shift, size_t mapped,
   r->xheads = (_Atomic uint64_t *)((char *)r->xbacked + bitmap_bytes);
   r->xcached = (_Atomic uint64_t *)((char *)r->xheads + bitmap_bytes);
   r->xmeta_backed = (_Atomic uint64_t *)((char *)r->xcached + bitmap_bytes);
+  r->xopen = (_Atomic uint64_t *)((char *)r->xmeta_backed + meta_bitmap_bytes);
   r->xsb_map = (_Atomic uint8_t *)(m + hot_bytes);
   r->meta = (struct pmeta *)(m + meta_off);
   r->meta_size = meta_size;
@@ -265,6 +290,33 @@ struct region *region_create_short(size_t npages) {
   errno = r ? saved : ENOMEM;
   return r;
 }
+
+/* Serialises opening, so that two threads never open the same piece (the
+ * second mprotect would be harmless, but it costs a system call).  A
+ * mutex: under mlockall an opening populates its piece, milliseconds. */
+static ulock_t open_lock = {.kind = LOCK_MUTEX};
+
+bool region_open(struct region *r, size_t idx, size_t n) {
+  size_t first = idx >> OPEN_ORDER, end = ((idx + n - 1) >> OPEN_ORDER) + 1;
+  if (UMPA_LIKELY(bitmap_find(r->xopen, first, end - first, false) == end))
+    return true;
+  bool ok = true;
+  ulock_acquire(&open_lock);
+  for (size_t i = first; i < end && ok;) {
+    size_t e, s = bitmap_run(r->xopen, i, end, false, &e);
+    if (s == end) break;
+    size_t lo = s << OPEN_ORDER, hi = e << OPEN_ORDER;
+    if (hi > r->mapped) hi = r->mapped; /* a short region's last piece */
+    ok = os_open(region_addr(r, lo), (hi - lo) << PAGE_SHIFT, true);
+    if (ok) bitmap_set(r->xopen, s, e - s);
+    i = e;
+  }
+  ulock_release(&open_lock);
+  return ok;
+}
+
+void region_lock_all(void) { ulock_acquire(&open_lock); }
+void region_unlock_all(void) { ulock_release(&open_lock); }
 
 void region_back_meta(struct region *r, size_t idx, size_t n) {
   const size_t per_page = PAGE_SIZE / sizeof(struct pmeta);

@@ -40,9 +40,11 @@ static void fork_prepare(void) {
   largecache_lock_all();
   cache_lock();
   buddy_lock_all(&umpa_buddy);
+  region_lock_all();
 }
 
 static void fork_parent(void) {
+  region_unlock_all();
   buddy_unlock_all(&umpa_buddy);
   cache_unlock();
   largecache_unlock_all();
@@ -50,6 +52,7 @@ static void fork_parent(void) {
 }
 
 static void fork_child(void) {
+  region_unlock_all();
   buddy_unlock_all(&umpa_buddy);
   cache_unlock();
   largecache_unlock_all();
