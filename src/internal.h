@@ -125,9 +125,10 @@ UMPA_HIDDEN void os_release(void *p, size_t size);
  * the VMA.  The range reads zero afterwards even if the kernel refuses the
  * mapping (out of VMAs): its memory is then dropped in place. */
 UMPA_HIDDEN void os_heal(void *p, size_t size, bool thp);
-/* For the tests: how many of the next os_heal calls find their mapping
- * refused, as a kernel at vm.max_map_count would. */
-UMPA_HIDDEN extern _Atomic unsigned os_heal_refusals;
+/* For the tests: how many of the next fresh mappings that replace memory
+ * (os_heal's, os_release's fallback) are refused, as a kernel at
+ * vm.max_map_count would. */
+UMPA_HIDDEN extern _Atomic unsigned os_fresh_refusals;
 /* Advise transparent huge pages for [p, p+size). */
 UMPA_HIDDEN void os_advise_huge(void *p, size_t size);
 /* Move the pages of [src, src+size) to dst; src stays mapped and empty.

@@ -180,30 +180,41 @@ int os_populate(void *p, size_t size, bool empty, uint64_t *faults) {
   return err;
 }
 
+_Atomic unsigned os_fresh_refusals;
+
+/* A fresh read-write mapping over [p, p+size), or false. */
+static bool map_fresh(void *p, size_t size) {
+  unsigned refuse = atomic_load_explicit(&os_fresh_refusals, memory_order_relaxed);
+  if (UMPA_UNLIKELY(refuse)) {
+    atomic_fetch_sub_explicit(&os_fresh_refusals, 1, memory_order_relaxed);
+    return false;
+  }
+  return mmap(p, size, PROT_READ | PROT_WRITE, ANON_FLAGS | MAP_FIXED, -1,
+              0) != MAP_FAILED;
+}
+
 void os_release(void *p, size_t size) {
   int saved = errno;
   /* MADV_DONTNEED refuses locked pages (mlock, mlockall); a fresh mapping
-   * drops them too, and the callers promise that the range reads zero. */
-  if (madvise(p, size, MADV_DONTNEED) != 0)
-    mmap(p, size, PROT_READ | PROT_WRITE, ANON_FLAGS | MAP_FIXED, -1, 0);
+   * drops them too, and the callers promise that the range reads zero: if
+   * that is refused as well (out of VMAs), the bytes are cleared. */
+  if (madvise(p, size, MADV_DONTNEED) != 0 && !map_fresh(p, size))
+    memset(p, 0, size);
   errno = saved;
 }
 
-_Atomic unsigned os_heal_refusals;
-
 void os_heal(void *p, size_t size, bool thp) {
   int saved = errno;
-  void *q = MAP_FAILED;
-  unsigned refuse = atomic_load_explicit(&os_heal_refusals, memory_order_relaxed);
-  if (UMPA_LIKELY(!refuse))
-    q = mmap(p, size, PROT_READ | PROT_WRITE, ANON_FLAGS | MAP_FIXED, -1, 0);
-  else
-    atomic_fetch_sub_explicit(&os_heal_refusals, 1, memory_order_relaxed);
+  bool ok = map_fresh(p, size);
   /* A kernel out of VMAs refuses the mapping and leaves the pages as they
    * were; the callers have cleared their backed bits, which promise that
-   * the range reads zero, so the memory goes the way that needs no VMA. */
-  if (q == MAP_FAILED) madvise(p, size, MADV_DONTNEED);
-  else if (thp) madvise(p, size, MADV_HUGEPAGE);
+   * the range reads zero, so the memory goes the way that needs no VMA,
+   * and if the pages are locked (which that way refuses) it is cleared. */
+  if (!ok) {
+    if (madvise(p, size, MADV_DONTNEED) != 0) memset(p, 0, size);
+  } else if (thp) {
+    madvise(p, size, MADV_HUGEPAGE);
+  }
   errno = saved;
 }
 

@@ -519,16 +519,16 @@ static void test_move_all_or_nothing(void) {
 /* A cached run the trimmer releases reads zero afterwards even when the
  * kernel refuses the fresh mapping that releases it (out of VMAs): its
  * backed bits are cleared, and a clear bit promises zero, so UMPA_ZERO
- * would clear nothing there.  The refusals come from os_heal_refusals. */
+ * would clear nothing there.  The refusals come from os_fresh_refusals. */
 static void test_heal_refused(void) {
   size_t old = umpa_page_cache_limit(64 * MiB);
   char *p = userpage_malloc(2 * MiB, 0);
   REQUIRE(p);
   memset(p, 0xAB, 2 * MiB);
   userpage_free(p, 2 * MiB);
-  atomic_store(&os_heal_refusals, 1000);
+  atomic_store(&os_fresh_refusals, 1000);
   umpa_page_trim(3);
-  unsigned left = atomic_exchange(&os_heal_refusals, 0);
+  unsigned left = atomic_exchange(&os_fresh_refusals, 0);
   CHECK_MSG(left < 1000, "no release was refused (%u left)", left);
   /* Read in place: the run is the page layer's, mapped, and a read maps
    * nothing but the zero page. */
@@ -541,8 +541,38 @@ static void test_heal_refused(void) {
   umpa_page_check();
 }
 
+/* The same where the program locked the pages (mlock), which the
+ * fallback (MADV_DONTNEED) refuses too. */
+static void test_heal_refused_locked(void) {
+  size_t old = umpa_page_cache_limit(64 * MiB);
+  char *p = userpage_malloc(2 * MiB, 0);
+  REQUIRE(p);
+  memset(p, 0xAB, 2 * MiB);
+  if (mlock(p, 2 * MiB) != 0) {
+    fprintf(stderr, "refused release of locked pages: skipped, mlock: %s\n",
+            strerror(errno));
+    userpage_free(p, 2 * MiB);
+    umpa_page_cache_limit(old);
+    return;
+  }
+  userpage_free(p, 2 * MiB);
+  atomic_store(&os_fresh_refusals, 1000);
+  umpa_page_trim(3);
+  unsigned left = atomic_exchange(&os_fresh_refusals, 0);
+  CHECK_MSG(left < 1000, "no release was refused (%u left)", left);
+  CHECK(all_zero(p, 2 * MiB));
+  munlock(p, 2 * MiB);
+  char *q = userpage_malloc(2 * MiB, UMPA_ZERO);
+  REQUIRE(q);
+  CHECK(all_zero(q, 2 * MiB));
+  userpage_free(q, 2 * MiB);
+  umpa_page_cache_limit(old);
+  umpa_page_check();
+}
+
 /* Released pages read zero even where the program locked them (mlock),
- * which MADV_DONTNEED refuses. */
+ * which MADV_DONTNEED refuses, and even when the fresh mapping that drops
+ * them then is refused too. */
 static void test_release_locked(void) {
   const size_t n = 16 * PG;
   char *p = userpage_malloc(n, 0);
@@ -559,6 +589,16 @@ static void test_release_locked(void) {
   munlock(p, n);
   CHECK(userpage_commit(p, n) == 0);
   CHECK(all_zero(p, n));
+  /* And where the fresh mapping is refused too (out of VMAs). */
+  memset(p, 0xCD, n);
+  REQUIRE(mlock(p, n) == 0);
+  atomic_store(&os_fresh_refusals, 1);
+  CHECK(userpage_release(p, n) == 0);
+  /* AddressSanitizer's mlock locks nothing: the first way works there. */
+  unsigned left = atomic_exchange(&os_fresh_refusals, 0);
+  CHECK(left == 0 || UNDER_ASAN);
+  CHECK(all_zero(p, n));
+  munlock(p, n);
   userpage_free(p, n);
   umpa_page_check();
 }
@@ -576,6 +616,7 @@ int main(void) {
   test_swap();
   test_move_all_or_nothing();
   test_heal_refused();
+  test_heal_refused_locked();
   test_release_locked();
   test_cache_trim_prefill();
   test_stats();
