@@ -97,6 +97,10 @@ size_t cache_limit_pages(void) {
   return cache_adaptive(max, 2); /* once */
 }
 
+bool cache_limit_fixed(void) {
+  return atomic_load_explicit(&limit_fixed, memory_order_relaxed);
+}
+
 size_t cache_held_pages(void) {
   return atomic_load_explicit(&umpa_buddy.xbacked_free, memory_order_relaxed);
 }

@@ -506,6 +506,7 @@ void heap_abandon(struct heap *h) {
     atomic_store_explicit(&b->xused_snap, 0, memory_order_relaxed);
     atomic_store_explicit(&b->xpending, 0, memory_order_relaxed);
   }
+  superblock_chunk_drop(h);
   if (h == &heap_shared) return;
   ulock_acquire(&pool_lock);
   atomic_store_explicit(&h->xin_use, 0, memory_order_relaxed);
@@ -546,6 +547,7 @@ static size_t trim_bins(struct heap *h, size_t *pages) {
       held_add(b, c, -1);
     }
   }
+  superblock_chunk_drop(h);
   return released;
 }
 

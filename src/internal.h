@@ -575,6 +575,9 @@ UMPA_HIDDEN void cache_init(void);
 UMPA_HIDDEN void cache_lock(void);
 UMPA_HIDDEN void cache_unlock(void);
 UMPA_HIDDEN size_t cache_limit_pages(void);
+/* Whether the limit was set (UMPA_PAGE_CACHE, umpa_page_cache_limit,
+ * mallopt) rather than adapting: then it costs nothing to read. */
+UMPA_HIDDEN bool cache_limit_fixed(void);
 /* Backed free pages the cache holds now. */
 UMPA_HIDDEN size_t cache_held_pages(void);
 /* Called after pages were freed: release what exceeds the limit. */
@@ -805,6 +808,9 @@ struct heap {
   uint8_t stripe;         /* of the store, where it puts empty superblocks */
   uint8_t sweep;          /* the stripe its last tick aged besides its own */
   uint32_t trim_seen;     /* the last malloc_trim it trimmed itself for */
+  size_t store_cap;       /* store_cap() at its last tick, 0 before one */
+  struct pmeta *chunk;    /* pages its next 64 KiB superblocks are cut from
+                             (superblock_new), or NULL */
   struct heap *next_all;  /* registry of every heap ever made */
   struct heap *next_free; /* pool of unused heaps */
   _Atomic int xin_use;
@@ -820,6 +826,9 @@ UMPA_HIDDEN extern struct superblock umpa_sb_empty;
 /* A new superblock of class cls owned by `owner`, or NULL (ENOMEM). */
 UMPA_HIDDEN struct superblock *superblock_new(unsigned cls, struct heap *owner);
 UMPA_HIDDEN void superblock_destroy(struct superblock *sb);
+/* Give the uncut rest of h's chunk back to the page layer (its owner, or
+ * with h abandoned). */
+UMPA_HIDDEN void superblock_chunk_drop(struct heap *h);
 /* Make the empty superblock sb (owned by the caller, out of every list) one
  * of class cls, whose superblocks are sb's size, with nothing carved, in
  * the same pages; false (sb unchanged) when a trim left sb with holes. */

@@ -26,6 +26,50 @@ struct superblock umpa_sb_empty = {.group = SB_CURRENT};
 static void init(struct superblock *sb, unsigned cls, struct heap *owner,
                  bool fresh);
 
+/* A thread heap's 64 KiB superblocks made from fresh pages are cut in
+ * turn from a chunk of CHUNK_PAGES it takes whole, so that each thread's
+ * superblocks lie together.  Threads that make superblocks at the same
+ * time otherwise take 64 KiB runs in turn, and their blocks interleave in
+ * the address space: two threads each writing 150 blocks of 64 KiB ran
+ * half as fast as with each thread's in one piece (1 MiB pieces: 5 %
+ * slower than whole, 256 KiB: 20 %), on this machine, though each alone
+ * ran as fast either way; threadtest at two threads, 300000 objects, got
+ * 1.7x its one-thread speed where mimalloc, which gives each thread
+ * segments of its own, got 2.4x.  The uncut rest is lazy (no memory) and
+ * goes back when the heap is abandoned or trimmed. */
+#define CHUNK_PAGES ((size_t)256) /* 1 MiB */
+
+void superblock_chunk_drop(struct heap *h) {
+  struct pmeta *pm = h->chunk;
+  if (!pm) return;
+  h->chunk = NULL;
+  page_free(region_addr(pm->region, pmeta_index(pm)), pm->count,
+            KIND_SUPERBLOCK, "free (superblock chunk)");
+}
+
+/* The next `pages` pages of h's chunk (a new chunk when it has none left),
+ * or NULL; *fresh says whether they read as zero. */
+static char *chunk_cut(struct heap *h, size_t pages, bool *fresh) {
+  struct pmeta *pm = h->chunk;
+  if (!pm) {
+    char *c = page_alloc(CHUNK_PAGES, UMPA_LAZY | PAGE_WARM, KIND_SUPERBLOCK);
+    if (!c) return NULL;
+    struct region *r = region_of(c);
+    pm = &r->meta[region_index(r, c)];
+  }
+  struct region *r = pm->region;
+  size_t idx = pmeta_index(pm);
+  /* Nobody has touched the uncut pages: their backed bits are exact. */
+  *fresh = bitmap_count(r->xbacked, idx, pages) == 0;
+  h->chunk = pm->count > pages ? page_split(pm, pages) : NULL;
+  return region_addr(r, idx);
+}
+
+static bool owns_chunks(const struct heap *h) {
+  return h && h != &umpa_heap_global && h != &umpa_heap_stored &&
+         h != &umpa_heap_empty && h != &umpa_heap_dead;
+}
+
 struct superblock *superblock_new(unsigned cls, struct heap *owner) {
   const struct size_class *sc = &umpa_class[cls];
   /* Memory that is there first: a warm run of the page layer, else a piece
@@ -35,8 +79,14 @@ struct superblock *superblock_new(unsigned cls, struct heap *owner) {
    * yet (Figure 7's 8-32 KiB requests). */
   bool fresh = false;
   char *start = NULL;
-  if (!buddy_has_warm(&umpa_buddy, log2_ceil(sc->sb_pages)))
-    start = largecache_take_aligned(sc->sb_pages, KIND_SUPERBLOCK);
+  bool warm = buddy_has_warm(&umpa_buddy, log2_ceil(sc->sb_pages));
+  if (!warm) start = largecache_take_aligned(sc->sb_pages, KIND_SUPERBLOCK);
+  if (!start && !warm && sc->sb_pages == CHUNK_PAGES / 16 &&
+      owns_chunks(owner)) {
+    start = chunk_cut(owner, sc->sb_pages, &fresh);
+    if (!start) return NULL;
+    heap_account_arena((ssize_t)sc->sb_pages << PAGE_SHIFT);
+  }
   if (!start) {
     start = page_alloc_ex(sc->sb_pages, UMPA_LAZY | PAGE_WARM,
                           KIND_SUPERBLOCK, &fresh);

@@ -14,7 +14,10 @@
  *  - the store is cut into stripes by heap, yet what one thread stored
  *    serves another whose stripe holds none;
  *  - malloc_trim in one thread makes every other heap trim itself at its
- *    next tick.
+ *    next tick;
+ *  - threads that make superblocks at the same time get them from chunks
+ *    of their own, not interleaved, and an exiting thread's chunk goes
+ *    back to the page layer.
  */
 #include "check.h"
 #include "internal.h"
@@ -524,16 +527,13 @@ static void *trim_worker(void *arg) {
    * thread's trim reaches those); the rest are W's own. */
   struct heap *self = umpa_tl_heap;
   struct superblock *mine[64];
-  size_t own = 0, before = 0, floor = 0;
+  void *mine_kept[64];
+  size_t own = 0, before = 0;
   for (size_t k = 0; k < nsb; k++)
     if (atomic_load(&sbs[k]->xowner) == self) {
+      mine_kept[own] = kept[k];
       mine[own++] = sbs[k];
       before += resident_pages(sbs[k]);
-      /* What must stay: the header's page and those of the kept block. */
-      size_t a = (size_t)((char *)kept[k] - sb_start(sbs[k])) >> PAGE_SHIFT;
-      size_t b = (size_t)((char *)kept[k] + TW_SIZE - 1 - sb_start(sbs[k])) >>
-                 PAGE_SHIFT;
-      floor += 1 + (b - a + 1) - (a == 0);
     }
   pthread_barrier_wait(&tw_bar); /* the main thread trims */
   pthread_barrier_wait(&tw_bar);
@@ -542,14 +542,31 @@ static void *trim_worker(void *arg) {
   /* Slow-path events of another class: superblocks run out. */
   for (size_t i = 0; i < TW_SMALL_N; i++) REQUIRE((tw_small[i] = umpa_malloc(TW_SMALL)));
   for (size_t i = 0; i < TW_SMALL_N; i++) umpa_free(tw_small[i]);
-  size_t after = 0, holed = 0;
+  size_t after = 0, holed = 0, floor = 0;
   for (size_t k = 0; k < own; k++) {
-    after += resident_pages(mine[k]);
-    holed += mine[k]->holes != 0;
+    struct superblock *sb = mine[k];
+    after += resident_pages(sb);
+    holed += sb->holes != 0;
+    /* What must stay: the header's page, those of the kept block, and
+     * those of the trim's record of the pages gone (a free block, on a
+     * page that stays if one has any; where the header's colour leaves
+     * none, on a page of its own). */
+    bool stays[256] = {false};
+    char *start = sb_start(sb);
+    stays[0] = true;
+    char *kb = mine_kept[k];
+    for (char *c = kb; c < kb + TW_SIZE; c += PAGE_SIZE)
+      stays[(c - start) >> PAGE_SHIFT] = true;
+    stays[(kb + TW_SIZE - 1 - start) >> PAGE_SHIFT] = true;
+    if (sb->holes) {
+      char *rec = sb_blocks(sb) + (size_t)(sb->holes - 1u) * sb->size;
+      stays[(rec - start) >> PAGE_SHIFT] = true;
+    }
+    for (size_t p = 0; p < umpa_class[sb->cls].sb_pages; p++) floor += stays[p];
   }
   fprintf(stderr, "trim epoch: %zu superblocks of W's own, %zu pages resident, "
           "%zu after the main thread's trim, %zu after W's ticks (%zu hold "
-          "the headers and the kept blocks)\n",
+          "the headers, the kept blocks and the records)\n",
           own, before, untouched, after, floor);
   CHECK_MSG(own >= 1, "W owns none of its superblocks");
   CHECK_MSG(untouched == before, "the main thread trimmed W's heap");
@@ -571,7 +588,68 @@ static void test_trim_other_threads(void) {
   pthread_barrier_destroy(&tw_bar);
 }
 
+/* --- Each thread's superblocks in a chunk of its own. --------------------- */
+
+#define CH_N 4000 /* 64-byte blocks: four superblocks */
+static void *ch_blocks[2][CH_N];
+static pthread_barrier_t ch_start;
+
+static void *ch_alloc(void *arg) {
+  int me = (int)(uintptr_t)arg;
+  pthread_barrier_wait(&ch_start);
+  for (int i = 0; i < CH_N; i++) {
+    ch_blocks[me][i] = umpa_malloc(64);
+    REQUIRE(ch_blocks[me][i]);
+    memset(ch_blocks[me][i], me + 1, 64);
+  }
+  /* Both alive until both are done: a heap that exits first hands its
+   * current superblock to the global heap, and the other takes it up. */
+  pthread_barrier_wait(&ch_start);
+  return NULL; /* exits with its blocks live */
+}
+
+static void test_chunks(void) {
+  /* No warm pages and no freed large blocks: superblocks come from fresh
+   * memory, cut from the heaps' chunks. */
+  umpa_malloc_trim(0);
+  struct umpa_page_stats before, after;
+  umpa_page_stats(&before);
+  pthread_t t[2];
+  REQUIRE(pthread_barrier_init(&ch_start, NULL, 2) == 0);
+  for (int i = 0; i < 2; i++)
+    REQUIRE(pthread_create(&t[i], NULL, ch_alloc, (void *)(uintptr_t)i) == 0);
+  for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+  pthread_barrier_destroy(&ch_start);
+  /* The 1 MiB pieces each thread's blocks lie in: at most one (where one
+   * thread's chunk ends and the other's begins) holds both threads'. */
+  int shared = 0;
+  for (int i = 0; i < CH_N; i += 64)
+    for (int j = 0; j < CH_N; j += 64)
+      if ((uintptr_t)ch_blocks[0][i] >> 20 == (uintptr_t)ch_blocks[1][j] >> 20) {
+        shared++;
+        break;
+      }
+  CHECK_MSG(shared <= 4, "%d of thread 0's superblocks share a MiB with "
+            "thread 1's", shared);
+  int bad = 0;
+  for (int me = 0; me < 2; me++)
+    for (int i = 0; i < CH_N; i++) {
+      unsigned char *p = ch_blocks[me][i];
+      if (p[0] != me + 1 || p[63] != me + 1) bad++;
+      umpa_free(p);
+    }
+  CHECK(bad == 0);
+  /* The exited threads' chunks went back with their heaps: after a trim,
+   * nothing of them is in use. */
+  umpa_malloc_trim(0);
+  umpa_page_stats(&after);
+  CHECK_MSG(after.in_use <= before.in_use + (128u << 10),
+            "in use: %zu bytes before the threads, %zu after", before.in_use,
+            after.in_use);
+}
+
 int main(void) {
+  test_chunks();
   test_threshold();
   test_emptiness();
   test_round_robin();
