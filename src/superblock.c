@@ -28,16 +28,13 @@ static void init(struct superblock *sb, unsigned cls, struct heap *owner,
 
 /* A thread heap's 64 KiB superblocks made from fresh pages are cut in
  * turn from a chunk of CHUNK_PAGES it takes whole, so that each thread's
- * superblocks lie together.  Threads that make superblocks at the same
- * time otherwise take 64 KiB runs in turn, and their blocks interleave in
- * the address space: two threads each writing 150 blocks of 64 KiB ran
- * half as fast as with each thread's in one piece (1 MiB pieces: 5 %
- * slower than whole, 256 KiB: 20 %), on this machine, though each alone
- * ran as fast either way; threadtest at two threads, 300000 objects, got
- * 1.7x its one-thread speed where mimalloc, which gives each thread
- * segments of its own, got 2.4x.  The uncut rest is lazy (no memory) and
- * goes back when the heap is abandoned or trimmed. */
+ * superblocks lie together (docs/ARCHITECTURE.md, "Superblocks").  The
+ * uncut rest is lazy (no memory) and goes back when the heap is abandoned
+ * or trimmed. */
 #define CHUNK_PAGES ((size_t)256) /* 1 MiB */
+/* The superblocks cut from chunks: those of 64 KiB (classes up to 1 KiB),
+ * which a chunk holds 16 of, aligned as each must be. */
+#define CHUNKED_SB_PAGES ((size_t)1 << (GRANULE_SHIFT - PAGE_SHIFT))
 
 void superblock_chunk_drop(struct heap *h) {
   struct pmeta *pm = h->chunk;
@@ -81,11 +78,12 @@ struct superblock *superblock_new(unsigned cls, struct heap *owner) {
   char *start = NULL;
   bool warm = buddy_has_warm(&umpa_buddy, log2_ceil(sc->sb_pages));
   if (!warm) start = largecache_take_aligned(sc->sb_pages, KIND_SUPERBLOCK);
-  if (!start && !warm && sc->sb_pages == CHUNK_PAGES / 16 &&
+  if (!start && !warm && sc->sb_pages == CHUNKED_SB_PAGES &&
       owns_chunks(owner)) {
+    /* Without a chunk (no free run of 1 MiB), a run of the superblock's
+     * own size may still be had below. */
     start = chunk_cut(owner, sc->sb_pages, &fresh);
-    if (!start) return NULL;
-    heap_account_arena((ssize_t)sc->sb_pages << PAGE_SHIFT);
+    if (start) heap_account_arena((ssize_t)sc->sb_pages << PAGE_SHIFT);
   }
   if (!start) {
     start = page_alloc_ex(sc->sb_pages, UMPA_LAZY | PAGE_WARM,
