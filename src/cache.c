@@ -116,9 +116,7 @@ static size_t release_some(struct region *r, size_t idx, size_t len,
   for (size_t off = 0; off < len && released < want; off += step) {
     size_t n = bitmap_count(r->xbacked, idx + off, step);
     if (n == 0) continue;
-    /* A fresh mapping both drops the memory and heals VMAs split by
-     * earlier page moves. */
-    os_heal(region_addr(r, idx + off), step << PAGE_SHIFT, r->thp);
+    page_release_free(r, idx + off, step);
     bitmap_clear(r->xbacked, idx + off, step);
     released += n;
   }

@@ -125,6 +125,15 @@ UMPA_HIDDEN void os_release(void *p, size_t size);
  * the VMA.  The range reads zero afterwards even if the kernel refuses the
  * mapping (out of VMAs): its memory is then dropped in place. */
 UMPA_HIDDEN void os_heal(void *p, size_t size, bool thp);
+/* Drop the memory of [p, p+size) and make it inaccessible again, even
+ * where its pages are locked (a fresh PROT_NONE mapping, which mlockall
+ * does not populate); if the kernel refuses (out of VMAs), as os_heal:
+ * the range stays accessible and reads zero. */
+UMPA_HIDDEN void os_close(void *p, size_t size);
+/* Whether the kernel populates (locks) each new mapping as it is made:
+ * mlockall(MCL_FUTURE) is in force.  A fresh page is mapped and looked at;
+ * three system calls. */
+UMPA_HIDDEN bool os_locks_new_mappings(void);
 /* For the tests: how many of the next fresh mappings that replace memory
  * (os_heal's, os_release's fallback) are refused, as a kernel at
  * vm.max_map_count would. */
@@ -308,8 +317,17 @@ UMPA_HIDDEN struct region *region_list(void);
  * Pages that hold data are always open.  Thread-safe; false (ENOMEM for
  * the caller) if the kernel refuses. */
 UMPA_HIDDEN bool region_open(struct region *r, size_t idx, size_t n);
-/* Open pieces are opened once and stay open. */
+/* Open pieces are opened once and stay open; but see region_locked. */
 #define OPEN_ORDER HUGE_ORDER
+/* Whether the process has been seen locking its new mappings
+ * (mlockall(MCL_FUTURE), asked whenever pieces are opened): a fresh
+ * mapping that drops memory would then be populated again at once.  From
+ * then on free pages are released by closing them (os_close), so a page
+ * without data may be inaccessible even in an open piece, and page_prepare
+ * opens every such run it hands out.  (Under MCL_CURRENT alone the fresh
+ * mappings that replace refused MADV_DONTNEEDs are not locked: memory goes
+ * back without this.) */
+UMPA_HIDDEN bool region_locked(void);
 UMPA_HIDDEN void region_lock_all(void);
 UMPA_HIDDEN void region_unlock_all(void);
 /* Record in the superblock maps that the superblock of `pages` pages (a
@@ -537,8 +555,14 @@ UMPA_HIDDEN void page_join(struct pmeta *a, struct pmeta *b);
  * cache passes false under its lock and enforces once after it). */
 UMPA_HIDDEN void page_give_back(struct pmeta *pm, size_t npages, bool enforce);
 /* Give the memory of every backed page of an allocated block back to the
- * kernel; the block stays allocated and its pages read as zero. */
-UMPA_HIDDEN void page_release_block(struct pmeta *pm);
+ * kernel; the block stays allocated and its pages read as zero.  With
+ * `leaving` (the caller frees the block next) they may be closed instead
+ * (see page_release_free). */
+UMPA_HIDDEN void page_release_block(struct pmeta *pm, bool leaving);
+/* Drop the memory of pages [idx, idx+n) of r, which no block holds (free
+ * runs of the cache): a fresh mapping that also heals VMAs split by moves,
+ * or, once the process is seen locking its memory, an inaccessible one. */
+UMPA_HIDDEN void page_release_free(struct region *r, size_t idx, size_t n);
 /* The same for [p, p+npages pages), which lies inside an allocated block
  * (a superblock's free pages at a full trim). */
 UMPA_HIDDEN void page_release_pages(void *p, size_t npages);

@@ -437,7 +437,7 @@ static void decay_locked(void) {
     /* Stamps are taken under the lock from the same clock: never ahead. */
     if (lc_now - lru_link(pm)->stamp < age) break;
     unlist_span(pm, false);
-    page_release_block(pm);
+    page_release_block(pm, true);
     give_back(pm);
   }
 }

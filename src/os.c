@@ -182,15 +182,18 @@ int os_populate(void *p, size_t size, bool empty, uint64_t *faults) {
 
 _Atomic unsigned os_fresh_refusals;
 
-/* A fresh read-write mapping over [p, p+size), or false. */
-static bool map_fresh(void *p, size_t size) {
+/* A fresh mapping over [p, p+size), or false. */
+static bool map_fixed(void *p, size_t size, int prot) {
   unsigned refuse = atomic_load_explicit(&os_fresh_refusals, memory_order_relaxed);
   if (UMPA_UNLIKELY(refuse)) {
     atomic_fetch_sub_explicit(&os_fresh_refusals, 1, memory_order_relaxed);
     return false;
   }
-  return mmap(p, size, PROT_READ | PROT_WRITE, ANON_FLAGS | MAP_FIXED, -1,
-              0) != MAP_FAILED;
+  return mmap(p, size, prot, ANON_FLAGS | MAP_FIXED, -1, 0) != MAP_FAILED;
+}
+
+static bool map_fresh(void *p, size_t size) {
+  return map_fixed(p, size, PROT_READ | PROT_WRITE);
 }
 
 void os_release(void *p, size_t size) {
@@ -216,6 +219,27 @@ void os_heal(void *p, size_t size, bool thp) {
     madvise(p, size, MADV_HUGEPAGE);
   }
   errno = saved;
+}
+
+bool os_locks_new_mappings(void) {
+  int saved = errno;
+  bool resident = false;
+  void *p = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p != MAP_FAILED) {
+    unsigned char v = 0;
+    resident = mincore(p, PAGE_SIZE, &v) == 0 && (v & 1);
+    munmap(p, PAGE_SIZE);
+  }
+  errno = saved;
+  return resident;
+}
+
+void os_close(void *p, size_t size) {
+  int saved = errno;
+  bool ok = map_fixed(p, size, PROT_NONE);
+  errno = saved;
+  if (!ok) os_heal(p, size, false);
 }
 
 void os_advise_huge(void *p, size_t size) {

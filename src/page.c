@@ -65,6 +65,8 @@ int page_prepare(struct region *r, size_t idx, size_t n, unsigned flags,
   size_t end = idx + n, populated = 0, cleared = 0;
   uint64_t faults = 0;
   int err = 0;
+  /* In a locked process, pages without data may have been closed. */
+  bool locked = region_locked();
   for (size_t i = idx; i < end;) {
     bool backed = bitmap_test(r->xbacked, i);
     size_t j = bitmap_find(r->xbacked, i, end - i, !backed);
@@ -74,6 +76,10 @@ int page_prepare(struct region *r, size_t idx, size_t n, unsigned flags,
         memset(region_addr(r, i), 0, len);
         cleared += j - i;
       }
+    } else if (UMPA_UNLIKELY(locked) &&
+               !os_open(region_addr(r, i), len, true)) {
+      err = ENOMEM;
+      break;
     } else if (!(flags & UMPA_LAZY)) {
       /* Each page whose bit is clear takes one fault (unless a lazy
        * block's owner touched it and the bits never learnt): below
@@ -278,7 +284,10 @@ void *page_alloc_ex(size_t npages, unsigned flags, unsigned kind,
   size_t backed = pm->count, moved = 0;
   bool hit = backed == npages || (flags & (UMPA_LAZY | UMPA_RESERVE));
   if (flags & UMPA_RESERVE) {
-    if (!region_open(r, idx, npages)) {
+    /* In a locked process its pages without data may have been closed. */
+    if (!region_open(r, idx, npages) ||
+        (region_locked() &&
+         !os_open(region_addr(r, idx), npages << PAGE_SHIFT, true))) {
       buddy_free_range(&umpa_buddy, r, idx, npages, false);
       errno = ENOMEM;
       return NULL;
@@ -573,13 +582,28 @@ static void forget_backed(struct pmeta *pm, size_t idx, size_t n, size_t was) {
   pm->flags &= (uint8_t)~PMF_FULL;
 }
 
-void page_release_block(struct pmeta *pm) {
+void page_release_block(struct pmeta *pm, bool leaving) {
   struct region *r = pm->region;
   size_t idx = pmeta_index(pm), n = pm->count;
   size_t was = bitmap_count(r->xbacked, idx, n);
   if (!was) return;
-  release_runs(r, idx, n, true);
+  if (leaving && region_locked()) {
+    for (size_t i = idx, end = idx + n; i < end;) {
+      size_t e, s = bitmap_run(r->xbacked, i, end, true, &e);
+      if (s == end) break;
+      os_close(region_addr(r, s), (e - s) << PAGE_SHIFT);
+      i = e;
+    }
+  } else {
+    release_runs(r, idx, n, true);
+  }
   forget_backed(pm, idx, n, was);
+}
+
+void page_release_free(struct region *r, size_t idx, size_t n) {
+  void *p = region_addr(r, idx);
+  if (region_locked()) os_close(p, n << PAGE_SHIFT);
+  else os_heal(p, n << PAGE_SHIFT, r->thp);
 }
 
 static void release_range(struct pmeta *pm, void *p, size_t idx, size_t n) {

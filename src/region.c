@@ -295,6 +295,12 @@ struct region *region_create_short(size_t npages) {
  * second mprotect would be harmless, but it costs a system call).  A
  * mutex: under mlockall an opening populates its piece, milliseconds. */
 static ulock_t open_lock = {.kind = LOCK_MUTEX};
+static _Atomic bool locked;
+
+bool region_locked(void) {
+  return atomic_load_explicit(&locked, memory_order_relaxed);
+}
+
 
 bool region_open(struct region *r, size_t idx, size_t n) {
   size_t first = idx >> OPEN_ORDER, end = ((idx + n - 1) >> OPEN_ORDER) + 1;
@@ -311,6 +317,9 @@ bool region_open(struct region *r, size_t idx, size_t n) {
     if (ok) bitmap_set(r->xopen, s, e - s);
     i = e;
   }
+  /* Once per opening, which comes once per 2 MiB of address space used. */
+  if (ok && !region_locked() && os_locks_new_mappings())
+    atomic_store_explicit(&locked, true, memory_order_relaxed);
   ulock_release(&open_lock);
   return ok;
 }

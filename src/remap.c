@@ -61,7 +61,7 @@ size_t remap_fill(struct region *r, size_t idx, size_t n) {
     bitmap_set(r->xbacked, pos, len);
     bitmap_clear(rs->xbacked, is, len);
     region_back_meta(r, pos, len);
-    os_heal(region_addr(rs, is), len << PAGE_SHIFT, rs->thp);
+    page_release_free(rs, is, len);
     buddy_free(&umpa_buddy, rs, is, got, 0);
     filled += len;
     pos += len;

@@ -10,8 +10,9 @@
  * was resident at 2.3 GB (the 2 GiB map and every region whole), where
  * glibc's was at 139 MB.  The test also checks that blocks work under the
  * lock (contents, realloc moving pages, calloc reading zero after frees
- * whose releases MADV_DONTNEED refuses) and that a region made under
- * MCL_FUTURE is opened, not populated, whole.  Skipped when mlockall is
+ * whose releases MADV_DONTNEED refuses), that a region made under
+ * MCL_FUTURE is opened, not populated, whole, and that freed memory goes
+ * back at a trim although it is locked.  Skipped when mlockall is
  * refused (no CAP_IPC_LOCK and a small RLIMIT_MEMLOCK) and under
  * AddressSanitizer, whose terabytes of shadow mlockall would populate.
  */
@@ -64,6 +65,7 @@ int main(void) {
   void *first = umpa_malloc(100);
   REQUIRE(first);
   uint64_t regions_before = region_count();
+  CHECK_MSG(!region_locked(), "a lock noticed before mlockall");
   size_t rss_unlocked = rss_bytes();
   if (mlockall(MCL_CURRENT | MCL_FUTURE) != 0) {
     fprintf(stderr, "test_malloc_mlock: skipped, mlockall: %s\n",
@@ -124,6 +126,16 @@ int main(void) {
    * zero where umpa believes the pages fresh. */
   for (int i = 0; i < N; i++) umpa_free(blocks[i]);
   umpa_malloc_trim(0);
+  /* Freed and trimmed, the memory goes back although it was locked: the
+   * first opening under the lock came back resident, and from then on
+   * free pages are released by closing them (a fresh PROT_NONE mapping),
+   * since MADV_DONTNEED refuses locked pages. */
+  size_t rss2 = rss_bytes();
+  CHECK_MSG(region_locked(), "the lock was not noticed");
+  CHECK_MSG(rss2 < rss0 + 32 * MiB,
+            "resident %zu MiB after free and trim (%zu after the lock)",
+            rss2 >> 20, rss0 >> 20);
+  fprintf(stderr, "after free and malloc_trim: %zu MiB resident\n", rss2 >> 20);
   for (int i = 0; i < 64; i++) {
     size_t n = i % 8 == 0 ? 2 * MiB : 1 + next_rand() % 4000;
     unsigned char *z = umpa_calloc(1, n);
