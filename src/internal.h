@@ -127,9 +127,10 @@ UMPA_HIDDEN void os_release(void *p, size_t size);
 UMPA_HIDDEN void os_heal(void *p, size_t size, bool thp);
 /* Drop the memory of [p, p+size) and make it inaccessible again, even
  * where its pages are locked (a fresh PROT_NONE mapping, which mlockall
- * does not populate); if the kernel refuses (out of VMAs), as os_heal:
- * the range stays accessible and reads zero. */
-UMPA_HIDDEN void os_close(void *p, size_t size);
+ * does not populate; advised MADV_HUGEPAGE again with `thp`); if the
+ * kernel refuses (out of VMAs), as os_heal: the range stays accessible and
+ * reads zero. */
+UMPA_HIDDEN void os_close(void *p, size_t size, bool thp);
 /* Whether the kernel populates (locks) each new mapping as it is made:
  * mlockall(MCL_FUTURE) is in force.  A fresh page is mapped and looked at;
  * three system calls. */

@@ -235,11 +235,13 @@ bool os_locks_new_mappings(void) {
   return resident;
 }
 
-void os_close(void *p, size_t size) {
+void os_close(void *p, size_t size, bool thp) {
   int saved = errno;
   bool ok = map_fixed(p, size, PROT_NONE);
+  /* The advice belongs to the mapping: the fresh one needs it again. */
+  if (ok && thp) madvise(p, size, MADV_HUGEPAGE);
   errno = saved;
-  if (!ok) os_heal(p, size, false);
+  if (!ok) os_heal(p, size, thp);
 }
 
 void os_advise_huge(void *p, size_t size) {

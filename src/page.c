@@ -591,7 +591,7 @@ void page_release_block(struct pmeta *pm, bool leaving) {
     for (size_t i = idx, end = idx + n; i < end;) {
       size_t e, s = bitmap_run(r->xbacked, i, end, true, &e);
       if (s == end) break;
-      os_close(region_addr(r, s), (e - s) << PAGE_SHIFT);
+      os_close(region_addr(r, s), (e - s) << PAGE_SHIFT, r->thp);
       i = e;
     }
   } else {
@@ -602,7 +602,7 @@ void page_release_block(struct pmeta *pm, bool leaving) {
 
 void page_release_free(struct region *r, size_t idx, size_t n) {
   void *p = region_addr(r, idx);
-  if (region_locked()) os_close(p, n << PAGE_SHIFT);
+  if (region_locked()) os_close(p, n << PAGE_SHIFT, r->thp);
   else os_heal(p, n << PAGE_SHIFT, r->thp);
 }
 

@@ -301,7 +301,6 @@ bool region_locked(void) {
   return atomic_load_explicit(&locked, memory_order_relaxed);
 }
 
-
 bool region_open(struct region *r, size_t idx, size_t n) {
   size_t first = idx >> OPEN_ORDER, end = ((idx + n - 1) >> OPEN_ORDER) + 1;
   if (UMPA_LIKELY(bitmap_find(r->xopen, first, end - first, false) == end))
