@@ -39,16 +39,6 @@ static size_t rss_bytes(void) {
 }
 
 static uint64_t rng = 88172645463325252ull;
-static size_t next_rand(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return (size_t)rng;
-}
-
-static void fill(unsigned char *p, size_t n, unsigned char v) {
-  memset(p, v, n);
-}
 
 static bool holds(const unsigned char *p, size_t n, unsigned char v) {
   for (size_t i = 0; i < n; i++)
@@ -85,12 +75,12 @@ int main(void) {
   static size_t sizes[N];
   size_t total = 0;
   for (int i = 0; i < N; i++) {
-    size_t n = i % 200 == 0 ? 256 * 1024 + next_rand() % (1536 * 1024)
-                            : 16 + next_rand() % 2000;
+    size_t n = i % 200 == 0 ? 256 * 1024 + (size_t)xorshift64(&rng) % (1536 * 1024)
+                            : 16 + (size_t)xorshift64(&rng) % 2000;
     blocks[i] = umpa_malloc(n);
     REQUIRE(blocks[i]);
     sizes[i] = n;
-    fill(blocks[i], n, (unsigned char)i);
+    memset(blocks[i], (unsigned char)i, n);
     total += n;
   }
   size_t rss1 = rss_bytes();
@@ -114,11 +104,11 @@ int main(void) {
   /* Growing a large block moves its pages (or copies them). */
   unsigned char *big = umpa_malloc(3 * MiB);
   REQUIRE(big);
-  fill(big, 3 * MiB, 0x5A);
+  memset(big, 0x5A, 3 * MiB);
   big = umpa_realloc(big, 24 * MiB);
   REQUIRE(big);
   CHECK(holds(big, 3 * MiB, 0x5A));
-  fill(big + 3 * MiB, 21 * MiB, 0xA5);
+  memset(big + 3 * MiB, 0xA5, 21 * MiB);
   umpa_free(big);
 
   /* Everything freed and trimmed: the releases that MADV_DONTNEED refuses
@@ -137,7 +127,7 @@ int main(void) {
             rss2 >> 20, rss0 >> 20);
   fprintf(stderr, "after free and malloc_trim: %zu MiB resident\n", rss2 >> 20);
   for (int i = 0; i < 64; i++) {
-    size_t n = i % 8 == 0 ? 2 * MiB : 1 + next_rand() % 4000;
+    size_t n = i % 8 == 0 ? 2 * MiB : 1 + (size_t)xorshift64(&rng) % 4000;
     unsigned char *z = umpa_calloc(1, n);
     REQUIRE(z);
     CHECK(holds(z, n, 0));

@@ -519,36 +519,15 @@ static void test_move_all_or_nothing(void) {
 /* A cached run the trimmer releases reads zero afterwards even when the
  * kernel refuses the fresh mapping that releases it (out of VMAs): its
  * backed bits are cleared, and a clear bit promises zero, so UMPA_ZERO
- * would clear nothing there.  The refusals come from os_fresh_refusals. */
-static void test_heal_refused(void) {
+ * would clear nothing there.  The refusals come from os_fresh_refusals.
+ * With `locked`, the program locked the pages (mlock), which the fallback
+ * (MADV_DONTNEED) refuses too. */
+static void heal_refused(bool locked) {
   size_t old = umpa_page_cache_limit(64 * MiB);
   char *p = userpage_malloc(2 * MiB, 0);
   REQUIRE(p);
   memset(p, 0xAB, 2 * MiB);
-  userpage_free(p, 2 * MiB);
-  atomic_store(&os_fresh_refusals, 1000);
-  umpa_page_trim(3);
-  unsigned left = atomic_exchange(&os_fresh_refusals, 0);
-  CHECK_MSG(left < 1000, "no release was refused (%u left)", left);
-  /* Read in place: the run is the page layer's, mapped, and a read maps
-   * nothing but the zero page. */
-  CHECK(all_zero(p, 2 * MiB));
-  char *q = userpage_malloc(2 * MiB, UMPA_ZERO);
-  REQUIRE(q);
-  CHECK(all_zero(q, 2 * MiB));
-  userpage_free(q, 2 * MiB);
-  umpa_page_cache_limit(old);
-  umpa_page_check();
-}
-
-/* The same where the program locked the pages (mlock), which the
- * fallback (MADV_DONTNEED) refuses too. */
-static void test_heal_refused_locked(void) {
-  size_t old = umpa_page_cache_limit(64 * MiB);
-  char *p = userpage_malloc(2 * MiB, 0);
-  REQUIRE(p);
-  memset(p, 0xAB, 2 * MiB);
-  if (mlock(p, 2 * MiB) != 0) {
+  if (locked && mlock(p, 2 * MiB) != 0) {
     fprintf(stderr, "refused release of locked pages: skipped, mlock: %s\n",
             strerror(errno));
     userpage_free(p, 2 * MiB);
@@ -560,8 +539,10 @@ static void test_heal_refused_locked(void) {
   umpa_page_trim(3);
   unsigned left = atomic_exchange(&os_fresh_refusals, 0);
   CHECK_MSG(left < 1000, "no release was refused (%u left)", left);
+  /* Read in place: the run is the page layer's, mapped, and a read maps
+   * nothing but the zero page. */
   CHECK(all_zero(p, 2 * MiB));
-  munlock(p, 2 * MiB);
+  if (locked) munlock(p, 2 * MiB);
   char *q = userpage_malloc(2 * MiB, UMPA_ZERO);
   REQUIRE(q);
   CHECK(all_zero(q, 2 * MiB));
@@ -615,8 +596,8 @@ int main(void) {
   test_realloc();
   test_swap();
   test_move_all_or_nothing();
-  test_heal_refused();
-  test_heal_refused_locked();
+  heal_refused(false);
+  heal_refused(true);
   test_release_locked();
   test_cache_trim_prefill();
   test_stats();
