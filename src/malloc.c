@@ -545,6 +545,17 @@ static bool emit(FILE *stream, const char *buf, size_t n) {
   return fwrite(buf, 1, n, stream) == n;
 }
 
+/* One <size> entry: `count` free blocks of from..to bytes, `total` in all. */
+static bool emit_size(FILE *stream, size_t from, size_t to, size_t total,
+                      size_t count) {
+  char buf[160];
+  return emit(stream, buf,
+              umpa_format(buf, sizeof buf,
+                          "  <size from=\"%zu\" to=\"%zu\" total=\"%zu\" "
+                          "count=\"%zu\"/>\n",
+                          from, to, total, count));
+}
+
 int umpa_malloc_info(int options, FILE *stream) {
   if (options != 0) return EINVAL; /* glibc's answer (its manual: -1) */
   struct umpa_page_stats ps;
@@ -553,28 +564,19 @@ int umpa_malloc_info(int options, FILE *stream) {
   struct umpa_mallinfo mi = mallinfo_parts(&ps, fig, &sb_free, &cached);
   size_t largest, spans = largecache_spans(&largest);
   static const char head[] = "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n";
-  char buf[256];
   bool ok = emit(stream, head, sizeof head - 1);
   /* Free blocks of each class, as glibc lists its bins' free chunks. */
   size_t count = 0, total = 0;
   for (unsigned c = 0; c < NUM_CLASSES && ok; c++) {
     size_t size = umpa_class[c].size, n = (fig[c].held - fig[c].used) / size;
     if (n == 0) continue;
-    ok = emit(stream, buf,
-              umpa_format(buf, sizeof buf,
-                          "  <size from=\"%zu\" to=\"%zu\" total=\"%zu\" "
-                          "count=\"%zu\"/>\n",
-                          c ? (size_t)umpa_class[c - 1].size + 1 : 1, size,
-                          n * size, n));
+    ok = emit_size(stream, c ? (size_t)umpa_class[c - 1].size + 1 : 1, size,
+                   n * size, n);
     count += n;
     total += n * size;
   }
   if (spans && ok) {
-    ok = emit(stream, buf,
-              umpa_format(buf, sizeof buf,
-                          "  <size from=\"%zu\" to=\"%zu\" total=\"%zu\" "
-                          "count=\"%zu\"/>\n",
-                          SMALL_MAX + 1, largest, cached, spans));
+    ok = emit_size(stream, SMALL_MAX + 1, largest, cached, spans);
     count += spans;
     total += cached;
   }

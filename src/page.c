@@ -111,12 +111,15 @@ int page_prepare(struct region *r, size_t idx, size_t n, unsigned flags,
 }
 
 /* Drop the memory of every run of pages in [idx, idx+n) whose backed bit
- * equals `value` (bits are left as they are). */
-static void release_runs(struct region *r, size_t idx, size_t n, bool value) {
+ * equals `value` (bits are left as they are); with `close`, by closing
+ * them (os_close: pages no block will use before page_prepare opens them). */
+static void release_runs(struct region *r, size_t idx, size_t n, bool value,
+                         bool close) {
   for (size_t i = idx, end = idx + n; i < end;) {
     size_t e, s = bitmap_run(r->xbacked, i, end, value, &e);
     if (s == end) break;
-    os_release(region_addr(r, s), (e - s) << PAGE_SHIFT);
+    if (close) os_close(region_addr(r, s), (e - s) << PAGE_SHIFT, r->thp);
+    else os_release(region_addr(r, s), (e - s) << PAGE_SHIFT);
     i = e;
   }
 }
@@ -158,7 +161,7 @@ size_t page_forget_unbacked(struct region *r, size_t idx, size_t n) {
     PC_ADD(xbacked, -cleared);
     /* A swapped-out page is not resident yet holds data: a clear bit
      * must mean "reads as zero". */
-    if (os_has_swap()) release_runs(r, idx, n, false);
+    if (os_has_swap()) release_runs(r, idx, n, false, false);
   }
   return cleared;
 }
@@ -191,7 +194,7 @@ void page_refresh_backed(struct region *r, size_t idx, size_t n) {
   /* A page written and then swapped out is not resident yet holds data:
    * with swap present, drop what we cannot account for so that a clear
    * bit keeps meaning "reads as zero". */
-  if (os_has_swap()) release_runs(r, idx, n, false);
+  if (os_has_swap()) release_runs(r, idx, n, false, false);
 }
 
 /* ---------------------------------------------------------------------------
@@ -296,7 +299,7 @@ void *page_alloc_ex(size_t npages, unsigned flags, unsigned kind,
     if (pm->count) {
       /* Reserved blocks start without memory, even if the run was warm. */
       size_t n = bitmap_count(r->xbacked, idx, npages);
-      release_runs(r, idx, npages, true);
+      release_runs(r, idx, npages, true, false);
       bitmap_clear(r->xbacked, idx, npages);
       PC_ADD(xbacked, -n);
       PC_ADD(xreleased, n);
@@ -587,16 +590,7 @@ void page_release_block(struct pmeta *pm, bool leaving) {
   size_t idx = pmeta_index(pm), n = pm->count;
   size_t was = bitmap_count(r->xbacked, idx, n);
   if (!was) return;
-  if (leaving && region_locked()) {
-    for (size_t i = idx, end = idx + n; i < end;) {
-      size_t e, s = bitmap_run(r->xbacked, i, end, true, &e);
-      if (s == end) break;
-      os_close(region_addr(r, s), (e - s) << PAGE_SHIFT, r->thp);
-      i = e;
-    }
-  } else {
-    release_runs(r, idx, n, true);
-  }
+  release_runs(r, idx, n, true, leaving && region_locked());
   forget_backed(pm, idx, n, was);
 }
 
