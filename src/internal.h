@@ -154,11 +154,6 @@ UMPA_HIDDEN int os_residency(void *p, size_t npages, unsigned char *vec);
 UMPA_HIDDEN bool os_has_swap(void);
 /* RLIMIT_AS in bytes, SIZE_MAX when unlimited. */
 UMPA_HIDDEN size_t os_address_space_limit(void);
-/* The process's VMAs (a read of /proc/self/maps: about 0.25 us a VMA), or
- * SIZE_MAX when that cannot be read; and the kernel's limit on them
- * (vm.max_map_count, read once; 65530 when unreadable). */
-UMPA_HIDDEN size_t os_map_count(void);
-UMPA_HIDDEN size_t os_max_map_count(void);
 /* Minor + major page faults of the calling thread so far. */
 UMPA_HIDDEN uint64_t os_thread_faults(void);
 UMPA_HIDDEN void os_futex_wait(_Atomic uint32_t *addr, uint32_t val);
@@ -574,11 +569,6 @@ UMPA_HIDDEN void page_refresh_backed(struct region *r, size_t idx, size_t n);
  * a set bit means "may hold data"; the pages not touched fault in when
  * they are, and calloc clears them). */
 UMPA_HIDDEN void page_assume_backed(struct region *r, size_t idx, size_t n);
-/* The reverse, for pages of a free or cached range (no data to keep): clear
- * the backed bits of those not resident (one mincore per 16 MiB); returns
- * how many were cleared. */
-UMPA_HIDDEN size_t page_forget_unbacked(struct region *r, size_t idx,
-                                        size_t n);
 
 /* remap.c: moving pages between places by mremap. */
 /* Move the contents of n pages at (rs, is) to (rd, id), keeping any pages

@@ -24,8 +24,11 @@
  * comes next: Figure 7 through malloc faulted 10 pages in per operation
  * instead of 40, at a peak RSS of 2189 MiB instead of 2272 (tcmalloc's:
  * 2173).  Pages without memory are left to fault in where the program
- * touches them (or populated, for blocks up to UMPA_MALLOC_POPULATE),
- * unless other spans hold memory they can give: see borrow().
+ * touches them (or populated ahead: see largecache_populate_ahead).  They
+ * are not given other spans' memory by moving it (mremap): that moved 29
+ * pages per fault it saved, since the donors' holes fault in later, and
+ * a page moved by its page-table entry cost 5-6 us at its next write on a
+ * VM whose host shadows the page tables (a fault: 11 us).
  *
  * Spans are listed by size class (four per power of two), most recently
  * freed first; the links live in the page layer's entries for the span's
@@ -51,11 +54,6 @@
 #define LC_POPULATE_MAX 4096           /* 16 MiB: the most populated ahead */
 #define LC_CLASSES 48
 #define LC_KEEP_DIV 8                  /* decay keeps 1/8 of live memory */
-#define LC_MOVE_MIN 256                /* 1 MiB: the least piece moved */
-#define LC_MOVES 8                     /* pieces moved into one block */
-#define LC_DONOR_LOOKS 64              /* spans looked at for a piece */
-#define LC_BORROW_SLACK 4              /* cached memory, in requests, to move */
-#define LC_MAP_CHECK 64                /* moves between counts of VMAs */
 #define LC_ALIGNED_LOOKS 64            /* spans looked into for a window */
 
 static ulock_t lc_lock;
@@ -74,8 +72,6 @@ static _Atomic unsigned lc_samples; /* frees that asked the kernel */
 /* Blocks that may still be populated ahead before a lazy one's free has
  * confirmed that the program touches its blocks whole. */
 static _Atomic unsigned lc_credit;
-static unsigned lc_until_check;   /* moves before the VMAs are counted */
-static bool lc_may_move;          /* at the last count (both lc_lock) */
 
 static unsigned class_of(size_t pages) {
   unsigned k = log2_floor(pages); /* pages >= 8: k >= 3 */
@@ -109,7 +105,7 @@ static struct pmeta *of_lru_link(struct pmeta *l) { return l - 2; }
 static size_t listed_backed(struct pmeta *pm) { return class_link(pm)->count; }
 
 /* Pages of a span that have memory: its bits do not change while it is
- * cached (only a taken block is populated or filled by moves). */
+ * cached (only a taken block is populated). */
 static size_t span_backed(struct pmeta *pm) {
   if (pm->flags & PMF_FULL) return pm->count;
   return bitmap_count(pm->region->xbacked, pmeta_index(pm), pm->count);
@@ -247,129 +243,6 @@ static struct pmeta *coalesce(struct pmeta *pm, size_t *backed) {
   return pm;
 }
 
-/* A cached span has `n` pages fewer with memory (lc_lock held). */
-static void span_lost(struct pmeta *pm, size_t n) {
-  class_link(pm)->count -= (uint32_t)n;
-  pm->flags &= (uint8_t)~PMF_FULL;
-  atomic_store_explicit(&lc_backed, atomic_load(&lc_backed) - n,
-                        memory_order_relaxed);
-}
-
-/* May a piece move now?  A moved piece keeps its destination a VMA of its
- * own until those pages are released, so the VMAs are counted every
- * LC_MAP_CHECK moves (every 16 times that while moving is off), and moving
- * stops while they pass an eighth of vm.max_map_count: the program's own
- * mmaps must not fail for the cache's sake (lc_lock held). */
-static bool may_move(void) {
-  if (lc_until_check == 0) {
-    size_t n = os_map_count();
-    lc_may_move = n != SIZE_MAX && n < os_max_map_count() / 8;
-    lc_until_check = lc_may_move ? LC_MAP_CHECK : 16 * LC_MAP_CHECK;
-  }
-  lc_until_check--;
-  return lc_may_move;
-}
-
-/* The span freed longest ago (among the oldest few) with a run of at least
- * LC_MOVE_MIN pages with memory; that run in *at, *len (lc_lock held). */
-static struct pmeta *donor(size_t *at, size_t *len) {
-  if (atomic_load_explicit(&lc_backed, memory_order_relaxed) < LC_MOVE_MIN)
-    return NULL;
-  int looks = LC_DONOR_LOOKS;
-  for (struct pmeta *l = lc_lru.prev; l != &lc_lru && looks--; l = l->prev) {
-    struct pmeta *pm = of_lru_link(l);
-    if (listed_backed(pm) < LC_MOVE_MIN) continue;
-    size_t i = pmeta_index(pm), end = i + pm->count;
-    if (pm->flags & PMF_FULL) {
-      *at = i;
-      *len = pm->count;
-      return pm;
-    }
-    _Atomic uint64_t *bits = pm->region->xbacked;
-    while (i < end) {
-      size_t e, s = bitmap_run(bits, i, end, true, &e);
-      if (s == end) break;
-      if (e - s >= LC_MOVE_MIN) {
-        *at = s;
-        *len = e - s;
-        return pm;
-      }
-      i = e;
-    }
-  }
-  return NULL;
-}
-
-/* Give the runs without memory of a taken block (dst: unlisted, the
- * caller's) the pages of other cached spans, moved by mremap instead of
- * faulted in (lc_lock held).  A fresh or hole-fitted block is what a ring
- * of varied large blocks takes when none of the spans it freed fits the
- * next request: those spans hold the memory, in pieces, and faulting the
- * new block in grows the heap beside them.  Moving costs a system call
- * and a fifth of a fault per page, and no clearing: Figure 7 through
- * malloc faulted 40k pages in instead of 50k (tcmalloc: 44k) and its timed
- * part took 0.14 s instead of 0.25 (tcmalloc: 0.14; medians of 5,
- * interleaved).  The pieces come from the spans freed longest ago, from
- * the tail of a run so that a span's front, which requests take, keeps its
- * memory.  Moving pays only for pages the program touches: while the
- * lazy blocks freed lately had less than half of their pages without
- * memory touched (lc_touched), nothing moves, as a program that reserves
- * big buffers and fills little of them would pay for pages it never uses.
- * Pieces below LC_MOVE_MIN are faulted in: with 256 KiB Figure 7 faulted
- * 36.7k pages in (1 MiB: 40k, in the same time), but smallobj's mixed
- * ring of smaller blocks spent more on the moves, a system call or three
- * each, than the faults they saved (1020 ns a request against 980 without
- * moves; 945 with 1 MiB).  And moving pays only while the cache holds
- * more memory than the next requests will take anyway: a piece moved out
- * of a span that the next request would have fitted costs that request
- * the faults this one saved.  Figure 7 moved 439k pages to save 15k
- * faults, and its 1-4 MiB requests, which take the spans the pieces left,
- * faulted 0.9-1.4 pages each; moving only while the cache holds
- * LC_BORROW_SLACK times the block, 0.1-0.4, and the 4-8 MiB ones the
- * same. */
-static void borrow(struct pmeta *dst) {
-  if (atomic_load_explicit(&lc_backed, memory_order_relaxed) <
-      LC_BORROW_SLACK * (size_t)dst->count)
-    return;
-  if (atomic_load_explicit(&lc_touched, memory_order_relaxed) < 128) return;
-  struct region *r = dst->region;
-  size_t idx = pmeta_index(dst), end = idx + dst->count;
-  int moves = LC_MOVES;
-  bool moved = false;
-  for (size_t i = idx; i < end && moves > 0;) {
-    size_t e, s = bitmap_run(r->xbacked, i, end, false, &e);
-    if (s == end) break;
-    if (e - s < LC_MOVE_MIN) { /* a few faults cost less than a VMA */
-      i = e;
-      continue;
-    }
-    size_t at, len;
-    struct pmeta *d = donor(&at, &len);
-    if (!d || !may_move()) break;
-    if (len > e - s) {
-      at += len - (e - s);
-      len = e - s;
-    }
-    moves--;
-    /* Small lazy blocks are cached as touched whole (largecache_put), so
-     * a span made of ones the program left untouched would have empty
-     * page tables moved at a system call each: the piece's memory is
-     * checked first, and what it lacks forgotten. */
-    size_t gone = page_forget_unbacked(d->region, at, len);
-    if (gone) {
-      span_lost(d, gone);
-      continue;
-    }
-    if (remap_exchange(d->region, at, r, s, len, false)) break;
-    region_back_meta(r, s, len);
-    span_lost(d, len);
-    moved = true;
-    i = s + len;
-  }
-  if (moved && bitmap_count(r->xbacked, idx, dst->count) == dst->count)
-    dst->flags |= PMF_FULL;
-}
-
 /* Return a block taken out of the cache to the page layer's free runs
  * (lc_lock held or not: the block is nobody else's).  Neither this nor
  * give_back brings the page cache under its limit: that releases whole
@@ -411,11 +284,54 @@ static size_t evict(size_t excess) {
   return backed;
 }
 
+/* Pages with memory the cache handed out in the current decay window and
+ * in the one before (written under lc_lock, read by above_keep without
+ * it), and when the current window began. */
+static _Atomic size_t lc_took_now, lc_took_last;
+static _Atomic uint64_t lc_window;
+
+/* Record `pages` with memory handed out (lc_lock held). */
+static void took(size_t pages) {
+  atomic_store_explicit(&lc_took_now,
+                        atomic_load_explicit(&lc_took_now,
+                                             memory_order_relaxed) +
+                            pages,
+                        memory_order_relaxed);
+}
+
+/* Start a new window once the current one is a decay age old (lc_lock
+ * held): what the last one took is forgotten after one window without
+ * the lock, as above_keep assumes. */
+static void roll_window(uint64_t now, uint64_t age) {
+  uint64_t start = atomic_load_explicit(&lc_window, memory_order_relaxed);
+  if (now - start < age) return;
+  atomic_store_explicit(&lc_took_last,
+                        now - start < 2 * age
+                            ? atomic_load_explicit(&lc_took_now,
+                                                   memory_order_relaxed)
+                            : 0,
+                        memory_order_relaxed);
+  atomic_store_explicit(&lc_took_now, 0, memory_order_relaxed);
+  atomic_store_explicit(&lc_window, now, memory_order_relaxed);
+}
+
+/* What the program took from the cache lately, as of `now`: the most of
+ * the last two windows, as they would stand had the windows rolled. */
+static size_t recent_demand(uint64_t now, uint64_t age) {
+  uint64_t start = atomic_load_explicit(&lc_window, memory_order_relaxed);
+  size_t cur = atomic_load_explicit(&lc_took_now, memory_order_relaxed);
+  size_t last = atomic_load_explicit(&lc_took_last, memory_order_relaxed);
+  if (now < start || now - start < age) return cur > last ? cur : last;
+  return now - start < 2 * age ? cur : 0;
+}
+
 /* Whether the cache holds more memory than decay leaves it: an eighth of
- * the memory in use. */
-static bool above_keep(void) {
+ * the memory in use, or what the program took from the cache in the last
+ * decay window or two, whichever is more. */
+static bool above_keep(uint64_t now, uint64_t age) {
+  size_t keep = pages_live() / LC_KEEP_DIV, demand = recent_demand(now, age);
   return atomic_load_explicit(&lc_backed, memory_order_relaxed) >
-         pages_live() / LC_KEEP_DIV;
+         (demand > keep ? demand : keep);
 }
 
 /* Age the cache (lc_lock held): spans nobody took for UMPA_DECAY_MS give
@@ -425,14 +341,18 @@ static bool above_keep(void) {
  * What is left of an eighth of the memory in use is kept whatever its age:
  * in a big ring of varied blocks (Figure 7) some spans wait longer than
  * that for a request they fit, and releasing them made the run fault 20%
- * more, and the slower the machine the more (the age is wall time).
+ * more, and the slower the machine the more (the age is wall time).  For
+ * the same reason the cache keeps what the program took from it in the
+ * last window or two (above_keep): a busy ring takes far more than it
+ * holds.
  * Without a background thread the clock is read here, on the large paths,
  * which cost far more than the read, and on the small paths' ticks. */
 static void decay_locked(void) {
   lc_now = os_now_ns();
   uint64_t age = decay_age_ns();
   if (!age || !lc_ready || !lc_now) return;
-  while (lc_lru.prev != &lc_lru && above_keep()) {
+  roll_window(lc_now, age);
+  while (lc_lru.prev != &lc_lru && above_keep(lc_now, age)) {
     struct pmeta *pm = of_lru_link(lc_lru.prev);
     /* Stamps are taken under the lock from the same clock: never ahead. */
     if (lc_now - lru_link(pm)->stamp < age) break;
@@ -448,7 +368,8 @@ static void lock_and_decay(void) {
 }
 
 void largecache_decay_idle(void) {
-  if (!decay_age_ns() || !above_keep() || !ulock_try(&lc_lock)) return;
+  uint64_t age = decay_age_ns();
+  if (!age || !above_keep(os_now_ns(), age) || !ulock_try(&lc_lock)) return;
   decay_locked();
   ulock_release(&lc_lock);
 }
@@ -469,8 +390,15 @@ bool largecache_populate_ahead(size_t pages) {
 bool largecache_put(void *p, struct pmeta *pm) {
   size_t pages = pm->count;
   size_t limit = umpa_opt.large_cache >> PAGE_SHIFT;
-  if (!umpa_opt.large_cache_fixed)
-    limit = cache_adaptive(limit, 4); /* twice */
+  if (!umpa_opt.large_cache_fixed) {
+    /* Twice the memory in use lately, at most the default (256 MiB) or the
+     * memory in use, whichever is more: a ring of varied blocks keeps
+     * spans that wait for a request they fit, about a fifth of its live
+     * data (Figure 7 through malloc, with 2 GB live, faulted 10-12 pages
+     * in per 4-8 MiB request capped at 256 MiB, 9.3-10 uncapped). */
+    size_t live = cache_adaptive(SIZE_MAX, 2);
+    limit = cache_adaptive(live > limit ? live : limit, 4);
+  }
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES || pages > limit ||
       pm->user_offset != 0)
     return false;
@@ -625,11 +553,11 @@ void *largecache_take(size_t pages, unsigned flags) {
   }
   if (!pm) {
     pm = lc_ready ? hole_fit(pages) : NULL;
-    if (pm) borrow(pm);
     ulock_release(&lc_lock);
     return pm ? fill(pm, flags) : NULL;
   }
   size_t had = listed_backed(pm);
+  took(pages - pm_need);
   unlist_span(pm, false);
   size_t surplus = pm->count - pages;
   if (surplus >= LC_MIN_PAGES) {
@@ -651,7 +579,6 @@ void *largecache_take(size_t pages, unsigned flags) {
                      (pm->flags & PMF_FULL) != 0);
     heap_account_arena(-(ssize_t)(surplus << PAGE_SHIFT));
   }
-  if (pm_need) borrow(pm);
   ulock_release(&lc_lock);
   return fill(pm, flags);
 }
@@ -666,7 +593,7 @@ static void shed(struct pmeta *pm, bool recent) {
 /* Where in span pm (in pages from its head) a window of `pages` pages,
  * aligned to its size (a power of two), has memory in every page, or
  * SIZE_MAX.  Every run with memory is looked at, not only the span's first
- * window: a span that grew over cold runs, or had a piece moved out of it,
+ * window: a span that grew over cold runs, or was merged with cold ones,
  * keeps its memory anywhere in it, and missing it cost a new superblock's
  * first blocks 6 to 9 faults (Figure 7's 16-32 KiB bin: 0.74 a request). */
 static size_t aligned_window(struct pmeta *pm, size_t pages) {
@@ -722,6 +649,7 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
   }
   /* A front long enough to stay a span keeps the span's place in LRU
    * order; the back is listed as freed now, as in largecache_take. */
+  took(pages);
   unlist_span(pm, off >= LC_MIN_PAGES);
   struct pmeta *win = pm;
   if (off) {
@@ -758,7 +686,6 @@ void *largecache_grow(size_t pages, unsigned flags) {
   heap_account_arena((ssize_t)(chunk << PAGE_SHIFT));
   lock_and_decay();
   list_span(page_split(pm, pages), true, SIZE_MAX);
-  borrow(pm);
   ulock_release(&lc_lock);
   return fill(pm, flags);
 }

@@ -317,46 +317,6 @@ bool os_has_swap(void) {
   return has;
 }
 
-/* Lines of a /proc file (one per VMA in /proc/self/maps), or SIZE_MAX when
- * it cannot be read (no /proc in a chroot): the caller then assumes the
- * worst. */
-static size_t count_lines(const char *path) {
-  int saved = errno;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  size_t lines = SIZE_MAX;
-  if (fd >= 0) {
-    char buf[4096];
-    ssize_t got;
-    lines = 0;
-    while ((got = read(fd, buf, sizeof buf)) > 0 ||
-           (got < 0 && errno == EINTR))
-      for (ssize_t i = 0; i < got; i++) lines += buf[i] == '\n';
-    if (got < 0) lines = SIZE_MAX;
-    close(fd);
-  }
-  errno = saved;
-  return lines;
-}
-
-size_t os_map_count(void) { return count_lines("/proc/self/maps"); }
-
-size_t os_max_map_count(void) {
-  static _Atomic size_t known;
-  size_t v = atomic_load_explicit(&known, memory_order_relaxed);
-  if (v) return v;
-  int saved = errno;
-  int fd = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
-  char buf[32];
-  ssize_t got = fd >= 0 ? read(fd, buf, sizeof buf) : -1;
-  if (fd >= 0) close(fd);
-  errno = saved;
-  v = 0;
-  for (ssize_t i = 0; i < got && buf[i] >= '0' && buf[i] <= '9'; i++)
-    v = v * 10 + (size_t)(buf[i] - '0');
-  if (!v) v = 65530; /* the kernel's default */
-  atomic_store_explicit(&known, v, memory_order_relaxed);
-  return v;
-}
 
 uint64_t os_thread_faults(void) {
   struct rusage ru;

@@ -141,31 +141,6 @@ void page_assume_backed(struct region *r, size_t idx, size_t n) {
   if (added) PC_ADD(xbacked, added);
 }
 
-size_t page_forget_unbacked(struct region *r, size_t idx, size_t n) {
-  unsigned char vec[4096];
-  size_t cleared = 0;
-  for (size_t done = 0; done < n;) {
-    size_t chunk = n - done < sizeof vec ? n - done : sizeof vec;
-    if (os_residency(region_addr(r, idx + done), chunk, vec) != 0)
-      break; /* cannot tell: keep the bits */
-    for (size_t i = 0; i < chunk; i++) {
-      size_t pos = idx + done + i;
-      if (!(vec[i] & 1) && bitmap_test(r->xbacked, pos)) {
-        bitmap_clear(r->xbacked, pos, 1);
-        cleared++;
-      }
-    }
-    done += chunk;
-  }
-  if (cleared) {
-    PC_ADD(xbacked, -cleared);
-    /* A swapped-out page is not resident yet holds data: a clear bit
-     * must mean "reads as zero". */
-    if (os_has_swap()) release_runs(r, idx, n, false, false);
-  }
-  return cleared;
-}
-
 void page_refresh_backed(struct region *r, size_t idx, size_t n) {
   /* One mincore per 16 MiB: with 4 MiB a time, freeing a 4-8 MiB block of
    * Figure 7 took 3.9 us instead of 3.2. */

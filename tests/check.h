@@ -126,6 +126,14 @@ static inline bool dies_with(void (*fn)(void), const char *expect) {
   return aborted && one_line && says;
 }
 
+#include <time.h>
+/* CLOCK_MONOTONIC in ns. */
+static inline uint64_t mono_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 /* Marsaglia's xorshift64 (13, 7, 17): advances *s and returns it.  Tests
  * use it for reproducible sequences. */
 static inline uint64_t xorshift64(uint64_t *s) {

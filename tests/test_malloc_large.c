@@ -195,13 +195,15 @@ static void test_carved_adjacent(void) {
   umpa_free(p);
   umpa_free(q);
   /* The two freed neighbours are one span now: 8 MiB fits, without a
-   * fault, at p. */
+   * fault, at p (2049 if it did not; a few may be the program's own code
+   * pages, read again after a busy machine dropped them: one run of the
+   * suite counted 9). */
   long f = faults();
   char *big = umpa_malloc(a + b);
   REQUIRE(big);
   CHECK(big == p);
   memset(big, 4, a + b);
-  CHECK_MSG(faults() - f <= 2, "%ld faults reusing two merged blocks",
+  CHECK_MSG(faults() - f <= 16, "%ld faults reusing two merged blocks",
             faults() - f);
   CHECK(r[c - 1] == 3);
   umpa_free(big);
@@ -246,101 +248,34 @@ static void free_donated(char *b, char *seps[DONORS], int donors) {
   }
 }
 
-/* Hand out 16 fresh blocks of `size` at once, touched or not, and free
- * them: what the cache learns of whether the program uses its blocks.
- * While blocks come back touched whole, only one block in 8 is handed
- * out lazily, and only its free asks which pages were touched (see
- * test_touch_share): 16 blocks, so that enough ask. */
-static void hand_out(bool touch, size_t size) {
-  enum { N = 16 };
-  char *u[N];
-  for (int k = 0; k < N; k++) {
-    REQUIRE((u[k] = umpa_malloc(size)));
-    if (touch) memset(u[k], 1, size);
-  }
-  for (int k = 0; k < N; k++) umpa_free(u[k]);
-}
-
-/* A request no span fits gets the memory of the spans it does not fit,
- * moved by mremap instead of faulted in: freed 4 MiB blocks give their
- * pages to an 8 MiB one.  The moved pages hold the old blocks' bytes, so
- * calloc must clear them; a donor, cold now, reads zero when reused. */
-static void test_borrow(void) {
+/* A request no span fits is not given the memory of the spans it does not
+ * fit (moving pages by their page-table entries cost more than the faults
+ * it saved: see largecache.c): nothing is moved into an 8 MiB block while
+ * ten freed 4 MiB blocks are cached, calloc of it reads zero, and the
+ * cached blocks are reused in place, holding their old bytes. */
+static void test_no_borrow(void) {
   umpa_malloc_trim(0);
   size_t saved = umpa_opt.decay_ms;
   umpa_opt.decay_ms = 0;
   char *b, *seps[DONORS];
   give(0xab, DONORS, seps);
   uint64_t moved = take(true, &b);
-  CHECK_MSG(moved >= 1024, "%llu pages moved into the new block",
+  CHECK_MSG(moved == 0, "%llu pages moved into the new block",
             (unsigned long long)moved);
-  CHECK_MSG(resident_pages(b, 8 * MiB) >= 1024, "%zu pages resident",
-            resident_pages(b, 8 * MiB));
   size_t nonzero = nonzero_bytes(b, 8 * MiB, 512);
   CHECK_MSG(nonzero == 0, "calloc: %zu nonzero samples", nonzero);
-  /* Touching the moved part costs no fault. */
   long f = faults();
-  for (size_t off = 0; off < 8 * MiB; off += 4096) b[off] = 2;
-  CHECK_MSG(faults() - f <= 2048 - (long)moved + 16,
-            "%ld faults touching 2048 pages, %llu moved", faults() - f,
-            (unsigned long long)moved);
-  char *again = umpa_calloc(1, 4 * MiB);
+  char *again = umpa_malloc(4 * MiB);
   REQUIRE(again);
-  nonzero = nonzero_bytes(again, 4 * MiB, 512);
-  CHECK_MSG(nonzero == 0, "calloc of a donor: %zu nonzero samples",
-            nonzero);
+  CHECK(again[0] == (char)0xab && again[4 * MiB - 1] == (char)0xab);
+  memset(again, 3, 4 * MiB);
+  CHECK_MSG(faults() - f <= 16, "%ld faults reusing a cached 4 MiB block",
+            faults() - f);
   umpa_free(again);
-  free_donated(b, seps, DONORS);
-  umpa_page_check();
-  umpa_malloc_trim(0);
-  /* A cache that holds less than a few times the request moves nothing:
-   * the next requests would take that memory, and fault instead. */
-  give(0x12, 1, seps);
-  moved = take(false, &b);
-  CHECK_MSG(moved == 0, "%llu pages moved out of the only cached block",
-            (unsigned long long)moved);
-  free_donated(b, seps, 1);
-  umpa_malloc_trim(0);
-  /* A program that leaves the blocks it gets untouched gets nothing moved
-   * (it would pay for pages it never uses); once it touches them again,
-   * moves resume.  The untouched blocks are bigger than anything cached,
-   * so that they take none of the donors' memory. */
-  give(0xcd, DONORS, seps);
-  hand_out(false, 24 * MiB);
-  moved = take(false, &b);
-  CHECK_MSG(moved == 0,
-            "%llu pages moved into a block of a program that does not touch",
-            (unsigned long long)moved);
-  free_donated(b, seps, DONORS);
-  umpa_malloc_trim(0);
-  hand_out(true, 4 * MiB);
-  umpa_malloc_trim(0);
-  give(0xef, DONORS, seps);
-  CHECK(take(false, &b) >= 1024);
   free_donated(b, seps, DONORS);
   umpa_opt.decay_ms = saved;
   umpa_page_check();
   umpa_malloc_trim(0);
-}
-
-/* The guard on moves counts the VMAs the way the kernel lists them. */
-static void test_map_count(void) {
-  FILE *f = fopen("/proc/self/maps", "r");
-  REQUIRE(f);
-  size_t lines = 0;
-  int c;
-  while ((c = fgetc(f)) != EOF) lines += c == '\n';
-  fclose(f);
-  size_t n = os_map_count();
-  CHECK_MSG(n + 8 >= lines && n <= lines + 8, "%zu VMAs counted, %zu listed",
-            n, lines);
-  f = fopen("/proc/sys/vm/max_map_count", "r");
-  unsigned long max = 0;
-  if (f) {
-    if (fscanf(f, "%lu", &max) != 1) max = 0;
-    fclose(f);
-  }
-  CHECK(os_max_map_count() == (max ? max : 65530));
 }
 
 /* The ring tests run with decay off (timing must not matter) from an
@@ -499,6 +434,52 @@ static void test_decay(void) {
   size_t kept = released_after_idle(20);
   CHECK_MSG(kept < MiB, "decay 20 ms, 64 MiB live: %zu bytes released", kept);
   umpa_free(live);
+  restore_large_cache(was);
+  umpa_page_check();
+}
+
+/* A cached span older than UMPA_DECAY_MS stays while the program takes
+ * more memory from the cache within a window of that length than the
+ * cache holds (a ring of varied blocks has spans that wait longer than
+ * that for a request they fit: Figure 7 through malloc faulted more when
+ * they went), and goes once the program stops taking. */
+static void test_decay_busy(void) {
+  struct large_cache_opt was = fix_large_cache();
+  umpa_malloc_trim(0);
+  size_t saved = umpa_opt.decay_ms;
+  umpa_opt.decay_ms = 20;
+  /* Live blocks around the busy one keep its span from merging with
+   * anything: each malloc of it takes that span back, exactly. */
+  char *sep0 = umpa_malloc(64 * 1024), *busy = umpa_malloc(MiB),
+       *sep1 = umpa_malloc(64 * 1024), *big = umpa_malloc(4 * MiB);
+  REQUIRE(sep0 && busy && sep1 && big);
+  memset(big, 9, 4 * MiB);
+  memset(busy, 1, MiB);
+  umpa_free(big);
+  struct umpa_page_stats a, b;
+  umpa_page_stats(&a);
+  uint64_t start = mono_ns();
+  while (mono_ns() - start < 120 * 1000 * 1000ull) {
+    umpa_free(busy);
+    REQUIRE((busy = umpa_malloc(MiB)));
+    for (size_t off = 0; off < MiB; off += 4096) busy[off]++;
+  }
+  umpa_page_stats(&b);
+  size_t during = (size_t)(b.pages_released - a.pages_released) * 4096;
+  CHECK_MSG(during < MiB, "%zu bytes released while the cache was busy",
+            during);
+  CHECK_MSG(largecache_bytes() >= 4 * MiB, "%zu bytes cached",
+            largecache_bytes());
+  struct timespec nap = {0, 60 * 1000 * 1000};
+  nanosleep(&nap, NULL);
+  umpa_free(umpa_malloc(64 * 1024)); /* takes the cache's lock */
+  umpa_page_stats(&a);
+  size_t after = (size_t)(a.pages_released - b.pages_released) * 4096;
+  CHECK_MSG(after >= 4 * MiB, "%zu bytes released once idle", after);
+  umpa_free(busy);
+  umpa_free(sep0);
+  umpa_free(sep1);
+  umpa_opt.decay_ms = saved;
   restore_large_cache(was);
   umpa_page_check();
 }
@@ -867,11 +848,11 @@ int main(void) {
   test_calloc_reused();
   test_grow_over_tail();
   test_carved_adjacent();
-  test_borrow();
-  test_map_count();
+  test_no_borrow();
   test_ring_footprint();
   test_mixed_ring();
   test_decay();
+  test_decay_busy();
   test_decay_small_work();
   test_page_cache_decay();
   test_rounds_reuse();

@@ -223,12 +223,6 @@ static void test_false_sharing(void) {
 static void *store_blocks[STORE_MAX];
 static struct superblock *store_sbs[64];
 
-static uint64_t mono_ns(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
-}
-
 static bool known_sb(struct superblock *sb, size_t nsb) {
   for (size_t k = 0; k < nsb; k++)
     if (store_sbs[k] == sb) return true;
