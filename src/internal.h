@@ -313,6 +313,9 @@ UMPA_HIDDEN struct region *region_list(void);
  * Pages that hold data are always open.  Thread-safe; false (ENOMEM for
  * the caller) if the kernel refuses. */
 UMPA_HIDDEN bool region_open(struct region *r, size_t idx, size_t n);
+/* Bytes of the regions opened so far (what malloc_info reports as the
+ * accessible address space: pieces closed under mlockall still count). */
+UMPA_HIDDEN size_t region_opened_bytes(void);
 /* Open pieces are opened once and stay open; but see region_locked. */
 #define OPEN_ORDER HUGE_ORDER
 /* Whether the process has been seen locking its new mappings

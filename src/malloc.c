@@ -593,7 +593,8 @@ int umpa_malloc_info(int options, FILE *stream) {
                           "<system type=\"max\" size=\"%zu\"/>\n"
                           "<aspace type=\"total\" size=\"%zu\"/>\n"
                           "<aspace type=\"mprotect\" size=\"%zu\"/>\n",
-                          mi.arena, mi.usmblks, ps.reserved, ps.reserved);
+                          mi.arena, mi.usmblks, ps.reserved,
+                          region_opened_bytes());
   size_t nm = umpa_format(lg, sizeof lg,
                           "<total type=\"mmap\" count=\"%zu\" size=\"%zu\"/>\n",
                           mi.hblks, mi.hblkhd);

@@ -296,6 +296,11 @@ struct region *region_create_short(size_t npages) {
  * mutex: under mlockall an opening populates its piece, milliseconds. */
 static ulock_t open_lock = {.kind = LOCK_MUTEX};
 static _Atomic bool locked;
+static _Atomic size_t opened_bytes; /* written under open_lock */
+
+size_t region_opened_bytes(void) {
+  return atomic_load_explicit(&opened_bytes, memory_order_relaxed);
+}
 
 bool region_locked(void) {
   return atomic_load_explicit(&locked, memory_order_relaxed);
@@ -313,7 +318,12 @@ bool region_open(struct region *r, size_t idx, size_t n) {
     size_t lo = s << OPEN_ORDER, hi = e << OPEN_ORDER;
     if (hi > r->mapped) hi = r->mapped; /* a short region's last piece */
     ok = os_open(region_addr(r, lo), (hi - lo) << PAGE_SHIFT, true);
-    if (ok) bitmap_set(r->xopen, s, e - s);
+    if (ok) {
+      bitmap_set(r->xopen, s, e - s);
+      atomic_store_explicit(&opened_bytes,
+                            region_opened_bytes() + ((hi - lo) << PAGE_SHIFT),
+                            memory_order_relaxed);
+    }
     i = e;
   }
   /* Once per opening, which comes once per 2 MiB of address space used. */

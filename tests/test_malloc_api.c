@@ -1205,6 +1205,16 @@ static bool xml_total(const char *text, const char *type, size_t *count,
                         count, size) == 2;
 }
 
+/* The first <aspace> entries of malloc_info's XML: reserved ("total") and
+ * accessible ("mprotect") bytes. */
+static void xml_aspace(const char *text, size_t *total, size_t *open) {
+  static const char tot_key[] = "<aspace type=\"total\" size=\"",
+                    open_key[] = "<aspace type=\"mprotect\" size=\"";
+  const char *at = strstr(text, tot_key), *ao = strstr(text, open_key);
+  *total = at ? strtoull(at + strlen(tot_key), NULL, 10) : 0;
+  *open = ao ? strtoull(ao + strlen(open_key), NULL, 10) : 0;
+}
+
 /* malloc_info writes glibc's XML with real figures: half of 1000 blocks
  * of 200 bytes freed are in "rest", a live 64 MiB block (above glibc's
  * largest mmap threshold) in "mmap", the heap holds memory ("system");
@@ -1249,8 +1259,16 @@ static void sc_malloc_info(const struct api *a, struct args arg,
   const char *cur = strstr(text, sys_key);
   say(o, cur && strtoull(cur + strlen(sys_key), NULL, 10) > 0 ? "system>0"
                                                               : "SYSTEM=0");
-  note(o, "rest %zu blocks %zu bytes, mmap %zu blocks %zu bytes, %zu bytes",
-       rest_n, rest_b, mm_n, mm_b, len);
+  /* The accessible address space ("mprotect") is part of the reserved
+   * ("total"); glibc counts its arenas there, not its mmapped chunks,
+   * umpa the regions' pieces opened so far, not those only reserved. */
+  size_t as_total, as_open;
+  xml_aspace(text, &as_total, &as_open);
+  say(o, as_open > 0 && as_open <= as_total ? "aspace:0<open<=total"
+                                            : "ASPACE-WRONG");
+  note(o, "rest %zu blocks %zu bytes, mmap %zu blocks %zu bytes, %zu bytes, "
+          "aspace %zu open of %zu",
+       rest_n, rest_b, mm_n, mm_b, len, as_open, as_total);
   free(text);
   a->free(large);
   for (int i = 1; i < N; i += 2) a->free(blk[i]);
@@ -1290,7 +1308,14 @@ static void sc_malloc_info_classes(const struct api *a, struct args arg,
   }
   say(o, ordered ? "ordered" : "NOT-ORDERED");
   say(o, of_cls >= N / 2 ? "class>=N/2" : "CLASS<N/2");
-  note(o, "%zu entries; %zu free of the %zu-byte class", entries, of_cls, cls);
+  /* Regions are reserved inaccessible and opened in 2 MiB pieces as they
+   * are used: the last region made is never used whole here. */
+  size_t as_total, as_open;
+  xml_aspace(text, &as_total, &as_open);
+  say(o, as_open > 0 && as_open < as_total ? "open<reserved" : "OPEN=RESERVED");
+  note(o, "%zu entries; %zu free of the %zu-byte class; %zu of %zu bytes "
+          "open",
+       entries, of_cls, cls, as_open, as_total);
   free(text);
   for (int i = 1; i < N; i += 2) a->free(blk[i]);
   a->free(blk);
@@ -1665,9 +1690,10 @@ static void test_mallinfo_stats(void) {
   scenario(sc_stats, ARGS(0), "system-bytes,in-use-bytes", "malloc_stats");
   scenario(sc_malloc_info, ARGS(0),
            "r=0 bad-options=EINVAL errno=unchanged xml rest>=N/2 "
-           "mmap>=64MiB system>0",
+           "mmap>=64MiB system>0 aspace:0<open<=total",
            "malloc_info: 1000 x 200 B, half freed, and 64 MiB live");
-  umpa_only(sc_malloc_info_classes, ARGS(0), "r=0 ordered class>=N/2",
+  umpa_only(sc_malloc_info_classes, ARGS(0),
+            "r=0 ordered class>=N/2 open<reserved",
             "malloc_info: one entry per class, in order; the freed half");
 }
 
