@@ -394,8 +394,8 @@ bool largecache_put(void *p, struct pmeta *pm) {
     /* Twice the memory in use lately, at most the default (256 MiB) or the
      * memory in use, whichever is more: a ring of varied blocks keeps
      * spans that wait for a request they fit, about a fifth of its live
-     * data (Figure 7 through malloc, with 2 GB live, faulted 10-12 pages
-     * in per 4-8 MiB request capped at 256 MiB, 9.3-10 uncapped). */
+     * data (Figure 7 through malloc, with 2 GB live, faulted 10.5-11.5
+     * pages in per 4-8 MiB request capped at 256 MiB, 9.3-10 uncapped). */
     size_t live = cache_adaptive(SIZE_MAX, 2);
     limit = cache_adaptive(live > limit ? live : limit, 4);
   }
