@@ -438,6 +438,31 @@ static void test_decay(void) {
   umpa_page_check();
 }
 
+/* Unset, UMPA_LARGE_CACHE's 256 MiB is a floor of the cap, not a ceiling:
+ * a heap with more memory in use may cache as much as it has in use (a
+ * ring of varied blocks keeps spans that wait for a request they fit).
+ * Here the default is cut to 8 MiB: with 48 MiB live, a freed 12 MiB
+ * block is cached, where the old cap (8 MiB) sent it to the page layer. */
+static void test_cap_follows_live(void) {
+  umpa_malloc_trim(0);
+  struct large_cache_opt was = {umpa_opt.large_cache,
+                                umpa_opt.large_cache_fixed};
+  umpa_opt.large_cache = 8 * MiB;
+  umpa_opt.large_cache_fixed = false;
+  char *live = umpa_malloc(48 * MiB), *blk = umpa_malloc(12 * MiB);
+  REQUIRE(live && blk);
+  memset(blk, 1, 12 * MiB);
+  size_t before = largecache_bytes();
+  umpa_free(blk);
+  CHECK_MSG(largecache_bytes() >= before + 12 * MiB,
+            "%zu bytes cached after freeing 12 MiB with 48 MiB live",
+            largecache_bytes());
+  umpa_free(live);
+  restore_large_cache(was);
+  umpa_page_check();
+  umpa_malloc_trim(0);
+}
+
 /* A cached span older than UMPA_DECAY_MS stays while the program takes
  * more memory from the cache within a window of that length than the
  * cache holds (a ring of varied blocks has spans that wait longer than
@@ -853,6 +878,7 @@ int main(void) {
   test_mixed_ring();
   test_decay();
   test_decay_busy();
+  test_cap_follows_live();
   test_decay_small_work();
   test_page_cache_decay();
   test_rounds_reuse();
