@@ -371,8 +371,8 @@ static struct superblock *next_superblock(struct heap *h, struct bin *b,
  * a program that stops both would keep what they hold until it exits.
  * Every HEAP_TICK_EVERY events of a heap's slow paths (a superblock run
  * out, or one changing its quarter of fullness), it ages them too, the
- * store of empty superblocks included: two clock reads (three while the
- * large cache holds more than it keeps) and a load per class of the heap's
+ * store of empty superblocks included: a clock read (two while the large
+ * cache holds more than it keeps) and a load per class of the heap's
  * stripe and of one other when there is nothing to release; and it trims
  * the heap if a malloc_trim came since its last tick. */
 #define HEAP_TICK_EVERY 16

@@ -284,75 +284,67 @@ static size_t evict(size_t excess) {
   return backed;
 }
 
-/* Pages with memory the cache handed out in the current decay window and
- * in the one before (written under lc_lock, read by above_keep without
- * it), and when the current window began. */
-static _Atomic size_t lc_took_now, lc_took_last;
-static _Atomic uint64_t lc_window;
+/* The age at which a span's memory decays, UMPA_DECAY_MS to 16 times that
+ * (lc_lock): doubled whenever a span is taken that waited half of it or
+ * more (a span that waited all of it has gone: only those taken in the
+ * second half of their age can raise it), halved after a whole age
+ * without one, and back to UMPA_DECAY_MS at a full trim.  A program that
+ * takes spans back late (a ring of varied blocks: Figure 7's spans wait
+ * 50 ms and more for a request they fit) would otherwise lose them to
+ * decay and fault them in again; one that reuses its blocks at once, or
+ * not at all, keeps the short age. */
+static uint64_t lc_age, lc_late_at;
 
-/* Record `pages` with memory handed out (lc_lock held). */
-static void took(size_t pages) {
-  atomic_store_explicit(&lc_took_now,
-                        atomic_load_explicit(&lc_took_now,
-                                             memory_order_relaxed) +
-                            pages,
-                        memory_order_relaxed);
+static uint64_t age_most(uint64_t base) {
+  return base > UINT64_MAX / 16 ? UINT64_MAX : 16 * base;
 }
 
-/* Start a new window once the current one is a decay age old (lc_lock
- * held): what the last one took is forgotten after one window without
- * the lock, as above_keep assumes. */
-static void roll_window(uint64_t now, uint64_t age) {
-  uint64_t start = atomic_load_explicit(&lc_window, memory_order_relaxed);
-  if (now - start < age) return;
-  atomic_store_explicit(&lc_took_last,
-                        now - start < 2 * age
-                            ? atomic_load_explicit(&lc_took_now,
-                                                   memory_order_relaxed)
-                            : 0,
-                        memory_order_relaxed);
-  atomic_store_explicit(&lc_took_now, 0, memory_order_relaxed);
-  atomic_store_explicit(&lc_window, now, memory_order_relaxed);
+static uint64_t age_in_force(uint64_t base) {
+  if (lc_age < base) lc_age = base;
+  if (lc_age > age_most(base)) lc_age = age_most(base); /* option changed */
+  if (lc_age > base && lc_now - lc_late_at >= lc_age) {
+    lc_age /= 2;
+    lc_late_at = lc_now;
+  }
+  return lc_age < base ? base : lc_age;
 }
 
-/* What the program took from the cache lately, as of `now`: the most of
- * the last two windows, as they would stand had the windows rolled. */
-static size_t recent_demand(uint64_t now, uint64_t age) {
-  uint64_t start = atomic_load_explicit(&lc_window, memory_order_relaxed);
-  size_t cur = atomic_load_explicit(&lc_took_now, memory_order_relaxed);
-  size_t last = atomic_load_explicit(&lc_took_last, memory_order_relaxed);
-  if (now < start || now - start < age) return cur > last ? cur : last;
-  return now - start < 2 * age ? cur : 0;
+/* A span is taken (lc_lock held). */
+static void took(struct pmeta *pm) {
+  uint64_t base = decay_age_ns();
+  if (!base || lc_now < lru_link(pm)->stamp) return;
+  if (lc_age < base) lc_age = base;
+  if (lc_now - lru_link(pm)->stamp >= lc_age / 2) {
+    lc_late_at = lc_now;
+    lc_age = lc_age > age_most(base) / 2 ? age_most(base) : 2 * lc_age;
+  }
 }
 
 /* Whether the cache holds more memory than decay leaves it: an eighth of
- * the memory in use, or what the program took from the cache in the last
- * decay window or two, whichever is more. */
-static bool above_keep(uint64_t now, uint64_t age) {
-  size_t keep = pages_live() / LC_KEEP_DIV, demand = recent_demand(now, age);
+ * the memory in use. */
+static bool above_keep(void) {
   return atomic_load_explicit(&lc_backed, memory_order_relaxed) >
-         (demand > keep ? demand : keep);
+         pages_live() / LC_KEEP_DIV;
 }
 
-/* Age the cache (lc_lock held): spans nobody took for UMPA_DECAY_MS give
- * their memory back to the kernel, the oldest first.  A program that
+/* Age the cache (lc_lock held): spans nobody took for the age in force
+ * (UMPA_DECAY_MS, longer while spans are taken late) give their memory
+ * back to the kernel, the oldest first.  A program that
  * reuses its large blocks keeps them; one that has moved on stops paying
  * for them (mimalloc purges after 10 ms, jemalloc decays over 10 s).
  * What is left of an eighth of the memory in use is kept whatever its age:
  * in a big ring of varied blocks (Figure 7) some spans wait longer than
  * that for a request they fit, and releasing them made the run fault 20%
- * more, and the slower the machine the more (the age is wall time).  For
- * the same reason the cache keeps what the program took from it in the
- * last window or two (above_keep): a busy ring takes far more than it
- * holds.
+ * more, and the slower the machine the more (the age is wall time): the
+ * age in force grows for such a program (age_in_force).
  * Without a background thread the clock is read here, on the large paths,
  * which cost far more than the read, and on the small paths' ticks. */
 static void decay_locked(void) {
   lc_now = os_now_ns();
   uint64_t age = decay_age_ns();
   if (!age || !lc_ready || !lc_now) return;
-  roll_window(lc_now, age);
-  while (lc_lru.prev != &lc_lru && above_keep(lc_now, age)) {
+  age = age_in_force(age);
+  while (lc_lru.prev != &lc_lru && above_keep()) {
     struct pmeta *pm = of_lru_link(lc_lru.prev);
     /* Stamps are taken under the lock from the same clock: never ahead. */
     if (lc_now - lru_link(pm)->stamp < age) break;
@@ -368,8 +360,7 @@ static void lock_and_decay(void) {
 }
 
 void largecache_decay_idle(void) {
-  uint64_t age = decay_age_ns();
-  if (!age || !above_keep(os_now_ns(), age) || !ulock_try(&lc_lock)) return;
+  if (!decay_age_ns() || !above_keep() || !ulock_try(&lc_lock)) return;
   decay_locked();
   ulock_release(&lc_lock);
 }
@@ -557,7 +548,7 @@ void *largecache_take(size_t pages, unsigned flags) {
     return pm ? fill(pm, flags) : NULL;
   }
   size_t had = listed_backed(pm);
-  took(pages - pm_need);
+  took(pm);
   unlist_span(pm, false);
   size_t surplus = pm->count - pages;
   if (surplus >= LC_MIN_PAGES) {
@@ -649,7 +640,7 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
   }
   /* A front long enough to stay a span keeps the span's place in LRU
    * order; the back is listed as freed now, as in largecache_take. */
-  took(pages);
+  took(pm);
   unlist_span(pm, off >= LC_MIN_PAGES);
   struct pmeta *win = pm;
   if (off) {
@@ -693,6 +684,7 @@ void *largecache_grow(size_t pages, unsigned flags) {
 size_t largecache_flush(void) {
   size_t released = 0;
   ulock_acquire(&lc_lock);
+  lc_age = 0; /* an empty cache starts again from UMPA_DECAY_MS */
   size_t cached;
   while ((cached = atomic_load_explicit(&lc_pages, memory_order_relaxed)) != 0) {
     released += evict(cached);

@@ -463,47 +463,83 @@ static void test_cap_follows_live(void) {
   umpa_malloc_trim(0);
 }
 
-/* A cached span older than UMPA_DECAY_MS stays while the program takes
- * more memory from the cache within a window of that length than the
- * cache holds (a ring of varied blocks has spans that wait longer than
- * that for a request they fit: Figure 7 through malloc faulted more when
- * they went), and goes once the program stops taking. */
-static void test_decay_busy(void) {
+/* Age the large cache as a heap's tick does (a malloc would take a span
+ * and count as a take) and return the pages released since `since`. */
+static uint64_t poke_and_count(struct umpa_page_stats *since) {
+  largecache_decay_idle();
+  struct umpa_page_stats now;
+  umpa_page_stats(&now);
+  uint64_t n = now.pages_released - since->pages_released;
+  *since = now;
+  return n;
+}
+
+/* The age at which spans decay follows how late the program takes them
+ * back.  Reusing one block at once leaves it at UMPA_DECAY_MS, so an
+ * older idle span goes while the program is busy; taking spans back that
+ * waited half the age or more doubles it (a ring of varied blocks, whose
+ * spans wait that long for a request they fit: Figure 7 through malloc
+ * faulted more when they went), so a span idle past UMPA_DECAY_MS stays;
+ * and without late takes the age falls back and the span goes. */
+static void test_decay_late(void) {
   struct large_cache_opt was = fix_large_cache();
   umpa_malloc_trim(0);
   size_t saved = umpa_opt.decay_ms;
-  umpa_opt.decay_ms = 20;
-  /* Live blocks around the busy one keep its span from merging with
-   * anything: each malloc of it takes that span back, exactly. */
+  umpa_opt.decay_ms = 40;
+  /* Live blocks around each one keep their spans from merging. */
   char *sep0 = umpa_malloc(64 * 1024), *busy = umpa_malloc(MiB),
-       *sep1 = umpa_malloc(64 * 1024), *big = umpa_malloc(4 * MiB);
-  REQUIRE(sep0 && busy && sep1 && big);
-  memset(big, 9, 4 * MiB);
+       *sep1 = umpa_malloc(64 * 1024), *idle = umpa_malloc(4 * MiB),
+       *sep2 = umpa_malloc(64 * 1024), *late = umpa_malloc(2 * MiB),
+       *sep3 = umpa_malloc(64 * 1024);
+  REQUIRE(sep0 && busy && sep1 && idle && sep2 && late && sep3);
+  memset(idle, 9, 4 * MiB);
   memset(busy, 1, MiB);
-  umpa_free(big);
-  struct umpa_page_stats a, b;
-  umpa_page_stats(&a);
+  memset(late, 2, 2 * MiB);
+  umpa_free(idle);
+  struct umpa_page_stats base;
+  umpa_page_stats(&base);
   uint64_t start = mono_ns();
   while (mono_ns() - start < 120 * 1000 * 1000ull) {
     umpa_free(busy);
     REQUIRE((busy = umpa_malloc(MiB)));
-    for (size_t off = 0; off < MiB; off += 4096) busy[off]++;
   }
-  umpa_page_stats(&b);
-  size_t during = (size_t)(b.pages_released - a.pages_released) * 4096;
-  CHECK_MSG(during < MiB, "%zu bytes released while the cache was busy",
-            during);
-  CHECK_MSG(largecache_bytes() >= 4 * MiB, "%zu bytes cached",
-            largecache_bytes());
-  struct timespec nap = {0, 60 * 1000 * 1000};
-  nanosleep(&nap, NULL);
-  umpa_free(umpa_malloc(64 * 1024)); /* takes the cache's lock */
-  umpa_page_stats(&a);
-  size_t after = (size_t)(a.pages_released - b.pages_released) * 4096;
-  CHECK_MSG(after >= 4 * MiB, "%zu bytes released once idle", after);
+  uint64_t busy_released = poke_and_count(&base);
+  CHECK_MSG(busy_released >= 1024,
+            "%llu pages released while one block was reused at once",
+            (unsigned long long)busy_released);
+  /* Three late takes of the 2 MiB span, each after half the age in force
+   * or more, but before the age (a span that waited the whole age has
+   * gone): 28 ms of 40, 56 of 80, 110 of 160; the age goes to 320 ms. */
+  static const long naps_ms[3] = {28, 56, 110};
+  for (int i = 0; i < 3; i++) {
+    umpa_free(late);
+    struct timespec nap = {0, naps_ms[i] * 1000 * 1000};
+    nanosleep(&nap, NULL);
+    REQUIRE((late = umpa_malloc(2 * MiB)));
+  }
+  REQUIRE((idle = umpa_malloc(4 * MiB)));
+  memset(idle, 9, 4 * MiB);
+  umpa_free(idle);
+  poke_and_count(&base);
+  struct timespec wait = {0, 100 * 1000 * 1000}; /* past UMPA_DECAY_MS */
+  nanosleep(&wait, NULL);
+  uint64_t kept = poke_and_count(&base);
+  CHECK_MSG(kept < 256, "%llu pages released 100 ms after late takes",
+            (unsigned long long)kept);
+  /* No more late takes: the age halves back and the span goes. */
+  uint64_t gone = 0;
+  for (int i = 0; i < 30 && gone < 1024; i++) {
+    nanosleep(&wait, NULL);
+    gone += poke_and_count(&base);
+  }
+  CHECK_MSG(gone >= 1024, "%llu pages released once idle",
+            (unsigned long long)gone);
   umpa_free(busy);
+  umpa_free(late);
   umpa_free(sep0);
   umpa_free(sep1);
+  umpa_free(sep2);
+  umpa_free(sep3);
   umpa_opt.decay_ms = saved;
   restore_large_cache(was);
   umpa_page_check();
@@ -877,7 +913,7 @@ int main(void) {
   test_ring_footprint();
   test_mixed_ring();
   test_decay();
-  test_decay_busy();
+  test_decay_late();
   test_cap_follows_live();
   test_decay_small_work();
   test_page_cache_decay();
