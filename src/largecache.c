@@ -387,8 +387,9 @@ bool largecache_put(void *p, struct pmeta *pm) {
      * spans that wait for a request they fit, about a fifth of its live
      * data (Figure 7 through malloc, with 2 GB live, faulted 10.5-11.5
      * pages in per 4-8 MiB request capped at 256 MiB, 9.3-10 uncapped). */
-    size_t live = cache_adaptive(SIZE_MAX, 2);
-    limit = cache_adaptive(live > limit ? live : limit, 4);
+    size_t live = cache_adaptive(SIZE_MAX, 2); /* one read of the clock */
+    if (live > limit) limit = live;
+    if (2 * live < limit) limit = 2 * live;
   }
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES || pages > limit ||
       pm->user_offset != 0)
