@@ -996,6 +996,15 @@ UMPA_HIDDEN bool largecache_populate_ahead(size_t pages);
  * stays cached), or NULL.  `flags` (UMPA_ZERO, UMPA_LAZY|PAGE_WARM) say
  * how the pages without memory are treated, as for page_alloc. */
 UMPA_HIDDEN void *largecache_take(size_t pages, unsigned flags);
+/* Grow the large block pm, in use, to `pages` pages in place over the
+ * cached span that starts right after it, whose rest stays cached: a block
+ * cut from the front of a span (largecache_take, largecache_grow) can so
+ * grow by realloc without moving, into memory the cache holds.  The new
+ * pages get memory as `flags` ask, as for largecache_take.  False when no
+ * long enough span follows, or out of memory: the block is then as it
+ * was.  The pages stay counted in the heap's arena. */
+UMPA_HIDDEN bool largecache_extend(struct pmeta *pm, size_t pages,
+                                   unsigned flags);
 /* A block of `pages` pages (a power of two), aligned to its size and all
  * of it with memory, cut from a cached span and handed over as a block of
  * `kind` (a superblock); NULL when no span has such a piece.  The pages

@@ -575,6 +575,57 @@ void *largecache_take(size_t pages, unsigned flags) {
   return fill(pm, flags);
 }
 
+bool largecache_extend(struct pmeta *pm, size_t pages, unsigned flags) {
+  struct region *r = pm->region;
+  size_t idx = pmeta_index(pm), old = pm->count, next = idx + old;
+  size_t need = pages - old;
+  /* The bit is only changed under the lock: read first as a hint, so
+   * that a block with no span after it costs no lock. */
+  if (pages <= old || next >= r->mapped || !bitmap_test(r->xcached, next))
+    return false;
+  lock_and_decay();
+  struct pmeta *nx = &r->meta[next];
+  if (!bitmap_test(r->xcached, next) || nx->count < need) {
+    ulock_release(&lc_lock);
+    return false;
+  }
+  size_t had = listed_backed(nx);
+  took(nx);
+  unlist_span(nx, false);
+  size_t surplus = nx->count - need;
+  if (surplus >= LC_MIN_PAGES) {
+    size_t left = nx->flags & PMF_FULL ? surplus
+                  : had == 0           ? 0
+                                       : had - bitmap_count(r->xbacked, next,
+                                                            need);
+    list_span(page_split(nx, need), true, left);
+  } else if (surplus) {
+    nx->count = (uint32_t)need;
+    PC_ADD(xin_use, -surplus);
+    buddy_free_range(&umpa_buddy, r, next + need, surplus,
+                     (nx->flags & PMF_FULL) != 0);
+    heap_account_arena(-(ssize_t)(surplus << PAGE_SHIFT));
+  }
+  ulock_release(&lc_lock);
+  /* The front's memory, as fill gives a taken block's, before it joins:
+   * on failure it goes back to the page layer and the block is as it
+   * was. */
+  bool full = (nx->flags & PMF_FULL) != 0;
+  if (!full || (flags & UMPA_ZERO)) {
+    if (page_prepare(r, next, need, flags, NULL) != 0) {
+      nx->flags = 0; /* page_prepare left the backed bits exact */
+      drop(nx);
+      return false;
+    }
+    full = !(flags & UMPA_LAZY) || bitmap_count(r->xbacked, next, need) == need;
+  }
+  nx->flags = full ? PMF_FULL : 0;
+  page_join(pm, nx);
+  if (!full) pm->flags |= PMF_UNKNOWN; /* the owner may touch them */
+  PC_ADD(xgrow_in_place, 1);
+  return true;
+}
+
 /* Hand a piece cut from a span back to the cache, or to the page layer
  * when it is too small to be a span (lc_lock held). */
 static void shed(struct pmeta *pm, bool recent) {

@@ -354,8 +354,14 @@ void *umpa_realloc(void *p, size_t n) {
       /* Resize by pages: in place, or moved by remapping, never copied. */
       size_t old = pm->count, pages = pages_of(n);
       page_check_block(p, old, KIND_LARGE, "realloc");
-      void *q = page_resize(p, pm, old, pages,
-                            pages > old ? large_flags(pages - old) : 0);
+      unsigned fl = pages > old ? large_flags(pages - old) : 0;
+      /* First over a cached span right after the block (see
+       * largecache_extend): its pages are in the arena already. */
+      if (pages > old && largecache_extend(pm, pages, fl)) {
+        large_inuse(0, (ssize_t)((pages - old) << PAGE_SHIFT));
+        return p;
+      }
+      void *q = page_resize(p, pm, old, pages, fl);
       if (q) {
         ssize_t delta = ((ssize_t)pages - (ssize_t)old) * (ssize_t)PAGE_SIZE;
         large_inuse(0, delta);
