@@ -1,0 +1,86 @@
+/*
+ * realloc_chain.c - buffers grown by doubling with realloc, again and again.
+ *
+ * A vector, a string builder, a file read into a growing buffer: each chain
+ * mallocs 32 KiB + 8 bytes, writes it, and reallocs it to twice its size
+ * minus the 8 bytes, writing the new part, up to 4 MiB + 8 (sqlite's sorter
+ * did exactly this several times a second in tests/preload's workload), then
+ * frees it.  The next chain can reuse the memory the last one freed; an
+ * allocator that instead grows each chain into fresh pages pays a fault per
+ * page.  With a pause between chains (`gap_us`), cached memory has time to
+ * decay.  Reports ms per chain and faults per chain, first without a pause,
+ * then with a 20 ms one.
+ *
+ * Usage: realloc_chain [--quick] [chains [gap_us]]
+ */
+#define _GNU_SOURCE
+#include "bench.h"
+
+#include <string.h>
+#include <time.h>
+
+struct outcome {
+  double ms, faults;
+};
+
+static struct outcome run(long chains, long gap_us, size_t top) {
+  uint64_t f0 = minor_faults(), t0 = now_ns(), paused = 0;
+  for (long c = 0; c < chains; c++) {
+    size_t n = 32 * 1024 + 8;
+    char *p = xmalloc(n);
+    memset(p, (int)c, n);
+    while (n < top) {
+      size_t m = (n - 8) * 2 + 8;
+      char *q = realloc(p, m);
+      if (!q) {
+        fprintf(stderr, "realloc_chain: realloc(%zu) failed\n", m);
+        exit(1);
+      }
+      p = q;
+      memset(p + n, (int)c, m - n);
+      n = m;
+    }
+    if (p[0] != (char)c || p[n - 1] != (char)c) {
+      fprintf(stderr, "realloc_chain: contents lost\n");
+      exit(1);
+    }
+    free(p);
+    if (gap_us) {
+      uint64_t s = now_ns();
+      struct timespec ts = {gap_us / 1000000, gap_us % 1000000 * 1000};
+      nanosleep(&ts, NULL);
+      paused += now_ns() - s;
+    }
+  }
+  struct outcome o;
+  o.ms = (double)(now_ns() - t0 - paused) / 1e6 / (double)chains;
+  o.faults = (double)(minor_faults() - f0) / (double)chains;
+  return o;
+}
+
+int main(int argc, char **argv) {
+  bool quick = has_flag(argc, argv, "--quick");
+  long chains = num_arg(argc, argv, 0, quick ? 5 : 200);
+  long gap_us = num_arg(argc, argv, 1, 20000);
+  if (chains < 1 || gap_us < 0 || gap_us > 10000000) {
+    fprintf(stderr, "usage: realloc_chain [--quick] [chains [gap_us]]\n");
+    return 2;
+  }
+  size_t top = 4 * MiB + 8;
+  struct rss_marks m;
+  rss_mark_start(&m);
+  struct outcome busy = run(chains, 0, top);
+  struct outcome idle = run(chains / 4 > 0 ? chains / 4 : 1, gap_us, top);
+  rss_mark_end(&m);
+  printf("realloc_chain: %ld chains of 32 KiB..4 MiB by doubling, back to "
+         "back: %.3f ms and %.1f faults a chain; %ld with %ld us between "
+         "them: %.3f ms and %.1f faults a chain (the pauses not counted)\n",
+         chains, busy.ms, busy.faults, chains / 4 > 0 ? chains / 4 : 1,
+         gap_us, idle.ms, idle.faults);
+  print_rss_text(&m);
+  printf("result: bench=realloc_chain busy_ms=%.4f busy_faults=%.1f "
+         "idle_ms=%.4f idle_faults=%.1f",
+         busy.ms, busy.faults, idle.ms, idle.faults);
+  print_rss_fields(&m);
+  return 0;
+}
