@@ -503,6 +503,32 @@ static void *fill(struct pmeta *pm, unsigned flags) {
   return addr_of(pm);
 }
 
+/* Take the listed span pm off its lists and cut it to its first `pages`
+ * pages (lc_lock held): the rest stays cached as a span of its own, or
+ * goes back to the page layer when too small for one. */
+static void take_front(struct pmeta *pm, size_t pages) {
+  size_t had = listed_backed(pm);
+  took(pm);
+  unlist_span(pm, false);
+  struct region *r = pm->region;
+  size_t surplus = pm->count - pages, idx = pmeta_index(pm);
+  if (surplus >= LC_MIN_PAGES) {
+    /* The surplus's memory: what the span had less what the front takes
+     * (the front is the smaller part to count). */
+    size_t left = pm->flags & PMF_FULL ? surplus
+                  : had == 0           ? 0
+                                       : had - bitmap_count(r->xbacked, idx,
+                                                            pages);
+    list_span(page_split(pm, pages), true, left);
+  } else if (surplus) {
+    pm->count = (uint32_t)pages;
+    PC_ADD(xin_use, -surplus);
+    buddy_free_range(&umpa_buddy, r, idx + pages, surplus,
+                     (pm->flags & PMF_FULL) != 0);
+    heap_account_arena(-(ssize_t)(surplus << PAGE_SHIFT));
+  }
+}
+
 void *largecache_take(size_t pages, unsigned flags) {
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES ||
       atomic_load_explicit(&lc_pages, memory_order_relaxed) < pages / 4)
@@ -548,29 +574,7 @@ void *largecache_take(size_t pages, unsigned flags) {
     ulock_release(&lc_lock);
     return pm ? fill(pm, flags) : NULL;
   }
-  size_t had = listed_backed(pm);
-  took(pm);
-  unlist_span(pm, false);
-  size_t surplus = pm->count - pages;
-  if (surplus >= LC_MIN_PAGES) {
-    /* The surplus's memory: what the span had less what the block takes
-     * (the block is the smaller part to count). */
-    size_t left = pm->flags & PMF_FULL ? surplus
-                  : had == 0           ? 0
-                                       : had - bitmap_count(pm->region->xbacked,
-                                                            pmeta_index(pm),
-                                                            pages);
-    list_span(page_split(pm, pages), true, left);
-  } else if (surplus) {
-    /* Too small to keep as a span: back to the page layer. */
-    struct region *r = pm->region;
-    size_t tail = pmeta_index(pm) + pages;
-    pm->count = (uint32_t)pages;
-    PC_ADD(xin_use, -surplus);
-    buddy_free_range(&umpa_buddy, r, tail, surplus,
-                     (pm->flags & PMF_FULL) != 0);
-    heap_account_arena(-(ssize_t)(surplus << PAGE_SHIFT));
-  }
+  take_front(pm, pages);
   ulock_release(&lc_lock);
   return fill(pm, flags);
 }
@@ -589,23 +593,7 @@ bool largecache_extend(struct pmeta *pm, size_t pages, unsigned flags) {
     ulock_release(&lc_lock);
     return false;
   }
-  size_t had = listed_backed(nx);
-  took(nx);
-  unlist_span(nx, false);
-  size_t surplus = nx->count - need;
-  if (surplus >= LC_MIN_PAGES) {
-    size_t left = nx->flags & PMF_FULL ? surplus
-                  : had == 0           ? 0
-                                       : had - bitmap_count(r->xbacked, next,
-                                                            need);
-    list_span(page_split(nx, need), true, left);
-  } else if (surplus) {
-    nx->count = (uint32_t)need;
-    PC_ADD(xin_use, -surplus);
-    buddy_free_range(&umpa_buddy, r, next + need, surplus,
-                     (nx->flags & PMF_FULL) != 0);
-    heap_account_arena(-(ssize_t)(surplus << PAGE_SHIFT));
-  }
+  take_front(nx, need);
   ulock_release(&lc_lock);
   /* The front's memory, as fill gives a taken block's, before it joins:
    * on failure it goes back to the page layer and the block is as it
