@@ -628,13 +628,14 @@ static inline size_t pages_of(size_t bytes) {
 
 /* ---------------------------------------------------------------------------
  * Size classes (src/sizeclass.c).  16-byte steps up to 128 bytes, then four
- * classes per power of two up to SMALL_MAX: a block wastes at most 15 bytes
- * below 128 bytes and at most 20 % of its size above.  Larger requests are
- * page-layer blocks of their own.
+ * classes per power of two up to SMALL_MAX (eight from 4 to 8 KiB): a block
+ * wastes at most 15 bytes below 128 bytes and under 20 % of its size above
+ * (12.5 % from 4 to 8 KiB).  Larger requests are page-layer blocks of
+ * their own.
  * ------------------------------------------------------------------------- */
 
 #define SMALL_MAX ((size_t)32 << 10)
-#define NUM_CLASSES 40
+#define NUM_CLASSES 44
 #define SMALL_TABLE_MAX 1024 /* sizes looked up by table, not computed */
 
 struct size_class {
@@ -653,6 +654,7 @@ struct size_class {
 UMPA_HIDDEN extern struct size_class umpa_class[NUM_CLASSES];
 UMPA_HIDDEN extern uint8_t umpa_class_of16[SMALL_TABLE_MAX / 16 + 1];
 UMPA_HIDDEN void sizeclass_init(void);
+/* The class of a request of n bytes, SMALL_TABLE_MAX < n <= SMALL_MAX. */
 UMPA_HIDDEN unsigned sizeclass_of_large(size_t n);
 
 /* The class of a request of n bytes, 0 < n <= SMALL_MAX (n == 0 maps to
