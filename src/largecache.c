@@ -595,21 +595,13 @@ bool largecache_extend(struct pmeta *pm, size_t pages, unsigned flags) {
   }
   take_front(nx, need);
   ulock_release(&lc_lock);
-  /* The front's memory, as fill gives a taken block's, before it joins:
-   * on failure it goes back to the page layer and the block is as it
+  /* The front gets its memory as a taken block does, before it joins: on
+   * failure fill gives it back to the page layer and the block is as it
    * was. */
-  bool full = (nx->flags & PMF_FULL) != 0;
-  if (!full || (flags & UMPA_ZERO)) {
-    if (page_prepare(r, next, need, flags, NULL) != 0) {
-      nx->flags = 0; /* page_prepare left the backed bits exact */
-      drop(nx);
-      return false;
-    }
-    full = !(flags & UMPA_LAZY) || bitmap_count(r->xbacked, next, need) == need;
-  }
-  nx->flags = full ? PMF_FULL : 0;
-  page_join(pm, nx);
-  if (!full) pm->flags |= PMF_UNKNOWN; /* the owner may touch them */
+  if (!fill(nx, flags)) return false;
+  bool unknown = (nx->flags & PMF_UNKNOWN) != 0;
+  page_join(pm, nx); /* clears PMF_FULL unless the front has it */
+  if (unknown) pm->flags |= PMF_UNKNOWN; /* the owner may touch them */
   PC_ADD(xgrow_in_place, 1);
   return true;
 }
