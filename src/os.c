@@ -316,7 +316,6 @@ bool os_has_swap(void) {
   return has;
 }
 
-
 uint64_t os_thread_faults(void) {
   struct rusage ru;
   if (getrusage(RUSAGE_THREAD, &ru) != 0) return 0;
