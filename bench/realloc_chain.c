@@ -69,14 +69,15 @@ int main(int argc, char **argv) {
   size_t top = 4 * MiB + 8;
   struct rss_marks m;
   rss_mark_start(&m);
+  long idle_chains = chains / 4 > 0 ? chains / 4 : 1;
   struct outcome busy = run(chains, 0, top);
-  struct outcome idle = run(chains / 4 > 0 ? chains / 4 : 1, gap_us, top);
+  struct outcome idle = run(idle_chains, gap_us, top);
   rss_mark_end(&m);
   printf("realloc_chain: %ld chains of 32 KiB..4 MiB by doubling, back to "
          "back: %.3f ms and %.1f faults a chain; %ld with %ld us between "
          "them: %.3f ms and %.1f faults a chain (the pauses not counted)\n",
-         chains, busy.ms, busy.faults, chains / 4 > 0 ? chains / 4 : 1,
-         gap_us, idle.ms, idle.faults);
+         chains, busy.ms, busy.faults, idle_chains, gap_us, idle.ms,
+         idle.faults);
   print_rss_text(&m);
   printf("result: bench=realloc_chain busy_ms=%.4f busy_faults=%.1f "
          "idle_ms=%.4f idle_faults=%.1f",
