@@ -349,6 +349,11 @@ static inline size_t region_index(const struct region *r, const void *p) {
 static inline void *region_addr(const struct region *r, size_t idx) {
   return (void *)(r->base + (idx << PAGE_SHIFT));
 }
+/* The metadata entry of the page at p, which must lie in a region. */
+static inline struct pmeta *pmeta_at(const void *p) {
+  struct region *r = region_of(p);
+  return &r->meta[region_index(r, p)];
+}
 
 /* Bitmap helpers over a region's page bitmaps (src/bitmap.c). */
 UMPA_HIDDEN size_t bitmap_count(_Atomic uint64_t *map, size_t from, size_t n);

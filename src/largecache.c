@@ -80,10 +80,6 @@ static unsigned class_of(size_t pages) {
   return c < LC_CLASSES ? c : LC_CLASSES - 1;
 }
 
-static struct pmeta *head_of(void *p) {
-  struct region *r = region_of(p);
-  return &r->meta[region_index(r, p)];
-}
 
 static void *addr_of(struct pmeta *pm) {
   return region_addr(pm->region, pmeta_index(pm));
@@ -703,7 +699,7 @@ void *largecache_grow(size_t pages, unsigned flags) {
     return NULL;
   char *p = page_alloc(chunk, UMPA_LAZY, KIND_LARGE);
   if (!p) return NULL;
-  struct pmeta *pm = head_of(p);
+  struct pmeta *pm = pmeta_at(p);
   /* Nobody touched it yet: its backed bits are exact. */
   pm->flags &= (uint8_t)~PMF_UNKNOWN;
   heap_account_arena((ssize_t)(chunk << PAGE_SHIFT));

@@ -147,8 +147,7 @@ static void *large_alloc(size_t n, size_t align, bool zero) {
   heap_account_arena((ssize_t)(pages << PAGE_SHIFT));
   if (extra) {
     char *a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
-    struct region *r = region_of(p);
-    r->meta[region_index(r, p)].user_offset = (size_t)(a - p);
+    pmeta_at(p)->user_offset = (size_t)(a - p);
     p = a;
   }
   return p;

@@ -51,8 +51,7 @@ static char *chunk_cut(struct heap *h, size_t pages, bool *fresh) {
   if (!pm) {
     char *c = page_alloc(CHUNK_PAGES, UMPA_LAZY | PAGE_WARM, KIND_SUPERBLOCK);
     if (!c) return NULL;
-    struct region *r = region_of(c);
-    pm = &r->meta[region_index(r, c)];
+    pm = pmeta_at(c);
   }
   struct region *r = pm->region;
   size_t idx = pmeta_index(pm);
