@@ -32,4 +32,18 @@ if [ ${#missing[@]} -gt 0 ] || [ ${#peers[@]} -gt 0 ]; then
   # Peers are only compared against; a failure to install one is not fatal.
   [ ${#peers[@]} -gt 0 ] && { $sudo apt-get install -y -qq --no-install-recommends "${peers[@]}" || true; }
 fi
+# CPython's regression tests (the cpython preload test): Debian's python3
+# has them in a package of its own.
+if [ "${1:-}" = test ] && [ -x /usr/bin/python3 ]; then
+  # shellcheck source=../tests/preload/workloads.sh
+  . "$(dirname "$0")/../tests/preload/workloads.sh"
+  if [ -z "$(preload_cpython)" ]; then
+    ver=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && sudo=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq || true
+    $sudo apt-get install -y -qq --no-install-recommends "libpython$ver-testsuite"
+  fi
+fi
 exit 0

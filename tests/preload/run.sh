@@ -7,7 +7,7 @@
 # Usage: tests/preload/run.sh LIB W [SCALE]
 #   LIB    the allocator to preload (CTest passes libumpa.so; any drop-in
 #          malloc works, e.g. /usr/lib/x86_64-linux-gnu/libmimalloc.so.2)
-#   W      python | gcc | git | sqlite | sort
+#   W      python | perl | gcc | git | sqlite | sort | cpython
 #   SCALE  input size multiplier (default 1)
 # Environment: UMPA_PRELOAD_KEEP=1 keeps the work directory;
 #   UMPA_PRELOAD_TIMEOUT seconds allowed per run (default 135).
@@ -25,15 +25,15 @@ root=$(cd "$here/../.." && pwd)
 lib=$1 w=$2 scale=${3:-1}
 limit=${UMPA_PRELOAD_TIMEOUT:-135}
 fail() { echo "FAIL preload_$w: $*" >&2; exit 1; }
-case " $PRELOAD_WORKLOADS " in
+case " $PRELOAD_WORKLOADS $PRELOAD_TEST_WORKLOADS " in
   *" $w "*) ;;
-  *) echo "unknown workload '$w' (one of: $PRELOAD_WORKLOADS)" >&2; exit 2 ;;
+  *) echo "unknown workload '$w' (one of: $PRELOAD_WORKLOADS $PRELOAD_TEST_WORKLOADS)" >&2; exit 2 ;;
 esac
 
 # --- the programs this workload needs, installed when missing -------------
 need=(nm awk timeout sha256sum cmp diff)
 case $w in
-  python) need+=(python3) ;;
+  python | cpython) need+=(python3) ;;
   perl) need+=(perl) ;;
   gcc) need+=(gcc) ;;
   git) need+=(git) ;;
@@ -47,6 +47,9 @@ missing() {
   if [ "$w" = perl ] && command -v perl >/dev/null 2>&1 &&
     ! perl -Mthreads -MThread::Queue -MDigest::MD5 -e 1 >/dev/null 2>&1; then
     echo "perl-modules"
+  fi
+  if [ "$w" = cpython ] && [ -z "$(preload_cpython)" ]; then
+    echo "CPython's test modules (libpython3.X-testsuite)"
   fi
 }
 if [ -n "$(missing)" ]; then
@@ -88,7 +91,7 @@ echo "inputs generated in $(secs $(($(now_ms) - t0))) s ($(du -sh "$tmp/in" | cu
 # --- every program under test binds malloc to LIB -------------------------
 bins=()
 case $w in
-  python) bins=("$(cat "$tmp/in/python")") ;;
+  python | cpython) bins=("$(cat "$tmp/in/python")") ;;
   perl) bins=("$(command -v perl)") ;;
   gcc) bins=("$(command -v gcc)" "$(gcc -print-prog-name=cc1)") ;;
   git) bins=("$(command -v git)") ;;

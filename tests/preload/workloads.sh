@@ -20,6 +20,9 @@
 
 # shellcheck disable=SC2034 # used by run.sh and bench/programs
 PRELOAD_WORKLOADS="python perl gcc git sqlite sort"
+# Tests only, not timed by bench/programs: a regression suite's run time is
+# its own sleeps and subprocesses more than the allocator's.
+PRELOAD_TEST_WORKLOADS="cpython"
 PRELOAD_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # A fixed, small environment: the same in both runs, and nothing that makes
@@ -69,6 +72,39 @@ run_python() {
   # malloc'ed): send every allocation to malloc, so the allocator under test
   # sees Python's whole allocation traffic.
   PYTHONMALLOC=malloc P "$py" -s "$1/workload.py" "$(cat "$1/scale")"
+}
+
+# --- cpython --------------------------------------------------------------
+# CPython's own regression tests for the types and modules that allocate
+# most (3 500 tests; 11 s with two workers here), in worker processes that
+# inherit the preload.  Only the totals are compared: the per-test lines
+# carry timings.
+
+# An interpreter that has the test modules (Debian's python3 needs its
+# libpython3.X-testsuite package), else nothing.
+preload_cpython() {
+  local py
+  for py in python3 /usr/bin/python3; do
+    if "$py" -c 'import test.test_dict' >/dev/null 2>&1; then
+      "$py" -c 'import sys; print(sys.executable)'
+      return
+    fi
+  done
+}
+
+CPYTHON_TESTS="test_dict test_list test_set test_bytes test_json test_pickle
+  test_deque test_itertools test_sort test_struct test_array test_collections
+  test_re test_weakref test_gc"
+
+gen_cpython() {
+  preload_cpython >"$1/python"
+}
+run_cpython() {
+  local py
+  py=$(cat "$1/python")
+  # shellcheck disable=SC2086 # the list is words
+  PYTHONMALLOC=malloc P "$py" -m test -j2 $CPYTHON_TESTS >log.txt 2>&1
+  grep -E '^(Total tests|Total test files|Result):|^[0-9]+ tests? (failed|skipped)' log.txt
 }
 
 # --- perl -----------------------------------------------------------------
