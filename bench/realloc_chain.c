@@ -8,8 +8,11 @@
  * frees it.  The next chain can reuse the memory the last one freed; an
  * allocator that instead grows each chain into fresh pages pays a fault per
  * page.  With a pause between chains (`gap_us`), cached memory has time to
- * decay.  Reports ms per chain and faults per chain, first without a pause,
- * then with a 20 ms one.
+ * decay.  Side by side, four buffers grow in turn, each realloc'd once per
+ * step (several vectors filled together): a buffer then has a neighbour
+ * right after it, so it cannot grow in place, and an allocator that does
+ * not copy must move it.  Reports ms per chain and faults per chain: back
+ * to back, with a 20 ms pause, and four side by side (per chain of four).
  *
  * Usage: realloc_chain [--quick] [chains [gap_us]]
  */
@@ -23,28 +26,38 @@ struct outcome {
   double ms, faults;
 };
 
-static struct outcome run(long chains, long gap_us, size_t top) {
+#define MAX_SIDE 4
+
+/* Chains of `side` buffers grown in turn (1: one at a time). */
+static struct outcome run(long chains, long gap_us, size_t top, int side) {
   uint64_t f0 = minor_faults(), t0 = now_ns(), paused = 0;
   for (long c = 0; c < chains; c++) {
     size_t n = 32 * 1024 + 8;
-    char *p = xmalloc(n);
-    memset(p, (int)c, n);
+    char *p[MAX_SIDE];
+    for (int k = 0; k < side; k++) {
+      p[k] = xmalloc(n);
+      memset(p[k], (int)(c + k), n);
+    }
     while (n < top) {
       size_t m = (n - 8) * 2 + 8;
-      char *q = realloc(p, m);
-      if (!q) {
-        fprintf(stderr, "realloc_chain: realloc(%zu) failed\n", m);
-        exit(1);
+      for (int k = 0; k < side; k++) {
+        char *q = realloc(p[k], m);
+        if (!q) {
+          fprintf(stderr, "realloc_chain: realloc(%zu) failed\n", m);
+          exit(1);
+        }
+        p[k] = q;
+        memset(p[k] + n, (int)(c + k), m - n);
       }
-      p = q;
-      memset(p + n, (int)c, m - n);
       n = m;
     }
-    if (p[0] != (char)c || p[n - 1] != (char)c) {
-      fprintf(stderr, "realloc_chain: contents lost\n");
-      exit(1);
+    for (int k = 0; k < side; k++) {
+      if (p[k][0] != (char)(c + k) || p[k][n - 1] != (char)(c + k)) {
+        fprintf(stderr, "realloc_chain: contents lost\n");
+        exit(1);
+      }
+      free(p[k]);
     }
-    free(p);
     if (gap_us) {
       uint64_t s = now_ns();
       struct timespec ts = {gap_us / 1000000, gap_us % 1000000 * 1000};
@@ -69,19 +82,21 @@ int main(int argc, char **argv) {
   size_t top = 4 * MiB + 8;
   struct rss_marks m;
   rss_mark_start(&m);
-  long idle_chains = chains / 4 > 0 ? chains / 4 : 1;
-  struct outcome busy = run(chains, 0, top);
-  struct outcome idle = run(idle_chains, gap_us, top);
+  long few = chains / 4 > 0 ? chains / 4 : 1;
+  struct outcome busy = run(chains, 0, top, 1);
+  struct outcome idle = run(few, gap_us, top, 1);
+  struct outcome side = run(few, 0, top, MAX_SIDE);
   rss_mark_end(&m);
   printf("realloc_chain: %ld chains of 32 KiB..4 MiB by doubling, back to "
          "back: %.3f ms and %.1f faults a chain; %ld with %ld us between "
-         "them: %.3f ms and %.1f faults a chain (the pauses not counted)\n",
-         chains, busy.ms, busy.faults, idle_chains, gap_us, idle.ms,
-         idle.faults);
+         "them: %.3f ms and %.1f faults a chain (the pauses not counted); "
+         "%ld of %d side by side: %.3f ms and %.1f faults a chain of %d\n",
+         chains, busy.ms, busy.faults, few, gap_us, idle.ms, idle.faults,
+         few, MAX_SIDE, side.ms, side.faults, MAX_SIDE);
   print_rss_text(&m);
   printf("result: bench=realloc_chain busy_ms=%.4f busy_faults=%.1f "
-         "idle_ms=%.4f idle_faults=%.1f",
-         busy.ms, busy.faults, idle.ms, idle.faults);
+         "idle_ms=%.4f idle_faults=%.1f side_ms=%.4f side_faults=%.1f",
+         busy.ms, busy.faults, idle.ms, idle.faults, side.ms, side.faults);
   print_rss_fields(&m);
   return 0;
 }
