@@ -586,6 +586,11 @@ UMPA_HIDDEN void page_assume_backed(struct region *r, size_t idx, size_t n);
  * refused (contents then unchanged). */
 UMPA_HIDDEN int remap_exchange(struct region *rs, size_t is, struct region *rd,
                                size_t id, size_t n, bool dst_unknown);
+/* Move n pages from rs:is onto rd:id and give up the memory that was
+ * there (the kernel frees it as the pages land): one remap where an
+ * exchange takes three.  0 or an errno value (nothing moved). */
+UMPA_HIDDEN int remap_move_over(struct region *rs, size_t is, struct region *rd,
+                                size_t id, size_t n);
 UMPA_HIDDEN void *remap_grow(void *p, struct pmeta *pm, size_t old_pages,
                              size_t new_pages, unsigned flags);
 /* Fill the unbacked 2 MiB-aligned pieces of [idx, idx+n) of r with warm
@@ -1012,6 +1017,12 @@ UMPA_HIDDEN void *largecache_take(size_t pages, unsigned flags);
  * was.  The pages stay counted in the heap's arena. */
 UMPA_HIDDEN bool largecache_extend(struct pmeta *pm, size_t pages,
                                    unsigned flags);
+/* For a block that must move to grow: `pages` pages from the middle of the
+ * cached span with the most memory (then the largest) among those that
+ * hold twice as many, so that the block has room after it to grow in
+ * place, and so has the next block moved into the span's front half.
+ * Memory as for largecache_take; NULL when no span is that big. */
+UMPA_HIDDEN void *largecache_take_room(size_t pages, unsigned flags);
 /* A block of `pages` pages (a power of two), aligned to its size and all
  * of it with memory, cut from a cached span and handed over as a block of
  * `kind` (a superblock); NULL when no span has such a piece.  The pages

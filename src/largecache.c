@@ -609,6 +609,46 @@ static void shed(struct pmeta *pm, bool recent) {
   else drop(pm);
 }
 
+void *largecache_take_room(size_t pages, unsigned flags) {
+  if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES / 2 ||
+      atomic_load_explicit(&lc_pages, memory_order_relaxed) < 2 * pages)
+    return NULL;
+  lock_and_decay();
+  /* Among the first few spans of each class from the top, the one with
+   * the most memory, then the largest: buffers moved side by side split
+   * it in halves, quarters, ..., each with its room (best fit put each
+   * right after the last, and every growth moved again). */
+  struct pmeta *pm = NULL;
+  size_t pm_backed = 0;
+  for (unsigned c = LC_CLASSES; lc_ready && c-- > class_of(2 * pages);) {
+    int looks = 8;
+    for (struct pmeta *n = lc_list[c].next; n != &lc_list[c] && looks--;
+         n = n->next) {
+      struct pmeta *cand = of_class_link(n);
+      if (cand->count < 2 * pages) continue;
+      if (!pm || n->count > pm_backed ||
+          (n->count == pm_backed && cand->count > pm->count)) {
+        pm = cand;
+        pm_backed = n->count;
+      }
+    }
+  }
+  if (!pm) {
+    ulock_release(&lc_lock);
+    return NULL;
+  }
+  took(pm);
+  unlist_span(pm, false);
+  /* Centred: the front and the room are each at least half the block
+   * (the span holds twice the block), so no piece is empty. */
+  struct pmeta *blk = page_split(pm, (pm->count - pages) / 2);
+  struct pmeta *room = page_split(blk, pages);
+  shed(pm, true);
+  shed(room, true);
+  ulock_release(&lc_lock);
+  return fill(blk, flags);
+}
+
 /* Where in span pm (in pages from its head) a window of `pages` pages,
  * aligned to its size (a power of two), has memory in every page, or
  * SIZE_MAX.  Every run with memory is looked at, not only the span's first

@@ -181,6 +181,39 @@ static void large_free(void *p) {
   heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
 }
 
+/* Grow large block p (pm, `old` pages) to `pages` by moving it into a
+ * cached span (largecache_take_room: its middle, with room after it):
+ * the memory the span holds there takes the growth without a fault,
+ * where a run of the page layer would have faulted it in, and the memory
+ * under the old pages the kernel frees as they land (a cheaper loss than
+ * the exchange that would keep it: three remaps).  The growth is left to
+ * fault where the span has no memory, since populating first would
+ * populate the pages the move then frees.  NULL when no span is big
+ * enough, p unchanged. */
+static void *large_move(void *p, struct pmeta *pm, size_t old, size_t pages,
+                        unsigned flags) {
+  char *q = largecache_take_room(pages, flags | UMPA_LAZY);
+  if (!q) return NULL;
+  struct pmeta *qm = pmeta_at(q);
+  large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
+  if (remap_move_over(pm->region, pmeta_index(pm), qm->region,
+                      pmeta_index(qm), old) != 0) {
+    large_free(q);
+    return NULL;
+  }
+  /* The front's bits are the old block's: unknown if they were. */
+  if ((pm->flags | qm->flags) & PMF_UNKNOWN)
+    qm->flags = (uint8_t)((qm->flags & ~PMF_FULL) | PMF_UNKNOWN);
+  else if (bitmap_count(qm->region->xbacked, pmeta_index(qm), pages) == pages)
+    qm->flags |= PMF_FULL;
+  else
+    qm->flags &= (uint8_t)~PMF_FULL;
+  pm->flags &= (uint8_t)~(PMF_FULL | PMF_UNKNOWN); /* no memory left there */
+  large_free(p);
+  PC_ADD(xgrow_moved, 1);
+  return q;
+}
+
 static size_t large_usable(struct pmeta *pm, void *p) {
   uintptr_t head = (uintptr_t)region_addr(pm->region, pmeta_index(pm));
   return ((size_t)pm->count << PAGE_SHIFT) - ((uintptr_t)p - head);
@@ -360,7 +393,11 @@ void *umpa_realloc(void *p, size_t n) {
         large_inuse(0, (ssize_t)((pages - old) << PAGE_SHIFT));
         return p;
       }
-      void *q = page_resize(p, pm, old, pages, fl);
+      /* Then moved into the memory of a cached span, with room after it
+       * (see large_move); the page layer last. */
+      void *q = pages > old ? large_move(p, pm, old, pages, fl) : NULL;
+      if (q) return q;
+      q = page_resize(p, pm, old, pages, fl);
       if (q) {
         ssize_t delta = ((ssize_t)pages - (ssize_t)old) * (ssize_t)PAGE_SIZE;
         large_inuse(0, delta);

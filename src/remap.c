@@ -111,6 +111,23 @@ int remap_exchange(struct region *rs, size_t is, struct region *rd, size_t id,
   return err;
 }
 
+int remap_move_over(struct region *rs, size_t is, struct region *rd,
+                    size_t id, size_t n) {
+  size_t gone = bitmap_count(rd->xbacked, id, n);
+  void *src = region_addr(rs, is);
+  int err = move(src, region_addr(rd, id), n);
+  if (err) return err;
+  if (gone) {
+    PC_ADD(xbacked, -gone);
+    PC_ADD(xreleased, gone);
+  }
+  bitmap_copy(rd->xbacked, id, rs->xbacked, is, n);
+  bitmap_clear(rs->xbacked, is, n);
+  region_back_meta(rd, id, n);
+  os_heal(src, n << PAGE_SHIFT, rs->thp);
+  return 0;
+}
+
 void *remap_grow(void *p, struct pmeta *pm, size_t old, size_t new,
                  unsigned flags) {
   struct region *ro = pm->region;
