@@ -82,6 +82,12 @@ int remap_exchange(struct region *rs, size_t is, struct region *rd, size_t id,
     os_heal(src, bytes, rs->thp);
     return 0;
   }
+  /* Every page of the destination is moved to the source, so all of it
+   * must be open: a piece never opened would carry its PROT_NONE into the
+   * source, whose piece is open, and a block there would fault (a run
+   * taken to grow a block into can be warm at its front and reach into a
+   * piece nobody used yet). */
+  if (!region_open(rd, id, n)) return ENOMEM;
   /* The destination holds pages: park them in scratch address space
    * outside the regions (so no cached page is given up for it), move the
    * source in, and move the parked pages to the source. */

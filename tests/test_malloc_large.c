@@ -1040,6 +1040,43 @@ static void test_realloc_room_exact(void) {
   umpa_malloc_trim(0);
 }
 
+/* An exchange whose destination is warm at its front and reaches into a
+ * piece of the region never opened: the parked pages carried the piece's
+ * PROT_NONE into the source range, whose piece is open, so the next block
+ * there faulted on its first write (4 threads growing buffers crashed in
+ * 2 runs of 26).  The piece is made to look never opened here. */
+static void test_exchange_opens_destination(void) {
+  const size_t piece = (size_t)1 << OPEN_ORDER, half = 8;
+  char *d = userpage_malloc((2 * piece) << PAGE_SHIFT, 0);
+  char *s = userpage_malloc((2 * half) << PAGE_SHIFT, 0);
+  REQUIRE(d && s);
+  struct region *rd = region_of(d), *rs = region_of(s);
+  size_t id = region_index(rd, d), is = region_index(rs, s);
+  REQUIRE(id % piece == 0);
+  memset(s, 7, (2 * half) << PAGE_SHIFT);
+  memset(d, 5, piece << PAGE_SHIFT);
+  /* The second piece: inaccessible, no memory, its open bit clear. */
+  os_close(d + (piece << PAGE_SHIFT), piece << PAGE_SHIFT, rd->thp);
+  bitmap_clear(rd->xbacked, id + piece, piece);
+  PC_ADD(xbacked, -piece);
+  bitmap_clear(rd->xopen, (id + piece) >> OPEN_ORDER, 1);
+  /* Neither block is whole any more: their frees must read the bits. */
+  pmeta_at(d)->flags &= (uint8_t)~PMF_FULL;
+  pmeta_at(s)->flags &= (uint8_t)~PMF_FULL;
+  /* Half of the destination is backed, so its pages are parked. */
+  size_t dst = id + piece - half;
+  CHECK(remap_exchange(rs, is, rd, dst, 2 * half, false) == 0);
+  char *q = region_addr(rd, dst);
+  CHECK(q[0] == 7 && q[((2 * half) << PAGE_SHIFT) - 1] == 7);
+  /* Every page of the source must be writable now. */
+  for (size_t i = 0; i < 2 * half; i++) s[i << PAGE_SHIFT] = 1;
+  CHECK(s[0] == 1 && s[(half - 1) << PAGE_SHIFT] == 1);
+  CHECK(bitmap_test(rd->xopen, (id + piece) >> OPEN_ORDER));
+  userpage_free(s, (2 * half) << PAGE_SHIFT);
+  userpage_free(d, (2 * piece) << PAGE_SHIFT);
+  umpa_page_check();
+}
+
 int main(void) {
   test_first_stretch();
   test_reuse();
@@ -1067,6 +1104,7 @@ int main(void) {
   test_realloc_chain();
   test_realloc_side_by_side();
   test_realloc_room_exact();
+  test_exchange_opens_destination();
   umpa_malloc_trim(0);
   umpa_page_check();
   return check_done("test_malloc_large");
