@@ -80,7 +80,6 @@ static unsigned class_of(size_t pages) {
   return c < LC_CLASSES ? c : LC_CLASSES - 1;
 }
 
-
 static void *addr_of(struct pmeta *pm) {
   return region_addr(pm->region, pmeta_index(pm));
 }
@@ -626,10 +625,11 @@ void *largecache_take_room(size_t pages, unsigned flags) {
          n = n->next) {
       struct pmeta *cand = of_class_link(n);
       if (cand->count < 2 * pages) continue;
-      if (!pm || n->count > pm_backed ||
-          (n->count == pm_backed && cand->count > pm->count)) {
+      size_t backed = listed_backed(cand);
+      if (!pm || backed > pm_backed ||
+          (backed == pm_backed && cand->count > pm->count)) {
         pm = cand;
-        pm_backed = n->count;
+        pm_backed = backed;
       }
     }
   }

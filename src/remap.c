@@ -74,14 +74,8 @@ int remap_exchange(struct region *rs, size_t is, struct region *rd, size_t id,
                    size_t n, bool dst_unknown) {
   void *src = region_addr(rs, is), *dst = region_addr(rd, id);
   size_t bytes = n << PAGE_SHIFT;
-  if (!dst_unknown && bitmap_count(rd->xbacked, id, n) == 0) {
-    int err = move(src, dst, n);
-    if (err) return err;
-    bitmap_copy(rd->xbacked, id, rs->xbacked, is, n);
-    bitmap_clear(rs->xbacked, is, n);
-    os_heal(src, bytes, rs->thp);
-    return 0;
-  }
+  if (!dst_unknown && bitmap_count(rd->xbacked, id, n) == 0)
+    return remap_move_over(rs, is, rd, id, n); /* nothing to give up */
   /* Every page of the destination is moved to the source, so all of it
    * must be open: a piece never opened would carry its PROT_NONE into the
    * source, whose piece is open, and a block there would fault (a run
