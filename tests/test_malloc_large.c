@@ -11,56 +11,14 @@
  * when the program leaves its blocks untouched), a new superblock is cut
  * from a freed large block without releasing memory inside the malloc,
  * fresh blocks are populated lazily (up front within UMPA_MALLOC_POPULATE),
- * realloc grows without copying and leaves the growth to fault in, a
- * block grown by doubling grows in place over the cached span it was cut
- * from, and
- * malloc_stats reports the cache on a line of its own.
+ * and malloc_stats reports the cache on a line of its own.  realloc of
+ * large blocks is tested in test_malloc_realloc.c.
  */
 #define _GNU_SOURCE
-#include "check.h"
-#include "internal.h"
+#include "large.h"
 
-#include <stdio.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
 #include <time.h>
-
-#define MiB ((size_t)1 << 20)
-#define KiB ((size_t)1 << 10)
-
-static long faults(void) {
-  struct rusage r;
-  getrusage(RUSAGE_SELF, &r);
-  return r.ru_minflt + r.ru_majflt;
-}
-
-static long resident_kib(void) {
-  FILE *f = fopen("/proc/self/statm", "r");
-  long size = 0, rss = 0;
-  if (f) {
-    if (fscanf(f, "%ld %ld", &size, &rss) != 2) rss = 0;
-    fclose(f);
-  }
-  return rss * 4;
-}
-
-static size_t resident_pages(void *p, size_t bytes) {
-  static unsigned char vec[1 << 16];
-  size_t n = bytes / 4096;
-  REQUIRE(n <= sizeof vec);
-  REQUIRE(mincore(p, bytes, vec) == 0);
-  size_t r = 0;
-  for (size_t i = 0; i < n; i++) r += vec[i] & 1;
-  return r;
-}
-
-/* Of every `step`-th byte of [p, p+n), how many are not zero. */
-static size_t nonzero_bytes(const char *p, size_t n, size_t step) {
-  size_t k = 0;
-  for (size_t i = 0; i < n; i += step) k += p[i] != 0;
-  return k;
-}
 
 /* A program's first large block is cut from the region its superblocks
  * came from while that region has a free run of a few MiB: a second region
@@ -148,10 +106,7 @@ static void test_calloc_reused(void) {
  * request later grows over it, populating only the difference. */
 static void test_grow_over_tail(void) {
   umpa_malloc_trim(0);
-  size_t saved = umpa_opt.large_cache;
-  bool fixed = umpa_opt.large_cache_fixed;
-  umpa_opt.large_cache = 256 * MiB;
-  umpa_opt.large_cache_fixed = true;
+  struct large_cache_opt was = fix_large_cache();
   size_t five = 5 * MiB + 4096, seven = 7 * MiB;
   char *p = umpa_malloc(five);
   REQUIRE(p);
@@ -173,8 +128,7 @@ static void test_grow_over_tail(void) {
   umpa_page_check();
   umpa_free(q);
   umpa_page_check();
-  umpa_opt.large_cache = saved;
-  umpa_opt.large_cache_fixed = fixed;
+  restore_large_cache(was);
   umpa_malloc_trim(0);
 }
 
@@ -388,26 +342,6 @@ static size_t cache_a_block(size_t decay_ms) {
   memset(p, 9, 4 * MiB);
   umpa_free(p);
   return saved;
-}
-
-/* UMPA_LARGE_CACHE as a fixed 256 MiB (the decay tests' cache must not
- * shrink with the memory in use), and back. */
-struct large_cache_opt {
-  size_t bytes;
-  bool fixed;
-};
-
-static struct large_cache_opt fix_large_cache(void) {
-  struct large_cache_opt was = {umpa_opt.large_cache,
-                                umpa_opt.large_cache_fixed};
-  umpa_opt.large_cache = 256 * MiB;
-  umpa_opt.large_cache_fixed = true;
-  return was;
-}
-
-static void restore_large_cache(struct large_cache_opt was) {
-  umpa_opt.large_cache = was.bytes;
-  umpa_opt.large_cache_fixed = was.fixed;
 }
 
 /* A cached block nobody reuses for UMPA_DECAY_MS gives its memory back at
@@ -878,213 +812,8 @@ static void test_lazy_big(void) {
   }
 }
 
-static void test_realloc_no_copy(void) {
-  umpa_malloc_trim(0); /* nothing cached that the growth could take */
-  size_t n = 4 * MiB;
-  char *p = umpa_malloc(n);
-  REQUIRE(p);
-  for (size_t i = 0; i < n; i += 4096) memcpy(p + i, &i, sizeof i);
-  struct umpa_page_stats a, b;
-  umpa_page_stats(&a);
-  char *q = umpa_realloc(p, 16 * n);
-  REQUIRE(q);
-  umpa_page_stats(&b);
-  /* Grown in place or moved by remapping: never copied. */
-  CHECK(b.realloc_in_place + b.realloc_moved > a.realloc_in_place + a.realloc_moved);
-  CHECK(b.copies == a.copies);
-  /* The grown part faults in where it is touched, as glibc's mremap
-   * leaves it: populating it all made a realloc beyond the memory free a
-   * call for the OOM killer. */
-  CHECK_MSG(resident_pages(q + n, 15 * n) < 15 * n / 4096 / 8,
-            "%zu of the grown pages resident", resident_pages(q + n, 15 * n));
-  bool same = true;
-  for (size_t i = 0; i < n; i += 4096) {
-    size_t v;
-    memcpy(&v, q + i, sizeof v);
-    if (v != i) same = false;
-  }
-  CHECK(same);
-  umpa_free(q);
-}
-
-/* A block grown by doubling (a vector, a string builder: sqlite's sorter
- * did this from 32 KiB to 4 MiB a few times a second) grows in place over
- * the span its first size was cut from, so a second chain after the first
- * was freed reuses its memory: no move, no copy, no fault.  Moved to fresh
- * pages instead, each chain faulted in 520-590 of its 1025 pages and
- * took 6-7 ms against glibc's 0.2 (bench/realloc_chain). */
-static void test_realloc_chain(void) {
-  umpa_malloc_trim(0);
-  struct large_cache_opt was = fix_large_cache();
-  struct umpa_page_stats a, b;
-  long f0 = 0;
-  for (int chain = 0; chain < 3; chain++) {
-    if (chain == 1) {
-      umpa_page_stats(&a);
-      f0 = faults();
-    }
-    size_t n = 32 * 1024 + 8;
-    char *p = umpa_malloc(n);
-    REQUIRE(p);
-    memset(p, chain + 1, n);
-    while (n < 4 * MiB) {
-      size_t m = (n - 8) * 2 + 8;
-      p = umpa_realloc(p, m);
-      REQUIRE(p);
-      memset(p + n, chain + 1, m - n);
-      n = m;
-    }
-    CHECK(nonzero_bytes(p, n, 4096) == n / 4096 + 1);
-    CHECK(p[0] == chain + 1 && p[n - 1] == chain + 1);
-    umpa_free(p);
-  }
-  long took = faults() - f0;
-  umpa_page_stats(&b);
-  CHECK_MSG(b.realloc_moved == a.realloc_moved, "%llu growths moved",
-            (unsigned long long)(b.realloc_moved - a.realloc_moved));
-  CHECK(b.copies == a.copies);
-  CHECK(b.realloc_in_place - a.realloc_in_place >= 2 * 7);
-  /* Two chains of 1025 pages: a few faults at most (code, stack). */
-  CHECK_MSG(took < 64, "two chains took %ld faults", took);
-  umpa_page_check();
-  restore_large_cache(was);
-  umpa_malloc_trim(0);
-}
-
-/* Four buffers grown in turn: each has a neighbour right after it, so
- * growths move.  A move lands in the middle of the largest cached span,
- * with room after it, and the span's memory takes the growth.  Put right
- * after the block moved last (best fit), every growth moved again, into
- * fresh pages: 1900 faults and 25 ms a chain of four (bench/realloc_chain)
- * against 60 faults and 2.3 ms once warm, and a 60 MB peak against 18. */
-static void test_realloc_side_by_side(void) {
-  umpa_malloc_trim(0);
-  struct large_cache_opt was = fix_large_cache();
-  struct umpa_page_stats a, b;
-  long f0 = 0;
-  /* The first chains settle where the blocks lie; the last three count. */
-  enum { K = 4, CHAINS = 6, WARM = 3 };
-  for (int chain = 0; chain < CHAINS; chain++) {
-    if (chain == WARM) {
-      umpa_page_stats(&a);
-      f0 = faults();
-    }
-    size_t n = 32 * 1024 + 8;
-    char *p[K];
-    for (int k = 0; k < K; k++) {
-      p[k] = umpa_malloc(n);
-      REQUIRE(p[k]);
-      memset(p[k], chain * K + k + 1, n);
-    }
-    while (n < 4 * MiB) {
-      size_t m = (n - 8) * 2 + 8;
-      for (int k = 0; k < K; k++) {
-        p[k] = umpa_realloc(p[k], m);
-        REQUIRE(p[k]);
-        memset(p[k] + n, chain * K + k + 1, m - n);
-      }
-      n = m;
-    }
-    for (int k = 0; k < K; k++) {
-      char c = (char)(chain * K + k + 1);
-      CHECK(nonzero_bytes(p[k], n, 4096) == n / 4096 + 1);
-      CHECK(p[k][0] == c && p[k][n / 2] == c && p[k][n - 1] == c);
-    }
-    for (int k = 0; k < K; k++) umpa_free(p[k]);
-  }
-  long took = faults() - f0;
-  umpa_page_stats(&b);
-  int chains = CHAINS - WARM, growths = chains * K * 7;
-  unsigned long long moved = b.realloc_moved - a.realloc_moved;
-  CHECK(b.copies == a.copies);
-  /* Measured: 9 of the 84 growths moved, 123 faults for the three chains
-   * (each move gives up the memory under the block's old size). */
-  CHECK_MSG(moved <= (unsigned long long)growths / 4, "%llu of %d growths moved",
-            moved, growths);
-  CHECK_MSG(took < 600, "%d chains of %d x 1025 pages took %ld faults",
-            chains, K, took);
-  umpa_page_check();
-  restore_large_cache(was);
-  umpa_malloc_trim(0);
-}
-
-/* A move into a cached span exactly twice the block's new size: the block
- * is centred, with room on both sides.  Cut at the span's middle, the
- * room after it had no pages, and the empty cut wrote a head over the
- * live block that follows the span (gcc -O1 -g then aborted in free). */
-static void test_realloc_room_exact(void) {
-  umpa_malloc_trim(0);
-  struct large_cache_opt was = fix_large_cache();
-  /* Carved one after another from a fresh stretch: g, n, x, y. */
-  char *g = umpa_malloc(64 * KiB), *n = umpa_malloc(64 * KiB);
-  char *x = umpa_malloc(256 * KiB), *y = umpa_malloc(64 * KiB);
-  REQUIRE(g && n && x && y);
-  CHECK(n == g + 64 * KiB && x == n + 64 * KiB && y == x + 256 * KiB);
-  memset(g, 1, 64 * KiB);
-  memset(n, 2, 64 * KiB);
-  memset(x, 3, 256 * KiB);
-  memset(y, 4, 64 * KiB);
-  umpa_free(x); /* a span of 64 pages with memory, y right after it */
-  g = umpa_realloc(g, 128 * KiB); /* n is in the way: 32 pages moved */
-  REQUIRE(g);
-  CHECK(g >= x && g + 128 * KiB <= x + 256 * KiB);
-  CHECK(g[0] == 1 && g[64 * KiB - 1] == 1);
-  CHECK(y[0] == 4 && y[64 * KiB - 1] == 4);
-  CHECK(umpa_malloc_usable_size(y) == 64 * KiB);
-  umpa_page_check();
-  umpa_free(y);
-  umpa_free(n);
-  umpa_free(g);
-  umpa_page_check();
-  restore_large_cache(was);
-  umpa_malloc_trim(0);
-}
-
-/* An exchange whose destination is warm at its front and reaches into a
- * piece of the region never opened: the parked pages carried the piece's
- * PROT_NONE into the source range, whose piece is open, so the next block
- * there faulted on its first write (4 threads growing buffers crashed in
- * 2 runs of 26).  The piece is made to look never opened here. */
-static void test_exchange_opens_destination(void) {
-  const size_t piece = (size_t)1 << OPEN_ORDER, half = 8;
-  char *d = userpage_malloc((2 * piece) << PAGE_SHIFT, 0);
-  char *s = userpage_malloc((2 * half) << PAGE_SHIFT, 0);
-  REQUIRE(d && s);
-  struct region *rd = region_of(d), *rs = region_of(s);
-  size_t id = region_index(rd, d), is = region_index(rs, s);
-  REQUIRE(id % piece == 0);
-  memset(s, 7, (2 * half) << PAGE_SHIFT);
-  memset(d, 5, piece << PAGE_SHIFT);
-  /* The second piece: inaccessible, no memory, its open bit clear. */
-  os_close(d + (piece << PAGE_SHIFT), piece << PAGE_SHIFT, rd->thp);
-  bitmap_clear(rd->xbacked, id + piece, piece);
-  PC_ADD(xbacked, -piece);
-  bitmap_clear(rd->xopen, (id + piece) >> OPEN_ORDER, 1);
-  /* Neither block is whole any more: their frees must read the bits. */
-  pmeta_at(d)->flags &= (uint8_t)~PMF_FULL;
-  pmeta_at(s)->flags &= (uint8_t)~PMF_FULL;
-  /* Half of the destination is backed, so its pages are parked. */
-  size_t dst = id + piece - half;
-  CHECK(remap_exchange(rs, is, rd, dst, 2 * half, false) == 0);
-  char *q = region_addr(rd, dst);
-  CHECK(q[0] == 7 && q[((2 * half) << PAGE_SHIFT) - 1] == 7);
-  /* Every page of the source must be writable now. */
-  for (size_t i = 0; i < 2 * half; i++) s[i << PAGE_SHIFT] = 1;
-  CHECK(s[0] == 1 && s[(half - 1) << PAGE_SHIFT] == 1);
-  CHECK(bitmap_test(rd->xopen, (id + piece) >> OPEN_ORDER));
-  userpage_free(s, (2 * half) << PAGE_SHIFT);
-  userpage_free(d, (2 * piece) << PAGE_SHIFT);
-  umpa_page_check();
-}
-
 int main(void) {
-  /* Decay off, so that timing cannot matter: these tests count faults,
-   * and in a slow run (ASan on a loaded CI machine) cached memory aged
-   * out between their steps: 1633 faults where 123 are measured.  The
-   * decay tests set their own ages.  (Touch the heap first: the options
-   * are parsed on first use and would overwrite it.) */
-  umpa_free(umpa_malloc(1));
-  umpa_opt.decay_ms = 0;
+  decay_off();
   test_first_stretch();
   test_reuse();
   test_calloc_reused();
@@ -1107,11 +836,6 @@ int main(void) {
   test_lazy_big();
   test_touch_share();
   test_small_lazy_cached();
-  test_realloc_no_copy();
-  test_realloc_chain();
-  test_realloc_side_by_side();
-  test_realloc_room_exact();
-  test_exchange_opens_destination();
   umpa_malloc_trim(0);
   umpa_page_check();
   return check_done("test_malloc_large");

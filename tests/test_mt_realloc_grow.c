@@ -11,10 +11,11 @@
  * A scratch version of this program found a realloc handing out pages
  * that were still PROT_NONE (2 crashes in 26 runs, before moves went into
  * cached spans first); that layout is now built on purpose by
- * test_exchange_opens_destination, and this test did not reach it in 12
- * runs with the fix taken out.  It keeps the threaded moves, trims and
- * handovers of large blocks under test, TSan included: a run parks a
- * destination's pages 30-50 times among 170 exchanges.
+ * test_exchange_opens_destination (test_malloc_realloc.c), and this test
+ * did not reach it in 12 runs with the fix taken out.  It keeps the
+ * threaded moves, trims and handovers of large blocks under test, TSan
+ * included: a run parks a destination's pages 30-50 times among 170
+ * exchanges.
  */
 #include "check.h"
 #include "internal.h"
