@@ -462,11 +462,42 @@ void heap_free_slow(struct heap *h, struct superblock *sb) {
  * Heap lifecycle.
  * ------------------------------------------------------------------------- */
 
+/* The whole pages of a heap in front of `ticks`: the direct slots and the
+ * bins, which a pooled heap holds empty.  A trim gives them back (a
+ * thousand threads that came and went kept 4 MB there); the fields from
+ * `ticks` on keep the heap in the registry and the pool. */
+#define HEAP_BARE_PAGES (offsetof(struct heap, ticks) >> PAGE_SHIFT)
+
+/* Give back the front pages of every pooled heap; returns the bytes.  Not
+ * of one whose bins still head lists of superblocks it stored (the spares
+ * it had at its thread's exit, until taken or flushed): the store updates
+ * those heads.  A pooled heap stores nothing more, so once they are empty
+ * only a free by another thread that read a stale owner may still write
+ * there (a notification count), which brings back a page, no more. */
+static size_t bare_pooled(void) {
+  size_t pages = 0;
+  ulock_acquire(&pool_lock);
+  for (struct heap *h = heap_pool; h && HEAP_BARE_PAGES; h = h->next_free)
+    if (!h->bare && !store_holds_from(h)) {
+      page_release_pages(h, HEAP_BARE_PAGES);
+      h->bare = true;
+      pages += HEAP_BARE_PAGES;
+    }
+  ulock_release(&pool_lock);
+  return pages << PAGE_SHIFT;
+}
+
 struct heap *heap_acquire(void) {
   ulock_acquire(&pool_lock);
   struct heap *h = heap_pool;
   if (h) {
     heap_pool = h->next_free;
+    if (h->bare) {
+      /* Its bins read as zero: what a new heap has, but for the current
+       * superblocks. */
+      for (unsigned c = 0; c < NUM_CLASSES; c++) set_current(h, c, &umpa_sb_empty);
+      h->bare = false;
+    }
   } else {
     h = page_alloc(pages_of(sizeof *h), UMPA_ZERO, KIND_META);
     if (h) {
@@ -577,7 +608,8 @@ size_t heap_trim(struct heap *h) {
     }
     ulock_release(&global_lock[c]);
   }
-  return released + (pages << PAGE_SHIFT) + store_flush();
+  released += store_flush(); /* first: it empties the pooled heaps' lists */
+  return released + (pages << PAGE_SHIFT) + bare_pooled();
 }
 
 /* ---------------------------------------------------------------------------

@@ -844,6 +844,8 @@ struct heap {
   struct heap *next_all;  /* registry of every heap ever made */
   struct heap *next_free; /* pool of unused heaps */
   _Atomic int xin_use;
+  bool bare;              /* pooled, its front pages given back by a trim
+                             (heap_trim): set up again when acquired */
 };
 
 UMPA_HIDDEN extern struct heap umpa_heap_empty; /* before a thread's first malloc */
@@ -984,6 +986,9 @@ UMPA_HIDDEN struct superblock *store_take(unsigned cls, struct heap *h);
 UMPA_HIDDEN void store_tick(struct heap *h, uint64_t now);
 /* Give every stored superblock back to the page layer; returns bytes. */
 UMPA_HIDDEN size_t store_flush(void);
+/* Whether superblocks that h stored are still in the store, listed in
+ * h's bins (read under the locks that guard those lists). */
+UMPA_HIDDEN bool store_holds_from(struct heap *h);
 /* Bytes of empty superblocks in the store: of class cls, or of all
  * classes when cls < 0. */
 UMPA_HIDDEN size_t heap_store_bytes(int cls);

@@ -332,6 +332,19 @@ size_t store_flush(void) {
   return released;
 }
 
+bool store_holds_from(struct heap *h) {
+  struct stripe *st = &stripes[h->stripe];
+  for (unsigned c = 0; c < NUM_CLASSES; c++) {
+    if (!atomic_load_explicit(&st->list[c].xcount, memory_order_relaxed))
+      continue; /* h's list of the class is empty with the stripe's */
+    ulock_acquire(&st->list[c].lock);
+    bool any = h->bins[c].stored != NULL;
+    ulock_release(&st->list[c].lock);
+    if (any) return true;
+  }
+  return false;
+}
+
 size_t heap_store_bytes(int cls) {
   if (cls < 0)
     return atomic_load_explicit(&store_pages, memory_order_relaxed)

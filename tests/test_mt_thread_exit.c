@@ -4,13 +4,16 @@
  * the exited threads' superblocks must be reused or released, and after
  * everything is freed and trimmed the memory held is back near where it
  * started.  Also: a thread whose destructor allocates after umpa gave its
- * heap up is served without leaking a new heap.
+ * heap up is served without leaking a new heap, and a trim gives back the
+ * front pages of the heaps that exited threads left pooled, which serve
+ * new threads again.
  */
 #include "check.h"
 #include "internal.h"
 
 #include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define PER_THREAD 20000
 #define ROUNDS 8
@@ -43,6 +46,81 @@ static void *late_allocator(void *arg) {
   pthread_setspecific(late_key, umpa_malloc(100));
   for (int i = 0; i < 1000; i++) umpa_free(umpa_malloc(64));
   return NULL;
+}
+
+/* Threads alive at once, so each has a heap of its own. */
+#define POOLED 32
+static pthread_barrier_t pool_bar;
+static struct heap *pooled[POOLED];
+
+/* Allocate a block of every class (so every bin and direct slot of the
+ * heap is written), check and free them. */
+static void *every_class(void *arg) {
+  static const size_t top = 32768;
+  void *blocks[64];
+  int n = 0;
+  for (size_t size = 16; size <= top && n < 64; size += size / 4 + 16) {
+    blocks[n] = umpa_malloc(size);
+    REQUIRE(blocks[n]);
+    memset(blocks[n], n + 1, size);
+    n++;
+  }
+  pooled[(uintptr_t)arg] = umpa_tl_heap;
+  pthread_barrier_wait(&pool_bar);
+  for (int i = 0; i < n; i++) {
+    if (((unsigned char *)blocks[i])[0] != i + 1) {
+      fprintf(stderr, "failure: block %d changed\n", i);
+      exit(1);
+    }
+    umpa_free(blocks[i]);
+  }
+  return NULL;
+}
+
+static void run_pooled_threads(void) {
+  pthread_t t[POOLED];
+  REQUIRE(pthread_barrier_init(&pool_bar, NULL, POOLED) == 0);
+  for (uintptr_t i = 0; i < POOLED; i++)
+    REQUIRE(pthread_create(&t[i], NULL, every_class, (void *)i) == 0);
+  for (int i = 0; i < POOLED; i++) pthread_join(t[i], NULL);
+  pthread_barrier_destroy(&pool_bar);
+}
+
+/* Of the front pages of the heaps in pooled[], how many are resident. */
+static size_t heap_front_resident(size_t front) {
+  size_t resident = 0;
+  for (int i = 0; i < POOLED; i++) {
+    unsigned char vec[8];
+    REQUIRE(front <= sizeof vec);
+    REQUIRE(mincore(pooled[i], front << PAGE_SHIFT, vec) == 0);
+    for (size_t k = 0; k < front; k++) resident += vec[k] & 1;
+  }
+  return resident;
+}
+
+/* Heaps of exited threads are pooled for new threads; a trim gives back
+ * their front pages (bins and direct slots, empty in a pooled heap), and
+ * a thread that takes one again finds it set up as a new one. */
+static void test_pooled_heaps_trimmed(void) {
+  const size_t front = offsetof(struct heap, ticks) >> PAGE_SHIFT;
+  CHECK_MSG(front >= 1, "no whole page in front of a heap's pool fields");
+  run_pooled_threads();
+  for (int i = 0; i < POOLED; i++)
+    for (int k = 0; k < i; k++) REQUIRE(pooled[i] != pooled[k]);
+  CHECK(heap_front_resident(front) == POOLED * front);
+  umpa_malloc_trim(0);
+  size_t left = heap_front_resident(front);
+  CHECK_MSG(left == 0, "%zu front pages of %d pooled heaps still resident",
+            left, POOLED);
+  /* Taken again, every bin works. */
+  struct heap *before[POOLED];
+  memcpy(before, pooled, sizeof before);
+  run_pooled_threads();
+  size_t reused = 0;
+  for (int i = 0; i < POOLED; i++)
+    for (int k = 0; k < POOLED; k++) reused += pooled[i] == before[k];
+  CHECK_MSG(reused == POOLED, "%zu of %d heaps reused", reused, POOLED);
+  umpa_malloc_trim(0);
 }
 
 int main(void) {
@@ -80,6 +158,7 @@ int main(void) {
   struct umpa_mallinfo after = umpa_mallinfo();
   CHECK_MSG(after.arena <= start.arena + (start.arena / 10) + (1 << 20),
             "arena %zu after late destructors", after.arena);
+  test_pooled_heaps_trimmed();
   umpa_page_check();
   return check_done("test_mt_thread_exit");
 }
