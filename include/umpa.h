@@ -236,7 +236,8 @@ UMPA_API void umpa_free_aligned_sized(void *p, size_t align, size_t size);
 /* Give free memory back to the kernel: releases the calling thread's and
  * the global heap's empty superblocks, the pages of their other
  * superblocks that hold no block in use (those blocks stay available), the
- * large-block cache, and the page cache down to `pad` bytes.  Every other
+ * large-block cache, the front page of each heap that exited threads left
+ * for new ones, and the page cache down to `pad` bytes.  Every other
  * thread's heap does the same to itself within its next 16 allocations or
  * frees that leave the fast path; a thread that makes none keeps what its
  * heap holds.  Thread safe.  Returns 1 if the caller
