@@ -162,6 +162,12 @@ static void set_current(struct heap *h, unsigned cls, struct superblock *sb) {
     h->direct[i] = sb;
 }
 
+/* Every bin of h without a current superblock (a new, bare or
+ * shared heap). */
+static void no_currents(struct heap *h) {
+  for (unsigned c = 0; c < NUM_CLASSES; c++) set_current(h, c, &umpa_sb_empty);
+}
+
 /* What heap_class_stats reports for a thread's bin, refreshed on slow paths. */
 static void snapshot(struct bin *b) {
   atomic_store_explicit(&b->xused_snap, bin_used(b), memory_order_relaxed);
@@ -434,9 +440,7 @@ void *heap_alloc_slow(struct heap *h, size_t n, bool *zero) {
   unsigned cls = sizeclass_of(n); /* the tables are ready now */
   if (UMPA_UNLIKELY(h == &umpa_heap_dead)) {
     ulock_acquire(&shared_lock);
-    if (UMPA_UNLIKELY(!heap_shared.bins[0].current))
-      for (unsigned c = 0; c < NUM_CLASSES; c++)
-        set_current(&heap_shared, c, &umpa_sb_empty);
+    if (UMPA_UNLIKELY(!heap_shared.bins[0].current)) no_currents(&heap_shared);
     void *p = bin_alloc(&heap_shared, cls, zero);
     ulock_release(&shared_lock);
     return p;
@@ -495,13 +499,13 @@ struct heap *heap_acquire(void) {
     if (h->bare) {
       /* Its bins read as zero: what a new heap has, but for the current
        * superblocks. */
-      for (unsigned c = 0; c < NUM_CLASSES; c++) set_current(h, c, &umpa_sb_empty);
+      no_currents(h);
       h->bare = false;
     }
   } else {
     h = page_alloc(pages_of(sizeof *h), UMPA_ZERO, KIND_META);
     if (h) {
-      for (unsigned c = 0; c < NUM_CLASSES; c++) set_current(h, c, &umpa_sb_empty);
+      no_currents(h);
       h->stripe = (uint8_t)store_stripe_of(heaps_made++);
       h->sweep = h->stripe;
       h->next_all = heap_all;
