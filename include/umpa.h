@@ -206,7 +206,8 @@ UMPA_API void umpa_page_stats(struct umpa_page_stats *out);
  * frees p and returns NULL; realloc(NULL, n) is malloc(n); a failed
  * realloc leaves the block untouched.  All functions are thread safe.
  * Freeing a pointer umpa did not allocate, or (where it is detectable
- * cheaply) freeing twice, prints one line and aborts; UMPA_CHECK=1 checks
+ * cheaply) freeing twice or passing a freed block to realloc or
+ * malloc_usable_size, prints one line and aborts; UMPA_CHECK=1 checks
  * more.
  * ------------------------------------------------------------------------- */
 

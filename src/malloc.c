@@ -167,7 +167,8 @@ static struct pmeta *large_head(void *p, const char *who) {
     umpa_fatal("umpa: %s(%p): pointer was not allocated by umpa (it points "
                "inside a block)\n", who, p);
   if (pm->flags & PMF_CACHED)
-    umpa_fatal("umpa: %s(%p): double free\n", who, p);
+    umpa_fatal("umpa: %s(%p): %s\n", who, p,
+               strcmp(who, "free") ? "block was freed already" : "double free");
   return pm;
 }
 
@@ -375,6 +376,12 @@ void *umpa_realloc(void *p, size_t n) {
   struct superblock *sb = superblock_of(p);
   if (sb) {
     struct block *b = block_of(sb, p, "realloc");
+    /* The cheap check of free, before the bytes are copied: the block the
+     * owner freed last. */
+    if (UMPA_UNLIKELY(atomic_load_explicit(&sb->xowner, memory_order_relaxed) ==
+                          umpa_tl_heap &&
+                      b == sb->free))
+      umpa_fatal("umpa: realloc(%p): block was freed already\n", p);
     avail = sb->size - (size_t)((char *)p - (char *)b);
     /* Keep the block while it is at least half used. */
     if (n <= avail && (n >= avail / 2 || avail <= 32)) return p;

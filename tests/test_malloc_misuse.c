@@ -1,6 +1,7 @@
 /*
  * test_malloc_misuse.c - free/realloc of pointers umpa did not hand out,
- * and double frees it can detect cheaply, end the process with one line on
+ * double frees it can detect cheaply, and a realloc or malloc_usable_size
+ * of a block freed already (as cheaply) end the process with one line on
  * stderr and SIGABRT.  malloc_usable_size of a foreign pointer answers 0.
  * Each case runs in a forked child whose stderr is captured.
  */
@@ -63,6 +64,23 @@ static void free_page_block(void) {
   /* A userpage block is not a malloc block. */
   umpa_free(userpage_malloc(8192, 0));
 }
+/* Use after free, caught as cheaply as free catches a double free: the
+ * small block the owner freed last, and any cached large block. */
+static void realloc_freed_small(void) {
+  void *p = umpa_malloc(40);
+  umpa_free(p);
+  umpa_realloc(p, 80);
+}
+static void realloc_freed_large(void) {
+  void *p = umpa_malloc(1 << 20);
+  umpa_free(p);
+  umpa_realloc(p, 2 << 20);
+}
+static void usable_freed_large(void) {
+  void *p = umpa_malloc(1 << 20);
+  umpa_free(p);
+  umpa_malloc_usable_size(p);
+}
 static void realloc_stack(void) {
   char buf[64];
   umpa_realloc(buf, 100);
@@ -84,6 +102,10 @@ int main(void) {
   CHECK(dies_with(free_interior_large, "not allocated by umpa"));
   CHECK(dies_with(free_page_block, "not allocated by umpa"));
   CHECK(dies_with(realloc_stack, "not allocated by umpa"));
+  CHECK(dies_with(realloc_freed_small, "realloc(0x"));
+  CHECK(dies_with(realloc_freed_small, "block was freed already"));
+  CHECK(dies_with(realloc_freed_large, "block was freed already"));
+  CHECK(dies_with(usable_freed_large, "block was freed already"));
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) usable_foreign();
