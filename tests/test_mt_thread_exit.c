@@ -53,8 +53,9 @@ static void *late_allocator(void *arg) {
 static pthread_barrier_t pool_bar;
 static struct heap *pooled[POOLED];
 
-/* Allocate a block of every class (so every bin and direct slot of the
- * heap is written), check and free them. */
+/* Allocate blocks of 28 sizes from 16 B to 32 KiB, each a quarter above
+ * the last (bins and direct slots all over the heap's front page are
+ * written), check and free them. */
 static void *every_class(void *arg) {
   static const size_t top = 32768;
   void *blocks[64];
@@ -112,7 +113,7 @@ static void test_pooled_heaps_trimmed(void) {
   size_t left = heap_front_resident(front);
   CHECK_MSG(left == 0, "%zu front pages of %d pooled heaps still resident",
             left, POOLED);
-  /* Taken again, every bin works. */
+  /* Taken again, they serve all those sizes (every_class checks). */
   struct heap *before[POOLED];
   memcpy(before, pooled, sizeof before);
   run_pooled_threads();
