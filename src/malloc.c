@@ -393,18 +393,21 @@ void *umpa_realloc(void *p, size_t n) {
       /* Resize by pages: in place, or moved by remapping, never copied. */
       size_t old = pm->count, pages = pages_of(n);
       page_check_block(p, old, KIND_LARGE, "realloc");
-      unsigned fl = pages > old ? large_flags(pages - old) : 0;
-      /* First over a cached span right after the block (see
-       * largecache_extend): its pages are in the arena already. */
-      if (pages > old && largecache_extend(pm, pages, fl)) {
-        large_inuse(0, (ssize_t)((pages - old) << PAGE_SHIFT));
-        return p;
+      unsigned fl = 0;
+      if (pages > old) {
+        fl = large_flags(pages - old);
+        /* First over a cached span right after the block (see
+         * largecache_extend): its pages are in the arena already. */
+        if (largecache_extend(pm, pages, fl)) {
+          large_inuse(0, (ssize_t)((pages - old) << PAGE_SHIFT));
+          return p;
+        }
+        /* Then moved into the memory of a cached span, with room after
+         * it (see large_move); the page layer last. */
+        void *moved = large_move(p, pm, old, pages, fl);
+        if (moved) return moved;
       }
-      /* Then moved into the memory of a cached span, with room after it
-       * (see large_move); the page layer last. */
-      void *q = pages > old ? large_move(p, pm, old, pages, fl) : NULL;
-      if (q) return q;
-      q = page_resize(p, pm, old, pages, fl);
+      void *q = page_resize(p, pm, old, pages, fl);
       if (q) {
         ssize_t delta = ((ssize_t)pages - (ssize_t)old) * (ssize_t)PAGE_SIZE;
         large_inuse(0, delta);
