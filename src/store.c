@@ -51,8 +51,9 @@ struct store_list {
 
 struct stripe {
   struct store_list list[NUM_CLASSES];
-  /* Each list's tail stamp, 0 when empty: the sweeps read these, packed,
-   * instead of a line per class. */
+  /* Each list's tail stamp, 0 when empty: the sweeps and expire_locked
+   * read these, packed, instead of a line per class or the tail's
+   * header. */
   _Atomic uint64_t xoldest[NUM_CLASSES];
 };
 
@@ -104,11 +105,14 @@ static void unlink_locked(struct superblock *sb) {
   sb->owner_next = sb->owner_prev = NULL;
   if (sb->prev) sb->prev->next = sb->next;
   else l->head = sb->next;
-  if (sb->next) sb->next->prev = sb->prev;
-  else l->tail = sb->prev;
+  if (sb->next) {
+    sb->next->prev = sb->prev;
+  } else {
+    l->tail = sb->prev;
+    atomic_store_explicit(&stripes[s].xoldest[cls],
+                          l->tail ? l->tail->stamp : 0, memory_order_relaxed);
+  }
   sb->next = sb->prev = NULL;
-  atomic_store_explicit(&stripes[s].xoldest[cls], l->tail ? l->tail->stamp : 0,
-                        memory_order_relaxed);
   uint32_t count = atomic_load_explicit(&l->xcount, memory_order_relaxed) - 1;
   atomic_store_explicit(&l->xcount, count, memory_order_relaxed);
   if (!count)
@@ -135,11 +139,16 @@ static struct superblock *expire_locked(unsigned s, unsigned cls,
                                         struct superblock *gone) {
   struct store_list *l = &stripes[s].list[cls];
   uint64_t age = decay_age_ns();
-  /* `now` was read before the lock: a stamp may be a little later. */
-  while (age && l->tail && now > l->tail->stamp &&
-         now - l->tail->stamp >= age)
+  /* `now` was read before the lock: a stamp may be a little later.  The
+   * tail's stamp is read from xoldest, in the stripe's lines: the tail's
+   * own header, idle the longest, is a cache miss on every store and
+   * take. */
+  for (;;) {
+    uint64_t oldest =
+        atomic_load_explicit(&stripes[s].xoldest[cls], memory_order_relaxed);
+    if (!age || !oldest || now <= oldest || now - oldest < age) return gone;
     gone = remove_locked(l->tail, gone);
-  return gone;
+  }
 }
 
 /* Expire what stripe s's classes other than `skip` stored too long ago.
