@@ -13,6 +13,10 @@
  * right after it, so it cannot grow in place, and an allocator that does
  * not copy must move it.  Reports ms per chain and faults per chain: back
  * to back, with a 20 ms pause, and four side by side (per chain of four).
+ * Last, a string built by appending 16 bytes at a time up to 64 KiB (ns
+ * per realloc): most reallocs stay within the block, small or large, and
+ * cost what the allocator's bookkeeping costs; one in 256 past 32 KiB
+ * needs another page.
  *
  * Usage: realloc_chain [--quick] [chains [gap_us]]
  */
@@ -71,6 +75,31 @@ static struct outcome run(long chains, long gap_us, size_t top, int side) {
   return o;
 }
 
+/* Grow a buffer 16 bytes at a time from 16 B to `top`, `reps` times;
+ * returns ns per realloc. */
+static double run_steps(long reps, size_t top) {
+  uint64_t t0 = now_ns(), ops = 0;
+  for (long r = 0; r < reps; r++) {
+    char *p = NULL;
+    for (size_t n = 16; n <= top; n += 16, ops++) {
+      char *q = realloc(p, n);
+      if (!q) {
+        fprintf(stderr, "realloc_chain: realloc(%zu) failed\n", n);
+        exit(1);
+      }
+      p = q;
+      memset(p + n - 16, (int)(n >> 4), 16);
+    }
+    for (size_t n = 16; n <= top; n += 16)
+      if (p[n - 1] != (char)(n >> 4)) {
+        fprintf(stderr, "realloc_chain: contents lost\n");
+        exit(1);
+      }
+    free(p);
+  }
+  return (double)(now_ns() - t0) / (double)ops;
+}
+
 int main(int argc, char **argv) {
   bool quick = has_flag(argc, argv, "--quick");
   long chains = num_arg(argc, argv, 0, quick ? 5 : 200);
@@ -86,17 +115,21 @@ int main(int argc, char **argv) {
   struct outcome busy = run(chains, 0, top, 1);
   struct outcome idle = run(few, gap_us, top, 1);
   struct outcome side = run(few, 0, top, MAX_SIDE);
+  double step_ns = run_steps(quick ? 5 : 400, 64 * 1024);
   rss_mark_end(&m);
   printf("realloc_chain: %ld chains of 32 KiB..4 MiB by doubling, back to "
          "back: %.3f ms and %.1f faults a chain; %ld with %ld us between "
          "them: %.3f ms and %.1f faults a chain (the pauses not counted); "
-         "%ld of %d side by side: %.3f ms and %.1f faults a chain of %d\n",
+         "%ld of %d side by side: %.3f ms and %.1f faults a chain of %d; "
+         "16 B to 64 KiB by 16 B steps: %.1f ns a realloc\n",
          chains, busy.ms, busy.faults, few, gap_us, idle.ms, idle.faults,
-         few, MAX_SIDE, side.ms, side.faults, MAX_SIDE);
+         few, MAX_SIDE, side.ms, side.faults, MAX_SIDE, step_ns);
   print_rss_text(&m);
   printf("result: bench=realloc_chain busy_ms=%.4f busy_faults=%.1f "
-         "idle_ms=%.4f idle_faults=%.1f side_ms=%.4f side_faults=%.1f",
-         busy.ms, busy.faults, idle.ms, idle.faults, side.ms, side.faults);
+         "idle_ms=%.4f idle_faults=%.1f side_ms=%.4f side_faults=%.1f "
+         "step_ns=%.2f",
+         busy.ms, busy.faults, idle.ms, idle.faults, side.ms, side.faults,
+         step_ns);
   print_rss_fields(&m);
   return 0;
 }

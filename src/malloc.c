@@ -153,9 +153,9 @@ static void *large_alloc(size_t n, size_t align, bool zero) {
   return p;
 }
 
-/* The large block holding p, or abort naming `who`. */
-static struct pmeta *large_head(void *p, const char *who) {
-  struct region *r = region_of(p);
+/* The large block holding p, which lies in region r (NULL: in none), or
+ * abort naming `who`. */
+static struct pmeta *large_head(struct region *r, void *p, const char *who) {
   if (!r) umpa_fatal("umpa: %s(%p): pointer was not allocated by umpa\n", who, p);
   size_t idx = region_index(r, p);
   size_t h = bitmap_find_last_set(r->xheads, idx);
@@ -172,8 +172,8 @@ static struct pmeta *large_head(void *p, const char *who) {
   return pm;
 }
 
-static void large_free(void *p) {
-  struct pmeta *pm = large_head(p, "free");
+static void large_free(struct region *r, void *p) {
+  struct pmeta *pm = large_head(r, p, "free");
   size_t pages = pm->count;
   large_inuse(-1, -(ssize_t)(pages << PAGE_SHIFT));
   if (largecache_put(p, pm)) return;
@@ -199,7 +199,7 @@ static void *large_move(void *p, struct pmeta *pm, size_t old, size_t pages,
   large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
   if (remap_move_over(pm->region, pmeta_index(pm), qm->region,
                       pmeta_index(qm), old) != 0) {
-    large_free(q);
+    large_free(qm->region, q);
     return NULL;
   }
   /* The front's bits are the old block's: unknown if they were. */
@@ -210,7 +210,7 @@ static void *large_move(void *p, struct pmeta *pm, size_t old, size_t pages,
   else
     qm->flags &= (uint8_t)~PMF_FULL;
   pm->flags &= (uint8_t)~(PMF_FULL | PMF_UNKNOWN); /* no memory left there */
-  large_free(p);
+  large_free(pm->region, p);
   PC_ADD(xgrow_moved, 1);
   return q;
 }
@@ -295,11 +295,29 @@ static inline void *do_malloc(size_t n) {
   return malloc_slow(n);
 }
 
+/* What the fast map does not know: the superblock p lies in, found through
+ * its region, or NULL with *rp set to that region (NULL: p is not umpa's).
+ * A large block's own lookup then starts from the region, which is thus
+ * looked up once. */
+static struct superblock *lookup_slow(void *p, struct region **rp) {
+  struct region *r = region_of(p);
+  unsigned shift = r ? region_superblock_shift(r, p) : 0;
+  *rp = r;
+  return shift ? sb_header_at((uintptr_t)p, shift) : NULL;
+}
+
+static inline struct superblock *lookup(void *p, struct region **rp) {
+  unsigned shift = sb_map_shift((uintptr_t)p);
+  if (UMPA_LIKELY(shift)) return sb_header_at((uintptr_t)p, shift);
+  return lookup_slow(p, rp);
+}
+
 static UMPA_NOINLINE void free_slow(void *p) {
   if (!p) return;
-  struct superblock *sb = superblock_of_slow(p);
+  struct region *r;
+  struct superblock *sb = lookup_slow(p, &r);
   if (sb) small_free(sb, p);
-  else large_free(p);
+  else large_free(r, p);
 }
 
 static inline void do_free(void *p) {
@@ -351,15 +369,16 @@ void *umpa_calloc(size_t n, size_t size) {
 
 size_t umpa_malloc_usable_size(void *p) {
   if (!p) return 0;
-  struct superblock *sb = superblock_of(p);
+  struct region *r = NULL;
+  struct superblock *sb = lookup(p, &r);
   if (sb) {
     struct block *b = block_of(sb, p, "malloc_usable_size");
     return sb->size - (size_t)((char *)p - (char *)b);
   }
   /* A pointer umpa does not own: nothing is usable, and no abort (glibc
    * would read its own header there; programs only ask out of curiosity). */
-  if (!region_of(p)) return 0;
-  return large_usable(large_head(p, "malloc_usable_size"), p);
+  if (!r) return 0;
+  return large_usable(large_head(r, p, "malloc_usable_size"), p);
 }
 
 void *umpa_realloc(void *p, size_t n) {
@@ -373,7 +392,8 @@ void *umpa_realloc(void *p, size_t n) {
     return NULL;
   }
   size_t avail;
-  struct superblock *sb = superblock_of(p);
+  struct region *r = NULL;
+  struct superblock *sb = lookup(p, &r);
   if (sb) {
     struct block *b = block_of(sb, p, "realloc");
     /* The cheap check of free, before the bytes are copied: the block the
@@ -386,12 +406,20 @@ void *umpa_realloc(void *p, size_t n) {
     /* Keep the block while it is at least half used. */
     if (n <= avail && (n >= avail / 2 || avail <= 32)) return p;
   } else {
-    struct pmeta *pm = large_head(p, "realloc");
+    struct pmeta *pm = large_head(r, p, "realloc");
     avail = large_usable(pm, p);
     void *head = region_addr(pm->region, pmeta_index(pm));
     if (head == p && n > threshold()) {
       /* Resize by pages: in place, or moved by remapping, never copied. */
       size_t old = pm->count, pages = pages_of(n);
+      /* The same pages: nothing moves and nothing is counted.  Three
+       * atomic adds of 0 to shared counters and a second check of the
+       * block made a buffer grown 16 bytes at a time twice as slow
+       * (bench/realloc_chain).  The block must still be in use, as
+       * page_check_block checks: else that reports. */
+      if (pages == old && PM_STATE(atomic_load_explicit(
+                              &pm->xtag, memory_order_acquire)) == PM_USED)
+        return p;
       page_check_block(p, old, KIND_LARGE, "realloc");
       unsigned fl = 0;
       if (pages > old) {

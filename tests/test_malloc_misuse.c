@@ -76,6 +76,21 @@ static void realloc_freed_large(void) {
   umpa_free(p);
   umpa_realloc(p, 2 << 20);
 }
+/* Within the block's pages realloc changes nothing, but must still see
+ * that the block was freed: cached, or given back to the page layer. */
+static void realloc_freed_large_same_pages(void) {
+  char *p = umpa_malloc(1 << 20);
+  umpa_free(p);
+  umpa_realloc(p, (1 << 20) - 100);
+}
+static void realloc_released_large_same_pages(void) {
+  umpa_free(umpa_malloc(64)); /* options parsed: the setting stays */
+  umpa_opt.large_cache = 0;
+  umpa_opt.large_cache_fixed = true;
+  char *p = umpa_malloc(1 << 20);
+  umpa_free(p);
+  umpa_realloc(p, (1 << 20) - 100);
+}
 static void usable_freed_large(void) {
   void *p = umpa_malloc(1 << 20);
   umpa_free(p);
@@ -105,6 +120,8 @@ int main(void) {
   CHECK(dies_with(realloc_freed_small, "realloc(0x"));
   CHECK(dies_with(realloc_freed_small, "block was freed already"));
   CHECK(dies_with(realloc_freed_large, "block was freed already"));
+  CHECK(dies_with(realloc_freed_large_same_pages, "block was freed already"));
+  CHECK(dies_with(realloc_released_large_same_pages, "freed already"));
   CHECK(dies_with(usable_freed_large, "block was freed already"));
   pid_t pid = fork();
   REQUIRE(pid >= 0);

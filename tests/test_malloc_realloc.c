@@ -1,5 +1,6 @@
 /*
- * test_malloc_realloc.c - realloc of large blocks: growth never copies and
+ * test_malloc_realloc.c - realloc of large blocks: within its pages a block
+ * stays where it is; growth never copies and
  * leaves the grown part to fault in; a block grown by doubling grows in
  * place over the cached span it was cut from, so a second chain reuses
  * the first one's memory; buffers grown side by side move into the
@@ -39,6 +40,43 @@ static void test_realloc_no_copy(void) {
   }
   CHECK(same);
   umpa_free(q);
+}
+
+/* A large block resized within its pages (a buffer grown a few bytes at a
+ * time) stays where it is, keeps its bytes and changes no figure; out of
+ * its pages it is resized by pages, and below the large threshold it
+ * moves into a small block. */
+static void test_realloc_same_pages(void) {
+  size_t pages = 10, top = pages * 4096, low = top - 4096 + 1;
+  char *p = umpa_malloc(top - 100);
+  REQUIRE(p);
+  for (size_t i = 0; i < top; i++) p[i] = (char)(i * 7);
+  struct umpa_mallinfo a = umpa_mallinfo();
+  bool stayed = true;
+  for (size_t n = low; n <= top; n += 16)
+    if (umpa_realloc(p, n) != p) stayed = false;
+  for (size_t n = top; n >= low; n -= 48)
+    if (umpa_realloc(p, n) != p) stayed = false;
+  CHECK(stayed);
+  CHECK(umpa_malloc_usable_size(p) == top);
+  struct umpa_mallinfo b = umpa_mallinfo();
+  CHECK(a.hblks == b.hblks && a.hblkhd == b.hblkhd);
+  bool same = true;
+  for (size_t i = 0; i < low; i++)
+    if (p[i] != (char)(i * 7)) same = false;
+  CHECK(same);
+  /* A page less: shrunk where it is. */
+  char *q = umpa_realloc(p, top - 4096);
+  REQUIRE(q == p);
+  CHECK(umpa_malloc_usable_size(q) == top - 4096);
+  /* Small: moved, its bytes copied. */
+  char *s = umpa_realloc(q, 1000);
+  REQUIRE(s && s != q);
+  same = true;
+  for (size_t i = 0; i < 1000; i++)
+    if (s[i] != (char)(i * 7)) same = false;
+  CHECK(same);
+  umpa_free(s);
 }
 
 /* A block grown by doubling (a vector, a string builder: sqlite's sorter
@@ -213,6 +251,7 @@ static void test_exchange_opens_destination(void) {
 
 int main(void) {
   decay_off();
+  test_realloc_same_pages();
   test_realloc_no_copy();
   test_realloc_chain();
   test_realloc_side_by_side();
