@@ -97,6 +97,10 @@ size_t cache_limit_pages(void) {
   return cache_adaptive(max, 2); /* once */
 }
 
+size_t cache_limit_max(void) {
+  return atomic_load_explicit(&limit_pages, memory_order_relaxed);
+}
+
 bool cache_limit_fixed(void) {
   return atomic_load_explicit(&limit_fixed, memory_order_relaxed);
 }

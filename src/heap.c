@@ -386,6 +386,7 @@ static size_t trim_bins(struct heap *h, size_t *pages);
 
 static UMPA_NOINLINE void tick(struct heap *h) {
   h->ticks = HEAP_TICK_EVERY - 1; /* this event was the 16th */
+  held_age(h);
   largecache_decay_idle();
   store_tick(h, os_now_ns());
   cache_enforce();
@@ -524,6 +525,7 @@ struct heap *heap_acquire(void) {
 /* Give every superblock of h away: empty ones to the page layer, the rest
  * to the global heap, where frees that arrive later still find them. */
 void heap_abandon(struct heap *h) {
+  held_flush(h);
   for (unsigned c = 0; c < NUM_CLASSES; c++) {
     struct bin *b = &h->bins[c];
     retire_current(h, c);
@@ -613,6 +615,13 @@ size_t heap_trim(struct heap *h) {
     ulock_release(&global_lock[c]);
   }
   released += store_flush(); /* first: it empties the pooled heaps' lists */
+  /* Every thread's held large blocks: an exchange takes each from under
+   * its owner, idle or not (the pool lock keeps the heaps in use). */
+  ulock_acquire(&pool_lock);
+  for (struct heap *o = heap_all; o; o = o->next_all)
+    if (atomic_load_explicit(&o->xin_use, memory_order_relaxed))
+      held_flush(o); /* counted as the large cache gives them back */
+  ulock_release(&pool_lock);
   return released + (pages << PAGE_SHIFT) + bare_pooled();
 }
 
@@ -642,6 +651,17 @@ void heap_after_fork_child(struct heap *survivor) {
     if (h != survivor &&
         atomic_load_explicit(&h->xin_use, memory_order_relaxed))
       heap_abandon(h);
+}
+
+size_t heap_held_bytes(size_t *blocks) {
+  size_t bytes = 0;
+  *blocks = 0;
+  ulock_acquire(&pool_lock);
+  for (struct heap *h = heap_all; h; h = h->next_all)
+    if (atomic_load_explicit(&h->xin_use, memory_order_relaxed))
+      bytes += held_bytes(h, blocks);
+  ulock_release(&pool_lock);
+  return bytes;
 }
 
 void heap_class_stats(struct class_figures fig[NUM_CLASSES]) {

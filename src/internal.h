@@ -249,6 +249,7 @@ enum pm_kind { KIND_PAGE = 1, KIND_SUPERBLOCK = 2, KIND_LARGE = 3, KIND_META = 4
 #define PMF_FULL 0x01u    /* every page is backed: frees need no bitmap scan */
 #define PMF_UNKNOWN 0x02u /* the owner may have touched unbacked pages */
 #define PMF_CACHED 0x04u  /* a large malloc block parked in the large cache */
+#define PMF_HELD 0x08u    /* a freed large malloc block a thread holds (held.c) */
 
 struct region;
 
@@ -606,6 +607,9 @@ UMPA_HIDDEN size_t cache_limit_pages(void);
 /* Whether the limit was set (UMPA_PAGE_CACHE, umpa_page_cache_limit,
  * mallopt) rather than adapting: then it costs nothing to read. */
 UMPA_HIDDEN bool cache_limit_fixed(void);
+/* The most the cache may hold (UMPA_PAGE_CACHE or the limit set), in
+ * pages: 0 turns caching off. */
+UMPA_HIDDEN size_t cache_limit_max(void);
 /* Backed free pages the cache holds now. */
 UMPA_HIDDEN size_t cache_held_pages(void);
 /* Called after pages were freed: release what exceeds the limit. */
@@ -827,6 +831,8 @@ struct bin {
 };
 
 #define DIRECT_SLOTS (SMALL_TABLE_MAX / 16 + 1)
+#define HEAP_HELD 4        /* freed large blocks a thread holds (held.c) */
+#define HEAP_HELD_PAGES 64 /* the largest it holds: 256 KiB */
 
 struct heap {
   /* The current superblock for each request size up to 1 KiB in 16-byte
@@ -834,6 +840,15 @@ struct heap {
    * (n + 15) / 16 without computing the class. */
   struct superblock *direct[DIRECT_SLOTS];
   struct bin bins[NUM_CLASSES];
+  /* Freed large blocks (their page-layer heads) kept whole for the
+   * thread's next malloc of as many pages: the owner fills an empty slot,
+   * anyone may empty one by exchange (held.c). */
+  struct pmeta *_Atomic xheld[HEAP_HELD];
+  _Atomic uint32_t xheld_pages[HEAP_HELD]; /* each one's pages */
+  uint8_t held_old;       /* slots not filled since the last tick */
+  uint8_t held_next;      /* the slot a free evicts when all are full */
+  uint8_t held_wanted[HEAP_HELD]; /* pages of its latest large mallocs */
+  uint8_t held_next_want;
   uint32_t ticks;         /* slow-path events before the next tick */
   uint8_t stripe;         /* of the store, where it puts empty superblocks */
   uint8_t sweep;          /* the stripe its last tick aged besides its own */
@@ -948,6 +963,9 @@ UMPA_HIDDEN struct heap *heap_acquire(void);
 /* A free into a superblock of the global heap, by any thread. */
 UMPA_HIDDEN void heap_global_free(struct superblock *sb, struct block *b);
 UMPA_HIDDEN size_t heap_trim(struct heap *h);
+/* Bytes of the large blocks the thread heaps hold (held.c), and in
+ * *blocks how many. */
+UMPA_HIDDEN size_t heap_held_bytes(size_t *blocks);
 UMPA_HIDDEN void heap_lock_all(void);
 UMPA_HIDDEN void heap_unlock_all(void);
 UMPA_HIDDEN void heap_after_fork_child(struct heap *survivor);
@@ -1038,6 +1056,33 @@ UMPA_HIDDEN void *largecache_take_aligned(size_t pages, unsigned kind);
  * cached for the next ones; NULL when the request is too big for that or
  * the page layer has a warm run that fits (page_alloc then serves it). */
 UMPA_HIDDEN void *largecache_grow(size_t pages, unsigned flags);
+/* A freed large block of up to 128 KiB handed out lazily is taken as
+ * touched whole (PMF_FULL, its pages counted as having memory): asking the
+ * kernel (mincore) cost more than the faults of its pages. */
+UMPA_HIDDEN void largecache_assume_touched(struct pmeta *pm);
+
+/* held.c: a thread's freed large blocks, kept whole for its next malloc of
+ * the same number of pages.  held_take and held_put work on the caller's
+ * heap; held_age on the caller's own h; held_flush and held_bytes on any
+ * heap in use (the pool lock keeps it so). */
+/* A large malloc of `pages` pages: noted, and served by a held block of
+ * exactly as many pages (its pointer); with `zero` only by one whose
+ * pages all have memory, cleared.  NULL if none.  Sets up the thread's
+ * heap if it has none. */
+UMPA_HIDDEN void *held_take(size_t pages, bool zero);
+/* Hold the freed large block pm (still counted in use); false if it is
+ * not one to hold: too big, aligned, no heap, or of a size the thread did
+ * not ask for in its last HEAP_HELD large mallocs. */
+UMPA_HIDDEN bool held_put(struct pmeta *pm);
+/* On the heap's tick: release what was not refilled since the last. */
+UMPA_HIDDEN void held_age(struct heap *h);
+/* Release all of h's held blocks; returns their bytes. */
+UMPA_HIDDEN size_t held_flush(struct heap *h);
+/* Bytes of h's held blocks; adds how many to *blocks. */
+UMPA_HIDDEN size_t held_bytes(struct heap *h, size_t *blocks);
+/* malloc.c: a freed large block leaves malloc (counted out of use): to
+ * the large cache, else to the page layer. */
+UMPA_HIDDEN void large_release(struct pmeta *pm);
 /* Age the cache as a large request does (UMPA_DECAY_MS), unless another
  * thread holds its lock: the small-object slow paths call this now and
  * then, so that a program whose large requests stopped does not keep the

@@ -59,6 +59,7 @@ static void test_small_lazy_cached(void) {
   CHECK_MSG(resident_pages(p, n) < n / 4096, "%zu pages resident",
             resident_pages(p, n));
   umpa_free(p);
+  held_flush(umpa_tl_heap); /* the thread held it for its next malloc */
   CHECK(counted_backed(p, n) == n / 4096);
   char *q = umpa_calloc(1, n);
   REQUIRE(q);

@@ -1,7 +1,8 @@
 /*
  * test_malloc_misuse.c - free/realloc of pointers umpa did not hand out,
  * double frees it can detect cheaply, and a realloc or malloc_usable_size
- * of a block freed already (as cheaply) end the process with one line on
+ * of a block freed already (as cheaply: cached, or held by the thread for
+ * its next malloc of the size) end the process with one line on
  * stderr and SIGABRT.  malloc_usable_size of a foreign pointer answers 0.
  * Each case runs in a forked child whose stderr is captured.
  */
@@ -91,6 +92,22 @@ static void realloc_released_large_same_pages(void) {
   umpa_free(p);
   umpa_realloc(p, (1 << 20) - 100);
 }
+/* A block the thread holds for its next malloc of the size (held.c). */
+static void free_twice_held(void) {
+  void *p = umpa_malloc(64 * 1024);
+  umpa_free(p);
+  umpa_free(p);
+}
+static void realloc_held(void) {
+  void *p = umpa_malloc(64 * 1024);
+  umpa_free(p);
+  umpa_realloc(p, 64 * 1024 - 16);
+}
+static void usable_held(void) {
+  void *p = umpa_malloc(64 * 1024);
+  umpa_free(p);
+  umpa_malloc_usable_size(p);
+}
 static void usable_freed_large(void) {
   void *p = umpa_malloc(1 << 20);
   umpa_free(p);
@@ -123,6 +140,9 @@ int main(void) {
   CHECK(dies_with(realloc_freed_large_same_pages, "block was freed already"));
   CHECK(dies_with(realloc_released_large_same_pages, "freed already"));
   CHECK(dies_with(usable_freed_large, "block was freed already"));
+  CHECK(dies_with(free_twice_held, "double free"));
+  CHECK(dies_with(realloc_held, "block was freed already"));
+  CHECK(dies_with(usable_held, "block was freed already"));
   pid_t pid = fork();
   REQUIRE(pid >= 0);
   if (pid == 0) usable_foreign();

@@ -1,0 +1,151 @@
+/*
+ * buffers.c - buffers malloc'd and freed again and again, in ns per pair.
+ *
+ * Not small objects: the blocks a server or a database takes for one
+ * request and gives back, one size at a time.
+ *   64k       malloc(64 KiB), write a byte into each of its pages, free: an
+ *             I/O buffer that a read fills.
+ *   256k      the same with 256 KiB.
+ *   align4k   posix_memalign(4096, 4 KiB), one byte written: an O_DIRECT
+ *             page.
+ *   align64k  posix_memalign(4096, 64 KiB), a byte into each page.
+ *   calloc    calloc(1, 100000): a zeroed table, one byte read.
+ *   shrink    malloc(64 KiB), then realloc to 1 KiB, then free: a buffer
+ *             cut down to what it received.
+ * With T threads every thread runs the same patterns at once (a barrier
+ * between patterns); the figure is wall time per pair of one thread, so
+ * perfect scaling keeps it constant.
+ *
+ * Usage: buffers [--quick] [threads [pairs]]
+ */
+#define _GNU_SOURCE
+#include "bench.h"
+
+#include <string.h>
+
+enum { B64K, B256K, ALIGN4K, ALIGN64K, CALLOC, SHRINK, NPAT };
+static const char *const names[NPAT] = {"64k",      "256k",   "align4k",
+                                        "align64k", "calloc", "shrink"};
+
+struct worker {
+  pthread_t tid;
+  int index;
+  pthread_barrier_t *sync;
+  long pairs;
+  struct rss_marks *marks;
+};
+
+static uint64_t pattern_ns[NPAT];
+static volatile char sink;
+
+static void lap(struct worker *w, uint64_t *t, int pattern) {
+  pthread_barrier_wait(w->sync);
+  if (w->index == 0) {
+    uint64_t now = now_ns();
+    if (pattern >= 0) pattern_ns[pattern] = now - *t;
+    *t = now;
+  }
+}
+
+static void *aligned(size_t align, size_t size) {
+  void *p = NULL;
+  if (posix_memalign(&p, align, size) != 0) {
+    fprintf(stderr, "buffers: posix_memalign(%zu, %zu) failed\n", align, size);
+    exit(1);
+  }
+  return p;
+}
+
+static void pair(int pattern, long i) {
+  char *p;
+  switch (pattern) {
+    case B64K:
+    case B256K: {
+      size_t n = pattern == B64K ? 64 * KiB : 256 * KiB;
+      p = xmalloc(n);
+      touch_pages(p, n);
+      break;
+    }
+    case ALIGN4K:
+      p = aligned(4096, 4096);
+      p[0] = (char)i;
+      break;
+    case ALIGN64K:
+      p = aligned(4096, 64 * KiB);
+      touch_pages(p, 64 * KiB);
+      break;
+    case CALLOC:
+      p = calloc(1, 100000);
+      if (!p) {
+        perror("calloc");
+        exit(1);
+      }
+      sink = p[i % 100000];
+      break;
+    default: /* SHRINK */
+      p = xmalloc(64 * KiB);
+      p[0] = (char)i;
+      p = realloc(p, 1024);
+      if (!p || p[0] != (char)i) {
+        fprintf(stderr, "buffers: realloc lost the block\n");
+        exit(1);
+      }
+      break;
+  }
+  free(p);
+}
+
+static void *work(void *arg) {
+  struct worker *w = arg;
+  uint64_t t = 0;
+  lap(w, &t, -1);
+  for (int pattern = 0; pattern < NPAT; pattern++) {
+    /* calloc clears 100000 bytes a pair: a tenth as many. */
+    long n = pattern == CALLOC ? w->pairs / 10 : w->pairs;
+    for (long i = 0; i < n; i++) pair(pattern, i);
+    if (w->index == 0) rss_mark_peak(w->marks);
+    lap(w, &t, pattern);
+  }
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  bool quick = has_flag(argc, argv, "--quick");
+  int threads = (int)num_arg(argc, argv, 0, 1);
+  long pairs = num_arg(argc, argv, 1, quick ? 2000 : 200000);
+  if (threads < 1 || threads > 1024 || pairs < 10) {
+    fprintf(stderr, "usage: buffers [--quick] [threads [pairs]]\n");
+    return 2;
+  }
+  struct rss_marks m;
+  rss_mark_start(&m);
+  pthread_barrier_t sync;
+  pthread_barrier_init(&sync, NULL, (unsigned)threads);
+  struct worker *w = calloc((size_t)threads, sizeof *w);
+  if (!w) {
+    perror("calloc");
+    return 1;
+  }
+  for (int i = 0; i < threads; i++) {
+    w[i].index = i;
+    w[i].sync = &sync;
+    w[i].pairs = pairs;
+    w[i].marks = &m;
+    start_thread(&w[i].tid, work, &w[i]);
+  }
+  for (int i = 0; i < threads; i++) pthread_join(w[i].tid, NULL);
+  free(w);
+  rss_mark_end(&m);
+  double ns[NPAT];
+  for (int p = 0; p < NPAT; p++)
+    ns[p] = (double)pattern_ns[p] / (double)(p == CALLOC ? pairs / 10 : pairs);
+  printf("buffers: %d threads, %ld pairs each (calloc %ld): ns per pair:",
+         threads, pairs, pairs / 10);
+  for (int p = 0; p < NPAT; p++) printf(" %s %.1f", names[p], ns[p]);
+  printf("\n");
+  print_rss_text(&m);
+  printf("result: bench=buffers threads=%d", threads);
+  for (int p = 0; p < NPAT; p++) printf(" %s=%.2f", names[p], ns[p]);
+  print_rss_fields(&m);
+  return 0;
+}

@@ -1,0 +1,153 @@
+/*
+ * held.c - a thread's freed large blocks, kept whole for its next malloc of
+ * the same size.
+ *
+ * A program that mallocs and frees a buffer of one size again and again
+ * (an I/O buffer of 64 KiB, a scratch array) went through the large-block
+ * cache each time: its one lock, its span lists, the block merged with its
+ * free neighbours on free and cut off again on malloc.  That took 200 ns a
+ * pair, where glibc and mimalloc take 15 (their heaps serve 64 KiB from
+ * free lists), and every thread doing it queued on the one lock.  So each
+ * thread heap holds up to HEAP_HELD freed blocks of up to HEAP_HELD_PAGES
+ * pages as they are, in slots that its owner fills and that anyone may
+ * empty with an atomic exchange: the owner taking a block back for a
+ * malloc of the same number of pages, a free evicting one when all slots
+ * are full, the heap's tick releasing those not refilled since the last
+ * tick (16 slow-path events), malloc_trim from any thread, the thread's
+ * exit.  A thread thus holds at most 1 MiB this way, less than its
+ * Hoard allowance of empty superblocks; a thread that stops calling
+ * malloc keeps them until a trim or its exit, as it keeps its spares.
+ *
+ * A held block is in use for the page layer (its tag), and free for
+ * malloc: PMF_HELD makes a free, realloc or malloc_usable_size of it a
+ * reported misuse, as PMF_CACHED does in the large cache.  Its flags are
+ * written by whoever holds it: the owner before it publishes the block
+ * (release), the taker after its exchange (acquire).
+ */
+#include "internal.h"
+
+#include <string.h>
+
+static void *head_addr(struct pmeta *pm) {
+  return region_addr(pm->region, pmeta_index(pm));
+}
+
+static void release(struct pmeta *pm) {
+  pm->flags &= (uint8_t)~PMF_HELD;
+  large_release(pm);
+}
+
+/* The caller's heap, set up if the thread has none yet (its blocks so far
+ * were all large); NULL if none can be had. */
+static struct heap *own_heap(void) {
+  struct heap *h = umpa_tl_heap;
+  if (h == &umpa_heap_empty) h = thread_heap_init();
+  return h == &umpa_heap_empty || h == &umpa_heap_dead ? NULL : h;
+}
+
+void *held_take(size_t pages, bool zero) {
+  struct heap *h = own_heap();
+  if (!h) return NULL;
+  /* Every large request counts, so that the size of a block malloc'd
+   * long ago (a ring of varied blocks) is no longer wanted at its free. */
+  h->held_wanted[h->held_next_want] =
+      (uint8_t)(pages <= HEAP_HELD_PAGES ? pages : 0);
+  h->held_next_want = (uint8_t)((h->held_next_want + 1) % HEAP_HELD);
+  if (pages > HEAP_HELD_PAGES) return NULL;
+  for (unsigned i = 0; i < HEAP_HELD; i++) {
+    /* A stale value, left by a trim that emptied the slot, finds NULL. */
+    if (atomic_load_explicit(&h->xheld_pages[i], memory_order_relaxed) !=
+        pages)
+      continue;
+    struct pmeta *pm =
+        atomic_exchange_explicit(&h->xheld[i], NULL, memory_order_acquire);
+    /* The owner alone writes the pages: once the slot is empty, they are
+     * 0 again. */
+    atomic_store_explicit(&h->xheld_pages[i], 0, memory_order_relaxed);
+    if (!pm) continue;
+    if (zero && !(pm->flags & PMF_FULL)) {
+      /* Clearing it would populate what the program left untouched, which
+       * the large cache keeps as holes that read as zero: not for calloc.
+       * Back into its slot, which only the owner fills. */
+      atomic_store_explicit(&h->xheld_pages[i], (uint32_t)pages,
+                            memory_order_relaxed);
+      atomic_store_explicit(&h->xheld[i], pm, memory_order_release);
+      return NULL;
+    }
+    pm->flags &= (uint8_t)~PMF_HELD;
+    void *p = head_addr(pm);
+    if (zero) memset(p, 0, pages << PAGE_SHIFT);
+    return p;
+  }
+  return NULL;
+}
+
+bool held_put(struct pmeta *pm) {
+  size_t pages = pm->count;
+  struct heap *h = umpa_tl_heap;
+  if (pages > HEAP_HELD_PAGES || pm->user_offset != 0 ||
+      h == &umpa_heap_empty || h == &umpa_heap_dead)
+    return false;
+  /* Holding is caching: not while the caches are off. */
+  if (!umpa_opt.large_cache || !cache_limit_max()) return false;
+  /* Only a size the thread asked for lately: a block nobody takes back
+   * stays out of the large cache's spans, which cannot merge across it. */
+  bool wanted = false;
+  for (unsigned i = 0; i < HEAP_HELD; i++)
+    if (h->held_wanted[i] == pages) wanted = true;
+  if (!wanted) return false;
+  unsigned pick = HEAP_HELD;
+  for (unsigned i = 0; i < HEAP_HELD && pick == HEAP_HELD; i++)
+    if (!atomic_load_explicit(&h->xheld[i], memory_order_relaxed)) pick = i;
+  if (pick == HEAP_HELD) {
+    pick = h->held_next;
+    h->held_next = (uint8_t)((pick + 1) % HEAP_HELD);
+    struct pmeta *old =
+        atomic_exchange_explicit(&h->xheld[pick], NULL, memory_order_acquire);
+    if (old) release(old);
+  }
+  /* As the large cache would take it: then calloc may reuse it too. */
+  largecache_assume_touched(pm);
+  pm->flags |= PMF_HELD;
+  h->held_old &= (uint8_t)~(1u << pick);
+  atomic_store_explicit(&h->xheld_pages[pick], (uint32_t)pages,
+                        memory_order_relaxed);
+  atomic_store_explicit(&h->xheld[pick], pm, memory_order_release);
+  return true;
+}
+
+void held_age(struct heap *h) {
+  unsigned old = h->held_old, now = 0;
+  for (unsigned i = 0; i < HEAP_HELD; i++) {
+    if (old & (1u << i)) {
+      struct pmeta *pm =
+          atomic_exchange_explicit(&h->xheld[i], NULL, memory_order_acquire);
+      if (pm) release(pm);
+    } else if (atomic_load_explicit(&h->xheld[i], memory_order_relaxed)) {
+      now |= 1u << i;
+    }
+  }
+  h->held_old = (uint8_t)now;
+}
+
+size_t held_flush(struct heap *h) {
+  size_t bytes = 0;
+  for (unsigned i = 0; i < HEAP_HELD; i++) {
+    struct pmeta *pm =
+        atomic_exchange_explicit(&h->xheld[i], NULL, memory_order_acquire);
+    if (!pm) continue;
+    bytes += (size_t)pm->count << PAGE_SHIFT;
+    release(pm);
+  }
+  return bytes;
+}
+
+size_t held_bytes(struct heap *h, size_t *blocks) {
+  size_t pages = 0;
+  for (unsigned i = 0; i < HEAP_HELD; i++)
+    if (atomic_load_explicit(&h->xheld[i], memory_order_relaxed)) {
+      pages += atomic_load_explicit(&h->xheld_pages[i], memory_order_relaxed);
+      ++*blocks;
+    }
+  return pages << PAGE_SHIFT;
+}

@@ -1,0 +1,212 @@
+/*
+ * test_mt_held.c - a thread's freed large blocks, held for its next malloc
+ * of the same size (src/held.c): reused whole, never for calloc, only for
+ * a size the thread asked for lately; released by the heap's tick, by
+ * malloc_trim from another thread (the owner idle or busy), and by the
+ * thread's exit; counted by mallinfo as free, not in use.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <string.h>
+#include <umpa.h>
+
+#include "check.h"
+#include "internal.h"
+
+#define KiB ((size_t)1 << 10)
+
+static size_t held_now(void) {
+  size_t blocks;
+  return heap_held_bytes(&blocks);
+}
+
+/* A 64 KiB buffer malloc'd and freed again and again is one block. */
+static void test_reuse(void) {
+  umpa_malloc_trim(0);
+  struct umpa_mallinfo before = umpa_mallinfo();
+  char *p = umpa_malloc(64 * KiB);
+  REQUIRE(p);
+  memset(p, 5, 64 * KiB);
+  umpa_free(p);
+  CHECK(held_now() == 64 * KiB);
+  struct umpa_mallinfo freed = umpa_mallinfo();
+  CHECK(freed.hblks == before.hblks && freed.hblkhd == before.hblkhd);
+  CHECK(freed.fordblks >= before.fordblks + 64 * KiB);
+  bool same = true;
+  for (int i = 0; i < 1000; i++) {
+    char *q = umpa_malloc(64 * KiB - 100); /* the same 16 pages */
+    if (q != p) same = false;
+    q[0] = 1;
+    umpa_free(q);
+  }
+  CHECK(same);
+  /* calloc takes a held block only if all its pages have memory, and
+   * clears it: a block of up to 128 KiB is taken as touched whole when it
+   * is held, as the large cache takes it (a bigger one handed out lazily
+   * may have holes, which read as zero without being populated). */
+  char *z = umpa_calloc(1, 64 * KiB);
+  REQUIRE(z);
+  size_t nonzero = 0;
+  for (size_t i = 0; i < 64 * KiB; i++) nonzero += z[i] != 0;
+  CHECK(nonzero == 0);
+  memset(z, 9, 64 * KiB);
+  umpa_free(z);
+  for (int round = 0; round < 3; round++) {
+    char *y = umpa_calloc(1, 64 * KiB);
+    REQUIRE(y);
+    nonzero = 0;
+    for (size_t i = 0; i < 64 * KiB; i++) nonzero += y[i] != 0;
+    CHECK_MSG(nonzero == 0, "%zu bytes not zero", nonzero);
+    CHECK(y == z);
+    memset(y, 9, 64 * KiB);
+    umpa_free(y);
+  }
+  umpa_malloc_trim(0);
+  CHECK(held_now() == 0);
+}
+
+/* A block whose size the thread did not ask for in its last HEAP_HELD
+ * large mallocs goes to the large cache: in a ring of varied blocks,
+ * held ones would stand between spans that could merge. */
+static void test_only_wanted(void) {
+  umpa_malloc_trim(0);
+  char *p = umpa_malloc(100 * KiB);
+  REQUIRE(p);
+  char *other[HEAP_HELD];
+  for (int i = 0; i < HEAP_HELD; i++) {
+    other[i] = umpa_malloc((size_t)(300 + 50 * i) * KiB);
+    REQUIRE(other[i]);
+  }
+  umpa_free(p);
+  CHECK(held_now() == 0);
+  /* 300-450 KiB: bigger than HEAP_HELD_PAGES. */
+  for (int i = 0; i < HEAP_HELD; i++) umpa_free(other[i]);
+  CHECK(held_now() == 0);
+  /* Of the sizes asked for lately, up to HEAP_HELD are held; a fifth
+   * evicts one. */
+  char *b[HEAP_HELD + 1];
+  for (int i = 0; i <= HEAP_HELD; i++) {
+    b[i] = umpa_malloc((size_t)(40 + 8 * i) * KiB);
+    REQUIRE(b[i]);
+  }
+  for (int i = 0; i <= HEAP_HELD; i++) umpa_free(b[i]);
+  size_t blocks;
+  heap_held_bytes(&blocks);
+  CHECK_MSG(blocks == HEAP_HELD - 1 || blocks == HEAP_HELD,
+            "%zu blocks held", blocks);
+  umpa_malloc_trim(0);
+}
+
+/* Blocks not taken back by the heap's second tick are released.  Ticks
+ * come every 16 slow-path events: a few thousand superblocks' worth of
+ * small blocks bring many. */
+static void test_aged(void) {
+  umpa_malloc_trim(0);
+  char *p = umpa_malloc(64 * KiB);
+  REQUIRE(p);
+  umpa_free(p);
+  CHECK(held_now() == 64 * KiB);
+  enum { N = 100000 };
+  static void *small[N];
+  for (int i = 0; i < N; i++) {
+    small[i] = umpa_malloc(16 + (size_t)(i % 64) * 16);
+    REQUIRE(small[i]);
+  }
+  CHECK(held_now() == 0);
+  for (int i = 0; i < N; i++) umpa_free(small[i]);
+  umpa_malloc_trim(0);
+}
+
+/* malloc_trim from another thread takes the blocks of a thread that holds
+ * some and sleeps; its exit releases what it holds. */
+static pthread_barrier_t meet;
+
+static void *idle_holder(void *arg) {
+  (void)arg;
+  char *p = umpa_malloc(96 * KiB);
+  REQUIRE(p);
+  memset(p, 3, 96 * KiB);
+  umpa_free(p);
+  pthread_barrier_wait(&meet); /* holding it */
+  pthread_barrier_wait(&meet); /* trimmed */
+  char *q = umpa_malloc(96 * KiB);
+  REQUIRE(q);
+  umpa_free(q); /* held again, until the thread exits */
+  pthread_barrier_wait(&meet);
+  pthread_barrier_wait(&meet); /* counted */
+  return NULL;
+}
+
+static void test_trim_and_exit(void) {
+  umpa_malloc_trim(0);
+  pthread_barrier_init(&meet, NULL, 2);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, idle_holder, NULL) == 0);
+  pthread_barrier_wait(&meet);
+  CHECK(held_now() == 96 * KiB);
+  umpa_malloc_trim(0);
+  CHECK(held_now() == 0);
+  pthread_barrier_wait(&meet);
+  pthread_barrier_wait(&meet);
+  CHECK(held_now() == 96 * KiB);
+  pthread_barrier_wait(&meet);
+  pthread_join(t, NULL);
+  CHECK(held_now() == 0);
+  pthread_barrier_destroy(&meet);
+  umpa_page_check();
+}
+
+/* Owners reuse their blocks while another thread trims in a loop: each
+ * block is taken by exactly one of them, and no bytes are lost. */
+static _Atomic bool stop;
+
+static void *owner(void *arg) {
+  uintptr_t id = (uintptr_t)arg;
+  long rounds = getenv("UMPA_TEST_QUICK") ? 20000 : 200000;
+  for (long i = 0; i < rounds; i++) {
+    size_t n = (size_t)(48 + 16 * (i % 3) + 4 * id) * KiB;
+    char *p = umpa_malloc(n);
+    REQUIRE(p);
+    long tag = i ^ (long)id << 40;
+    memcpy(p, &tag, sizeof tag);
+    memcpy(p + n - sizeof tag, &tag, sizeof tag);
+    long a, b;
+    memcpy(&a, p, sizeof a);
+    memcpy(&b, p + n - sizeof b, sizeof b);
+    if (a != tag || b != tag) {
+      CHECK_MSG(false, "block %p of thread %lu overwritten", (void *)p,
+                (unsigned long)id);
+      break;
+    }
+    umpa_free(p);
+  }
+  return NULL;
+}
+
+static void *trimmer(void *arg) {
+  (void)arg;
+  while (!atomic_load(&stop)) umpa_malloc_trim(0);
+  return NULL;
+}
+
+static void test_trim_races_owners(void) {
+  pthread_t own[3], trim;
+  REQUIRE(pthread_create(&trim, NULL, trimmer, NULL) == 0);
+  for (uintptr_t i = 0; i < 3; i++)
+    REQUIRE(pthread_create(&own[i], NULL, owner, (void *)i) == 0);
+  for (int i = 0; i < 3; i++) pthread_join(own[i], NULL);
+  atomic_store(&stop, true);
+  pthread_join(trim, NULL);
+  umpa_malloc_trim(0);
+  CHECK(held_now() == 0);
+  umpa_page_check();
+}
+
+int main(void) {
+  test_reuse();
+  test_only_wanted();
+  test_aged();
+  test_trim_and_exit();
+  test_trim_races_owners();
+  return check_done("test_mt_held");
+}
