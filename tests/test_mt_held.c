@@ -1,9 +1,10 @@
 /*
  * test_mt_held.c - a thread's freed large blocks, held for its next malloc
- * of the same size (src/held.c): reused whole, never for calloc, only for
- * a size the thread asked for lately; released by the heap's tick, by
- * malloc_trim from another thread (the owner idle or busy), and by the
- * thread's exit; counted by mallinfo as free, not in use.
+ * of the same size (src/held.c): reused whole (by calloc too, cleared),
+ * held only for a size the thread asked for lately and not while the
+ * caches are off; released by the heap's tick, by malloc_trim from
+ * another thread (the owner idle or busy) and by the thread's exit;
+ * counted by mallinfo as free, not in use.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -94,6 +95,28 @@ static void test_only_wanted(void) {
   heap_held_bytes(&blocks);
   CHECK_MSG(blocks == HEAP_HELD - 1 || blocks == HEAP_HELD,
             "%zu blocks held", blocks);
+  umpa_malloc_trim(0);
+}
+
+/* Holding is caching: with either cache turned off, nothing is held. */
+static void test_caches_off(void) {
+  umpa_malloc_trim(0);
+  size_t was = umpa_opt.large_cache;
+  bool fixed = umpa_opt.large_cache_fixed;
+  umpa_opt.large_cache = 0;
+  umpa_opt.large_cache_fixed = true;
+  umpa_free(umpa_malloc(64 * KiB));
+  umpa_free(umpa_malloc(64 * KiB));
+  CHECK(held_now() == 0);
+  umpa_opt.large_cache = was;
+  umpa_opt.large_cache_fixed = fixed;
+  size_t old = umpa_page_cache_limit(0);
+  umpa_free(umpa_malloc(64 * KiB));
+  umpa_free(umpa_malloc(64 * KiB));
+  CHECK(held_now() == 0);
+  umpa_page_cache_limit(old);
+  umpa_free(umpa_malloc(64 * KiB));
+  CHECK(held_now() == 64 * KiB);
   umpa_malloc_trim(0);
 }
 
@@ -205,6 +228,7 @@ static void test_trim_races_owners(void) {
 int main(void) {
   test_reuse();
   test_only_wanted();
+  test_caches_off();
   test_aged();
   test_trim_and_exit();
   test_trim_races_owners();
