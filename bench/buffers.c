@@ -12,6 +12,8 @@
  *   calloc    calloc(1, 100000): a zeroed table, one byte read.
  *   shrink    malloc(64 KiB), then realloc to 1 KiB, then free: a buffer
  *             cut down to what it received.
+ *   sparse1m  malloc(1 MiB), one byte written: a buffer reserved for the
+ *             largest request and used for a small one.
  * With T threads every thread runs the same patterns at once (a barrier
  * between patterns); the figure is wall time per pair of one thread, so
  * perfect scaling keeps it constant.
@@ -23,9 +25,10 @@
 
 #include <string.h>
 
-enum { B64K, B256K, ALIGN4K, ALIGN64K, CALLOC, SHRINK, NPAT };
-static const char *const names[NPAT] = {"64k",      "256k",   "align4k",
-                                        "align64k", "calloc", "shrink"};
+enum { B64K, B256K, ALIGN4K, ALIGN64K, CALLOC, SHRINK, SPARSE, NPAT };
+static const char *const names[NPAT] = {"64k",    "256k",   "align4k",
+                                        "align64k", "calloc", "shrink",
+                                        "sparse1m"};
 
 struct worker {
   pthread_t tid;
@@ -81,6 +84,10 @@ static void pair(int pattern, long i) {
         exit(1);
       }
       sink = p[i % 100000];
+      break;
+    case SPARSE:
+      p = xmalloc(MiB);
+      p[(size_t)i % 4096] = (char)i;
       break;
     default: /* SHRINK */
       p = xmalloc(64 * KiB);

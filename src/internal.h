@@ -831,8 +831,8 @@ struct bin {
 };
 
 #define DIRECT_SLOTS (SMALL_TABLE_MAX / 16 + 1)
-#define HEAP_HELD 4        /* freed large blocks a thread holds (held.c) */
-#define HEAP_HELD_PAGES 64 /* the largest it holds: 256 KiB */
+#define HEAP_HELD 4         /* freed large blocks a thread holds (held.c) */
+#define HEAP_HELD_PAGES 256 /* the most it holds, all together: 1 MiB */
 
 struct heap {
   /* The current superblock for each request size up to 1 KiB in 16-byte
@@ -847,7 +847,7 @@ struct heap {
   _Atomic uint32_t xheld_pages[HEAP_HELD]; /* each one's pages */
   uint8_t held_old;       /* slots not filled since the last tick */
   uint8_t held_next;      /* the slot a free evicts when all are full */
-  uint8_t held_wanted[HEAP_HELD]; /* pages of its latest large mallocs */
+  uint16_t held_wanted[HEAP_HELD]; /* pages of its latest large mallocs */
   uint8_t held_next_want;
   uint32_t ticks;         /* slow-path events before the next tick */
   uint8_t stripe;         /* of the store, where it puts empty superblocks */

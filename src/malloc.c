@@ -593,7 +593,8 @@ static struct umpa_mallinfo mallinfo_parts(struct umpa_page_stats *ps,
   *cached = largecache_bytes() + held;
   struct umpa_mallinfo mi = {0};
   /* Read apart, the held figures may be ahead of the counters. */
-  size_t lbytes = atomic_load(&large_bytes), lblocks = atomic_load(&large_blocks);
+  size_t lbytes = atomic_load(&large_bytes);
+  size_t lblocks = atomic_load(&large_blocks);
   lbytes = lbytes > held ? lbytes - held : 0;
   lblocks = lblocks > held_blocks ? lblocks - held_blocks : 0;
   mi.arena = heap_arena_bytes(&peak);

@@ -75,16 +75,17 @@ static void test_only_wanted(void) {
   REQUIRE(p);
   char *other[HEAP_HELD];
   for (int i = 0; i < HEAP_HELD; i++) {
-    other[i] = umpa_malloc((size_t)(300 + 50 * i) * KiB);
+    other[i] = umpa_malloc((size_t)(1100 + 100 * i) * KiB);
     REQUIRE(other[i]);
   }
   umpa_free(p);
   CHECK(held_now() == 0);
-  /* 300-450 KiB: bigger than HEAP_HELD_PAGES. */
+  /* 1.1-1.4 MiB: bigger than HEAP_HELD_PAGES. */
   for (int i = 0; i < HEAP_HELD; i++) umpa_free(other[i]);
   CHECK(held_now() == 0);
   /* Of the sizes asked for lately, up to HEAP_HELD are held; a fifth
-   * evicts one. */
+   * evicts one, and so does a block that would pass HEAP_HELD_PAGES in
+   * all. */
   char *b[HEAP_HELD + 1];
   for (int i = 0; i <= HEAP_HELD; i++) {
     b[i] = umpa_malloc((size_t)(40 + 8 * i) * KiB);
@@ -95,6 +96,12 @@ static void test_only_wanted(void) {
   heap_held_bytes(&blocks);
   CHECK_MSG(blocks == HEAP_HELD - 1 || blocks == HEAP_HELD,
             "%zu blocks held", blocks);
+  char *big = umpa_malloc(900 * KiB);
+  REQUIRE(big);
+  umpa_free(big);
+  size_t bytes = heap_held_bytes(&blocks);
+  CHECK_MSG(bytes <= (size_t)HEAP_HELD_PAGES * 4096 && bytes >= 900 * KiB,
+            "%zu bytes held in %zu blocks", bytes, blocks);
   umpa_malloc_trim(0);
 }
 
