@@ -34,10 +34,6 @@
 
 #include <string.h>
 
-static void *head_addr(struct pmeta *pm) {
-  return region_addr(pm->region, pmeta_index(pm));
-}
-
 static void release(struct pmeta *pm) {
   pm->flags &= (uint8_t)~PMF_HELD;
   large_release(pm);
@@ -81,7 +77,7 @@ void *held_take(size_t pages, bool zero) {
       return NULL;
     }
     pm->flags &= (uint8_t)~PMF_HELD;
-    void *p = head_addr(pm);
+    void *p = pmeta_addr(pm);
     if (zero) memset(p, 0, pages << PAGE_SHIFT);
     return p;
   }
@@ -131,31 +127,26 @@ bool held_put(struct pmeta *pm) {
   return true;
 }
 
-void held_age(struct heap *h) {
-  unsigned old = h->held_old, now = 0;
+/* Release the blocks of the slots in `mask`. */
+static void release_slots(struct heap *h, unsigned mask) {
   for (unsigned i = 0; i < HEAP_HELD; i++) {
-    if (old & (1u << i)) {
-      struct pmeta *pm =
-          atomic_exchange_explicit(&h->xheld[i], NULL, memory_order_acquire);
-      if (pm) release(pm);
-    } else if (atomic_load_explicit(&h->xheld[i], memory_order_relaxed)) {
-      now |= 1u << i;
-    }
+    if (!(mask & (1u << i))) continue;
+    struct pmeta *pm =
+        atomic_exchange_explicit(&h->xheld[i], NULL, memory_order_acquire);
+    if (pm) release(pm);
   }
+}
+
+void held_age(struct heap *h) {
+  release_slots(h, h->held_old);
+  unsigned now = 0;
+  for (unsigned i = 0; i < HEAP_HELD; i++)
+    if (atomic_load_explicit(&h->xheld[i], memory_order_relaxed))
+      now |= 1u << i;
   h->held_old = (uint8_t)now;
 }
 
-size_t held_flush(struct heap *h) {
-  size_t bytes = 0;
-  for (unsigned i = 0; i < HEAP_HELD; i++) {
-    struct pmeta *pm =
-        atomic_exchange_explicit(&h->xheld[i], NULL, memory_order_acquire);
-    if (!pm) continue;
-    bytes += (size_t)pm->count << PAGE_SHIFT;
-    release(pm);
-  }
-  return bytes;
-}
+void held_flush(struct heap *h) { release_slots(h, (1u << HEAP_HELD) - 1); }
 
 size_t held_bytes(struct heap *h, size_t *blocks) {
   size_t pages = 0;

@@ -471,6 +471,10 @@ UMPA_HIDDEN void buddy_unlock_all(struct buddy *b);
 static inline size_t pmeta_index(const struct pmeta *pm) {
   return (size_t)(pm - pm->region->meta);
 }
+/* The first page of the run or block whose head entry is pm. */
+static inline void *pmeta_addr(const struct pmeta *pm) {
+  return region_addr(pm->region, pmeta_index(pm));
+}
 
 /* ---------------------------------------------------------------------------
  * The page layer (src/page.c, src/remap.c, src/cache.c).
@@ -898,7 +902,11 @@ UMPA_HIDDEN extern _Atomic uint8_t *umpa_sb_map;
  * with an old or a new lo, which lies inside the new window either way,
  * or a new len with the new lo. */
 UMPA_HIDDEN extern _Atomic size_t umpa_sb_map_lo, umpa_sb_map_len;
-UMPA_HIDDEN struct superblock *superblock_of_slow(const void *p);
+/* The slow path, through the region map.  When it returns NULL and rp is
+ * not NULL, *rp is the region p lies in (NULL: p is not umpa's), so that a
+ * large block's own lookup need not ask the region map again. */
+UMPA_HIDDEN struct superblock *superblock_of_slow(const void *p,
+                                                 struct region **rp);
 static inline unsigned sb_map_shift(uintptr_t a) {
   size_t len = atomic_load_explicit(&umpa_sb_map_len, memory_order_acquire);
   size_t g = a >> GRANULE_SHIFT;
@@ -907,10 +915,15 @@ static inline unsigned sb_map_shift(uintptr_t a) {
     return 0;
   return atomic_load_explicit(&umpa_sb_map[g], memory_order_acquire);
 }
-static inline struct superblock *superblock_of(const void *p) {
+/* superblock_of, and *rp as superblock_of_slow sets it when it is asked. */
+static inline struct superblock *superblock_lookup(const void *p,
+                                                   struct region **rp) {
   unsigned shift = sb_map_shift((uintptr_t)p);
   if (UMPA_LIKELY(shift)) return sb_header_at((uintptr_t)p, shift);
-  return superblock_of_slow(p);
+  return superblock_of_slow(p, rp);
+}
+static inline struct superblock *superblock_of(const void *p) {
+  return superblock_lookup(p, NULL);
 }
 /* Put blocks on the empty free list: first those a trim took off it (one
  * released page's worth), else up to umpa_class[cls].carve never-used
@@ -1076,8 +1089,8 @@ UMPA_HIDDEN void *held_take(size_t pages, bool zero);
 UMPA_HIDDEN bool held_put(struct pmeta *pm);
 /* On the heap's tick: release what was not refilled since the last. */
 UMPA_HIDDEN void held_age(struct heap *h);
-/* Release all of h's held blocks; returns their bytes. */
-UMPA_HIDDEN size_t held_flush(struct heap *h);
+/* Release all of h's held blocks. */
+UMPA_HIDDEN void held_flush(struct heap *h);
 /* Bytes of h's held blocks; adds how many to *blocks. */
 UMPA_HIDDEN size_t held_bytes(struct heap *h, size_t *blocks);
 /* malloc.c: a freed large block leaves malloc (counted out of use): to

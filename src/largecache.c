@@ -80,10 +80,6 @@ static unsigned class_of(size_t pages) {
   return c < LC_CLASSES ? c : LC_CLASSES - 1;
 }
 
-static void *addr_of(struct pmeta *pm) {
-  return region_addr(pm->region, pmeta_index(pm));
-}
-
 /* A cached span's bookkeeping lives in the page layer's entries for its
  * second and third pages: a span has at least LC_MIN_PAGES pages, and the
  * entries inside a block are otherwise unused (their tags stay PM_NONE).
@@ -254,7 +250,7 @@ static void drop(struct pmeta *pm) {
 /* Hand an unlisted span back to the page layer (see drop). */
 static void give_back(struct pmeta *pm) {
   size_t pages = pm->count;
-  page_free_ex(addr_of(pm), pages, KIND_LARGE, "free", false);
+  page_free_ex(pmeta_addr(pm), pages, KIND_LARGE, "free", false);
   heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
 }
 
@@ -489,8 +485,8 @@ static void *fill(struct pmeta *pm, unsigned flags) {
   struct region *r = pm->region;
   size_t idx = pmeta_index(pm), pages = pm->count;
   if (pm->flags & PMF_FULL) {
-    if (flags & UMPA_ZERO) memset(addr_of(pm), 0, pages << PAGE_SHIFT);
-    return addr_of(pm);
+    if (flags & UMPA_ZERO) memset(pmeta_addr(pm), 0, pages << PAGE_SHIFT);
+    return pmeta_addr(pm);
   }
   if (page_prepare(r, idx, pages, flags, NULL) != 0) {
     pm->flags = 0; /* page_prepare left the backed bits exact */
@@ -501,7 +497,7 @@ static void *fill(struct pmeta *pm, unsigned flags) {
                       bitmap_count(r->xbacked, idx, pages) == pages
                   ? PMF_FULL
                   : PMF_UNKNOWN;
-  return addr_of(pm);
+  return pmeta_addr(pm);
 }
 
 /* Take the listed span pm off its lists and cut it to its first `pages`
@@ -725,7 +721,7 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
   ulock_release(&lc_lock);
   win->kind = (uint8_t)kind;
   win->flags = PMF_FULL;
-  return addr_of(win);
+  return pmeta_addr(win);
 }
 
 void *largecache_grow(size_t pages, unsigned flags) {

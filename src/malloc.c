@@ -176,7 +176,7 @@ static struct pmeta *large_head(struct region *r, void *p, const char *who) {
 }
 
 void large_release(struct pmeta *pm) {
-  void *head = region_addr(pm->region, pmeta_index(pm));
+  void *head = pmeta_addr(pm);
   size_t pages = pm->count;
   large_inuse(-1, -(ssize_t)(pages << PAGE_SHIFT));
   if (largecache_put(head, pm)) return;
@@ -229,7 +229,7 @@ static void *large_move(void *p, struct pmeta *pm, size_t old, size_t pages,
 }
 
 static size_t large_usable(struct pmeta *pm, void *p) {
-  uintptr_t head = (uintptr_t)region_addr(pm->region, pmeta_index(pm));
+  uintptr_t head = (uintptr_t)pmeta_addr(pm);
   return ((size_t)pm->count << PAGE_SHIFT) - ((uintptr_t)p - head);
 }
 
@@ -308,27 +308,10 @@ static inline void *do_malloc(size_t n) {
   return malloc_slow(n);
 }
 
-/* What the fast map does not know: the superblock p lies in, found through
- * its region, or NULL with *rp set to that region (NULL: p is not umpa's).
- * A large block's own lookup then starts from the region, which is thus
- * looked up once. */
-static struct superblock *lookup_slow(void *p, struct region **rp) {
-  struct region *r = region_of(p);
-  unsigned shift = r ? region_superblock_shift(r, p) : 0;
-  *rp = r;
-  return shift ? sb_header_at((uintptr_t)p, shift) : NULL;
-}
-
-static inline struct superblock *lookup(void *p, struct region **rp) {
-  unsigned shift = sb_map_shift((uintptr_t)p);
-  if (UMPA_LIKELY(shift)) return sb_header_at((uintptr_t)p, shift);
-  return lookup_slow(p, rp);
-}
-
 static UMPA_NOINLINE void free_slow(void *p) {
   if (!p) return;
   struct region *r;
-  struct superblock *sb = lookup_slow(p, &r);
+  struct superblock *sb = superblock_of_slow(p, &r);
   if (sb) small_free(sb, p);
   else large_free(r, p, true);
 }
@@ -383,7 +366,7 @@ void *umpa_calloc(size_t n, size_t size) {
 size_t umpa_malloc_usable_size(void *p) {
   if (!p) return 0;
   struct region *r = NULL;
-  struct superblock *sb = lookup(p, &r);
+  struct superblock *sb = superblock_lookup(p, &r);
   if (sb) {
     struct block *b = block_of(sb, p, "malloc_usable_size");
     return sb->size - (size_t)((char *)p - (char *)b);
@@ -406,7 +389,7 @@ void *umpa_realloc(void *p, size_t n) {
   }
   size_t avail;
   struct region *r = NULL;
-  struct superblock *sb = lookup(p, &r);
+  struct superblock *sb = superblock_lookup(p, &r);
   if (sb) {
     struct block *b = block_of(sb, p, "realloc");
     /* The cheap check of free, before the bytes are copied: the block the
@@ -421,7 +404,7 @@ void *umpa_realloc(void *p, size_t n) {
   } else {
     struct pmeta *pm = large_head(r, p, "realloc");
     avail = large_usable(pm, p);
-    void *head = region_addr(pm->region, pmeta_index(pm));
+    void *head = pmeta_addr(pm);
     if (head == p && n > threshold()) {
       /* Resize by pages: in place, or moved by remapping, never copied. */
       size_t old = pm->count, pages = pages_of(n);

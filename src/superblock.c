@@ -40,7 +40,7 @@ void superblock_chunk_drop(struct heap *h) {
   struct pmeta *pm = h->chunk;
   if (!pm) return;
   h->chunk = NULL;
-  page_free(region_addr(pm->region, pmeta_index(pm)), pm->count,
+  page_free(pmeta_addr(pm), pm->count,
             KIND_SUPERBLOCK, "free (superblock chunk)");
 }
 
@@ -143,9 +143,10 @@ void superblock_destroy(struct superblock *sb) {
   heap_account_arena(-((ssize_t)sc->sb_pages << PAGE_SHIFT));
 }
 
-struct superblock *superblock_of_slow(const void *p) {
+struct superblock *superblock_of_slow(const void *p, struct region **rp) {
   struct region *r = region_of(p);
   unsigned shift = r ? region_superblock_shift(r, p) : 0;
+  if (rp) *rp = r;
   return shift ? sb_header_at((uintptr_t)p, shift) : NULL;
 }
 

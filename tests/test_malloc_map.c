@@ -29,7 +29,7 @@
 /* Both maps agree on p; returns the superblock (NULL if none). */
 static struct superblock *agreed(const void *p) {
   struct superblock *fast = superblock_of(p);
-  struct superblock *slow = superblock_of_slow(p);
+  struct superblock *slow = superblock_of_slow(p, NULL);
   CHECK_MSG(fast == slow, "%p: fast %p, slow %p", p, (void *)fast,
             (void *)slow);
   return slow;
