@@ -179,15 +179,15 @@ static void snapshot(struct bin *b) {
 
 static void global_put(struct superblock *sb) {
   unsigned cls = sb->cls;
-  uint64_t now = os_now_ns();
-  size_t cap = store_cap();
   ulock_acquire(&global_lock[cls]);
   sb->group = SB_GLOBAL;
   atomic_store_explicit(&sb->xowner, &umpa_heap_global, memory_order_release);
   /* Remote frees that raced with the hand-over. */
   superblock_collect(sb);
   if (used_of(sb) == 0) {
-    struct superblock *gone = store_add(sb, now, cap);
+    /* Rare (a heap gives away its emptiest partial superblock): the clock
+     * is read under the lock, not on every call. */
+    struct superblock *gone = store_add(sb, os_now_ns(), store_cap());
     ulock_release(&global_lock[cls]);
     store_destroy(gone);
     return;
@@ -195,6 +195,11 @@ static void global_put(struct superblock *sb) {
   list_push(&umpa_heap_global.bins[cls].lists[0], sb);
   COUNTER_ADD(umpa_heap_global.bins[cls].xheld, 1);
   ulock_release(&global_lock[cls]);
+}
+
+uint64_t heap_global_acquires(unsigned cls) {
+  return atomic_load_explicit(&global_lock[cls].xacquires,
+                              memory_order_relaxed);
 }
 
 static struct superblock *global_take(unsigned cls, struct heap *h) {
@@ -213,14 +218,26 @@ static struct superblock *global_take(unsigned cls, struct heap *h) {
 
 static void adopt(struct heap *h, struct superblock *sb);
 
+/* Whether h's bin may adopt sb without falling under Hoard's threshold at
+ * once, which would hand its emptiest superblock straight back. */
+static bool adopt_fits(struct heap *h, struct superblock *sb) {
+  struct bin *b = &h->bins[sb->cls];
+  return bin_used(b) + used_of(sb) >=
+         hoard_mark(held_of(b) + 1, umpa_class[sb->cls].capacity);
+}
+
+/* A thread that frees in random order (a table torn down) leaves its
+ * superblocks about equally full, so as its use falls Hoard's threshold
+ * hands most of them to the global heap, and most of its frees land here.
+ * Each one adopted the superblock it freed into, and the threshold gave
+ * another away at once: two rounds of the class lock, three collects and
+ * two clock reads a free.  Now a free adopts only when the bin has room,
+ * and otherwise puts the block straight on the free list, under the lock,
+ * which is all Hoard's global heap does. */
 void heap_global_free(struct superblock *sb, struct block *b) {
   unsigned cls = sb->cls;
   struct heap *h = umpa_tl_heap;
   bool real = h != &umpa_heap_empty && h != &umpa_heap_dead;
-  /* Read before the lock, as global_put does; only a thread without a
-   * heap may store the superblock here. */
-  uint64_t now = real ? 0 : os_now_ns();
-  size_t cap = real ? 0 : store_cap();
   ulock_acquire(&global_lock[cls]);
   /* Adopted meanwhile (a superblock leaves the global heap only under
    * this lock): the block goes to the new owner as any remote free.  It
@@ -231,26 +248,33 @@ void heap_global_free(struct superblock *sb, struct block *b) {
     superblock_free_remote(sb, b);
     return;
   }
-  superblock_push_locked(sb, b);
-  if (!real) {
-    /* No heap to give it to (an exiting thread): collect here, and store
-     * it once it is empty. */
-    struct superblock *gone = NULL;
-    superblock_collect(sb);
-    if (used_of(sb) == 0) {
-      list_unlink(&umpa_heap_global.bins[cls].lists[0], sb);
-      COUNTER_ADD(umpa_heap_global.bins[cls].xheld, -1);
-      gone = store_add(sb, now, cap);
-    }
+  /* The lock makes the free list ours.  Frees that raced with the
+   * hand-over wait on the remote list. */
+  if (UMPA_UNLIKELY(b == sb->free))
+    umpa_fatal("umpa: free(%p): double free\n", (void *)b);
+  b->next = sb->free;
+  sb->free = b;
+  atomic_store_explicit(&sb->xused, used_of(sb) - 1, memory_order_relaxed);
+  superblock_collect(sb);
+  struct bin *g = &umpa_heap_global.bins[cls];
+  if (used_of(sb) == 0 && !real) {
+    list_unlink(&g->lists[0], sb);
+    COUNTER_ADD(g->xheld, -1);
+    struct superblock *gone = store_add(sb, os_now_ns(), store_cap());
     ulock_release(&global_lock[cls]);
     store_destroy(gone);
     return;
   }
-  list_unlink(&umpa_heap_global.bins[cls].lists[0], sb);
-  COUNTER_ADD(umpa_heap_global.bins[cls].xheld, -1);
   /* The freeing thread adopts the superblock (as mimalloc reclaims
    * abandoned pages on free): its next frees into it are local, and its
-   * mallocs reuse it.  Hoard's threshold gives it back if it stays empty. */
+   * mallocs reuse it.  An empty one it always takes, to keep as its spare
+   * or store in its own stripe of the store, where it looks first. */
+  if (!real || (used_of(sb) && !adopt_fits(h, sb))) {
+    ulock_release(&global_lock[cls]);
+    return;
+  }
+  list_unlink(&g->lists[0], sb);
+  COUNTER_ADD(g->xheld, -1);
   atomic_store_explicit(&sb->xowner, h, memory_order_release);
   ulock_release(&global_lock[cls]);
   adopt(h, sb);

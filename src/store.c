@@ -6,7 +6,8 @@
  * and carved blocks, so the next superblock a class needs costs no
  * page-layer call, no map update and no carving.  threadtest empties about
  * 30 superblocks a round and built them again the next: keeping them made
- * it 7 % faster at one thread.  The store and the page cache hold the same
+ * it 7 % faster at one thread.  (A free list left in the order of random
+ * frees is cut afresh when taken back: superblock_reorder.)  The store and the page cache hold the same
  * kind of memory (freed, backed, reusable) and share one budget, 1.5 times
  * the page cache's limit, of which the store takes at most the limit (see
  * store_cap); the store counts as idle memory in the caches' adaptive
@@ -306,6 +307,7 @@ struct superblock *store_take(unsigned cls, struct heap *h) {
   if (atomic_load_explicit(&nonempty[cls], memory_order_relaxed)) {
     now = os_now_ns();
     sb = take_from(cls, h, now, false, &gone);
+    if (sb) superblock_reorder(sb);
   }
   for (unsigned c = 0; c < NUM_CLASSES && !sb; c++) {
     if (c == cls || umpa_class[c].sb_pages != umpa_class[cls].sb_pages ||

@@ -57,6 +57,29 @@ static void free_twice_stored(void) {
       umpa_free(p[i]);
   _exit(3); /* nothing was stored */
 }
+static void free_twice_global(void) {
+  /* Blocks freed in random order leave superblocks equally full, and
+   * Hoard's threshold hands most of them to the global heap: a free into
+   * one goes straight onto its list under the class lock. */
+  static void *p[20000];
+  for (int i = 0; i < 20000; i++) p[i] = umpa_malloc(64);
+  uint64_t r = 7;
+  for (int i = 19999; i > 0; i--) {
+    r = r * 6364136223846793005ull + 1442695040888963407ull;
+    int j = (int)((r >> 33) % (uint64_t)(i + 1));
+    void *t = p[i];
+    p[i] = p[j];
+    p[j] = t;
+  }
+  for (int i = 0; i < 20000; i++) {
+    struct superblock *sb = superblock_of(p[i]);
+    bool global = atomic_load(&sb->xowner) == &umpa_heap_global;
+    umpa_free(p[i]);
+    if (global && atomic_load(&sb->xowner) == &umpa_heap_global)
+      umpa_free(p[i]);
+  }
+  _exit(3); /* no superblock went global */
+}
 static void free_interior_large(void) {
   char *p = umpa_malloc(100000);
   umpa_free(p + 4096);
@@ -129,6 +152,7 @@ int main(void) {
   CHECK(dies_with(free_twice_small, "double free"));
   CHECK(dies_with(free_twice_large, "double free"));
   CHECK(dies_with(free_twice_stored, "double free"));
+  CHECK(dies_with(free_twice_global, "double free"));
   CHECK(dies_with(free_interior_small, "not allocated by umpa"));
   CHECK(dies_with(free_interior_odd_class, "not allocated by umpa"));
   CHECK(dies_with(free_interior_large, "not allocated by umpa"));

@@ -642,6 +642,84 @@ static void test_chunks(void) {
             after.in_use);
 }
 
+/* --- A table torn down in random order. ------------------------------- */
+
+#define TEAR 100000
+#define TEAR_SIZE 48
+static void *tear[TEAR];
+
+static void *teardown(void *arg) {
+  (void)arg;
+  unsigned cls = sizeclass_of(TEAR_SIZE);
+  size_t cap = umpa_class[cls].capacity, size = umpa_class[cls].size;
+  for (size_t i = 0; i < TEAR; i++) {
+    tear[i] = umpa_malloc(TEAR_SIZE);
+    REQUIRE(tear[i]);
+    memcpy(tear[i], &i, sizeof i);
+    memcpy((char *)tear[i] + TEAR_SIZE - sizeof i, &i, sizeof i);
+  }
+  uint64_t r = 99;
+  for (size_t i = TEAR - 1; i > 0; i--) {
+    r = r * 6364136223846793005ull + 1442695040888963407ull;
+    size_t j = (size_t)((r >> 33) % (i + 1));
+    void *t = tear[i];
+    tear[i] = tear[j];
+    tear[j] = t;
+  }
+  /* Every superblock about as full as the others: as the heap's use
+   * falls, Hoard's threshold hands most of them to the global heap, and
+   * most frees land there.  Each takes the class lock once (it adopted
+   * the superblock, and the threshold gave one back at once: two). */
+  uint64_t acquires = heap_global_acquires(cls);
+  size_t global = 0, bad = 0, over = 0;
+  struct bin *b = &umpa_tl_heap->bins[cls];
+  for (size_t i = 0; i < TEAR; i++) {
+    size_t head, tail;
+    memcpy(&head, tear[i], sizeof head);
+    memcpy(&tail, (char *)tear[i] + TEAR_SIZE - sizeof tail, sizeof tail);
+    if (head != tail) bad++;
+    if (atomic_load(&superblock_of(tear[i])->xowner) == &umpa_heap_global)
+      global++;
+    umpa_free(tear[i]);
+    size_t used = TEAR - i - 1, held = atomic_load(&b->xheld);
+    /* The bound with f = 1/2: listed superblocks are counted up to a
+     * quarter above the truth (docs/ARCHITECTURE.md). */
+    if (i % 1000 == 0 && held > 2 * used / cap + 3) over++;
+  }
+  acquires = heap_global_acquires(cls) - acquires;
+  size_t nsb = TEAR / cap + 2;
+  fprintf(stderr, "teardown: %zu of %d frees into the global heap, %llu "
+          "lock rounds, %zu superblocks\n", global, TEAR,
+          (unsigned long long)acquires, nsb);
+  CHECK(bad == 0);
+  CHECK_MSG(over == 0, "%zu times over Hoard's bound", over);
+  CHECK_MSG(global > TEAR / 4, "only %zu frees into the global heap", global);
+  CHECK_MSG(acquires <= global + 4 * nsb, "%llu lock rounds for %zu frees",
+            (unsigned long long)acquires, global);
+  /* The emptied superblocks come back from the store cut anew, so the
+   * table built again gets its blocks in address order, not in the order
+   * of the frees. */
+  size_t in_order = 0;
+  for (size_t i = 0; i < TEAR; i++) {
+    tear[i] = umpa_malloc(TEAR_SIZE);
+    REQUIRE(tear[i]);
+    if (i && (char *)tear[i] - (char *)tear[i - 1] == (ptrdiff_t)size)
+      in_order++;
+  }
+  fprintf(stderr, "teardown: %zu of %d blocks allocated again right after "
+          "the one before\n", in_order, TEAR);
+  CHECK_MSG(in_order > TEAR * 9 / 10, "%zu in address order", in_order);
+  for (size_t i = 0; i < TEAR; i++) umpa_free(tear[i]);
+  return NULL;
+}
+
+static void test_random_teardown(void) {
+  /* In a thread of its own: a fresh heap, and nothing in its store. */
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, teardown, NULL) == 0);
+  pthread_join(t, NULL);
+}
+
 int main(void) {
   test_chunks();
   test_threshold();
@@ -652,6 +730,7 @@ int main(void) {
   test_store_affinity();
   test_store_stripes();
   test_trim_other_threads();
+  test_random_teardown();
   umpa_malloc_trim(0);
   umpa_page_check();
   return check_done("test_mt_hoard");
