@@ -836,6 +836,11 @@ struct bin {
 
 #define DIRECT_SLOTS (SMALL_TABLE_MAX / 16 + 1)
 #define HEAP_HELD 4         /* freed large blocks a thread holds (held.c) */
+#define HEAP_DEFERRED 64    /* frees into global superblocks made at once */
+struct deferred {
+  struct superblock *sb;
+  struct block *b;
+};
 #define HEAP_HELD_PAGES 256 /* the most it holds, all together: 1 MiB */
 
 struct heap {
@@ -853,6 +858,14 @@ struct heap {
   uint8_t held_next;      /* the slot a free evicts when all are full */
   uint16_t held_wanted[HEAP_HELD]; /* pages of its latest large mallocs */
   uint8_t held_next_want;
+  /* Frees of blocks in superblocks of the global heap, made
+   * HEAP_DEFERRED at a time under one round of the class lock
+   * (heap_global_flush): when the thread needs a superblock, on the
+   * heap's ticks, at its trim and at its exit.  The owner's alone: a trim
+   * by another thread leaves them, as it leaves the heap's spares.  Before
+   * `ticks`: a pooled heap has none, and its pages may be given back. */
+  uint8_t ndeferred;
+  struct deferred deferred[HEAP_DEFERRED];
   uint32_t ticks;         /* slow-path events before the next tick */
   uint8_t stripe;         /* of the store, where it puts empty superblocks */
   uint8_t sweep;          /* the stripe its last tick aged besides its own */
@@ -977,8 +990,11 @@ UMPA_HIDDEN void *heap_alloc_slow(struct heap *h, size_t n, bool *zero);
 UMPA_HIDDEN void heap_free_slow(struct heap *h, struct superblock *sb);
 UMPA_HIDDEN void heap_abandon(struct heap *h);
 UMPA_HIDDEN struct heap *heap_acquire(void);
-/* A free into a superblock of the global heap, by any thread. */
+/* A free into a superblock of the global heap, by any thread.  A thread
+ * with a heap defers it: the block stays out until heap_global_flush. */
 UMPA_HIDDEN void heap_global_free(struct superblock *sb, struct block *b);
+/* Make the frees that h, the caller's own heap, deferred. */
+UMPA_HIDDEN void heap_global_flush(struct heap *h);
 /* How often the global heap's lock of class cls was taken (tests). */
 UMPA_HIDDEN uint64_t heap_global_acquires(unsigned cls);
 UMPA_HIDDEN size_t heap_trim(struct heap *h);
