@@ -47,7 +47,7 @@ static struct heap *own_heap(void) {
   return h == &umpa_heap_empty || h == &umpa_heap_dead ? NULL : h;
 }
 
-void *held_take(size_t pages, bool zero) {
+void *held_take(size_t pages, bool zero, size_t align) {
   struct heap *h = own_heap();
   if (!h) return NULL;
   /* Every large request counts, so that the size of a block malloc'd
@@ -67,14 +67,16 @@ void *held_take(size_t pages, bool zero) {
      * 0 again. */
     atomic_store_explicit(&h->xheld_pages[i], 0, memory_order_relaxed);
     if (!pm) continue;
-    if (zero && !(pm->flags & PMF_FULL)) {
+    if ((zero && !(pm->flags & PMF_FULL)) ||
+        ((uintptr_t)pmeta_addr(pm) & (align - 1))) {
       /* Clearing it would populate what the program left untouched, which
        * the large cache keeps as holes that read as zero: not for calloc.
-       * Back into its slot, which only the owner fills. */
+       * Nor for an alignment its address lacks.  Back into its slot,
+       * which only the owner fills. */
       atomic_store_explicit(&h->xheld_pages[i], (uint32_t)pages,
                             memory_order_relaxed);
       atomic_store_explicit(&h->xheld[i], pm, memory_order_release);
-      return NULL;
+      continue;
     }
     pm->flags &= (uint8_t)~PMF_HELD;
     void *p = pmeta_addr(pm);
@@ -87,8 +89,8 @@ void *held_take(size_t pages, bool zero) {
 bool held_put(struct pmeta *pm) {
   size_t pages = pm->count;
   struct heap *h = umpa_tl_heap;
-  if (pages > HEAP_HELD_PAGES || pm->user_offset != 0 ||
-      h == &umpa_heap_empty || h == &umpa_heap_dead)
+  if (pages > HEAP_HELD_PAGES || h == &umpa_heap_empty ||
+      h == &umpa_heap_dead)
     return false;
   /* Holding is caching: not while the caches are off. */
   if (!umpa_opt.large_cache || !cache_limit_max()) return false;

@@ -254,10 +254,7 @@ enum pm_kind { KIND_PAGE = 1, KIND_SUPERBLOCK = 2, KIND_LARGE = 3, KIND_META = 4
 struct region;
 
 struct pmeta {
-  union {
-    struct pmeta *next;      /* free head: list links */
-    size_t user_offset;      /* used head: where its owner's pointer is */
-  };
+  struct pmeta *next;        /* free head: list links */
   struct pmeta *prev;
   union {
     struct region *region;   /* set on heads of runs and blocks */
@@ -1100,13 +1097,14 @@ UMPA_HIDDEN void largecache_assume_touched(struct pmeta *pm);
  * heap; held_age on the caller's own h; held_flush and held_bytes on any
  * heap in use (the pool lock keeps it so). */
 /* A large malloc of `pages` pages: noted, and served by a held block of
- * exactly as many pages (its pointer); with `zero` only by one whose
- * pages all have memory, cleared.  NULL if none.  Sets up the thread's
- * heap if it has none. */
-UMPA_HIDDEN void *held_take(size_t pages, bool zero);
+ * exactly as many pages at an address aligned to `align` (a power of two,
+ * PAGE_SIZE or more; its pointer); with `zero` only by one whose pages all
+ * have memory, cleared.  NULL if none.  Sets up the thread's heap if it
+ * has none. */
+UMPA_HIDDEN void *held_take(size_t pages, bool zero, size_t align);
 /* Hold the freed large block pm (still counted in use); false if it is
- * not one to hold: too big, aligned, no heap, or of a size the thread did
- * not ask for in its last HEAP_HELD large mallocs. */
+ * not one to hold: too big, no heap, or of a size the thread did not ask
+ * for in its last HEAP_HELD large mallocs. */
 UMPA_HIDDEN bool held_put(struct pmeta *pm);
 /* On the heap's tick: release what was not refilled since the last. */
 UMPA_HIDDEN void held_age(struct heap *h);

@@ -395,15 +395,14 @@ bool largecache_put(void *p, struct pmeta *pm) {
    * mincore), and keep it as a span with holes.  A small block is taken
    * as touched whole, as it nearly always is: the mincore cost more than
    * the block's own faults (git's 32-128 KiB buffers).  So also when the
-   * cache does not take it (an aligned block, one of a few pages), or the
+   * cache does not take it (one of a few pages), or the
    * page layer would ask in its place: aligned_alloc(4096, 4096) and free
    * took 1.7 us instead of 0.15.  While the program touches its blocks
    * whole, the bigger ones come populated (largecache_populate_ahead) and
    * need no asking; the lazy ones among them are the samples that keep
    * lc_touched true. */
   largecache_assume_touched(pm);
-  if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES || pages > limit ||
-      pm->user_offset != 0)
+  if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES || pages > limit)
     return false;
   if (pm->flags & PMF_UNKNOWN) {
     atomic_store_explicit(&lc_samples, atomic_load(&lc_samples) + 1,

@@ -123,36 +123,85 @@ static unsigned large_flags(size_t pages) {
   return 0;
 }
 
+/* A run of `pages` pages from the large cache, else the page layer; the
+ * caller counts it in use. */
+static char *large_run(size_t pages, unsigned flags) {
+  char *p = largecache_take(pages, flags);
+  if (!p) p = largecache_grow(pages, flags);
+  if (p) return p;
+  p = page_alloc(pages, flags, KIND_LARGE);
+  if (p) heap_account_arena((ssize_t)(pages << PAGE_SHIFT));
+  return p; /* errno is ENOMEM */
+}
+
+/* Pages of a large block that nobody uses: to the large cache, else the
+ * page layer. */
+static void large_give_back(struct pmeta *pm) {
+  void *head = pmeta_addr(pm);
+  size_t pages = pm->count;
+  if (largecache_put(head, pm)) return;
+  page_free(head, pages, KIND_LARGE, "free");
+  heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
+}
+
+/* Give back a piece of a run that was never handed out.  The page layer's
+ * bits say exactly which of its pages have memory (the program never
+ * touched them), where a lazy block's are only a guess: without this, the
+ * large cache took a small piece as touched whole. */
+static void large_give_back_piece(struct pmeta *pm) {
+  if (pm->flags & PMF_UNKNOWN) {
+    size_t backed = bitmap_count(pm->region->xbacked, pmeta_index(pm),
+                                 pm->count);
+    pm->flags &= (uint8_t)~(PMF_UNKNOWN | PMF_FULL);
+    if (backed == pm->count) pm->flags |= PMF_FULL;
+  }
+  large_give_back(pm);
+}
+
+/* A block of `pages` pages at an address aligned to align (a power of two
+ * above PAGE_SIZE): a run of align - PAGE_SIZE bytes more, whose pages
+ * before and after the aligned part go back at once.  The block is then
+ * one like any other, its head the aligned address, so the thread may hold
+ * it and the large cache take it when it is freed.  Before, the whole run
+ * was the block, with the pointer at an offset into it, and such a block
+ * was neither held nor cached: aligned_alloc(8192, 8192) and free took
+ * 308 ns a pair (glibc 53), aligned_alloc(2 MiB, 2 MiB) 32 us. */
+static void *large_alloc_aligned(size_t pages, size_t align, unsigned flags,
+                                 bool zero) {
+  char *p = held_take(pages, zero, align);
+  if (p) return p;
+  size_t extra = (align >> PAGE_SHIFT) - 1;
+  p = large_run(pages + extra, flags);
+  if (!p) return NULL;
+  char *a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+  size_t front = (size_t)(a - p) >> PAGE_SHIFT, back = extra - front;
+  struct pmeta *pm = pmeta_at(p);
+  if (front) {
+    struct pmeta *rest = page_split(pm, front);
+    large_give_back_piece(pm);
+    pm = rest;
+  }
+  if (back) large_give_back_piece(page_split(pm, pages));
+  large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
+  return a;
+}
+
 static void *large_alloc(size_t n, size_t align, bool zero) {
-  if (n == 0) n = 1; /* the aligned pointer must lie inside the block */
+  if (n == 0) n = 1;
   size_t extra = align > PAGE_SIZE ? align - PAGE_SIZE : 0;
   if (n > (size_t)PTRDIFF_MAX - extra) {
     errno = ENOMEM;
     return NULL;
   }
-  size_t pages = pages_of(n + extra);
-  char *p = NULL;
+  size_t pages = pages_of(n);
+  unsigned flags = large_flags(pages) | (zero ? UMPA_ZERO : 0);
+  if (extra) return large_alloc_aligned(pages, align, flags, zero);
   /* A block this thread freed, which never stopped counting as in use
    * (see large_free). */
-  if (!extra && (p = held_take(pages, zero))) return p;
-  unsigned flags = large_flags(pages) | (zero ? UMPA_ZERO : 0);
-  if (!extra) {
-    p = largecache_take(pages, flags);
-    if (!p) p = largecache_grow(pages, flags);
-    if (p) {
-      large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
-      return p;
-    }
-  }
-  p = page_alloc(pages, flags, KIND_LARGE);
-  if (!p) return NULL; /* errno is ENOMEM */
-  large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
-  heap_account_arena((ssize_t)(pages << PAGE_SHIFT));
-  if (extra) {
-    char *a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
-    pmeta_at(p)->user_offset = (size_t)(a - p);
-    p = a;
-  }
+  char *p = held_take(pages, zero, PAGE_SIZE);
+  if (p) return p;
+  p = large_run(pages, flags);
+  if (p) large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
   return p;
 }
 
@@ -166,7 +215,7 @@ static struct pmeta *large_head(struct region *r, void *p, const char *who) {
   if (!pm || pm->kind != KIND_LARGE || h + pm->count <= idx)
     umpa_fatal("umpa: %s(%p): pointer was not allocated by umpa, or was "
                "freed already\n", who, p);
-  if ((uintptr_t)p != (uintptr_t)region_addr(r, h) + pm->user_offset)
+  if ((uintptr_t)p != (uintptr_t)region_addr(r, h))
     umpa_fatal("umpa: %s(%p): pointer was not allocated by umpa (it points "
                "inside a block)\n", who, p);
   if (pm->flags & (PMF_CACHED | PMF_HELD))
@@ -176,12 +225,8 @@ static struct pmeta *large_head(struct region *r, void *p, const char *who) {
 }
 
 void large_release(struct pmeta *pm) {
-  void *head = pmeta_addr(pm);
-  size_t pages = pm->count;
-  large_inuse(-1, -(ssize_t)(pages << PAGE_SHIFT));
-  if (largecache_put(head, pm)) return;
-  page_free(head, pages, KIND_LARGE, "free");
-  heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
+  large_inuse(-1, -(ssize_t)((size_t)pm->count << PAGE_SHIFT));
+  large_give_back(pm);
 }
 
 /* Free the large block p (in region r); `hold`: the thread may keep it
@@ -228,9 +273,9 @@ static void *large_move(void *p, struct pmeta *pm, size_t old, size_t pages,
   return q;
 }
 
-static size_t large_usable(struct pmeta *pm, void *p) {
-  uintptr_t head = (uintptr_t)pmeta_addr(pm);
-  return ((size_t)pm->count << PAGE_SHIFT) - ((uintptr_t)p - head);
+/* A large block's pointer is its head (aligned ones included). */
+static size_t large_usable(struct pmeta *pm) {
+  return (size_t)pm->count << PAGE_SHIFT;
 }
 
 /* ---------------------------------------------------------------------------
@@ -374,7 +419,7 @@ size_t umpa_malloc_usable_size(void *p) {
   /* A pointer umpa does not own: nothing is usable, and no abort (glibc
    * would read its own header there; programs only ask out of curiosity). */
   if (!r) return 0;
-  return large_usable(large_head(r, p, "malloc_usable_size"), p);
+  return large_usable(large_head(r, p, "malloc_usable_size"));
 }
 
 void *umpa_realloc(void *p, size_t n) {
@@ -403,7 +448,7 @@ void *umpa_realloc(void *p, size_t n) {
     if (n <= avail && (n >= avail / 2 || avail <= 32)) return p;
   } else {
     struct pmeta *pm = large_head(r, p, "realloc");
-    avail = large_usable(pm, p);
+    avail = large_usable(pm);
     void *head = pmeta_addr(pm);
     if (head == p && n > threshold()) {
       /* Resize by pages: in place, or moved by remapping, never copied. */
@@ -458,8 +503,8 @@ void *umpa_reallocarray(void *p, size_t n, size_t size) {
 
 /* Aligned blocks: small ones come from a class whose blocks are already
  * aligned, or from a bigger block with the pointer moved forward (the
- * superblock then accepts interior pointers); large ones from the page
- * layer with the same trick at page granularity. */
+ * superblock then accepts interior pointers); large ones are cut to start
+ * at an aligned page (large_alloc_aligned). */
 static void *aligned_alloc_pow2(size_t align, size_t n) {
   if (align <= 16) return do_malloc(n);
   if (n > (size_t)PTRDIFF_MAX) {

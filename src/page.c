@@ -218,7 +218,6 @@ void page_publish(struct pmeta *pm, size_t npages, unsigned kind,
   if (backed == SIZE_MAX) backed = bitmap_count(r->xbacked, idx, npages);
   pm->count = (uint32_t)npages;
   pm->kind = (uint8_t)kind;
-  pm->user_offset = 0;
   pm->flags = backed == npages ? PMF_FULL
               : (flags & (UMPA_LAZY | UMPA_RESERVE)) ? PMF_UNKNOWN
                                                      : 0;
@@ -351,7 +350,6 @@ struct pmeta *page_split(struct pmeta *pm, size_t keep) {
   tail->count = pm->count - (uint32_t)keep;
   tail->kind = pm->kind;
   tail->flags = pm->flags;
-  tail->user_offset = 0;
   pm->count = (uint32_t)keep;
   bitmap_set(r->xheads, idx + keep, 1);
   atomic_store_explicit(&tail->xtag, PM_TAG(PM_USED, 0), memory_order_release);
