@@ -614,10 +614,13 @@ struct heap *heap_acquire(void) {
  * to the global heap, where frees that arrive later still find them. */
 void heap_abandon(struct heap *h) {
   held_flush(h);
-  /* Its deferred frees: no adoption, as the heap is going. */
+  /* Its deferred frees: no adoption, as the heap is going.  Copied out,
+   * as heap_global_flush does: global_free_blocks works on its array. */
+  struct deferred d[HEAP_DEFERRED];
   unsigned n = h->ndeferred;
+  memcpy(d, h->deferred, n * sizeof *d);
   h->ndeferred = 0;
-  global_free_blocks(NULL, h->deferred, n);
+  global_free_blocks(NULL, d, n);
   for (unsigned c = 0; c < NUM_CLASSES; c++) {
     struct bin *b = &h->bins[c];
     retire_current(h, c);
