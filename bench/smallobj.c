@@ -6,6 +6,10 @@
  *          the fast path.
  *   lifo   allocate a batch of 1000 (random 16..1024), free them newest
  *          first: building and tearing down a structure.
+ *   random 4096 live blocks of 16..2048 bytes; each step frees one chosen
+ *          at random and puts a block of a random size in its place (a
+ *          cache or a server's live objects in steady state; one untimed
+ *          pass fills the slots first).
  *   mixed  the paper's Figures 9-10 mix: 90% of requests small (16..1024),
  *          10% large (64 KiB .. 4 MiB); each block goes into a 512-slot
  *          ring, the oldest is freed once it is full (one warm-up pass
@@ -30,8 +34,10 @@
 #define NSIZES 4096 /* precomputed small sizes, so the loop times malloc */
 #define BATCH 1000
 #define RING 512
+#define LIVE 4096 /* random: live blocks, a power of two */
+#define RANDOM_MAX 2048
 
-enum { PAIR, LIFO, MIXED, NPAT };
+enum { PAIR, LIFO, RANDOM, MIXED, NPAT };
 
 struct worker {
   pthread_t tid;
@@ -81,8 +87,12 @@ static void *work(void *arg) {
   struct worker *w = arg;
   uint64_t rng = 0x9e3779b97f4a7c15u * (uint64_t)(w->index + 1);
   size_t *small = xmalloc(NSIZES * sizeof *small);
-  for (int i = 0; i < NSIZES; i++)
+  size_t *wide = xmalloc(NSIZES * sizeof *wide);
+  for (int i = 0; i < NSIZES; i++) {
     small[i] = rand_between(&rng, SMALL_MIN, SMALL_MAX);
+    wide[i] = rand_between(&rng, SMALL_MIN, RANDOM_MAX);
+  }
+  char **live = xmalloc(LIVE * sizeof *live);
   char **batch = xmalloc(BATCH * sizeof *batch);
   char **ring = calloc(RING, sizeof *ring);
   size_t *sizes = calloc(RING, sizeof *sizes);
@@ -110,6 +120,17 @@ static void *work(void *arg) {
   }
   lap(w, &t, LIFO);
 
+  for (long s = 0; s < LIVE; s++) live[s] = xmalloc(wide[s & (NSIZES - 1)]);
+  lap(w, &t, -1);
+  for (long i = 0; i < w->pairs; i++) {
+    size_t s = xorshift64_next(&rng) & (LIVE - 1);
+    free(live[s]);
+    live[s] = xmalloc(wide[i & (NSIZES - 1)]);
+    live[s][0] = (char)i;
+  }
+  lap(w, &t, RANDOM);
+  for (long s = 0; s < LIVE; s++) free(live[s]);
+
   /* Warm-up: one pass fills the ring, untimed (its touch time dropped). */
   uint64_t warm_touch = 0;
   for (long s = 0; s < RING; s++) mixed_step(ring, sizes, s, &rng, &warm_touch);
@@ -123,6 +144,8 @@ static void *work(void *arg) {
   free(sizes);
   free(ring);
   free(batch);
+  free(live);
+  free(wide);
   free(small);
   return NULL;
 }
@@ -167,21 +190,22 @@ int main(int argc, char **argv) {
   double ns[NPAT + 1] = {
       (double)pattern_ns[PAIR] / (double)pairs,
       (double)pattern_ns[LIFO] / (double)pairs,
+      (double)pattern_ns[RANDOM] / (double)pairs,
       ((double)pattern_ns[MIXED] - touch) / (double)mixed_ops,
       touch / (double)mixed_ops,
   };
   printf("smallobj: %d threads, %ld pairs (pair, lifo batches of %d), %ld "
          "mixed requests (10%% of 64 KiB..4 MiB, ring of %d)\n",
          threads, pairs, BATCH, mixed_ops, RING);
-  printf("ns per malloc+free pair: pair %.1f, lifo %.1f, mixed %.1f "
-         "(+ %.1f writing large blocks)\n",
-         ns[0], ns[1], ns[2], ns[3]);
+  printf("ns per malloc+free pair: pair %.1f, lifo %.1f, random %.1f, mixed "
+         "%.1f (+ %.1f writing large blocks)\n",
+         ns[0], ns[1], ns[2], ns[3], ns[4]);
   print_rss_text(&m);
   /* mixed_all: an allocator may populate a block in malloc or leave its
    * pages to fault in the writes, so only the sum compares them all. */
-  printf("result: bench=smallobj threads=%d pair=%.2f lifo=%.2f mixed=%.2f "
-         "mixed_touch=%.2f mixed_all=%.2f",
-         threads, ns[0], ns[1], ns[2], ns[3], ns[2] + ns[3]);
+  printf("result: bench=smallobj threads=%d pair=%.2f lifo=%.2f random=%.2f "
+         "mixed=%.2f mixed_touch=%.2f mixed_all=%.2f",
+         threads, ns[0], ns[1], ns[2], ns[3], ns[4], ns[3] + ns[4]);
   print_rss_fields(&m);
   return 0;
 }
