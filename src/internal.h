@@ -863,6 +863,11 @@ struct heap {
    * `ticks`: a pooled heap has none, and its pages may be given back. */
   uint8_t ndeferred;
   struct deferred deferred[HEAP_DEFERRED];
+  /* The large block the thread last resized, and its page-layer head:
+   * a buffer grown a few bytes at a time is found again without the
+   * region map and the heads bitmap (umpa_realloc checks the head). */
+  void *realloc_last;
+  struct pmeta *realloc_pm;
   uint32_t ticks;         /* slow-path events before the next tick */
   uint8_t stripe;         /* of the store, where it puts empty superblocks */
   uint8_t sweep;          /* the stripe its last tick aged besides its own */

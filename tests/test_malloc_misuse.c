@@ -115,6 +115,21 @@ static void realloc_released_large_same_pages(void) {
   umpa_free(p);
   umpa_realloc(p, (1 << 20) - 100);
 }
+/* The same after a realloc of the block, which the thread then finds
+ * again without the region map (umpa_realloc's realloc_last). */
+static void realloc_freed_large_resized(void) {
+  char *p = umpa_realloc(umpa_malloc(100000), 100016);
+  umpa_free(p);
+  umpa_realloc(p, 100032);
+}
+static void realloc_released_large_resized(void) {
+  umpa_free(umpa_malloc(64));
+  umpa_opt.large_cache = 0;
+  umpa_opt.large_cache_fixed = true;
+  char *p = umpa_realloc(umpa_malloc(100000), 100016);
+  umpa_free(p);
+  umpa_realloc(p, 100032);
+}
 /* A block the thread holds for its next malloc of the size (held.c). */
 static void free_twice_held(void) {
   void *p = umpa_malloc(64 * 1024);
@@ -163,6 +178,8 @@ int main(void) {
   CHECK(dies_with(realloc_freed_large, "block was freed already"));
   CHECK(dies_with(realloc_freed_large_same_pages, "block was freed already"));
   CHECK(dies_with(realloc_released_large_same_pages, "freed already"));
+  CHECK(dies_with(realloc_freed_large_resized, "block was freed already"));
+  CHECK(dies_with(realloc_released_large_resized, "freed already"));
   CHECK(dies_with(usable_freed_large, "block was freed already"));
   CHECK(dies_with(free_twice_held, "double free"));
   CHECK(dies_with(realloc_held, "block was freed already"));

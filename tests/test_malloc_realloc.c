@@ -46,6 +46,36 @@ static void test_realloc_no_copy(void) {
  * time) stays where it is, keeps its bytes and changes no figure; out of
  * its pages it is resized by pages, and below the large threshold it
  * moves into a small block. */
+/* A buffer grown 16 bytes at a time past many pages: each step within the
+ * block's pages is found again through the thread's last resized block,
+ * each step past them resizes and updates it; every byte written stays. */
+static void test_realloc_steps(void) {
+  size_t from = 40000, to = 300000;
+  char *p = umpa_malloc(from);
+  REQUIRE(p);
+  memset(p, 0x5A, from);
+  bool fits = true, kept = true;
+  for (size_t n = from + 16; n <= to; n += 16) {
+    p = umpa_realloc(p, n);
+    REQUIRE(p);
+    if (umpa_malloc_usable_size(p) < n) fits = false;
+    if (p[n - 17] != (n - 16 == from ? 0x5A : (char)(n - 16))) kept = false;
+    p[n - 1] = (char)n;
+  }
+  CHECK(fits);
+  CHECK(kept);
+  size_t bad = 0;
+  for (size_t i = 0; i < from; i++) bad += p[i] != 0x5A;
+  CHECK_MSG(bad == 0, "%zu bytes changed", bad);
+  /* Another block at the same step sizes does not take the first's. */
+  char *q = umpa_malloc(to);
+  REQUIRE(q && q != p);
+  CHECK(umpa_realloc(q, to + 8) == q);
+  CHECK(umpa_realloc(p, to + 8) == p);
+  umpa_free(q);
+  umpa_free(p);
+}
+
 static void test_realloc_same_pages(void) {
   size_t pages = 10, top = pages * 4096, low = top - 4096 + 1;
   char *p = umpa_malloc(top - 100);
@@ -253,6 +283,7 @@ static void test_exchange_opens_destination(void) {
 int main(void) {
   decay_off();
   test_realloc_same_pages();
+  test_realloc_steps();
   test_realloc_no_copy();
   test_realloc_chain();
   test_realloc_side_by_side();
