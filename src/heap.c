@@ -301,14 +301,19 @@ static void global_free_blocks(struct heap *h, struct deferred *d,
   }
 }
 
-void heap_global_flush(struct heap *h) {
+/* Make h's deferred frees, `adopter` adopting (h, or NULL).  Copied out
+ * first: global_free_blocks compacts the array it works on, and a free it
+ * makes may defer again. */
+static void flush_deferred(struct heap *h, struct heap *adopter) {
   unsigned n = h->ndeferred;
   if (!n) return;
   struct deferred d[HEAP_DEFERRED];
   memcpy(d, h->deferred, n * sizeof *d);
   h->ndeferred = 0;
-  global_free_blocks(h, d, n);
+  global_free_blocks(adopter, d, n);
 }
+
+void heap_global_flush(struct heap *h) { flush_deferred(h, h); }
 
 /* A thread that frees in random order (a table torn down) leaves its
  * superblocks about equally full, so as its use falls Hoard's threshold
@@ -614,13 +619,7 @@ struct heap *heap_acquire(void) {
  * to the global heap, where frees that arrive later still find them. */
 void heap_abandon(struct heap *h) {
   held_flush(h);
-  /* Its deferred frees: no adoption, as the heap is going.  Copied out,
-   * as heap_global_flush does: global_free_blocks works on its array. */
-  struct deferred d[HEAP_DEFERRED];
-  unsigned n = h->ndeferred;
-  memcpy(d, h->deferred, n * sizeof *d);
-  h->ndeferred = 0;
-  global_free_blocks(NULL, d, n);
+  flush_deferred(h, NULL); /* no adoption: the heap is going */
   for (unsigned c = 0; c < NUM_CLASSES; c++) {
     struct bin *b = &h->bins[c];
     retire_current(h, c);

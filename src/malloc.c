@@ -422,12 +422,58 @@ size_t umpa_malloc_usable_size(void *p) {
   return large_usable(large_head(r, p, "malloc_usable_size"));
 }
 
-/* Note the large block p (head pm) that the thread just resized, for its
- * next realloc; not in a sentinel heap, which threads share. */
-static void remember_resized(struct heap *h, void *p, struct pmeta *pm) {
-  if (h == &umpa_heap_empty || h == &umpa_heap_dead) return;
-  h->realloc_last = p;
-  h->realloc_pm = pm;
+/* The large block p that the thread resized last, found again without
+ * the region map and the heads bitmap: its page-layer head, if that is
+ * still the head of a large block in use at p, neither cached nor held
+ * (what large_head checks); else NULL.  Found through the maps, each step
+ * of a buffer grown 16 bytes at a time took 10 ns, glibc's 5.5.  A
+ * sentinel heap's realloc_last is NULL. */
+static struct pmeta *resized_last(struct heap *h, void *p) {
+  if (p != h->realloc_last) return NULL;
+  struct pmeta *pm = h->realloc_pm;
+  if (PM_STATE(atomic_load_explicit(&pm->xtag, memory_order_acquire)) !=
+          PM_USED ||
+      pm->kind != KIND_LARGE || (pm->flags & (PMF_CACHED | PMF_HELD)))
+    return NULL;
+  return pm;
+}
+
+/* Resize the large block p (head pm) to n > threshold() bytes by pages: in
+ * place, or moved by remapping, never copied.  NULL (errno ENOMEM) leaves
+ * it unchanged. */
+static void *large_resize(void *p, struct pmeta *pm, size_t n) {
+  size_t old = pm->count, pages = pages_of(n);
+  /* The same pages: nothing moves and nothing is counted.  Three atomic
+   * adds of 0 to shared counters and a second check of the block made a
+   * buffer grown 16 bytes at a time twice as slow (bench/realloc_chain).
+   * The block must still be in use, as page_check_block checks: else that
+   * reports. */
+  if (pages == old &&
+      PM_STATE(atomic_load_explicit(&pm->xtag, memory_order_acquire)) ==
+          PM_USED)
+    return p;
+  page_check_block(p, old, KIND_LARGE, "realloc");
+  unsigned fl = 0;
+  if (pages > old) {
+    fl = large_flags(pages - old);
+    /* First over a cached span right after the block (see
+     * largecache_extend): its pages are in the arena already. */
+    if (largecache_extend(pm, pages, fl)) {
+      large_inuse(0, (ssize_t)((pages - old) << PAGE_SHIFT));
+      return p;
+    }
+    /* Then moved into the memory of a cached span, with room after it
+     * (see large_move); the page layer last. */
+    void *moved = large_move(p, pm, old, pages, fl);
+    if (moved) return moved;
+  }
+  void *q = page_resize(p, pm, old, pages, fl);
+  if (q) {
+    ssize_t delta = ((ssize_t)pages - (ssize_t)old) * (ssize_t)PAGE_SIZE;
+    large_inuse(0, delta);
+    heap_account_arena(delta);
+  }
+  return q;
 }
 
 void *umpa_realloc(void *p, size_t n) {
@@ -441,75 +487,34 @@ void *umpa_realloc(void *p, size_t n) {
     return NULL;
   }
   struct heap *h = umpa_tl_heap;
-  if (p == h->realloc_last && n > threshold()) {
-    /* The block this thread resized last, if it is still a large block in
-     * use with its head at p, and n needs as many pages: then nothing is
-     * to be done.  Found through the region map and the heads bitmap,
-     * each step of a buffer grown 16 bytes at a time took 10 ns, glibc's
-     * 5.5.  A sentinel heap's realloc_last is NULL. */
-    struct pmeta *pm = h->realloc_pm;
-    if (PM_STATE(atomic_load_explicit(&pm->xtag, memory_order_acquire)) ==
-            PM_USED &&
-        pm->kind == KIND_LARGE && !(pm->flags & (PMF_CACHED | PMF_HELD)) &&
-        pages_of(n) == pm->count)
-      return p;
+  struct pmeta *pm = resized_last(h, p);
+  struct superblock *sb = NULL;
+  if (!pm) {
+    struct region *r = NULL;
+    sb = superblock_lookup(p, &r);
+    if (!sb) pm = large_head(r, p, "realloc");
   }
   size_t avail;
-  struct region *r = NULL;
-  struct superblock *sb = superblock_lookup(p, &r);
   if (sb) {
     struct block *b = block_of(sb, p, "realloc");
     /* The cheap check of free, before the bytes are copied: the block the
      * owner freed last. */
     if (UMPA_UNLIKELY(atomic_load_explicit(&sb->xowner, memory_order_relaxed) ==
-                          umpa_tl_heap &&
+                          h &&
                       b == sb->free))
       umpa_fatal("umpa: realloc(%p): block was freed already\n", p);
     avail = sb->size - (size_t)((char *)p - (char *)b);
     /* Keep the block while it is at least half used. */
     if (n <= avail && (n >= avail / 2 || avail <= 32)) return p;
   } else {
-    struct pmeta *pm = large_head(r, p, "realloc");
     avail = large_usable(pm);
-    void *head = pmeta_addr(pm);
-    if (head == p && n > threshold()) {
-      /* Resize by pages: in place, or moved by remapping, never copied. */
-      size_t old = pm->count, pages = pages_of(n);
-      /* The same pages: nothing moves and nothing is counted.  Three
-       * atomic adds of 0 to shared counters and a second check of the
-       * block made a buffer grown 16 bytes at a time twice as slow
-       * (bench/realloc_chain).  The block must still be in use, as
-       * page_check_block checks: else that reports. */
-      if (pages == old && PM_STATE(atomic_load_explicit(
-                              &pm->xtag, memory_order_acquire)) == PM_USED) {
-        remember_resized(h, p, pm);
-        return p;
-      }
-      page_check_block(p, old, KIND_LARGE, "realloc");
-      unsigned fl = 0;
-      if (pages > old) {
-        fl = large_flags(pages - old);
-        /* First over a cached span right after the block (see
-         * largecache_extend): its pages are in the arena already. */
-        if (largecache_extend(pm, pages, fl)) {
-          large_inuse(0, (ssize_t)((pages - old) << PAGE_SHIFT));
-          remember_resized(h, p, pm);
-          return p;
-        }
-        /* Then moved into the memory of a cached span, with room after
-         * it (see large_move); the page layer last. */
-        void *moved = large_move(p, pm, old, pages, fl);
-        if (moved) {
-          remember_resized(h, moved, pmeta_at(moved));
-          return moved;
-        }
-      }
-      void *q = page_resize(p, pm, old, pages, fl);
-      if (q) {
-        ssize_t delta = ((ssize_t)pages - (ssize_t)old) * (ssize_t)PAGE_SIZE;
-        large_inuse(0, delta);
-        heap_account_arena(delta);
-        remember_resized(h, q, pmeta_at(q));
+    if (n > threshold()) {
+      void *q = large_resize(p, pm, n);
+      /* Remembered for the next realloc; not in a sentinel heap, which
+       * threads share. */
+      if (q && h != &umpa_heap_empty && h != &umpa_heap_dead) {
+        h->realloc_last = q;
+        h->realloc_pm = q == p ? pm : pmeta_at(q);
       }
       return q; /* on failure errno is ENOMEM, p unchanged */
     }

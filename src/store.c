@@ -7,19 +7,19 @@
  * page-layer call, no map update and no carving.  threadtest empties about
  * 30 superblocks a round and built them again the next: keeping them made
  * it 7 % faster at one thread.  (A free list left in the order of random
- * frees is cut afresh when taken back: superblock_reorder.)  The store and the page cache hold the same
- * kind of memory (freed, backed, reusable) and share one budget, 1.5 times
- * the page cache's limit, of which the store takes at most the limit (see
- * store_cap); the store counts as idle memory in the caches' adaptive
- * limits.  A superblock nobody took for UMPA_DECAY_MS, or that finds the
- * store full, goes back to the page layer, whose own limit and decay then
- * apply.  A list's age is checked whenever its stripe stores or takes one
- * of its class, and every list of a heap's stripe (and in turn of one
- * other) on the heap's tick, which also comes while a program only
- * allocates (bench/fragment), with no background thread, so a class
- * nobody uses any more does not keep its superblocks.  (Sweeping the
- * whole stripe on each store and take, 40 classes, was 1 % of threadtest
- * at two threads.)
+ * frees is cut afresh when taken back: superblock_reorder.)  The store and
+ * the page cache hold the same kind of memory (freed, backed, reusable) and
+ * share one budget, 1.5 times the page cache's limit, of which the store
+ * takes at most the limit (see store_cap); the store counts as idle memory
+ * in the caches' adaptive limits.  A superblock nobody took for
+ * UMPA_DECAY_MS, or that finds the store full, goes back to the page layer,
+ * whose own limit and decay then apply.  A list's age is checked whenever
+ * its stripe stores or takes one of its class, and every list of a heap's
+ * stripe (and in turn of one other) on the heap's tick, which also comes
+ * while a program only allocates (bench/fragment), with no background
+ * thread, so a class nobody uses any more does not keep its
+ * superblocks.  (Sweeping the whole stripe on each store and take, 40
+ * classes, was 1 % of threadtest at two threads.)
  *
  * Threads that empty superblocks of one class at the same moment
  * (threadtest's rounds, a pool of workers between batches) all store and

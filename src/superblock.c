@@ -40,8 +40,8 @@ void superblock_chunk_drop(struct heap *h) {
   struct pmeta *pm = h->chunk;
   if (!pm) return;
   h->chunk = NULL;
-  page_free(pmeta_addr(pm), pm->count,
-            KIND_SUPERBLOCK, "free (superblock chunk)");
+  page_free(pmeta_addr(pm), pm->count, KIND_SUPERBLOCK,
+            "free (superblock chunk)");
 }
 
 /* The next `pages` pages of h's chunk (a new chunk when it has none left),
