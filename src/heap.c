@@ -31,7 +31,7 @@
 
 #define EMPTY_HEAP                                                \
   {                                                               \
-    .direct = {[0 ... DIRECT_SLOTS - 1] = &umpa_sb_empty},        \
+    .direct = {[0 ... NUM_CLASSES - 1] = &umpa_sb_empty},        \
     .bins = {[0 ... NUM_CLASSES - 1] = {.current = &umpa_sb_empty}} \
   }
 
@@ -153,13 +153,11 @@ static void list_out(struct bin *b, struct superblock *sb) {
   b->used_other -= sb->counted;
 }
 
-/* Make sb the current superblock of h's bin cls (and of its direct
- * slots). */
+/* Make sb the current superblock of h's bin cls (and its copy in the
+ * fast path's array). */
 static void set_current(struct heap *h, unsigned cls, struct superblock *sb) {
   h->bins[cls].current = sb;
-  for (unsigned i = umpa_class[cls].direct_lo; i < umpa_class[cls].direct_hi;
-       i++)
-    h->direct[i] = sb;
+  h->direct[cls] = sb;
 }
 
 /* Every bin of h without a current superblock (a new, bare or
@@ -560,7 +558,7 @@ void heap_free_slow(struct heap *h, struct superblock *sb) {
  * Heap lifecycle.
  * ------------------------------------------------------------------------- */
 
-/* The whole pages of a heap in front of `ticks`: the direct slots and the
+/* The whole pages of a heap in front of `ticks`: the direct array and the
  * bins, which a pooled heap holds empty.  A trim gives them back (a
  * thousand threads that came and went kept 4 MB there); the fields from
  * `ticks` on keep the heap in the registry and the pool. */

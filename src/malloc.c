@@ -23,15 +23,13 @@ static _Atomic size_t large_blocks, large_bytes;
  * Small blocks: the fast paths.
  * ------------------------------------------------------------------------- */
 
-/* Requests of 1 up to this many bytes (the large threshold, at most
- * 1 KiB) take the direct-slot fast path; 0 turns it off (checked mode). */
-static _Atomic size_t direct_max = SMALL_TABLE_MAX;
+/* Requests of 1 up to this many bytes (the large threshold) take the
+ * direct-slot fast path; 0 turns it off (checked mode). */
+static _Atomic size_t direct_max = SMALL_MAX;
 
 static inline void *small_alloc(size_t n) {
   struct heap *h = umpa_tl_heap;
-  struct superblock *sb = UMPA_LIKELY(n <= SMALL_TABLE_MAX)
-                              ? h->direct[(n + 15) >> 4]
-                              : h->bins[sizeclass_of_large(n)].current;
+  struct superblock *sb = h->direct[sizeclass_of(n)];
   struct block *b = sb->free;
   if (UMPA_LIKELY(b)) {
     sb->free = b->next;
@@ -339,7 +337,7 @@ static inline bool direct_path(size_t n) {
 static inline void *do_malloc(size_t n) {
   /* The fast path is a leaf: everything else is a tail call away. */
   if (UMPA_LIKELY(direct_path(n))) {
-    struct superblock *sb = umpa_tl_heap->direct[(n + 15) >> 4];
+    struct superblock *sb = umpa_tl_heap->direct[sizeclass_of(n)];
     struct block *b = sb->free;
     if (UMPA_LIKELY(b)) {
       sb->free = b->next;
@@ -627,7 +625,7 @@ int umpa_mallopt(int param, int value) {
     case M_MMAP_THRESHOLD:
       atomic_store(&large_threshold, v < SMALL_MAX ? v : SMALL_MAX);
       if (!umpa_opt.check)
-        atomic_store(&direct_max, v < SMALL_TABLE_MAX ? v : SMALL_TABLE_MAX);
+        atomic_store(&direct_max, v < SMALL_MAX ? v : SMALL_MAX);
       return 1;
     case M_MXFAST:
       return value >= 0 && value <= 160; /* accepted, no fast bins here */

@@ -24,13 +24,7 @@
 #include "internal.h"
 
 struct size_class umpa_class[NUM_CLASSES];
-uint8_t umpa_class_of16[SMALL_TABLE_MAX / 16 + 1];
-
-/* The class of each size above 1 KiB, rounded up to 256 bytes: every class
- * size there is a multiple of 256. */
-static uint8_t class_of256[SMALL_MAX / 256 + 1];
-
-unsigned sizeclass_of_large(size_t n) { return class_of256[(n + 255) >> 8]; }
+uint8_t umpa_class_of16[SMALL_MAX / 16 + 1];
 
 #define FINE_LO 4096 /* (FINE_LO, 2 * FINE_LO]: eight classes, not four */
 
@@ -71,16 +65,8 @@ void sizeclass_init(void) {
     sc->carve = (uint32_t)(carve < 1 ? 1 : carve > 64 ? 64 : carve);
   }
   unsigned c = 0; /* sizes only grow: the search goes on where it was */
-  for (size_t i = SMALL_TABLE_MAX / 256; i <= SMALL_MAX / 256; i++) {
-    while (umpa_class[c].size < i * 256) c++;
-    class_of256[i] = (uint8_t)c;
-  }
-  c = 0;
-  for (size_t i = 0; i <= SMALL_TABLE_MAX / 16; i++) {
-    size_t n = i * 16;
-    while (umpa_class[c].size < n) c++;
+  for (size_t i = 0; i <= SMALL_MAX / 16; i++) {
+    while (umpa_class[c].size < i * 16) c++;
     umpa_class_of16[i] = (uint8_t)c;
-    if (umpa_class[c].direct_hi == 0) umpa_class[c].direct_lo = (uint8_t)i;
-    umpa_class[c].direct_hi = (uint8_t)(i + 1);
   }
 }

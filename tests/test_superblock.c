@@ -9,6 +9,7 @@
 #include "check.h"
 #include "internal.h"
 
+#include <malloc.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -109,6 +110,40 @@ static void test_classes(void) {
     prev = c;
   }
   CHECK_MSG(bad == 0, "%u sizes in the wrong class", bad);
+}
+
+/* The fast path serves every size up to the large threshold, past 1 KiB
+ * too (one class table for all), and mallopt's lower threshold sends the
+ * sizes above it to the page layer from the fast path as well. */
+static void test_threshold(void) {
+  static const size_t sizes[] = {1024, 1025, 2048, 5000, 20000, SMALL_MAX};
+  for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+    for (int k = 0; k < 3; k++) { /* the second on takes the fast path */
+      char *p = umpa_malloc(sizes[i]);
+      REQUIRE(p);
+      struct superblock *sb = superblock_of(p);
+      CHECK_MSG(sb && sb->size >= sizes[i] &&
+                    sb->size == umpa_class[sizeclass_of(sizes[i])].size,
+                "%zu bytes: not in a superblock of its class", sizes[i]);
+      memset(p, 1, sizes[i]);
+      umpa_free(p);
+    }
+  }
+  char *large = umpa_malloc(SMALL_MAX + 1);
+  CHECK(large && !superblock_of(large));
+  umpa_free(large);
+  CHECK(umpa_mallopt(M_MMAP_THRESHOLD, 4096) == 1);
+  for (int k = 0; k < 3; k++) {
+    char *small = umpa_malloc(4096), *big = umpa_malloc(4097);
+    CHECK(small && superblock_of(small));
+    CHECK_MSG(big && !superblock_of(big), "4097 bytes in a superblock");
+    umpa_free(small);
+    umpa_free(big);
+  }
+  CHECK(umpa_mallopt(M_MMAP_THRESHOLD, (int)SMALL_MAX) == 1);
+  char *p = umpa_malloc(5000);
+  CHECK(p && superblock_of(p));
+  umpa_free(p);
 }
 
 /* malloc_trim gives the kernel the pages of a superblock that hold only
@@ -370,6 +405,7 @@ static void test_trim_again(void) {
 
 int main(void) {
   test_classes();
+  test_threshold();
   test_carve_a_page_at_a_time();
   test_boundary();
   test_trim_inside_superblocks();
