@@ -700,7 +700,7 @@ struct heap;
 enum sb_group {
   SB_PARTIAL0 = 0, /* partial superblocks, by quarter of fullness */
   SB_GROUPS = 4,
-  SB_FULL = 4,     /* no free block (remote frees may be pending) */
+  SB_FULL = 4,     /* no free block when listed (see FULL_SLACK) */
   SB_CURRENT = 5,  /* the bin's current superblock, on no list */
   SB_GLOBAL = 6,   /* in the global heap */
   SB_SPARE = 7,    /* empty, kept by the bin for reuse */
@@ -819,6 +819,7 @@ _Static_assert(sizeof(struct superblock) <= SUPERBLOCK_HEADER,
 struct bin {
   struct superblock *current;
   struct superblock *lists[SB_GROUPS + 1]; /* partial quarters, then full */
+  struct superblock *tails[SB_GROUPS + 1]; /* their last superblocks */
   struct superblock *spare;                /* one empty superblock */
   size_t used_other;         /* blocks out in the listed superblocks, as of
                                 their listing (see list_in) */
@@ -868,6 +869,7 @@ struct heap {
   void *realloc_last;
   struct pmeta *realloc_pm;
   uint32_t ticks;         /* slow-path events before the next tick */
+  uint64_t slow_events;   /* all of them (heap_slow_events) */
   uint8_t stripe;         /* of the store, where it puts empty superblocks */
   uint8_t sweep;          /* the stripe its last tick aged besides its own */
   uint32_t trim_seen;     /* the last malloc_trim it trimmed itself for */
@@ -998,6 +1000,9 @@ UMPA_HIDDEN void heap_global_free(struct superblock *sb, struct block *b);
 UMPA_HIDDEN void heap_global_flush(struct heap *h);
 /* How often the global heap's lock of class cls was taken (tests). */
 UMPA_HIDDEN uint64_t heap_global_acquires(unsigned cls);
+/* Test hook: the slow-path events of the calling thread's heap (a
+ * superblock run out, or one changing its quarter of fullness). */
+UMPA_HIDDEN uint64_t heap_slow_events(void);
 UMPA_HIDDEN size_t heap_trim(struct heap *h);
 /* Bytes of the large blocks the thread heaps hold (held.c), and in
  * *blocks how many. */
