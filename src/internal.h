@@ -483,7 +483,8 @@ struct page_counters {
   _Atomic uint64_t xremaps, xpages_remapped, xcopies;
   _Atomic uint64_t xgrow_in_place, xgrow_moved;
   _Atomic size_t xin_use; /* pages in allocated blocks */
-  _Atomic size_t xidle;   /* of those, pages an upper cache holds unused */
+  _Atomic size_t xidle;   /* of those, pages an upper cache holds unused
+                             (the store's within a batch per stripe) */
   _Atomic size_t xbacked; /* pages with a set backed bit */
 };
 UMPA_HIDDEN extern struct page_counters umpa_pc;
@@ -874,6 +875,7 @@ struct heap {
   uint8_t sweep;          /* the stripe its last tick aged besides its own */
   uint32_t trim_seen;     /* the last malloc_trim it trimmed itself for */
   size_t store_cap;       /* store_cap() at its last tick, 0 before one */
+  size_t store_others;    /* then, pages stored in other stripes */
   struct pmeta *chunk;    /* pages its next 64 KiB superblocks are cut from
                              (superblock_new), or NULL */
   struct heap *next_all;  /* registry of every heap ever made */

@@ -32,7 +32,12 @@
  * stripes never meet on a lock, and a heap finds its own superblocks where
  * it left them.  Only when its stripe has none of the class does it look
  * at the others (a mask per class says which hold any), so one thread
- * still reuses what another stored.
+ * still reuses what another stored.  Each stripe counts its own pages, and
+ * a heap checks the cap against its stripe's count and the others' as of
+ * its last tick: one count for the whole store, and the page layer's idle
+ * count, were two read-modify-writes of shared lines on every store and
+ * take (threadtest at two threads: 4.4 % of its time in store_add and
+ * unlink_locked, 2.9 % with the stripes' counts alone, perf).
  *
  * A stored superblock's owner is umpa_heap_stored: a free into it is a free
  * of a block that is free already, which superblock_free_remote reports
@@ -60,13 +65,21 @@ struct stripe {
    * thread's tick sweeps two stripes: 44 classes each cost 570
    * instructions a sweep, a sixth of a slow path). */
   _Atomic uint64_t xclasses;
+  /* Pages of the superblocks it holds.  Counted per stripe, not in one
+   * word: threads on two stripes that each store and take their
+   * superblocks every round (threadtest) made that word's line bounce
+   * between them on every store and take.  The page layer's idle count
+   * (umpa_pc.xidle, which only sizes the caches) gets them in batches:
+   * xunpublished holds what it has not seen yet. */
+  _Atomic size_t xpages;
+  _Atomic ssize_t xunpublished;
 };
+#define IDLE_BATCH 64 /* pages: at most 4 MiB unseen over 16 stripes */
 _Static_assert(NUM_CLASSES <= 64, "a stripe's class mask is one word");
 
 struct heap umpa_heap_stored;
 static struct stripe stripes[STORE_STRIPES];
 static _Atomic uint32_t nonempty[NUM_CLASSES]; /* bit s: stripe s has some */
-static _Atomic size_t store_pages;
 /* Stripes any heap has used: the rest are never locked, so that fork and
  * the flushes touch no page of theirs. */
 static _Atomic unsigned stripes_used = 1;
@@ -80,6 +93,39 @@ unsigned store_stripe_of(unsigned heap_index) {
 
 static unsigned used_stripes(void) {
   return atomic_load_explicit(&stripes_used, memory_order_relaxed);
+}
+
+static size_t store_pages(void) {
+  size_t n = 0;
+  for (unsigned s = 0, used = used_stripes(); s < used; s++)
+    n += atomic_load_explicit(&stripes[s].xpages, memory_order_relaxed);
+  return n;
+}
+
+static size_t stripe_pages(unsigned s) {
+  return atomic_load_explicit(&stripes[s].xpages, memory_order_relaxed);
+}
+
+/* Stripe s gained (or lost, n < 0) n pages. */
+static void stripe_count(unsigned s, ssize_t n) {
+  struct stripe *st = &stripes[s];
+  atomic_fetch_add_explicit(&st->xpages, (size_t)n, memory_order_relaxed);
+  ssize_t u =
+      atomic_fetch_add_explicit(&st->xunpublished, n, memory_order_relaxed) +
+      n;
+  if (u >= IDLE_BATCH || u <= -IDLE_BATCH) {
+    u = atomic_exchange_explicit(&st->xunpublished, 0, memory_order_relaxed);
+    PC_ADD(xidle, (size_t)u);
+  }
+}
+
+/* The pages stored in stripes other than s, as heap h stores into s: as of
+ * h's last tick for a thread heap (reading them on every store made the
+ * lines bounce as much as one shared count did), else now. */
+static size_t others_for(struct heap *h, unsigned s) {
+  if (h != &umpa_heap_global && h->store_cap) return h->store_others;
+  size_t all = store_pages(), own = stripe_pages(s);
+  return all > own ? all - own : 0;
 }
 
 static unsigned stripe_of(struct superblock *sb) {
@@ -127,8 +173,7 @@ static void unlink_locked(struct superblock *sb) {
                               memory_order_relaxed);
   }
   size_t pages = umpa_class[cls].sb_pages;
-  atomic_fetch_sub_explicit(&store_pages, pages, memory_order_relaxed);
-  PC_ADD(xidle, -pages);
+  stripe_count(s, -(ssize_t)pages);
 }
 
 /* Unlink sb (its list's lock held) onto the chain `gone` for
@@ -182,6 +227,8 @@ static void sweep(unsigned s, unsigned skip, uint64_t now) {
 
 void store_tick(struct heap *h, uint64_t now) {
   h->store_cap = store_cap();
+  size_t all = store_pages(), own = stripe_pages(h->stripe);
+  h->store_others = all > own ? all - own : 0;
   /* The heap's own stripe, and in turn one other: a stripe whose threads
    * have all gone idle still ages while any thread works. */
   sweep(h->stripe, NUM_CLASSES, now);
@@ -219,8 +266,8 @@ struct superblock *store_add(struct superblock *sb, uint64_t now, size_t cap) {
   struct superblock *gone = expire_locked(s, cls, now, NULL);
   size_t pages = umpa_class[cls].sb_pages;
   /* No lock covers every stripe: stripes storing at once may each pass the
-   * cap by a superblock. */
-  if (atomic_load_explicit(&store_pages, memory_order_relaxed) + pages > cap) {
+   * cap by what they stored since their heap's last tick. */
+  if (stripe_pages(s) + others_for(owner, s) + pages > cap) {
     ulock_release(&l->lock);
     sb->next = gone;
     return sb;
@@ -251,8 +298,7 @@ struct superblock *store_add(struct superblock *sb, uint64_t now, size_t cap) {
     atomic_fetch_or_explicit(&stripes[s].xclasses, (uint64_t)1 << cls,
                              memory_order_relaxed);
   }
-  atomic_fetch_add_explicit(&store_pages, pages, memory_order_relaxed);
-  PC_ADD(xidle, pages);
+  stripe_count(s, (ssize_t)pages);
   ulock_release(&l->lock);
   return gone;
 }
@@ -372,8 +418,7 @@ bool store_holds_from(struct heap *h) {
 
 size_t heap_store_bytes(int cls) {
   if (cls < 0)
-    return atomic_load_explicit(&store_pages, memory_order_relaxed)
-           << PAGE_SHIFT;
+    return store_pages() << PAGE_SHIFT;
   size_t n = 0;
   for (unsigned s = 0, used = used_stripes(); s < used; s++)
     n += atomic_load_explicit(&stripes[s].list[cls].xcount,
