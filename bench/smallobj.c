@@ -10,6 +10,9 @@
  *          at random and puts a block of a random size in its place (a
  *          cache or a server's live objects in steady state; one untimed
  *          pass fills the slots first).
+ *   random_big  the same with 65536 live blocks of 16..1024 bytes (about
+ *          34 MB, past the caches), for a quarter as many steps: each
+ *          superblock's header and each block is a cache miss.
  *   mixed  the paper's Figures 9-10 mix: 90% of requests small (16..1024),
  *          10% large (64 KiB .. 4 MiB); each block goes into a 512-slot
  *          ring, the oldest is freed once it is full (one warm-up pass
@@ -35,9 +38,10 @@
 #define BATCH 1000
 #define RING 512
 #define LIVE 4096 /* random: live blocks, a power of two */
+#define LIVE_BIG 65536 /* random_big: live blocks, a power of two */
 #define RANDOM_MAX 2048
 
-enum { PAIR, LIFO, RANDOM, MIXED, NPAT };
+enum { PAIR, LIFO, RANDOM, RANDOM_BIG, MIXED, NPAT };
 
 struct worker {
   pthread_t tid;
@@ -92,7 +96,7 @@ static void *work(void *arg) {
     small[i] = rand_between(&rng, SMALL_MIN, SMALL_MAX);
     wide[i] = rand_between(&rng, SMALL_MIN, RANDOM_MAX);
   }
-  char **live = xmalloc(LIVE * sizeof *live);
+  char **live = xmalloc(LIVE_BIG * sizeof *live);
   char **batch = xmalloc(BATCH * sizeof *batch);
   char **ring = calloc(RING, sizeof *ring);
   size_t *sizes = calloc(RING, sizeof *sizes);
@@ -130,6 +134,17 @@ static void *work(void *arg) {
   }
   lap(w, &t, RANDOM);
   for (long s = 0; s < LIVE; s++) free(live[s]);
+
+  for (long s = 0; s < LIVE_BIG; s++) live[s] = xmalloc(small[s & (NSIZES - 1)]);
+  lap(w, &t, -1);
+  for (long i = 0; i < w->pairs / 4; i++) {
+    size_t s = xorshift64_next(&rng) & (LIVE_BIG - 1);
+    free(live[s]);
+    live[s] = xmalloc(small[i & (NSIZES - 1)]);
+    live[s][0] = (char)i;
+  }
+  lap(w, &t, RANDOM_BIG);
+  for (long s = 0; s < LIVE_BIG; s++) free(live[s]);
 
   /* Warm-up: one pass fills the ring, untimed (its touch time dropped). */
   uint64_t warm_touch = 0;
@@ -191,21 +206,22 @@ int main(int argc, char **argv) {
       (double)pattern_ns[PAIR] / (double)pairs,
       (double)pattern_ns[LIFO] / (double)pairs,
       (double)pattern_ns[RANDOM] / (double)pairs,
+      (double)pattern_ns[RANDOM_BIG] / (double)(pairs / 4),
       ((double)pattern_ns[MIXED] - touch) / (double)mixed_ops,
       touch / (double)mixed_ops,
   };
   printf("smallobj: %d threads, %ld pairs (pair, lifo batches of %d), %ld "
          "mixed requests (10%% of 64 KiB..4 MiB, ring of %d)\n",
          threads, pairs, BATCH, mixed_ops, RING);
-  printf("ns per malloc+free pair: pair %.1f, lifo %.1f, random %.1f, mixed "
-         "%.1f (+ %.1f writing large blocks)\n",
-         ns[0], ns[1], ns[2], ns[3], ns[4]);
+  printf("ns per malloc+free pair: pair %.1f, lifo %.1f, random %.1f, "
+         "random_big %.1f, mixed %.1f (+ %.1f writing large blocks)\n",
+         ns[0], ns[1], ns[2], ns[3], ns[4], ns[5]);
   print_rss_text(&m);
   /* mixed_all: an allocator may populate a block in malloc or leave its
    * pages to fault in the writes, so only the sum compares them all. */
   printf("result: bench=smallobj threads=%d pair=%.2f lifo=%.2f random=%.2f "
-         "mixed=%.2f mixed_touch=%.2f mixed_all=%.2f",
-         threads, ns[0], ns[1], ns[2], ns[3], ns[4], ns[3] + ns[4]);
+         "random_big=%.2f mixed=%.2f mixed_touch=%.2f mixed_all=%.2f",
+         threads, ns[0], ns[1], ns[2], ns[3], ns[4], ns[5], ns[4] + ns[5]);
   print_rss_fields(&m);
   return 0;
 }
