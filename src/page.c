@@ -578,6 +578,14 @@ static void release_range(struct pmeta *pm, void *p, size_t idx, size_t n) {
   /* The owner may have touched unbacked pages too: drop the whole range. */
   os_release(p, n << PAGE_SHIFT);
   forget_backed(pm, idx, n, was);
+  /* And it keeps the block, so it may write them again (a superblock
+   * trimmed by malloc_trim hands their blocks out again): the bits are a
+   * guess from now on, and the block's free must ask the kernel.  Without
+   * this, a block that had been fully backed left pages with old contents
+   * marked as having no memory, and UMPA_ZERO (calloc, a superblock taken
+   * as never written) handed them out uncleared: "calloc not zero" in
+   * test_mt_malloc_stress, about one run in a hundred. */
+  pm->flags |= PMF_UNKNOWN;
 }
 
 int userpage_release(void *p, size_t size) {

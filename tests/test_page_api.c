@@ -162,6 +162,29 @@ static void test_zero_flag(void) {
   umpa_page_check();
 }
 
+/* Pages released inside a block the owner keeps (userpage_release, and
+ * malloc_trim inside superblocks) may be written again: the page layer
+ * must not take them for pages without memory when the block comes back,
+ * or UMPA_ZERO (calloc, a superblock taken as never written) hands out
+ * their old contents.  The block was fully backed, so without a note that
+ * its bits are a guess now, its free trusted them. */
+static void test_release_then_write(void) {
+  size_t old_limit = umpa_page_cache_limit(64 * MiB);
+  char *p = userpage_malloc(64 * KiB, 0);
+  REQUIRE(p);
+  memset(p, 0xAB, 64 * KiB);
+  CHECK(userpage_release(p + 4 * PG, 4 * PG) == 0);
+  memset(p + 4 * PG, 0xCD, 4 * PG); /* faulted in again, not recorded */
+  userpage_free(p, 64 * KiB);
+  char *q = userpage_malloc(64 * KiB, UMPA_ZERO);
+  REQUIRE(q);
+  CHECK(q == p); /* LIFO reuse of the warm run */
+  CHECK_MSG(all_zero(q, 64 * KiB), "old contents in a UMPA_ZERO block");
+  userpage_free(q, 64 * KiB);
+  umpa_page_cache_limit(old_limit);
+  umpa_page_check();
+}
+
 static void test_lazy_and_reserve(void) {
   umpa_page_trim(3);
   char *p = userpage_malloc(16 * PG, UMPA_LAZY);
@@ -591,6 +614,7 @@ int main(void) {
   test_beyond_memory();
   test_malloc_basic();
   test_zero_flag();
+  test_release_then_write();
   test_lazy_and_reserve();
   test_commit_release_errors();
   test_realloc();
