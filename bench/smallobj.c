@@ -87,6 +87,24 @@ static void mixed_step(char **ring, size_t *sizes, long s, uint64_t *rng,
   sizes[s] = size;
 }
 
+/* The random patterns: fill n live slots (a power of two; untimed), then
+ * `steps` times free a slot chosen at random and put a block of the next
+ * size in its place, then free them all (untimed). */
+static void replace_random(struct worker *w, uint64_t *t, int pattern,
+                           char **live, long n, const size_t *size,
+                           long steps, uint64_t *rng) {
+  for (long s = 0; s < n; s++) live[s] = xmalloc(size[s & (NSIZES - 1)]);
+  lap(w, t, -1);
+  for (long i = 0; i < steps; i++) {
+    size_t s = xorshift64_next(rng) & (size_t)(n - 1);
+    free(live[s]);
+    live[s] = xmalloc(size[i & (NSIZES - 1)]);
+    live[s][0] = (char)i;
+  }
+  lap(w, t, pattern);
+  for (long s = 0; s < n; s++) free(live[s]);
+}
+
 static void *work(void *arg) {
   struct worker *w = arg;
   uint64_t rng = 0x9e3779b97f4a7c15u * (uint64_t)(w->index + 1);
@@ -124,27 +142,9 @@ static void *work(void *arg) {
   }
   lap(w, &t, LIFO);
 
-  for (long s = 0; s < LIVE; s++) live[s] = xmalloc(wide[s & (NSIZES - 1)]);
-  lap(w, &t, -1);
-  for (long i = 0; i < w->pairs; i++) {
-    size_t s = xorshift64_next(&rng) & (LIVE - 1);
-    free(live[s]);
-    live[s] = xmalloc(wide[i & (NSIZES - 1)]);
-    live[s][0] = (char)i;
-  }
-  lap(w, &t, RANDOM);
-  for (long s = 0; s < LIVE; s++) free(live[s]);
-
-  for (long s = 0; s < LIVE_BIG; s++) live[s] = xmalloc(small[s & (NSIZES - 1)]);
-  lap(w, &t, -1);
-  for (long i = 0; i < w->pairs / 4; i++) {
-    size_t s = xorshift64_next(&rng) & (LIVE_BIG - 1);
-    free(live[s]);
-    live[s] = xmalloc(small[i & (NSIZES - 1)]);
-    live[s][0] = (char)i;
-  }
-  lap(w, &t, RANDOM_BIG);
-  for (long s = 0; s < LIVE_BIG; s++) free(live[s]);
+  replace_random(w, &t, RANDOM, live, LIVE, wide, w->pairs, &rng);
+  replace_random(w, &t, RANDOM_BIG, live, LIVE_BIG, small, w->pairs / 4,
+                 &rng);
 
   /* Warm-up: one pass fills the ring, untimed (its touch time dropped). */
   uint64_t warm_touch = 0;

@@ -519,6 +519,12 @@ static UMPA_NOINLINE void tick(struct heap *h) {
   }
 }
 
+/* A slow-path event of h: counted, and every HEAP_TICK_EVERY-th ticks. */
+static inline void slow_event(struct heap *h) {
+  h->slow_events++;
+  if (UMPA_UNLIKELY(h->ticks-- == 0)) tick(h);
+}
+
 /* Allocate from heap h's bin cls (the caller owns h).  *zero is set when
  * the block is known to read as zero. */
 static void *bin_alloc(struct heap *h, unsigned cls, bool *zero) {
@@ -540,8 +546,7 @@ static void *bin_alloc(struct heap *h, unsigned cls, bool *zero) {
     }
     if (superblock_carve(sb)) continue;
     if (sb != &umpa_sb_empty && superblock_collect(sb)) continue;
-    h->slow_events++;
-    if (UMPA_UNLIKELY(h->ticks-- == 0)) tick(h);
+    slow_event(h);
     retire_current(h, cls);
     sb = next_superblock(h, b, cls);
     if (!sb) {
@@ -582,8 +587,7 @@ void heap_free_slow(struct heap *h, struct superblock *sb) {
   enforce_threshold(b, sb->cls);
   snapshot(b);
   /* Last: a tick may trim the heap, sb's list included. */
-  h->slow_events++;
-  if (UMPA_UNLIKELY(h->ticks-- == 0)) tick(h);
+  slow_event(h);
 }
 
 /* ---------------------------------------------------------------------------
