@@ -18,6 +18,8 @@
  *             buffer aligned to its size (DMA, a ring).
  *   al2m      aligned_alloc(2 MiB, 2 MiB), one byte written: a buffer
  *             placed for a huge page.
+ *   sparse4m  malloc(4 MiB), a byte written in its first and in its last
+ *             MiB: a big buffer reserved for the largest request.
  * With T threads every thread runs the same patterns at once (a barrier
  * between patterns); the figure is wall time per pair of one thread, so
  * perfect scaling keeps it constant.
@@ -30,10 +32,10 @@
 #include <string.h>
 
 enum { B64K, B256K, ALIGN4K, ALIGN64K, CALLOC, SHRINK, SPARSE, AL64K, AL2M,
-       NPAT };
+       SPARSE4M, NPAT };
 static const char *const names[NPAT] = {
-    "64k",    "256k",     "align4k", "align64k", "calloc",
-    "shrink", "sparse1m", "al64k",   "al2m"};
+    "64k",      "256k",  "align4k", "align64k", "calloc", "shrink",
+    "sparse1m", "al64k", "al2m",    "sparse4m"};
 
 struct worker {
   pthread_t tid;
@@ -64,10 +66,13 @@ static void *aligned(size_t align, size_t size) {
   return p;
 }
 
-/* calloc clears 100000 bytes a pair: a tenth as many; al2m maps 2 MiB
- * afresh a pair under some allocators (80 us with glibc): a hundredth. */
+/* calloc clears 100000 bytes a pair: a tenth as many; al2m and sparse4m
+ * map their block afresh a pair under some allocators (80 us with glibc
+ * for al2m): a hundredth. */
 static long pairs_of(int pattern, long pairs) {
-  return pattern == CALLOC ? pairs / 10 : pattern == AL2M ? pairs / 100 : pairs;
+  return pattern == CALLOC                       ? pairs / 10
+         : pattern == AL2M || pattern == SPARSE4M ? pairs / 100
+                                                  : pairs;
 }
 
 static void pair(int pattern, long i) {
@@ -107,6 +112,11 @@ static void pair(int pattern, long i) {
     case AL2M:
       p = aligned(2 * MiB, 2 * MiB);
       p[(size_t)i % (2 * MiB)] = (char)i;
+      break;
+    case SPARSE4M:
+      p = xmalloc(4 * MiB);
+      p[(size_t)i % MiB] = (char)i;
+      p[3 * MiB + (size_t)i % MiB] = (char)i;
       break;
     default: /* SHRINK */
       p = xmalloc(64 * KiB);
@@ -164,8 +174,8 @@ int main(int argc, char **argv) {
   double ns[NPAT];
   for (int p = 0; p < NPAT; p++)
     ns[p] = (double)pattern_ns[p] / (double)pairs_of(p, pairs);
-  printf("buffers: %d threads, %ld pairs each (calloc %ld, al2m %ld): ns "
-         "per pair:",
+  printf("buffers: %d threads, %ld pairs each (calloc %ld, al2m and "
+         "sparse4m %ld): ns per pair:",
          threads, pairs, pairs_of(CALLOC, pairs), pairs_of(AL2M, pairs));
   for (int p = 0; p < NPAT; p++) printf(" %s %.1f", names[p], ns[p]);
   printf("\n");

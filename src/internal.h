@@ -840,6 +840,9 @@ struct deferred {
   struct block *b;
 };
 #define HEAP_HELD_PAGES 256 /* the most it holds, all together: 1 MiB */
+/* Besides those, one lazily populated block of up to 16 MiB while the
+ * program's lazy blocks are found sparse (held.c). */
+#define HEAP_HELD_BIG_PAGES 4096
 
 struct heap {
   /* The current superblock of each class (bins[cls].current), packed
@@ -1102,6 +1105,9 @@ UMPA_HIDDEN void *largecache_grow(size_t pages, unsigned flags);
  * touched whole (PMF_FULL, its pages counted as having memory): asking the
  * kernel (mincore) cost more than the faults of its pages. */
 UMPA_HIDDEN void largecache_assume_touched(struct pmeta *pm);
+/* Whether the lazy blocks freed lately had most of their pages untouched
+ * (the share that decides largecache_populate_ahead is below its mark). */
+UMPA_HIDDEN bool largecache_lazy_sparse(void);
 
 /* held.c: a thread's freed large blocks, kept whole for its next malloc of
  * the same number of pages.  held_take and held_put work on the caller's

@@ -369,6 +369,11 @@ bool largecache_populate_ahead(size_t pages) {
   return true;
 }
 
+bool largecache_lazy_sparse(void) {
+  return atomic_load_explicit(&lc_touched, memory_order_relaxed) <
+         LC_DENSE_SHARE;
+}
+
 void largecache_assume_touched(struct pmeta *pm) {
   if ((pm->flags & PMF_UNKNOWN) && pm->count <= LC_TOUCHED_PAGES) {
     page_assume_backed(pm->region, pmeta_index(pm), pm->count);
