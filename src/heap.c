@@ -744,12 +744,10 @@ size_t heap_trim(struct heap *h) {
     ulock_release(&global_lock[c]);
   }
   released += store_flush(); /* first: it empties the pooled heaps' lists */
-  /* Every thread's held large blocks: an exchange takes each from under
-   * its owner, idle or not (the pool lock keeps the heaps in use). */
+  /* Every thread's held large blocks, its owner idle or not (the pool
+   * lock keeps the heaps in use); counted as the large cache takes them. */
   ulock_acquire(&pool_lock);
-  for (struct heap *o = heap_all; o; o = o->next_all)
-    if (atomic_load_explicit(&o->xin_use, memory_order_relaxed))
-      held_flush(o); /* counted as the large cache gives them back */
+  held_flush_all(heap_all);
   ulock_release(&pool_lock);
   return released + (pages << PAGE_SHIFT) + bare_pooled();
 }

@@ -11,11 +11,12 @@
  * every thread doing it would queue on the one lock.  So each
  * thread heap holds up to HEAP_HELD freed blocks, of HEAP_HELD_PAGES pages
  * (1 MiB) in all, as they are, in slots that its owner fills and that
- * anyone may empty with an atomic exchange: the owner taking a block back
- * for a malloc of the same number of pages, a free evicting one when the
- * slots are full or the pages would pass the total, the heap's tick
- * releasing those not refilled since the last tick (16 slow-path events),
- * malloc_trim from any thread, the thread's exit.  Held, a buffer of which
+ * anyone may empty: the owner taking a block back for a malloc of the same
+ * number of pages (a plain load and store: see claim), a free evicting one
+ * when the slots are full or the pages would pass the total, the heap's
+ * tick releasing those not refilled since the last tick (16 slow-path
+ * events), malloc_trim from any thread, the thread's exit (an atomic
+ * exchange each).  Held, a buffer of which
  * the program writes only a few pages also escapes the mincore that the
  * large cache asks on its every free to learn which pages have memory:
  * a 512 KiB or 1 MiB buffer with one page written cost 2.3-2.6 us a pair
@@ -26,7 +27,7 @@
  *
  * Bigger buffers used lightly pay that mincore too, and more: 4.7 us a pair
  * for 4 MiB with two bytes written, 2.8 us for aligned_alloc(2 MiB, 2 MiB)
- * with one (glibc 20 ns and 23 us, mimalloc 0.8 and 0.26 us).  So while the
+ * with one (glibc 53 ns and 8-23 us, mimalloc 231 and 254 ns).  So while the
  * lazy blocks the cache asked about lately had most of their pages
  * untouched (largecache_lazy_sparse), one lazy block of up to
  * HEAP_HELD_BIG_PAGES (16 MiB) may be held besides the 1 MiB, in a slot of
@@ -39,11 +40,16 @@
  * malloc: PMF_HELD makes a free, realloc or malloc_usable_size of it a
  * reported misuse, as PMF_CACHED does in the large cache.  Its flags are
  * written by whoever holds it: the owner before it publishes the block
- * (release), the taker after its exchange (acquire).
+ * (release), the taker after its exchange (acquire).  A trim that cannot
+ * fence the other threads (no membarrier, or a seccomp filter that might
+ * kill the program for it) takes nothing from under them:
+ * it asks, and each owner releases its blocks at its next tick.
  */
 #include "internal.h"
 
 #include <string.h>
+
+_Static_assert(HEAP_HELD == 4, "held_put tests the four slots one by one");
 
 static void release(struct pmeta *pm) {
   pm->flags &= (uint8_t)~PMF_HELD;
@@ -54,8 +60,34 @@ static void release(struct pmeta *pm) {
  * were all large); NULL if none can be had. */
 static struct heap *own_heap(void) {
   struct heap *h = umpa_tl_heap;
+  if (UMPA_LIKELY(h != &umpa_heap_empty && h != &umpa_heap_dead)) return h;
   if (h == &umpa_heap_empty) h = thread_heap_init();
   return h == &umpa_heap_empty || h == &umpa_heap_dead ? NULL : h;
+}
+
+/* The owner empties slot i of its heap h and returns what it held.
+ * Without a locked instruction: an exchange here waited for every store
+ * before it, and a buffer malloc'd, written a byte a page and freed spent
+ * two thirds of its time on it (64 KiB: 88 ns a pair).  A thread taking
+ * other threads' blocks (held_flush_all) sets `steal` first, then fences
+ * every thread and waits for `busy` to clear: either this saw `steal`
+ * and exchanges, or that sees `busy` (or, once it clears, the slot
+ * emptied).  The signal fences keep the compiler from moving the slot's
+ * accesses out from between the flag's. */
+static struct pmeta *claim(struct heap *h, unsigned i) {
+  atomic_store_explicit(&h->xheld_busy, 1, memory_order_relaxed);
+  atomic_signal_fence(memory_order_seq_cst);
+  struct pmeta *pm;
+  if (UMPA_UNLIKELY(
+          atomic_load_explicit(&h->xheld_steal, memory_order_acquire))) {
+    pm = atomic_exchange_explicit(&h->xheld[i], NULL, memory_order_acquire);
+  } else {
+    pm = atomic_load_explicit(&h->xheld[i], memory_order_relaxed);
+    atomic_store_explicit(&h->xheld[i], NULL, memory_order_relaxed);
+  }
+  atomic_signal_fence(memory_order_seq_cst);
+  atomic_store_explicit(&h->xheld_busy, 0, memory_order_release);
+  return pm;
 }
 
 void *held_take(size_t pages, bool zero, size_t align) {
@@ -72,8 +104,7 @@ void *held_take(size_t pages, bool zero, size_t align) {
     if (atomic_load_explicit(&h->xheld_pages[i], memory_order_relaxed) !=
         pages)
       continue;
-    struct pmeta *pm =
-        atomic_exchange_explicit(&h->xheld[i], NULL, memory_order_acquire);
+    struct pmeta *pm = claim(h, i);
     /* The owner alone writes the pages: once the slot is empty, they are
      * 0 again. */
     atomic_store_explicit(&h->xheld_pages[i], 0, memory_order_relaxed);
@@ -113,29 +144,24 @@ static void evict(struct heap *h, unsigned i) {
   if (old) release(old);
 }
 
-bool held_put(struct pmeta *pm) {
-  size_t pages = pm->count;
-  struct heap *h = umpa_tl_heap;
-  bool big = pages > HEAP_HELD_PAGES;
-  if ((big && !big_ok(pm)) || h == &umpa_heap_empty || h == &umpa_heap_dead)
-    return false;
-  /* Holding is caching: not while the caches are off. */
-  if (!umpa_opt.large_cache || !cache_limit_max()) return false;
-  /* Only a size the thread asked for lately: a block nobody takes back
-   * stays out of the large cache's spans, which cannot merge across it. */
-  bool wanted = false;
-  for (unsigned i = 0; i < HEAP_HELD; i++)
-    if (h->held_wanted[i] == pages) wanted = true;
-  if (!wanted) return false;
-  /* An empty slot, with the blocks held within HEAP_HELD_PAGES in all (a
-   * big one apart, and the only one of its kind); else the slots in turn
-   * are emptied until both hold.  The pages of a slot are the owner's to
-   * write, so a filled slot's are its block's. */
-  unsigned pick;
+/* Whether the thread asked for blocks of `pages` pages in its last
+ * HEAP_HELD large mallocs.  A sentinel heap never asks (held_take sets up
+ * a heap first), so nothing is held for a thread without one. */
+static bool wanted(const struct heap *h, size_t pages) {
+  bool w = false;
+  for (unsigned i = 0; i < HEAP_HELD; i++) w |= h->held_wanted[i] == pages;
+  return w;
+}
+
+/* An empty slot of h's for a block of `pages` pages (`big`: the big one),
+ * with the blocks held within HEAP_HELD_PAGES in all (a big one apart,
+ * and the only one of its kind); the slots in turn are emptied until both
+ * hold.  The pages of a slot are the owner's to write, so a filled slot's
+ * are its block's. */
+static unsigned make_room(struct heap *h, size_t pages, bool big) {
   for (;;) {
     size_t held = 0;
-    unsigned big_slot = HEAP_HELD;
-    pick = HEAP_HELD;
+    unsigned big_slot = HEAP_HELD, pick = HEAP_HELD;
     for (unsigned i = 0; i < HEAP_HELD; i++) {
       if (atomic_load_explicit(&h->xheld[i], memory_order_relaxed)) {
         size_t n = atomic_load_explicit(&h->xheld_pages[i],
@@ -150,13 +176,34 @@ bool held_put(struct pmeta *pm) {
       evict(h, big_slot);
       continue;
     }
-    if (pick != HEAP_HELD && (big || held + pages <= HEAP_HELD_PAGES)) break;
+    if (pick != HEAP_HELD && (big || held + pages <= HEAP_HELD_PAGES))
+      return pick;
     unsigned next = h->held_next;
     h->held_next = (uint8_t)((next + 1) % HEAP_HELD);
     evict(h, next);
   }
+}
+
+bool held_put(struct pmeta *pm) {
+  size_t pages = pm->count;
+  struct heap *h = umpa_tl_heap;
+  /* Only a size the thread asked for lately: a block nobody takes back
+   * stays out of the large cache's spans, which cannot merge across it.
+   * The cheapest test first: most frees that get past it are of a block
+   * taken back from a slot, all four of them empty again. */
+  if (!wanted(h, pages)) return false;
+  bool big = pages > HEAP_HELD_PAGES;
+  if (big && !big_ok(pm)) return false;
+  /* Holding is caching: not while the caches are off. */
+  if (!umpa_opt.large_cache || !cache_limit_max()) return false;
+  unsigned pick = 0;
+  if (atomic_load_explicit(&h->xheld[0], memory_order_relaxed) ||
+      atomic_load_explicit(&h->xheld[1], memory_order_relaxed) ||
+      atomic_load_explicit(&h->xheld[2], memory_order_relaxed) ||
+      atomic_load_explicit(&h->xheld[3], memory_order_relaxed))
+    pick = make_room(h, pages, big);
   /* As the large cache would take it: then calloc may reuse it too. */
-  largecache_assume_touched(pm);
+  if (pm->flags & PMF_UNKNOWN) largecache_assume_touched(pm);
   pm->flags |= PMF_HELD;
   h->held_old &= (uint8_t)~(1u << pick);
   atomic_store_explicit(&h->xheld_pages[pick], (uint32_t)pages,
@@ -176,6 +223,12 @@ static void release_slots(struct heap *h, unsigned mask) {
 }
 
 void held_age(struct heap *h) {
+  /* A trim from another thread that could not fence this one. */
+  if (UMPA_UNLIKELY(atomic_load_explicit(&h->xheld_flush,
+                                         memory_order_relaxed))) {
+    atomic_store_explicit(&h->xheld_flush, 0, memory_order_relaxed);
+    held_flush(h);
+  }
   release_slots(h, h->held_old);
   unsigned now = 0;
   for (unsigned i = 0; i < HEAP_HELD; i++)
@@ -185,6 +238,51 @@ void held_age(struct heap *h) {
 }
 
 void held_flush(struct heap *h) { release_slots(h, (1u << HEAP_HELD) - 1); }
+
+static bool holds_any(struct heap *h) {
+  for (unsigned i = 0; i < HEAP_HELD; i++)
+    if (atomic_load_explicit(&h->xheld[i], memory_order_relaxed)) return true;
+  return false;
+}
+
+static bool stealable(struct heap *h, struct heap *self) {
+  return h != self && atomic_load_explicit(&h->xin_use, memory_order_relaxed) &&
+         holds_any(h);
+}
+
+bool held_no_fence;
+
+void held_flush_all(struct heap *all) {
+  struct heap *self = umpa_tl_heap;
+  /* A block a thread holds meanwhile stays held, as it would if it came
+   * a moment after the trim. */
+  bool any = false;
+  for (struct heap *h = all; h; h = h->next_all)
+    if (stealable(h, self)) {
+      atomic_store_explicit(&h->xheld_steal, 1, memory_order_relaxed);
+      any = true;
+    }
+  bool fenced = any && !held_no_fence && os_membarrier();
+  for (struct heap *h = all; h; h = h->next_all) {
+    if (h == self) {
+      held_flush(h);
+      continue;
+    }
+    if (!atomic_load_explicit(&h->xheld_steal, memory_order_relaxed))
+      continue;
+    if (fenced) {
+      for (unsigned spins = 0;
+           atomic_load_explicit(&h->xheld_busy, memory_order_acquire);
+           spins++)
+        if (spins > 100) os_yield();
+      held_flush(h);
+    } else {
+      /* No way to fence the owner: it releases them at its next tick. */
+      atomic_store_explicit(&h->xheld_flush, 1, memory_order_relaxed);
+    }
+    atomic_store_explicit(&h->xheld_steal, 0, memory_order_release);
+  }
+}
 
 size_t held_bytes(struct heap *h, size_t *blocks) {
   size_t pages = 0;

@@ -159,6 +159,13 @@ UMPA_HIDDEN uint64_t os_thread_faults(void);
 UMPA_HIDDEN void os_futex_wait(_Atomic uint32_t *addr, uint32_t val);
 UMPA_HIDDEN void os_futex_wake(_Atomic uint32_t *addr, int n);
 UMPA_HIDDEN void os_yield(void);
+/* A full memory barrier in every running thread of the process
+ * (membarrier, private expedited; registered on the first call), so that
+ * a thread that takes something with plain loads and stores needs no
+ * fence of its own against a rare taker from another thread.  False if
+ * the kernel has none, or a seccomp filter is on: then nothing was
+ * fenced. */
+UMPA_HIDDEN bool os_membarrier(void);
 /* A monotonic clock in ns, coarse (a few ms): for ageing, not timing. */
 UMPA_HIDDEN uint64_t os_now_ns(void);
 UMPA_HIDDEN void os_write_stderr(const char *s, size_t len);
@@ -855,6 +862,11 @@ struct heap {
    * anyone may empty one by exchange (held.c). */
   struct pmeta *_Atomic xheld[HEAP_HELD];
   _Atomic uint32_t xheld_pages[HEAP_HELD]; /* each one's pages */
+  /* The owner takes a block out of a slot with a plain load and store,
+   * inside `busy`; another thread (malloc_trim) sets `steal`, fences every
+   * thread (os_membarrier) and waits for `busy` to clear before it takes
+   * any; without membarrier it sets `flush` for the owner's next tick. */
+  _Atomic uint8_t xheld_busy, xheld_steal, xheld_flush;
   uint8_t held_old;       /* slots not filled since the last tick */
   uint8_t held_next;      /* the slot a free evicts when all are full */
   uint16_t held_wanted[HEAP_HELD]; /* pages of its latest large mallocs */
@@ -1125,8 +1137,15 @@ UMPA_HIDDEN void *held_take(size_t pages, bool zero, size_t align);
 UMPA_HIDDEN bool held_put(struct pmeta *pm);
 /* On the heap's tick: release what was not refilled since the last. */
 UMPA_HIDDEN void held_age(struct heap *h);
-/* Release all of h's held blocks. */
+/* Release all of h's held blocks: h is the caller's own heap, or one whose
+ * thread is gone (exited, or not in a fork's child). */
 UMPA_HIDDEN void held_flush(struct heap *h);
+/* Release the held blocks of every heap in use from `all` on (linked by
+ * next_all), the caller's own included, whatever their threads are doing
+ * (malloc_trim; pool lock held). */
+UMPA_HIDDEN void held_flush_all(struct heap *all);
+/* Tests: held_flush_all acts as if the kernel had no membarrier. */
+UMPA_HIDDEN extern bool held_no_fence;
 /* Bytes of h's held blocks; adds how many to *blocks. */
 UMPA_HIDDEN size_t held_bytes(struct heap *h, size_t *blocks);
 /* malloc.c: a freed large block leaves malloc (counted out of use): to

@@ -164,12 +164,11 @@ static void large_give_back_piece(struct pmeta *pm) {
  * was the block, with the pointer at an offset into it, and such a block
  * was neither held nor cached: aligned_alloc(8192, 8192) and free took
  * 308 ns a pair (glibc 53), aligned_alloc(2 MiB, 2 MiB) 32 us. */
-static void *large_alloc_aligned(size_t pages, size_t align, unsigned flags,
-                                 bool zero) {
+static void *large_alloc_aligned(size_t pages, size_t align, bool zero) {
   char *p = held_take(pages, zero, align);
   if (p) return p;
   size_t extra = (align >> PAGE_SHIFT) - 1;
-  p = large_run(pages + extra, flags);
+  p = large_run(pages + extra, large_flags(pages) | (zero ? UMPA_ZERO : 0));
   if (!p) return NULL;
   char *a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
   size_t front = (size_t)(a - p) >> PAGE_SHIFT, back = extra - front;
@@ -192,13 +191,13 @@ static void *large_alloc(size_t n, size_t align, bool zero) {
     return NULL;
   }
   size_t pages = pages_of(n);
-  unsigned flags = large_flags(pages) | (zero ? UMPA_ZERO : 0);
-  if (extra) return large_alloc_aligned(pages, align, flags, zero);
+  if (extra) return large_alloc_aligned(pages, align, zero);
   /* A block this thread freed, which never stopped counting as in use
-   * (see large_free). */
+   * (see large_free).  Before the flags: a block populated ahead spends
+   * one of the large cache's credits, which a held block must not. */
   char *p = held_take(pages, zero, PAGE_SIZE);
   if (p) return p;
-  p = large_run(pages, flags);
+  p = large_run(pages, large_flags(pages) | (zero ? UMPA_ZERO : 0));
   if (p) large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
   return p;
 }
@@ -208,7 +207,10 @@ static void *large_alloc(size_t n, size_t align, bool zero) {
 static struct pmeta *large_head(struct region *r, void *p, const char *who) {
   if (!r) umpa_fatal("umpa: %s(%p): pointer was not allocated by umpa\n", who, p);
   size_t idx = region_index(r, p);
-  size_t h = bitmap_find_last_set(r->xheads, idx);
+  /* A block's pointer is its head: test that page's bit before any
+   * search, which only a bad pointer needs. */
+  size_t h = bitmap_test(r->xheads, idx) ? idx
+                                          : bitmap_find_last_set(r->xheads, idx);
   struct pmeta *pm = h == SIZE_MAX ? NULL : &r->meta[h];
   if (!pm || pm->kind != KIND_LARGE || h + pm->count <= idx)
     umpa_fatal("umpa: %s(%p): pointer was not allocated by umpa, or was "

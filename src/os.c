@@ -11,11 +11,13 @@
 
 #include <errno.h>
 #include <linux/futex.h>
+#include <linux/membarrier.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
@@ -336,6 +338,26 @@ void os_futex_wake(_Atomic uint32_t *addr, int n) {
 }
 
 void os_yield(void) { sched_yield(); }
+
+bool os_membarrier(void) {
+  /* 0: not asked yet, 1: registered, -1: none (a kernel before 4.14).
+   * Not under a seccomp filter at all: one whose action for calls it does
+   * not list is to kill (systemd's SystemCallFilter=, sandboxes) would
+   * kill the program on a malloc_trim.  Racing first calls both
+   * register: harmless. */
+  static _Atomic int state;
+  int s = atomic_load_explicit(&state, memory_order_acquire);
+  if (s == 0) {
+    s = prctl(PR_GET_SECCOMP, 0, 0, 0, 0) == 0 &&
+                syscall(SYS_membarrier,
+                        MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0
+            ? 1
+            : -1;
+    atomic_store_explicit(&state, s, memory_order_release);
+  }
+  return s > 0 &&
+         syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
 
 uint64_t os_now_ns(void) {
   /* The coarse clock is read from the vDSO without entering the kernel. */

@@ -208,6 +208,43 @@ static void test_trim_and_exit(void) {
   umpa_page_check();
 }
 
+/* Without membarrier (a kernel before 4.14, or a seccomp filter) a trim
+ * cannot take a thread's blocks from under it: it asks, and the owner
+ * releases them at its next tick. */
+static void *asked_holder(void *arg) {
+  (void)arg;
+  char *p = umpa_malloc(96 * KiB);
+  REQUIRE(p);
+  memset(p, 3, 96 * KiB);
+  umpa_free(p);
+  pthread_barrier_wait(&meet); /* holding it */
+  pthread_barrier_wait(&meet); /* trimmed: asked only */
+  held_age(umpa_tl_heap);      /* its first tick since: not an old slot */
+  pthread_barrier_wait(&meet);
+  pthread_barrier_wait(&meet); /* counted */
+  return NULL;
+}
+
+static void test_trim_without_fence(void) {
+  umpa_malloc_trim(0);
+  pthread_barrier_init(&meet, NULL, 2);
+  held_no_fence = true;
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, asked_holder, NULL) == 0);
+  pthread_barrier_wait(&meet);
+  CHECK(held_now() == 96 * KiB);
+  umpa_malloc_trim(0);
+  CHECK(held_now() == 96 * KiB);
+  pthread_barrier_wait(&meet);
+  pthread_barrier_wait(&meet);
+  CHECK(held_now() == 0);
+  pthread_barrier_wait(&meet);
+  pthread_join(t, NULL);
+  held_no_fence = false;
+  pthread_barrier_destroy(&meet);
+  umpa_page_check();
+}
+
 /* Owners reuse their blocks while another thread trims in a loop: each
  * block is taken by exactly one of them, and no bytes are lost. */
 static _Atomic bool stop;
@@ -387,6 +424,7 @@ int main(void) {
   test_caches_off();
   test_aged();
   test_trim_and_exit();
+  test_trim_without_fence();
   test_trim_races_owners();
   return check_done("test_mt_held");
 }
