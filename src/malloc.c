@@ -355,9 +355,12 @@ static inline void *do_malloc(size_t n) {
 
 static UMPA_NOINLINE void free_slow(void *p) {
   if (!p) return;
-  struct region *r;
-  struct superblock *sb = superblock_of_slow(p, &r);
-  if (sb) small_free(sb, p);
+  struct region *r = region_of(p);
+  /* do_free's map said "no superblock": for a region mirrored in it, whose
+   * granules were in the window before any of its blocks was handed out,
+   * that is the answer, and only a large block is left to look for. */
+  unsigned shift = r && !r->fast_map ? region_superblock_shift(r, p) : 0;
+  if (shift) small_free(sb_header_at((uintptr_t)p, shift), p);
   else large_free(r, p, true);
 }
 
