@@ -670,6 +670,9 @@ struct size_class {
    * sb_is_boundary. */
   uint32_t div_inv;
   uint8_t div_shift;
+  /* A multiple of PAGE_SIZE: its blocks start at a page boundary (see
+   * struct superblock's first_off). */
+  uint8_t paged;
 };
 
 UMPA_HIDDEN extern struct size_class umpa_class[NUM_CLASSES];
@@ -738,6 +741,9 @@ struct superblock {
   /* After a full trim released pages that held only free blocks: 1 + the
    * index of the block that records which (see superblock_trim), else 0. */
   uint16_t holes;
+  /* -first_off * div_inv (mod 2^32): sb_holds_block's test from the
+   * header's address, with no subtraction of first_off first. */
+  uint32_t div_base;
   /* Line 1: written by other threads.  Blocks freed by non-owners, as a
    * list head whose bit 0 (REMOTE_NOTIFY) says the owner parked this
    * superblock full and wants to hear of the next free into it. */
@@ -745,6 +751,12 @@ struct superblock {
   /* The owner's again, off the free path: blocks out when it was listed,
    * as its bin counts them, and the links in a bin or global list. */
   uint32_t counted;
+  /* Bytes from the header to the first block: SUPERBLOCK_HEADER, or for a
+   * paged class the rest of the header's page, so that every block of a
+   * size that is a multiple of PAGE_SIZE is page-aligned (at no cost in
+   * capacity: every superblock keeps room for the largest colour offset,
+   * which with the header is a page). */
+  uint16_t first_off;
   struct superblock *next, *prev;
   uint64_t stamp; /* in the global store: when it was put there (ns) */
   /* In the global store: the heap that put it there, and the links of
@@ -768,9 +780,20 @@ static inline bool sb_is_boundary(const struct superblock *sb, uintptr_t off) {
 }
 #define REMOTE_NOTIFY ((uintptr_t)1)
 
-/* The first block: right after the header. */
+/* Whether p, a pointer in the superblock's own aligned bytes, is the start
+ * of one of its blocks: sb_is_boundary of p's offset from the first block,
+ * computed from the header's address (the free path's form). */
+static inline bool sb_holds_block(const struct superblock *sb, const void *p) {
+  uint32_t q = (uint32_t)((uintptr_t)p - (uintptr_t)sb) * sb->div_inv +
+               sb->div_base;
+  q = (q >> sb->div_shift) | (q << ((32 - sb->div_shift) & 31));
+  return q < sb->div_bound;
+}
+
+/* The first block: right after the header, or for a paged class at the
+ * next page (see first_off). */
 static inline char *sb_blocks(struct superblock *sb) {
-  return (char *)sb + SUPERBLOCK_HEADER;
+  return (char *)sb + sb->first_off;
 }
 
 /* Superblock headers sit at a "colour" offset from the start of their
@@ -817,6 +840,8 @@ _Static_assert(SB_COLOR_MAX + SUPERBLOCK_HEADER <= PAGE_SIZE,
                "a coloured header stays in the first page");
 _Static_assert(offsetof(struct superblock, xremote) == 64,
                "the owner's fields of a superblock header fill one line");
+_Static_assert(offsetof(struct superblock, div_base) + sizeof(uint32_t) <= 64,
+               "the free path's fields are on the owner's line");
 _Static_assert(sizeof(struct superblock) <= SUPERBLOCK_HEADER,
                "superblock header too large");
 

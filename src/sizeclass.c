@@ -61,6 +61,7 @@ void sizeclass_init(void) {
     for (int i = 0; i < 4; i++) inv *= 2 - m * inv; /* Newton: 6, 12, 24, 48 */
     sc->div_inv = inv;
     sc->div_shift = (uint8_t)shift;
+    sc->paged = size % PAGE_SIZE == 0;
     size_t carve = 4096 / size;
     sc->carve = (uint32_t)(carve < 1 ? 1 : carve > 64 ? 64 : carve);
   }

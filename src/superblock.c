@@ -117,6 +117,12 @@ static void init(struct superblock *sb, unsigned cls, struct heap *owner,
   sb->div_inv = sc->div_inv;
   sb->div_bound = umpa_opt.check ? 0 : sb->capacity;
   sb->div_shift = sc->div_shift;
+  /* Colour offset + header <= PAGE_SIZE: a paged class's first block is
+   * the next page, and its capacity is what the class table says. */
+  sb->first_off = (uint16_t)(sc->paged ? (size_t)(sb_start(sb) + PAGE_SIZE -
+                                                  (char *)sb)
+                                       : SUPERBLOCK_HEADER);
+  sb->div_base = 0u - (uint32_t)sb->first_off * sc->div_inv;
   atomic_store_explicit(&sb->xremote, 0, memory_order_relaxed);
   atomic_store_explicit(&sb->xowner, owner, memory_order_relaxed);
   if (umpa_opt.check) {

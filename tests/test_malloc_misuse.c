@@ -37,6 +37,18 @@ static void free_twice_large(void) {
   umpa_free(p);
   umpa_free(p);
 }
+/* A page-aligned small block (posix_memalign(4096, ...) from a paged
+ * class): the block after the header's page. */
+static void free_twice_paged(void) {
+  void *p = NULL;
+  if (umpa_posix_memalign(&p, 4096, 4096)) return;
+  umpa_free(p);
+  umpa_free(p);
+}
+static void free_interior_paged(void) {
+  char *p = umpa_valloc(8192);
+  umpa_free(p + 4096);
+}
 static void free_interior_small(void) {
   char *p = umpa_malloc(64);
   umpa_free(p + 16);
@@ -169,6 +181,8 @@ int main(void) {
   CHECK(dies_with(free_twice_stored, "double free"));
   CHECK(dies_with(free_twice_global, "double free"));
   CHECK(dies_with(free_interior_small, "not allocated by umpa"));
+  CHECK(dies_with(free_twice_paged, "double free"));
+  CHECK(dies_with(free_interior_paged, "not allocated by umpa"));
   CHECK(dies_with(free_interior_odd_class, "not allocated by umpa"));
   CHECK(dies_with(free_interior_large, "not allocated by umpa"));
   CHECK(dies_with(free_page_block, "not allocated by umpa"));

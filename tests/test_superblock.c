@@ -90,6 +90,73 @@ static void test_boundary(void) {
   }
 }
 
+/* A class whose size is a multiple of a page has its blocks at page
+ * boundaries (the first one on the page after the header's), with the
+ * capacity of the class table, and sb_holds_block (the free path's form of
+ * the boundary test) agrees with the offsets.  posix_memalign, valloc and
+ * aligned_alloc with an alignment of a page or less and a size up to the
+ * large threshold are served by such a class: small blocks, aligned. */
+static void test_paged(void) {
+  unsigned paged = 0;
+  for (unsigned cls = 0; cls < NUM_CLASSES; cls++) {
+    const struct size_class *sc = &umpa_class[cls];
+    CHECK(sc->paged == (sc->size % PAGE_SIZE == 0));
+    paged += sc->paged;
+    struct superblock *sb = superblock_new(cls, NULL);
+    REQUIRE(sb);
+    char *first = sb_blocks(sb), *start = (char *)sb_start(sb);
+    size_t bytes = (size_t)sc->sb_pages << PAGE_SHIFT;
+    if (sc->paged)
+      CHECK_MSG(first == start + PAGE_SIZE, "class %u: first block at %td",
+                cls, first - start);
+    else
+      CHECK(first == (char *)sb + SUPERBLOCK_HEADER);
+    CHECK(first + (size_t)sb->capacity * sb->size <= start + bytes);
+    unsigned wrong = 0;
+    for (char *p = start; p < start + bytes; p += 16) {
+      intptr_t off = p - first;
+      bool block = off >= 0 && off < (intptr_t)sb->capacity * sb->size &&
+                   off % sb->size == 0;
+      if (sb_holds_block(sb, p) != block) wrong++;
+    }
+    CHECK_MSG(wrong == 0, "class %u: %u pointers misjudged", cls, wrong);
+    superblock_destroy(sb);
+  }
+  CHECK_MSG(paged == 8, "%u paged classes", paged); /* 4 KiB .. 32 KiB */
+  static const size_t sizes[] = {1, 100, 4095, 4096, 4097, 8192, 9000,
+                                 20000, SMALL_MAX};
+  for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+    for (size_t align = 256; align <= PAGE_SIZE; align <<= 1) {
+      void *p = NULL;
+      REQUIRE(umpa_posix_memalign(&p, align, sizes[i]) == 0);
+      struct superblock *sb = superblock_of(p);
+      CHECK_MSG(sb && (uintptr_t)p % align == 0,
+                "posix_memalign(%zu, %zu) = %p: %s", align, sizes[i], p,
+                sb ? "misaligned" : "not a small block");
+      CHECK(umpa_malloc_usable_size(p) >= sizes[i]);
+      memset(p, 0x5a, sizes[i]);
+      umpa_free(p);
+    }
+    char *v = umpa_valloc(sizes[i]);
+    CHECK(v && superblock_of(v) && (uintptr_t)v % PAGE_SIZE == 0);
+    umpa_free(v);
+  }
+  /* Many alive at once: distinct pages, contents kept. */
+  enum { N = 200 };
+  static char *blk[N];
+  for (int i = 0; i < N; i++) {
+    blk[i] = umpa_aligned_alloc(PAGE_SIZE, PAGE_SIZE);
+    REQUIRE(blk[i] && (uintptr_t)blk[i] % PAGE_SIZE == 0);
+    memset(blk[i], i, PAGE_SIZE);
+  }
+  unsigned bad = 0;
+  for (int i = 0; i < N; i++)
+    for (size_t k = 0; k < PAGE_SIZE; k += 512)
+      bad += blk[i][k] != (char)i;
+  CHECK_MSG(bad == 0, "%u bytes overwritten", bad);
+  for (int i = 0; i < N; i++) umpa_free(blk[i]);
+}
+
 /* Every size up to SMALL_MAX: the class holds it, the class below does not,
  * and the waste is at most 15 bytes up to 128, under 20 % above and under
  * 12.5 % from 4 to 8 KiB (a page and a header: sqlite's page cache). */
@@ -408,6 +475,7 @@ int main(void) {
   test_threshold();
   test_carve_a_page_at_a_time();
   test_boundary();
+  test_paged();
   test_trim_inside_superblocks();
   test_trim_again();
   return check_done("test_superblock");
