@@ -768,8 +768,8 @@ struct superblock {
 /* Whether `off` bytes past the first block is a block boundary inside the
  * superblock: a free's cheap check against interior and foreign pointers.
  * `off` must come from a pointer in the superblock's own aligned bytes (the
- * map sees to that), so that it lies in (-4 KiB, 512 KiB) and its low 32 bits
- * decide.  ror32(x * div_inv, div_shift) is x / size for a multiple x of
+ * map sees to that), so that it lies in [-4 KiB, 512 KiB) and its low 32 bits
+ * decide (-4 KiB: a paged class's header page).  ror32(x * div_inv, div_shift) is x / size for a multiple x of
  * size and above (2^32 - 1) / size for anything else (the test compilers
  * make for x % c == 0), so one compare with the block count also checks
  * the bounds: a negative offset wraps to near 2^32. */
@@ -884,7 +884,7 @@ struct heap {
   struct bin bins[NUM_CLASSES];
   /* Freed large blocks (their page-layer heads) kept whole for the
    * thread's next malloc of as many pages: the owner fills an empty slot,
-   * anyone may empty one by exchange (held.c). */
+   * anyone may empty one (held.c). */
   struct pmeta *_Atomic xheld[HEAP_HELD];
   _Atomic uint32_t xheld_pages[HEAP_HELD]; /* each one's pages */
   /* The owner takes a block out of a slot with a plain load and store,
