@@ -173,12 +173,17 @@ static void test_aged(void) {
  * some and sleeps; its exit releases what it holds. */
 static pthread_barrier_t meet;
 
-static void *idle_holder(void *arg) {
-  (void)arg;
+/* A 96 KiB block, written, freed: held by the thread. */
+static void hold_one(void) {
   char *p = umpa_malloc(96 * KiB);
   REQUIRE(p);
   memset(p, 3, 96 * KiB);
   umpa_free(p);
+}
+
+static void *idle_holder(void *arg) {
+  (void)arg;
+  hold_one();
   pthread_barrier_wait(&meet); /* holding it */
   pthread_barrier_wait(&meet); /* trimmed */
   char *q = umpa_malloc(96 * KiB);
@@ -213,10 +218,7 @@ static void test_trim_and_exit(void) {
  * releases them at its next tick. */
 static void *asked_holder(void *arg) {
   (void)arg;
-  char *p = umpa_malloc(96 * KiB);
-  REQUIRE(p);
-  memset(p, 3, 96 * KiB);
-  umpa_free(p);
+  hold_one();
   pthread_barrier_wait(&meet); /* holding it */
   pthread_barrier_wait(&meet); /* trimmed: asked only */
   held_age(umpa_tl_heap);      /* its first tick since: not an old slot */
