@@ -398,8 +398,8 @@ static void test_big_lazy(void) {
   huge[0] = 1;
   umpa_free(huge);
   CHECK(held_now() == 0);
-  /* A populated block is not held above 1 MiB (calloc's of pages fresh
-   * from the kernel count as lazy: they are never cleared). */
+  /* A block populated in malloc (UMPA_MALLOC_POPULATE here) is not held
+   * above 1 MiB: its pages all have memory, whatever the program wrote. */
   size_t was = umpa_opt.malloc_populate;
   umpa_opt.malloc_populate = 8 * MiB;
   char *f = umpa_malloc(3 * MiB);
