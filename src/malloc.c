@@ -111,12 +111,13 @@ static void large_inuse(ssize_t blocks, ssize_t bytes) {
  * the OOM killer.  While the program's blocks have been touched whole,
  * the rest is populated instead, a quarter cheaper than its faults
  * (docs/ARCHITECTURE.md).  UMPA_MALLOC_POPULATE (default 0) populates
- * fresh blocks up to a size always. */
-static unsigned large_flags(size_t pages) {
+ * fresh blocks up to a size always.  `zero` adds UMPA_ZERO (calloc). */
+static unsigned large_flags(size_t pages, bool zero) {
+  unsigned z = zero ? UMPA_ZERO : 0;
   if ((pages << PAGE_SHIFT) > umpa_opt.malloc_populate &&
       !largecache_populate_ahead(pages))
-    return UMPA_LAZY | PAGE_WARM;
-  return 0;
+    return UMPA_LAZY | PAGE_WARM | z;
+  return z;
 }
 
 /* A run of `pages` pages from the large cache, else the page layer; the
@@ -166,7 +167,7 @@ static void *large_alloc_aligned(size_t pages, size_t align, bool zero) {
   char *p = held_take(pages, zero, align);
   if (p) return p;
   size_t extra = (align >> PAGE_SHIFT) - 1;
-  p = large_run(pages + extra, large_flags(pages) | (zero ? UMPA_ZERO : 0));
+  p = large_run(pages + extra, large_flags(pages, zero));
   if (!p) return NULL;
   char *a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
   size_t front = (size_t)(a - p) >> PAGE_SHIFT, back = extra - front;
@@ -195,7 +196,7 @@ static void *large_alloc(size_t n, size_t align, bool zero) {
    * one of the large cache's credits, which a held block must not. */
   char *p = held_take(pages, zero, PAGE_SIZE);
   if (p) return p;
-  p = large_run(pages, large_flags(pages) | (zero ? UMPA_ZERO : 0));
+  p = large_run(pages, large_flags(pages, zero));
   if (p) large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
   return p;
 }
@@ -456,7 +457,7 @@ static void *large_resize(void *p, struct pmeta *pm, size_t n) {
   page_check_block(p, old, KIND_LARGE, "realloc");
   unsigned fl = 0;
   if (pages > old) {
-    fl = large_flags(pages - old);
+    fl = large_flags(pages - old, false);
     /* First over a cached span right after the block (see
      * largecache_extend): its pages are in the arena already. */
     if (largecache_extend(pm, pages, fl)) {

@@ -106,6 +106,12 @@ static size_t stripe_pages(unsigned s) {
   return atomic_load_explicit(&stripes[s].xpages, memory_order_relaxed);
 }
 
+/* The pages stored in stripes other than s, now. */
+static size_t pages_outside(unsigned s) {
+  size_t all = store_pages(), own = stripe_pages(s);
+  return all > own ? all - own : 0;
+}
+
 /* Stripe s gained (or lost, n < 0) n pages. */
 static void stripe_count(unsigned s, ssize_t n) {
   struct stripe *st = &stripes[s];
@@ -124,8 +130,7 @@ static void stripe_count(unsigned s, ssize_t n) {
  * lines bounce as much as one shared count did), else now. */
 static size_t others_for(struct heap *h, unsigned s) {
   if (h != &umpa_heap_global && h->store_cap) return h->store_others;
-  size_t all = store_pages(), own = stripe_pages(s);
-  return all > own ? all - own : 0;
+  return pages_outside(s);
 }
 
 static unsigned stripe_of(struct superblock *sb) {
@@ -227,8 +232,7 @@ static void sweep(unsigned s, unsigned skip, uint64_t now) {
 
 void store_tick(struct heap *h, uint64_t now) {
   h->store_cap = store_cap();
-  size_t all = store_pages(), own = stripe_pages(h->stripe);
-  h->store_others = all > own ? all - own : 0;
+  h->store_others = pages_outside(h->stripe);
   /* The heap's own stripe, and in turn one other: a stripe whose threads
    * have all gone idle still ages while any thread works. */
   sweep(h->stripe, NUM_CLASSES, now);
