@@ -131,10 +131,10 @@ UMPA_HIDDEN void os_heal(void *p, size_t size, bool thp);
  * kernel refuses (out of VMAs), as os_heal: the range stays accessible and
  * reads zero. */
 UMPA_HIDDEN void os_close(void *p, size_t size, bool thp);
-/* Whether the kernel populates (locks) each new mapping as it is made:
- * mlockall(MCL_FUTURE) is in force.  A fresh page is mapped and looked at;
- * three system calls. */
-UMPA_HIDDEN bool os_locks_new_mappings(void);
+/* Whether the page at p has memory (one mincore).  Asked of the first
+ * page of a piece of a region just opened, which nothing has touched: the
+ * kernel populated it only if it locks the mapping (mlockall). */
+UMPA_HIDDEN bool os_page_resident(void *p);
 /* For the tests: how many of the next fresh mappings that replace memory
  * (os_heal's, os_release's fallback) are refused, as a kernel at
  * vm.max_map_count would. */

@@ -222,16 +222,10 @@ void os_heal(void *p, size_t size, bool thp) {
   errno = saved;
 }
 
-bool os_locks_new_mappings(void) {
+bool os_page_resident(void *p) {
   int saved = errno;
-  bool resident = false;
-  void *p = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p != MAP_FAILED) {
-    unsigned char v = 0;
-    resident = mincore(p, PAGE_SIZE, &v) == 0 && (v & 1);
-    munmap(p, PAGE_SIZE);
-  }
+  unsigned char v = 0;
+  bool resident = mincore(p, PAGE_SIZE, &v) == 0 && (v & 1);
   errno = saved;
   return resident;
 }
