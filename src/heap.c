@@ -634,6 +634,10 @@ struct heap *heap_acquire(void) {
     h = page_alloc(pages_of(sizeof *h), UMPA_ZERO, KIND_META);
     if (h) {
       no_currents(h);
+      /* Its first tick after HEAP_TICK_EVERY events, not at the first:
+       * there is nothing to age yet, and a short process (each of git's)
+       * would pay the clock and the store's and the cache's pages for it. */
+      h->ticks = HEAP_TICK_EVERY - 1;
       h->stripe = (uint8_t)store_stripe_of(heaps_made++);
       h->sweep = h->stripe;
       h->next_all = heap_all;
