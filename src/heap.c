@@ -29,25 +29,23 @@
 
 #include <string.h>
 
-#define EMPTY_HEAP                                                \
-  {                                                               \
-    .direct = {[0 ... NUM_CLASSES - 1] = &umpa_sb_empty},        \
-    .bins = {[0 ... NUM_CLASSES - 1] = {.current = &umpa_sb_empty}} \
-  }
-
-/* The two sentinels a thread's fast path reads are set up statically: the
- * dynamic loader relocates their pointers, writing their pages in every
- * process.  The global heap (never allocated from: only its lists are
- * used) and the shared heap (set up when first used) start as zeros, so
- * the loader leaves their pages alone (its relocations of libumpa took 4
- * faults per process, now 2). */
-struct heap umpa_heap_empty = EMPTY_HEAP;
-struct heap umpa_heap_dead = EMPTY_HEAP;
-struct heap umpa_heap_global;
+/* The sentinel is set up statically, since malloc's fast path reads it
+ * before anything is initialised: the dynamic loader relocates its
+ * pointers, writing their page in every process.  So there is one
+ * sentinel, not one for "no heap yet" and one for "heap gone" (a TLS flag
+ * tells those apart), and only its direct array holds pointers (nothing
+ * reads its bins): 44 relocations on one page, which the loader then
+ * write-protects, where two sentinels with their bins took 4 pages and a
+ * page fault each.  The global heap (never allocated from: only its lists
+ * are used) and the shared heap (set up when first used) start as zeros,
+ * so the loader leaves their pages alone. */
+const struct heap umpa_heap_empty = {
+    .direct = {[0 ... NUM_CLASSES - 1] = &umpa_sb_empty}};
+UMPA_BIG_BSS struct heap umpa_heap_global;
 
 /* Threads whose heap is gone (exiting threads whose destructors still
  * allocate) share this heap under a lock. */
-static struct heap heap_shared;
+UMPA_BIG_BSS static struct heap heap_shared;
 static ulock_t shared_lock;
 
 static ulock_t global_lock[NUM_CLASSES];
@@ -358,7 +356,7 @@ void heap_global_flush(struct heap *h) { flush_deferred(h, h); }
  * under the lock, which is all Hoard's global heap does. */
 void heap_global_free(struct superblock *sb, struct block *b) {
   struct heap *h = umpa_tl_heap;
-  if (h == &umpa_heap_empty || h == &umpa_heap_dead) {
+  if (h == HEAP_NONE) {
     struct deferred d = {sb, b};
     global_free_blocks(NULL, &d, 1);
     return;
@@ -561,12 +559,9 @@ static void *bin_alloc(struct heap *h, unsigned cls, bool *zero) {
 }
 
 void *heap_alloc_slow(struct heap *h, size_t n, bool *zero) {
-  if (UMPA_UNLIKELY(h == &umpa_heap_empty)) {
-    h = thread_heap_init();
-    if (h == &umpa_heap_empty) h = &umpa_heap_dead; /* no heap to be had */
-  }
+  if (UMPA_UNLIKELY(h == HEAP_NONE)) h = thread_heap_init();
   unsigned cls = sizeclass_of(n); /* the tables are ready now */
-  if (UMPA_UNLIKELY(h == &umpa_heap_dead)) {
+  if (UMPA_UNLIKELY(h == HEAP_NONE)) { /* no heap to be had, or gone */
     ulock_acquire(&shared_lock);
     if (UMPA_UNLIKELY(!heap_shared.bins[0].current)) no_currents(&heap_shared);
     void *p = bin_alloc(&heap_shared, cls, zero);
@@ -724,7 +719,7 @@ size_t heap_trim(struct heap *h) {
   size_t released = 0, pages = 0;
   /* Other threads' heaps trim themselves on their next tick. */
   atomic_fetch_add_explicit(&trim_epoch, 1, memory_order_relaxed);
-  if (h != &umpa_heap_empty && h != &umpa_heap_dead) {
+  if (h != HEAP_NONE) {
     heap_global_flush(h); /* its superblocks may become empty */
     h->trim_seen = atomic_load_explicit(&trim_epoch, memory_order_relaxed);
     released += trim_bins(h, &pages);

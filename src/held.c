@@ -60,9 +60,9 @@ static void release(struct pmeta *pm) {
  * were all large); NULL if none can be had. */
 static struct heap *own_heap(void) {
   struct heap *h = umpa_tl_heap;
-  if (UMPA_LIKELY(h != &umpa_heap_empty && h != &umpa_heap_dead)) return h;
-  if (h == &umpa_heap_empty) h = thread_heap_init();
-  return h == &umpa_heap_empty || h == &umpa_heap_dead ? NULL : h;
+  if (UMPA_LIKELY(h != HEAP_NONE)) return h;
+  h = thread_heap_init();
+  return h == HEAP_NONE ? NULL : h;
 }
 
 /* The owner empties slot i of its heap h and returns what it held.

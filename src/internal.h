@@ -22,6 +22,16 @@
 #define UMPA_LIKELY(x) __builtin_expect(!!(x), 1)
 #define UMPA_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define UMPA_CACHE_LINE 64
+/* For the big zero-initialised tables of which a process touches a page or
+ * two (the region map, the store's stripes, the heaps that belong to no
+ * thread): the linker puts .lbss after .bss, so the small variables that
+ * every process touches at its start share a few pages instead of being
+ * spread among the tables (12 pages of .bss were touched, a fault each). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define UMPA_BIG_BSS __attribute__((section(".lbss")))
+#else
+#define UMPA_BIG_BSS
+#endif
 
 /* ---------------------------------------------------------------------------
  * Geometry.
@@ -925,8 +935,13 @@ struct heap {
                              (heap_trim): set up again when acquired */
 };
 
-UMPA_HIDDEN extern struct heap umpa_heap_empty; /* before a thread's first malloc */
-UMPA_HIDDEN extern struct heap umpa_heap_dead;  /* after its heap was given up */
+/* The sentinel a thread's heap pointer holds before its first malloc and
+ * after its heap was given up (then umpa_tl_gone is set): every class's
+ * current superblock is umpa_sb_empty, so malloc's fast path finds no
+ * block and falls into the slow path.  Read-only; the loader relocates
+ * only its direct array, and then write-protects it (RELRO). */
+UMPA_HIDDEN extern const struct heap umpa_heap_empty;
+#define HEAP_NONE ((struct heap *)&umpa_heap_empty)
 UMPA_HIDDEN extern struct heap umpa_heap_global;
 UMPA_HIDDEN extern struct heap umpa_heap_stored; /* owner of stored ones */
 UMPA_HIDDEN extern struct superblock umpa_sb_empty;
@@ -1192,8 +1207,12 @@ UMPA_HIDDEN void largecache_unlock_all(void);
 /* thread.c: the calling thread's heap (one initial-exec TLS pointer). */
 UMPA_HIDDEN extern __thread struct heap *umpa_tl_heap
     __attribute__((tls_model("initial-exec")));
-/* Give the calling thread a heap; returns the sentinel umpa_heap_empty if
- * it cannot have one yet (inside initialisation, or out of memory). */
+/* Set when the thread's heap was given up (its exit began): the thread's
+ * later allocations (other destructors') take the shared heap. */
+UMPA_HIDDEN extern __thread bool umpa_tl_gone
+    __attribute__((tls_model("initial-exec")));
+/* Give the calling thread a heap; returns the sentinel HEAP_NONE if it
+ * cannot have one (inside initialisation, out of memory, or gone). */
 UMPA_HIDDEN struct heap *thread_heap_init(void);
 /* Initialise the heap layer once (thread safe, idempotent). */
 UMPA_HIDDEN void umpa_init(void);

@@ -514,7 +514,7 @@ void *umpa_realloc(void *p, size_t n) {
       void *q = large_resize(p, pm, n);
       /* Remembered for the next realloc; not in a sentinel heap, which
        * threads share. */
-      if (q && h != &umpa_heap_empty && h != &umpa_heap_dead) {
+      if (q && h != HEAP_NONE) {
         h->realloc_last = q;
         h->realloc_pm = q == p ? pm : pmeta_at(q);
       }

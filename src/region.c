@@ -25,7 +25,7 @@ struct subtable {
 };
 
 /* Low bit set: a subtable pointer; otherwise a region pointer (or 0). */
-static _Atomic uintptr_t region_map[MAP_SLOTS];
+UMPA_BIG_BSS static _Atomic uintptr_t region_map[MAP_SLOTS];
 static struct region *_Atomic regions_head;
 /* The fast superblock map (see superblock_of in internal.h): one byte per
  * 64 KiB of the address space, set up with the first region. */

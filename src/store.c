@@ -77,8 +77,8 @@ struct stripe {
 #define IDLE_BATCH 64 /* pages: at most 4 MiB unseen over 16 stripes */
 _Static_assert(NUM_CLASSES <= 64, "a stripe's class mask is one word");
 
-struct heap umpa_heap_stored;
-static struct stripe stripes[STORE_STRIPES];
+UMPA_BIG_BSS struct heap umpa_heap_stored;
+UMPA_BIG_BSS static struct stripe stripes[STORE_STRIPES];
 static _Atomic uint32_t nonempty[NUM_CLASSES]; /* bit s: stripe s has some */
 /* Stripes any heap has used: the rest are never locked, so that fork and
  * the flushes touch no page of theirs. */

@@ -63,7 +63,7 @@ static char *chunk_cut(struct heap *h, size_t pages, bool *fresh) {
 
 static bool owns_chunks(const struct heap *h) {
   return h && h != &umpa_heap_global && h != &umpa_heap_stored &&
-         h != &umpa_heap_empty && h != &umpa_heap_dead;
+         h != HEAP_NONE;
 }
 
 struct superblock *superblock_new(unsigned cls, struct heap *owner) {

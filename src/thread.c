@@ -7,9 +7,10 @@
  * umpa_heap_empty, whose bins have no free blocks, so a thread's first
  * malloc falls into the slow path and sets the heap up there: the fast path
  * never tests "initialised?".  A pthread key's destructor gives the heap
- * up when the thread exits; from then on the pointer is umpa_heap_dead,
- * whose allocations (by later destructors) are served from a shared locked
- * heap, never from a new per-thread heap that nobody would give back.
+ * up when the thread exits; from then on the pointer is the sentinel again
+ * and umpa_tl_gone is set, so its allocations (by later destructors) are
+ * served from a shared locked heap, never from a new per-thread heap that
+ * nobody would give back.
  *
  * fork(): the prepare handler takes every lock of the heap and the page
  * layer, in the order the code nests them (heap locks, then the cache
@@ -22,7 +23,8 @@
 #include <pthread.h>
 
 __thread struct heap *umpa_tl_heap __attribute__((tls_model("initial-exec"))) =
-    &umpa_heap_empty;
+    HEAP_NONE;
+__thread bool umpa_tl_gone __attribute__((tls_model("initial-exec")));
 
 /* 0 new, 1 the core is being set up, 2 core ready (hooks being
  * registered), 3 everything ready. */
@@ -31,7 +33,8 @@ static pthread_key_t heap_key;
 
 static void thread_exit(void *arg) {
   struct heap *h = arg;
-  umpa_tl_heap = &umpa_heap_dead;
+  umpa_tl_gone = true;
+  umpa_tl_heap = HEAP_NONE;
   heap_abandon(h);
 }
 
@@ -82,11 +85,12 @@ void umpa_init(void) {
 }
 
 struct heap *thread_heap_init(void) {
+  if (umpa_tl_gone) return HEAP_NONE;
   umpa_init();
   if (atomic_load_explicit(&init_state, memory_order_acquire) != 3)
-    return &umpa_heap_empty;
+    return HEAP_NONE;
   struct heap *h = heap_acquire();
-  if (!h) return &umpa_heap_empty;
+  if (!h) return HEAP_NONE;
   umpa_tl_heap = h;
   /* May allocate (glibc's second-level key array): the heap is set. */
   pthread_setspecific(heap_key, h);
