@@ -154,7 +154,9 @@ void options_init(void) {
   unsigned seen = 0; /* the first of two entries counts, as for getenv */
   _Static_assert(NUM_OPTIONS <= 32, "seen holds a bit per option");
   for (; *env; env++) {
-    if (strncmp(*env, "UMPA_", 5) != 0) continue;
+    const char *e = *env; /* not strncmp: its binding cost more than this */
+    if (e[0] != 'U' || e[1] != 'M' || e[2] != 'P' || e[3] != 'A' || e[4] != '_')
+      continue;
     size_t i = option_named(*env);
     if (i == NUM_OPTIONS || (seen & 1u << i)) continue;
     seen |= 1u << i;

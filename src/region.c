@@ -24,6 +24,11 @@ struct subtable {
   struct region *_Atomic r[MAP_SUB_SLOTS];
 };
 
+/* The first subtable: a process whose regions are all smaller than a GiB
+ * needs one, and a mapping of its own cost a system call and a VMA. */
+static struct subtable first_subtable;
+static bool first_subtable_used; /* growth lock */
+
 /* Low bit set: a subtable pointer; otherwise a region pointer (or 0). */
 UMPA_BIG_BSS static _Atomic uintptr_t region_map[MAP_SLOTS];
 static struct region *_Atomic regions_head;
@@ -141,8 +146,10 @@ static bool map_register(struct region *r) {
       uintptr_t e =
           atomic_load_explicit(&region_map[slot], memory_order_acquire);
       if (e == 0) {
-        struct subtable *t = os_map(sizeof *t);
+        struct subtable *t = first_subtable_used ? os_map(sizeof *t)
+                                                 : &first_subtable;
         if (!t) return false;
+        first_subtable_used = true;
         atomic_fetch_add(&metadata_bytes, sizeof *t);
         e = (uintptr_t)t | 1;
         atomic_store_explicit(&region_map[slot], e, memory_order_release);
