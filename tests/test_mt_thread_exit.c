@@ -33,12 +33,19 @@ static void *producer(void *arg) {
 }
 
 static pthread_key_t late_key;
+static _Atomic int late_gone, late_new_heap;
 static void late_destructor(void *p) {
   /* Runs after umpa's own destructor may have given the heap up. */
+  bool gone = umpa_tl_gone;
   umpa_free(p);
   void *q = umpa_malloc(200);
   memset(q, 3, 200);
   umpa_free(q);
+  if (gone) {
+    /* Served by the shared heap: the thread did not get a heap again. */
+    atomic_fetch_add(&late_gone, 1);
+    if (umpa_tl_heap != HEAP_NONE) atomic_fetch_add(&late_new_heap, 1);
+  }
 }
 
 static void *late_allocator(void *arg) {
@@ -155,6 +162,12 @@ int main(void) {
     REQUIRE(pthread_create(&t, NULL, late_allocator, NULL) == 0);
     pthread_join(t, NULL);
   }
+  /* glibc runs the destructors in the order the keys were made, umpa's
+   * first: every late destructor ran after the heap was given up. */
+  CHECK_MSG(late_gone == 50, "%d of 50 late destructors after umpa's",
+            (int)late_gone);
+  CHECK_MSG(late_new_heap == 0, "%d threads got a heap again",
+            (int)late_new_heap);
   umpa_malloc_trim(0);
   struct umpa_mallinfo after = umpa_mallinfo();
   CHECK_MSG(after.arena <= start.arena + (start.arena / 10) + (1 << 20),
