@@ -280,8 +280,42 @@ static void test_exchange_opens_destination(void) {
   umpa_page_check();
 }
 
+/* A block realloc moves is freed as free() frees it (realloc has it in
+ * hand and frees it without a second lookup): a large block cut down below
+ * the threshold goes to the thread's held blocks, so the next malloc of
+ * its size takes it back, and a small one to the top of its free list. */
+static void test_realloc_moved_freed(void) {
+  char *p = umpa_malloc(65536);
+  REQUIRE(p);
+  memset(p, 0x33, 65536);
+  char *q = umpa_realloc(p, 1000);
+  REQUIRE(q && q != p);
+  CHECK(superblock_of(q) != NULL);
+  bool same = true;
+  for (size_t i = 0; i < 1000; i++) same &= q[i] == 0x33;
+  CHECK(same);
+  char *r = umpa_malloc(65536);
+  CHECK_MSG(r == p, "the large block was not held after the realloc");
+  umpa_free(r);
+
+  char *s = umpa_malloc(2000);
+  REQUIRE(s);
+  memset(s, 0x44, 2000);
+  char *t = umpa_realloc(s, 100);
+  REQUIRE(t && t != s);
+  same = true;
+  for (size_t i = 0; i < 100; i++) same &= t[i] == 0x44;
+  CHECK(same);
+  char *u = umpa_malloc(2000);
+  CHECK_MSG(u == s, "the small block was not freed by the realloc");
+  umpa_free(u);
+  umpa_free(t);
+  umpa_free(q);
+}
+
 int main(void) {
   decay_off();
+  test_realloc_moved_freed();
   test_realloc_same_pages();
   test_realloc_steps();
   test_realloc_no_copy();
