@@ -4,9 +4,9 @@
  *
  * The thread's heap is one initial-exec TLS pointer (no __tls_get_addr
  * call, which could itself allocate).  It starts at the sentinel
- * umpa_heap_empty, whose bins have no free blocks, so a thread's first
- * malloc falls into the slow path and sets the heap up there: the fast path
- * never tests "initialised?".  A pthread key's destructor gives the heap
+ * umpa_heap_empty, whose every class's current superblock has no free
+ * block, so a thread's first malloc falls into the slow path and sets the
+ * heap up there: the fast path never tests "initialised?".  A pthread key's destructor gives the heap
  * up when the thread exits; from then on the pointer is the sentinel again
  * and umpa_tl_gone is set, so its allocations (by later destructors) are
  * served from a shared locked heap, never from a new per-thread heap that
