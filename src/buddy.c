@@ -55,11 +55,41 @@ void buddy_init(struct buddy *b, int lock_kind) {
   }
   atomic_init(&b->xbacked_free, 0);
   atomic_init(&b->xmax_order, 0);
+  atomic_init(&b->xfree_orders, 0);
+  atomic_init(&b->xwarm_orders, 0);
   ulock_init(&b->grow_lock, lock_kind);
 }
 
 static inline bool run_is_warm(const struct pmeta *pm, unsigned k) {
   return pm->count == ((uint32_t)1 << k);
+}
+
+/* Count a run in or out of an order's counter (its lock held), keeping the
+ * order's bit in `orders` equal to "the counter is not zero". */
+static inline void count_in(_Atomic uint64_t *counter, _Atomic uint32_t *orders,
+                            unsigned k) {
+  uint64_t n = atomic_load_explicit(counter, memory_order_relaxed);
+  if (n == 0)
+    atomic_fetch_or_explicit(orders, (uint32_t)1 << k, memory_order_relaxed);
+  atomic_store_explicit(counter, n + 1, memory_order_relaxed);
+}
+
+static inline void count_out(_Atomic uint64_t *counter,
+                             _Atomic uint32_t *orders, unsigned k) {
+  uint64_t n = atomic_load_explicit(counter, memory_order_relaxed) - 1;
+  atomic_store_explicit(counter, n, memory_order_relaxed);
+  if (n == 0)
+    atomic_fetch_and_explicit(orders, ~((uint32_t)1 << k),
+                              memory_order_relaxed);
+}
+
+/* The lowest order from k up whose bit is set in `orders`, or
+ * UMPA_PAGE_ORDERS when none is. */
+static inline unsigned order_from(const _Atomic uint32_t *orders, unsigned k) {
+  if (k >= UMPA_PAGE_ORDERS) return UMPA_PAGE_ORDERS;
+  uint32_t m = atomic_load_explicit(orders, memory_order_relaxed) &
+               (~(uint32_t)0 << k);
+  return m ? (unsigned)__builtin_ctz(m) : UMPA_PAGE_ORDERS;
 }
 
 /* Make pm the head of a free run of order k.  Order-k lock held. */
@@ -71,7 +101,7 @@ static void put_free(struct buddy *b, unsigned k, struct region *r,
   struct pmeta *at;
   if (run_is_warm(pm, k)) {
     at = &lv->warm;
-    COUNTER_ADD(lv->xwarm_runs, 1);
+    count_in(&lv->xwarm_runs, &b->xwarm_orders, k);
   } else {
     at = backed ? &lv->other : lv->other.prev;
   }
@@ -79,7 +109,7 @@ static void put_free(struct buddy *b, unsigned k, struct region *r,
   pm->next = at->next;
   at->next->prev = pm;
   at->next = pm;
-  COUNTER_ADD(lv->xfree_runs, 1);
+  count_in(&lv->xfree_runs, &b->xfree_orders, k);
   if (backed)
     atomic_fetch_add_explicit(&b->xbacked_free, backed, memory_order_relaxed);
   atomic_store_explicit(&pm->xtag, PM_TAG(PM_FREE, k), memory_order_release);
@@ -90,8 +120,8 @@ static void take_free(struct buddy *b, unsigned k, struct pmeta *pm) {
   struct buddy_level *lv = &b->level[k];
   pm->prev->next = pm->next;
   pm->next->prev = pm->prev;
-  COUNTER_ADD(lv->xfree_runs, -1);
-  if (run_is_warm(pm, k)) COUNTER_ADD(lv->xwarm_runs, -1);
+  count_out(&lv->xfree_runs, &b->xfree_orders, k);
+  if (run_is_warm(pm, k)) count_out(&lv->xwarm_runs, &b->xwarm_orders, k);
   if (pm->count)
     atomic_fetch_sub_explicit(&b->xbacked_free, pm->count,
                               memory_order_relaxed);
@@ -167,55 +197,56 @@ static struct pmeta *split(struct buddy *b, struct pmeta *pm, unsigned k,
   return pm;
 }
 
+/* A run of order `order` or more from the orders `orders` marks, taken
+ * per `how` (smallest order first), or NULL; its order in *kp. */
+static struct pmeta *take_lowest(struct buddy *b,
+                                 const _Atomic uint32_t *orders, unsigned order,
+                                 enum pick how, unsigned *kp) {
+  for (unsigned k = order_from(orders, order); k < UMPA_PAGE_ORDERS;
+       k = order_from(orders, k + 1)) {
+    struct pmeta *pm = take_from(b, k, how);
+    if (pm) {
+      *kp = k;
+      return pm;
+    }
+  }
+  return NULL;
+}
+
 struct pmeta *buddy_alloc(struct buddy *b, unsigned order, bool cold) {
-  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_acquire);
   struct pmeta *pm = NULL;
   unsigned k = order;
   if (!cold) {
     /* The smallest fully backed run that is large enough... */
-    for (; k <= top && !(pm = take_from(b, k, PICK_WARM)); k++) {
-    }
+    pm = take_lowest(b, &b->xwarm_orders, order, PICK_WARM, &k);
     /* ...possibly after merging what lazy frees left apart, when the
      * cache holds enough pages to serve the request. */
     if (!pm && order > 0 &&
         atomic_load_explicit(&b->xbacked_free, memory_order_relaxed) >=
             ((size_t)1 << order)) {
       buddy_coalesce(b);
-      for (k = order; k <= top && !(pm = take_from(b, k, PICK_WARM)); k++) {
-      }
+      pm = take_lowest(b, &b->xwarm_orders, order, PICK_WARM, &k);
     }
   }
   if (!pm)
-    for (k = order; k <= top &&
-                    !(pm = take_from(b, k, cold ? PICK_COLD : PICK_ANY_WARMEST));
-         k++) {
-    }
+    pm = take_lowest(b, &b->xfree_orders, order,
+                     cold ? PICK_COLD : PICK_ANY_WARMEST, &k);
   return pm ? split(b, pm, k, order, cold) : NULL;
 }
 
 bool buddy_has_warm(struct buddy *b, unsigned order) {
-  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_acquire);
-  for (unsigned k = order; k <= top; k++)
-    if (atomic_load_explicit(&b->level[k].xwarm_runs, memory_order_relaxed))
-      return true;
-  return false;
+  return order_from(&b->xwarm_orders, order) < UMPA_PAGE_ORDERS;
 }
 
 int buddy_max_free_order(struct buddy *b) {
-  int top = (int)atomic_load_explicit(&b->xmax_order, memory_order_acquire);
-  for (int k = top; k >= 0; k--)
-    if (atomic_load_explicit(&b->level[k].xfree_runs, memory_order_relaxed))
-      return k;
-  return -1;
+  uint32_t m = atomic_load_explicit(&b->xfree_orders, memory_order_relaxed);
+  return m ? 31 - __builtin_clz(m) : -1;
 }
 
 struct pmeta *buddy_alloc_warm(struct buddy *b, unsigned order) {
-  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_acquire);
-  for (unsigned k = order; k <= top; k++) {
-    struct pmeta *pm = take_from(b, k, PICK_WARM);
-    if (pm) return split(b, pm, k, order, false);
-  }
-  return NULL;
+  unsigned k;
+  struct pmeta *pm = take_lowest(b, &b->xwarm_orders, order, PICK_WARM, &k);
+  return pm ? split(b, pm, k, order, false) : NULL;
 }
 
 void buddy_free(struct buddy *b, struct region *r, size_t idx, unsigned order,
@@ -323,13 +354,11 @@ struct pmeta *buddy_take_warm(struct buddy *b, unsigned *order) {
   /* Partly backed runs first: a request can use them only by populating
    * the rest, and moves take only fully backed runs.  Then fully backed
    * runs, smallest first: big ones serve big requests without a fault. */
-  unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_acquire);
-  for (int pass = 0; pass < 2; pass++)
-    for (unsigned k = 0; k <= top; k++) {
+  for (int pass = 0; pass < 2; pass++) {
+    const _Atomic uint32_t *orders = pass ? &b->xwarm_orders : &b->xfree_orders;
+    for (unsigned k = order_from(orders, 0); k < UMPA_PAGE_ORDERS;
+         k = order_from(orders, k + 1)) {
       struct buddy_level *lv = &b->level[k];
-      if (atomic_load_explicit(pass ? &lv->xwarm_runs : &lv->xfree_runs,
-                               memory_order_relaxed) == 0)
-        continue;
       ulock_acquire(&lv->lock);
       struct pmeta *pm =
           pass ? (lv->warm.next != &lv->warm ? lv->warm.next : NULL)
@@ -344,6 +373,7 @@ struct pmeta *buddy_take_warm(struct buddy *b, unsigned *order) {
       }
       ulock_release(&lv->lock);
     }
+  }
   return NULL;
 }
 

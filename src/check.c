@@ -101,6 +101,13 @@ int umpa_page_check(void) {
            "(%zu warm)\n", k, n, warm, free_runs[k],
            (size_t)atomic_load(&lv->xfree_runs),
            (size_t)atomic_load(&lv->xwarm_runs));
+    uint32_t bit = (uint32_t)1 << k;
+    if (!(atomic_load(&umpa_buddy.xfree_orders) & bit) != !n ||
+        !(atomic_load(&umpa_buddy.xwarm_orders) & bit) != !warm)
+      FAIL("order %u: %zu runs (%zu warm), but the order masks say %s "
+           "free, %s warm\n", k, n, warm,
+           atomic_load(&umpa_buddy.xfree_orders) & bit ? "some" : "none",
+           atomic_load(&umpa_buddy.xwarm_orders) & bit ? "some" : "none");
   }
   if (used_pages != atomic_load(&umpa_pc.xin_use))
     FAIL("pages in blocks %zu, counter says %zu\n", used_pages,

@@ -423,6 +423,11 @@ struct buddy {
   struct buddy_level level[MAX_ORDER + 1];
   _Atomic size_t xbacked_free; /* backed pages in free runs: the cache */
   _Atomic unsigned xmax_order; /* highest order that ever held a run */
+  /* Bit k: order k holds runs (free) or fully backed runs (warm).  Set and
+   * cleared under order k's lock as its counter leaves or reaches zero, so
+   * a search reads one word instead of a line per order (12 lines for a
+   * new superblock's "is there a warm run" on a cold cache). */
+  _Atomic uint32_t xfree_orders, xwarm_orders;
   ulock_t grow_lock;           /* serialises region creation */
 };
 

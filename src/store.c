@@ -374,8 +374,9 @@ struct superblock *store_take(unsigned cls, struct heap *h) {
     if (sb) superblock_reorder(sb);
   }
   for (unsigned c = 0; c < NUM_CLASSES && !sb; c++) {
-    if (c == cls || umpa_class[c].sb_pages != umpa_class[cls].sb_pages ||
-        !atomic_load_explicit(&nonempty[c], memory_order_relaxed))
+    /* The flags first: a few lines, where the class table is one a class. */
+    if (!atomic_load_explicit(&nonempty[c], memory_order_relaxed) ||
+        c == cls || umpa_class[c].sb_pages != umpa_class[cls].sb_pages)
       continue;
     if (!now) now = os_now_ns();
     sb = take_from(c, h, now, true, &gone);
