@@ -52,6 +52,7 @@ size_t bitmap_count_portable(_Atomic uint64_t *map, size_t from, size_t n) {
  * large cache counts a span's backed pages on most of its operations, a
  * word at a time, and the instruction takes 1 cycle where the arithmetic
  * takes 12. */
+UMPA_HOT
 __attribute__((target("popcnt"))) static size_t
 count_hard(_Atomic uint64_t *map, size_t from, size_t n) {
   size_t total = 0;
@@ -84,17 +85,20 @@ static bool have_popcnt(void) {
   return k == 2;
 }
 #else
+UMPA_HOT
 static size_t count_hard(_Atomic uint64_t *map, size_t from, size_t n) {
   return bitmap_count_portable(map, from, n);
 }
 static bool have_popcnt(void) { return false; }
 #endif
 
+UMPA_HOT
 size_t bitmap_count(_Atomic uint64_t *map, size_t from, size_t n) {
   return have_popcnt() ? count_hard(map, from, n)
                        : bitmap_count_portable(map, from, n);
 }
 
+UMPA_HOT
 void bitmap_set(_Atomic uint64_t *map, size_t from, size_t n) {
   FOR_EACH_WORD(from, n, w, m) {
     if (m == ~(uint64_t)0)
@@ -104,6 +108,7 @@ void bitmap_set(_Atomic uint64_t *map, size_t from, size_t n) {
   }
 }
 
+UMPA_HOT
 void bitmap_clear(_Atomic uint64_t *map, size_t from, size_t n) {
   FOR_EACH_WORD(from, n, w, m) {
     if (m == ~(uint64_t)0)
@@ -167,6 +172,7 @@ void bitmap_swap(_Atomic uint64_t *a, size_t ia, _Atomic uint64_t *b,
   }
 }
 
+UMPA_HOT
 size_t bitmap_find(_Atomic uint64_t *map, size_t from, size_t n, bool value) {
   FOR_EACH_WORD(from, n, w, m) {
     uint64_t word = atomic_load_explicit(&map[w], memory_order_relaxed);
@@ -177,6 +183,7 @@ size_t bitmap_find(_Atomic uint64_t *map, size_t from, size_t n, bool value) {
   return from + n;
 }
 
+UMPA_HOT
 size_t bitmap_find_last_set(_Atomic uint64_t *map, size_t from) {
   size_t w = from >> 6;
   uint64_t word = atomic_load_explicit(&map[w], memory_order_relaxed) &

@@ -93,6 +93,7 @@ static inline unsigned order_from(const _Atomic uint32_t *orders, unsigned k) {
 }
 
 /* Make pm the head of a free run of order k.  Order-k lock held. */
+UMPA_HOT
 static void put_free(struct buddy *b, unsigned k, struct region *r,
                      struct pmeta *pm, size_t backed) {
   struct buddy_level *lv = &b->level[k];
@@ -116,6 +117,7 @@ static void put_free(struct buddy *b, unsigned k, struct region *r,
 }
 
 /* Take the free run headed by pm off its list.  Order-k lock held. */
+UMPA_HOT
 static void take_free(struct buddy *b, unsigned k, struct pmeta *pm) {
   struct buddy_level *lv = &b->level[k];
   pm->prev->next = pm->next;
@@ -128,6 +130,7 @@ static void take_free(struct buddy *b, unsigned k, struct pmeta *pm) {
   atomic_store_explicit(&pm->xtag, PM_TAG(PM_BUSY, 0), memory_order_relaxed);
 }
 
+UMPA_HOT
 static void insert_locked(struct buddy *b, unsigned k, struct region *r,
                           struct pmeta *pm, size_t backed) {
   struct buddy_level *lv = &b->level[k];
@@ -140,6 +143,7 @@ enum pick { PICK_WARM, PICK_ANY_WARMEST, PICK_COLD };
 
 /* Take a run from order k per `how`, or NULL.  Peeks at the counters
  * first so that empty orders cost no lock. */
+UMPA_HOT
 static struct pmeta *take_from(struct buddy *b, unsigned k, enum pick how) {
   struct buddy_level *lv = &b->level[k];
   _Atomic uint64_t *peek = how == PICK_WARM ? &lv->xwarm_runs : &lv->xfree_runs;
@@ -162,6 +166,7 @@ static struct pmeta *take_from(struct buddy *b, unsigned k, enum pick how) {
 /* Split the taken run pm of order k down to `order`, keeping the half
  * that suits the request (more backed pages for warm requests, fewer for
  * cold) and listing the other. */
+UMPA_HOT
 static struct pmeta *split(struct buddy *b, struct pmeta *pm, unsigned k,
                            unsigned order, bool cold) {
   struct region *r = pm->region;
@@ -199,6 +204,7 @@ static struct pmeta *split(struct buddy *b, struct pmeta *pm, unsigned k,
 
 /* A run of order `order` or more from the orders `orders` marks, taken
  * per `how` (smallest order first), or NULL; its order in *kp. */
+UMPA_HOT
 static struct pmeta *take_lowest(struct buddy *b,
                                  const _Atomic uint32_t *orders, unsigned order,
                                  enum pick how, unsigned *kp) {
@@ -213,6 +219,7 @@ static struct pmeta *take_lowest(struct buddy *b,
   return NULL;
 }
 
+UMPA_HOT
 struct pmeta *buddy_alloc(struct buddy *b, unsigned order, bool cold) {
   struct pmeta *pm = NULL;
   unsigned k = order;
@@ -234,21 +241,25 @@ struct pmeta *buddy_alloc(struct buddy *b, unsigned order, bool cold) {
   return pm ? split(b, pm, k, order, cold) : NULL;
 }
 
+UMPA_HOT
 bool buddy_has_warm(struct buddy *b, unsigned order) {
   return order_from(&b->xwarm_orders, order) < UMPA_PAGE_ORDERS;
 }
 
+UMPA_HOT
 int buddy_max_free_order(struct buddy *b) {
   uint32_t m = atomic_load_explicit(&b->xfree_orders, memory_order_relaxed);
   return m ? 31 - __builtin_clz(m) : -1;
 }
 
+UMPA_HOT
 struct pmeta *buddy_alloc_warm(struct buddy *b, unsigned order) {
   unsigned k;
   struct pmeta *pm = take_lowest(b, &b->xwarm_orders, order, PICK_WARM, &k);
   return pm ? split(b, pm, k, order, false) : NULL;
 }
 
+UMPA_HOT
 void buddy_free(struct buddy *b, struct region *r, size_t idx, unsigned order,
                 size_t backed) {
   unsigned k = order;
@@ -283,6 +294,7 @@ void buddy_free(struct buddy *b, struct region *r, size_t idx, unsigned order,
   }
 }
 
+UMPA_HOT
 void buddy_free_range(struct buddy *b, struct region *r, size_t idx, size_t n,
                       bool full) {
   while (n) {
@@ -297,6 +309,7 @@ void buddy_free_range(struct buddy *b, struct region *r, size_t idx, size_t n,
   }
 }
 
+UMPA_HOT
 long buddy_claim(struct buddy *b, struct region *r, size_t idx, size_t n) {
   if (idx + n > r->mapped || idx + n < idx) return -1;
   size_t pos = idx, end = idx + n;
@@ -350,6 +363,7 @@ size_t buddy_claim_warm(struct buddy *b, struct region *r, size_t pos) {
   return (size_t)1 << k;
 }
 
+UMPA_HOT
 struct pmeta *buddy_take_warm(struct buddy *b, unsigned *order) {
   /* Partly backed runs first: a request can use them only by populating
    * the rest, and moves take only fully backed runs.  Then fully backed
@@ -395,6 +409,7 @@ static struct pmeta *find_pair(struct pmeta *list, unsigned k) {
  * further (eagerly from 2 MiB up).  The order-k lock is held while
  * buddy_free takes higher orders' locks: locks nest only upwards, the order
  * every other path respects. */
+UMPA_HOT
 void buddy_coalesce(struct buddy *b) {
   unsigned top = atomic_load_explicit(&b->xmax_order, memory_order_acquire);
   for (unsigned k = 0; k < top && k < LAZY_ORDERS; k++) {

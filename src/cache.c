@@ -43,6 +43,7 @@ static _Atomic uint64_t live_window;
  * MiB of blocks took 295k faults over 100 rounds, mimalloc 8k): the
  * trough of a cycle is when the caches are fullest and the limits were
  * lowest.  Memory nobody takes again still goes back after UMPA_DECAY_MS. */
+UMPA_HOT
 static size_t live_recent(void) {
   size_t live = pages_live();
   uint64_t win = decay_age_ns();
@@ -74,6 +75,7 @@ static size_t live_recent(void) {
  * 1x the limit evicted spans that were then faulted in again (2.1x the
  * faults and a higher peak, as evicted memory sat in the page cache), at
  * half the phase took 6x longer. */
+UMPA_HOT
 size_t cache_adaptive(size_t max_pages, unsigned halves) {
   size_t v = live_recent() / 2 * halves;
   size_t floor = (size_t)4 << (20 - PAGE_SHIFT);
@@ -91,12 +93,14 @@ size_t cache_adaptive(size_t max_pages, unsigned halves) {
  * refills after the store took its share.  A
  * limit set by UMPA_PAGE_CACHE, umpa_page_cache_limit or mallopt is
  * exact. */
+UMPA_HOT
 size_t cache_limit_pages(void) {
   size_t max = atomic_load_explicit(&limit_pages, memory_order_relaxed);
   if (atomic_load_explicit(&limit_fixed, memory_order_relaxed)) return max;
   return cache_adaptive(max, 2); /* once */
 }
 
+UMPA_HOT
 size_t cache_limit_max(void) {
   return atomic_load_explicit(&limit_pages, memory_order_relaxed);
 }
@@ -105,6 +109,7 @@ bool cache_limit_fixed(void) {
   return atomic_load_explicit(&limit_fixed, memory_order_relaxed);
 }
 
+UMPA_HOT
 size_t cache_held_pages(void) {
   return atomic_load_explicit(&umpa_buddy.xbacked_free, memory_order_relaxed);
 }
@@ -127,6 +132,7 @@ static size_t release_some(struct region *r, size_t idx, size_t len,
   return released;
 }
 
+UMPA_HOT
 static size_t shrink(size_t target) {
   size_t released = 0;
   for (;;) {
@@ -237,6 +243,7 @@ static void decay(void) {
   ulock_release(&trim_lock);
 }
 
+UMPA_HOT
 void cache_enforce(void) {
   decay();
   size_t limit = cache_limit_pages();

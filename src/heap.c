@@ -57,6 +57,7 @@ static unsigned heaps_made; /* under pool_lock */
  * itself on its next tick (its owner alone may touch its bins). */
 static _Atomic uint32_t trim_epoch;
 
+UMPA_HOT
 void heap_account_arena(ssize_t bytes) {
   size_t now = atomic_fetch_add_explicit(&arena_bytes, (size_t)bytes,
                                          memory_order_relaxed) + (size_t)bytes;
@@ -200,6 +201,7 @@ static void snapshot(struct bin *b) {
  * The global heap.
  * ------------------------------------------------------------------------- */
 
+UMPA_HOT
 static void global_put(struct superblock *sb) {
   unsigned cls = sb->cls;
   ulock_acquire(&global_lock[cls]);
@@ -268,6 +270,7 @@ static void chain_add(struct superblock **gone, struct superblock *more) {
  * h's stripe of the store, where h looks first.  h adopts a superblock
  * (as mimalloc reclaims abandoned pages on free) when its bin has room for
  * one: its next frees into it are local, and its mallocs reuse it. */
+UMPA_HOT
 static void global_free_blocks(struct heap *h, struct deferred *d,
                                unsigned n) {
   /* The blocks and headers missing from the cache are fetched together
@@ -330,6 +333,7 @@ static void global_free_blocks(struct heap *h, struct deferred *d,
 /* Make h's deferred frees, `adopter` adopting (h, or NULL).  Copied out
  * first: global_free_blocks compacts the array it works on, and a free it
  * makes may defer again. */
+UMPA_HOT
 static void flush_deferred(struct heap *h, struct heap *adopter) {
   unsigned n = h->ndeferred;
   if (!n) return;
@@ -354,6 +358,7 @@ void heap_global_flush(struct heap *h) { flush_deferred(h, h); }
  * round of the lock per class; it adopts a superblock only when its bin
  * has room for it, and otherwise the block goes onto the superblock's list
  * under the lock, which is all Hoard's global heap does. */
+UMPA_HOT
 void heap_global_free(struct superblock *sb, struct block *b) {
   struct heap *h = umpa_tl_heap;
   if (h == HEAP_NONE) {
@@ -376,6 +381,7 @@ void heap_global_free(struct superblock *sb, struct block *b) {
  * ------------------------------------------------------------------------- */
 
 /* An empty superblock leaves its list: kept as the spare or stored. */
+UMPA_HOT
 static void retire_empty(struct bin *b, struct superblock *sb) {
   if (!b->spare) {
     sb->group = SB_SPARE;
@@ -407,6 +413,7 @@ static void collect_listed(struct bin *b, struct superblock *sb) {
 }
 
 /* Hoard's invariant: give the emptiest superblock to the global heap. */
+UMPA_HOT
 static void enforce_threshold(struct bin *b, unsigned cls) {
   if (bin_used(b) >= b->mark) return;
   if (b->spare) {
@@ -443,6 +450,7 @@ static void adopt(struct heap *h, struct superblock *sb) {
 
 /* The current superblock ran out: park it full, or list it if remote
  * frees are waiting. */
+UMPA_HOT
 static void retire_current(struct heap *h, unsigned cls) {
   struct bin *b = &h->bins[cls];
   struct superblock *sb = b->current;
@@ -466,6 +474,7 @@ static void check_pending(struct bin *b) {
   }
 }
 
+UMPA_HOT
 static struct superblock *next_superblock(struct heap *h, struct bin *b,
                                           unsigned cls) {
   /* Deferred frees may empty superblocks the thread can take back (in
@@ -502,6 +511,7 @@ static struct superblock *next_superblock(struct heap *h, struct bin *b,
 #define HEAP_TICK_EVERY 16
 static size_t trim_bins(struct heap *h, size_t *pages);
 
+UMPA_HOT
 static UMPA_NOINLINE void tick(struct heap *h) {
   h->ticks = HEAP_TICK_EVERY - 1; /* this event was the 16th */
   heap_global_flush(h);
@@ -525,6 +535,7 @@ static inline void slow_event(struct heap *h) {
 
 /* Allocate from heap h's bin cls (the caller owns h).  *zero is set when
  * the block is known to read as zero. */
+UMPA_HOT
 static void *bin_alloc(struct heap *h, unsigned cls, bool *zero) {
   struct bin *b = &h->bins[cls];
   for (;;) {
@@ -558,6 +569,7 @@ static void *bin_alloc(struct heap *h, unsigned cls, bool *zero) {
   }
 }
 
+UMPA_HOT
 void *heap_alloc_slow(struct heap *h, size_t n, bool *zero) {
   if (UMPA_UNLIKELY(h == HEAP_NONE)) h = thread_heap_init();
   unsigned cls = sizeclass_of(n); /* the tables are ready now */
@@ -571,6 +583,7 @@ void *heap_alloc_slow(struct heap *h, size_t n, bool *zero) {
   return bin_alloc(h, cls, zero);
 }
 
+UMPA_HOT
 void heap_free_slow(struct heap *h, struct superblock *sb) {
   struct bin *b = &h->bins[sb->cls];
   if (used_of(sb) == 0) {

@@ -90,6 +90,7 @@ static struct pmeta *claim(struct heap *h, unsigned i) {
   return pm;
 }
 
+UMPA_HOT
 void *held_take(size_t pages, bool zero, size_t align) {
   struct heap *h = own_heap();
   if (!h) return NULL;
@@ -148,6 +149,7 @@ static bool holds_any(struct heap *h) {
 }
 
 /* Empty slot i, releasing its block. */
+UMPA_HOT
 static void evict(struct heap *h, unsigned i) {
   struct pmeta *old =
       atomic_exchange_explicit(&h->xheld[i], NULL, memory_order_acquire);
@@ -194,6 +196,7 @@ static unsigned make_room(struct heap *h, size_t pages, bool big) {
   }
 }
 
+UMPA_HOT
 bool held_put(struct pmeta *pm) {
   size_t pages = pm->count;
   struct heap *h = umpa_tl_heap;
@@ -223,6 +226,7 @@ static void release_slots(struct heap *h, unsigned mask) {
     if (mask & (1u << i)) evict(h, i);
 }
 
+UMPA_HOT
 void held_age(struct heap *h) {
   /* A trim from another thread that could not fence this one. */
   if (UMPA_UNLIKELY(atomic_load_explicit(&h->xheld_flush,

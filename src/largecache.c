@@ -97,11 +97,13 @@ static size_t listed_backed(struct pmeta *pm) { return class_link(pm)->count; }
 
 /* Pages of a span that have memory: its bits do not change while it is
  * cached (only a taken block is populated). */
+UMPA_HOT
 static size_t span_backed(struct pmeta *pm) {
   if (pm->flags & PMF_FULL) return pm->count;
   return bitmap_count(pm->region->xbacked, pmeta_index(pm), pm->count);
 }
 
+UMPA_HOT
 static void count_span(struct pmeta *pm, size_t b, int sign) {
   atomic_store_explicit(&lc_pages,
                         atomic_load(&lc_pages) + (size_t)sign * pm->count,
@@ -115,6 +117,7 @@ static void count_span(struct pmeta *pm, size_t b, int sign) {
  * it keeps the LRU place its node already has.  `backed` is its pages
  * with memory when the caller knows them, else SIZE_MAX: counting them
  * costs a scan of the span's bits, kept in the node for its lifetime. */
+UMPA_HOT
 static void list_span(struct pmeta *pm, bool recent, size_t backed) {
   if (!lc_ready) {
     for (unsigned c = 0; c < LC_CLASSES; c++)
@@ -147,6 +150,7 @@ static void list_span(struct pmeta *pm, bool recent, size_t backed) {
 
 /* Take a listed span off its lists (lc_lock held); `keep_lru` leaves its
  * LRU place to a span that is listed again at once. */
+UMPA_HOT
 static void unlist_span(struct pmeta *pm, bool keep_lru) {
   struct pmeta *n = class_link(pm);
   n->prev->next = n->next;
@@ -165,6 +169,7 @@ static void unlist_span(struct pmeta *pm, bool keep_lru) {
 /* Take the free run that starts at page pos of r, or its first `room`
  * pages (lc_lock held).  Returns the pages taken (0: none free there) and
  * their backed count in *backed. */
+UMPA_HOT
 static size_t claim_run(struct region *r, size_t pos, size_t room,
                         size_t *backed) {
   if (pos >= r->mapped || room == 0) return 0;
@@ -187,6 +192,7 @@ static size_t claim_run(struct region *r, size_t pos, size_t room,
  * takes the tail in can serve a bigger request later, or merge with the
  * span after the tail.  The bound keeps the cache from holding much
  * address space that has no memory. */
+UMPA_HOT
 static struct pmeta *coalesce(struct pmeta *pm, size_t *backed) {
   struct region *r = pm->region;
   size_t idx = pmeta_index(pm), cold_room = pm->count;
@@ -241,6 +247,7 @@ static struct pmeta *coalesce(struct pmeta *pm, size_t *backed) {
  * lc_lock and land on whatever malloc happened to cut a span (a new
  * superblock's, in Figure 7's 4-32 KiB bins).  largecache_put enforces
  * the limit once, after the lock, on the free path. */
+UMPA_HOT
 static void drop(struct pmeta *pm) {
   size_t pages = pm->count;
   page_give_back(pm, pages, false);
@@ -248,6 +255,7 @@ static void drop(struct pmeta *pm) {
 }
 
 /* Hand an unlisted span back to the page layer (see drop). */
+UMPA_HOT
 static void give_back(struct pmeta *pm) {
   size_t pages = pm->count;
   page_free_ex(pmeta_addr(pm), pages, KIND_LARGE, "free", false);
@@ -258,6 +266,7 @@ static void give_back(struct pmeta *pm) {
  * layer from the span freed longest ago: a tail long enough to hold them,
  * the front staying listed in its LRU place, or the whole span (lc_lock
  * held).  Returns the backed pages given back. */
+UMPA_HOT
 static size_t evict(size_t excess) {
   if (!lc_ready || lc_lru.prev == &lc_lru) return 0;
   struct pmeta *pm = of_lru_link(lc_lru.prev);
@@ -301,6 +310,7 @@ static uint64_t age_in_force(uint64_t base) {
 }
 
 /* A span is taken (lc_lock held). */
+UMPA_HOT
 static void took(struct pmeta *pm) {
   uint64_t base = decay_age_ns();
   if (!base || lc_now < lru_link(pm)->stamp) return;
@@ -330,6 +340,7 @@ static bool above_keep(void) {
  * age in force grows for such a program (age_in_force).
  * Without a background thread the clock is read here, on the large paths,
  * which cost far more than the read, and on the small paths' ticks. */
+UMPA_HOT
 static void decay_locked(void) {
   lc_now = os_now_ns();
   uint64_t age = decay_age_ns();
@@ -350,12 +361,14 @@ static void lock_and_decay(void) {
   decay_locked();
 }
 
+UMPA_HOT
 void largecache_decay_idle(void) {
   if (!decay_age_ns() || !above_keep() || !ulock_try(&lc_lock)) return;
   decay_locked();
   ulock_release(&lc_lock);
 }
 
+UMPA_HOT
 bool largecache_populate_ahead(size_t pages) {
   if (pages <= LC_TOUCHED_PAGES || pages > LC_POPULATE_MAX ||
       atomic_load_explicit(&lc_touched, memory_order_relaxed) <
@@ -369,11 +382,13 @@ bool largecache_populate_ahead(size_t pages) {
   return true;
 }
 
+UMPA_HOT
 bool largecache_lazy_sparse(void) {
   return atomic_load_explicit(&lc_touched, memory_order_relaxed) <
          LC_DENSE_SHARE;
 }
 
+UMPA_HOT
 void largecache_assume_touched(struct pmeta *pm) {
   if ((pm->flags & PMF_UNKNOWN) && pm->count <= LC_TOUCHED_PAGES) {
     page_assume_backed(pm->region, pmeta_index(pm), pm->count);
@@ -381,6 +396,7 @@ void largecache_assume_touched(struct pmeta *pm) {
   }
 }
 
+UMPA_HOT
 bool largecache_put(void *p, struct pmeta *pm) {
   size_t pages = pm->count;
   size_t limit = umpa_opt.large_cache >> PAGE_SHIFT;
@@ -455,6 +471,7 @@ bool largecache_put(void *p, struct pmeta *pm) {
  * block is followed by the 2 MiB left of its 8 MiB run; without this a
  * 7 MiB request would populate a whole new run, and a ring of varied large
  * blocks would keep growing the heap.  Here it populates 1 MiB. */
+UMPA_HOT
 static struct pmeta *hole_fit(size_t pages) {
   unsigned first = class_of(pages), last = class_of(pages / 4 < LC_MIN_PAGES
                                                         ? LC_MIN_PAGES
@@ -485,6 +502,7 @@ static struct pmeta *hole_fit(size_t pages) {
  * where the program touches them (after the page cache's pages are moved
  * in); UMPA_ZERO clears the pages that have memory.  On failure the block
  * goes back to the page layer. */
+UMPA_HOT
 static void *fill(struct pmeta *pm, unsigned flags) {
   struct region *r = pm->region;
   size_t idx = pmeta_index(pm), pages = pm->count;
@@ -507,6 +525,7 @@ static void *fill(struct pmeta *pm, unsigned flags) {
 /* Take the listed span pm off its lists and cut it to its first `pages`
  * pages (lc_lock held): the rest stays cached as a span of its own, or
  * goes back to the page layer when too small for one. */
+UMPA_HOT
 static void take_front(struct pmeta *pm, size_t pages) {
   size_t had = listed_backed(pm);
   took(pm);
@@ -530,6 +549,7 @@ static void take_front(struct pmeta *pm, size_t pages) {
   }
 }
 
+UMPA_HOT
 void *largecache_take(size_t pages, unsigned flags) {
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES ||
       atomic_load_explicit(&lc_pages, memory_order_relaxed) < pages / 4)
@@ -678,6 +698,7 @@ static size_t aligned_window(struct pmeta *pm, size_t pages) {
   return SIZE_MAX;
 }
 
+UMPA_HOT
 void *largecache_take_aligned(size_t pages, unsigned kind) {
   if (atomic_load_explicit(&lc_backed, memory_order_relaxed) < pages)
     return NULL;
@@ -728,6 +749,7 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
   return pmeta_addr(win);
 }
 
+UMPA_HOT
 void *largecache_grow(size_t pages, unsigned flags) {
   /* The largest span there is: blocks carved from it can merge back.  But
    * no new region for it while a region has a free run of a few MiB: a

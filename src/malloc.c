@@ -52,6 +52,7 @@ static inline struct block *block_of(struct superblock *sb, void *p,
 
 /* Everything but the owner's free of a plain block pointer: aligned or
  * invalid pointers, double frees, frees by other threads. */
+UMPA_HOT
 static UMPA_NOINLINE void small_free_slow(struct superblock *sb, void *p) {
   struct block *b = block_of(sb, p, "free");
   if (UMPA_UNLIKELY(umpa_opt.check)) check_on_free(sb, b);
@@ -182,6 +183,7 @@ static void *large_alloc_aligned(size_t pages, size_t align, bool zero) {
   return a;
 }
 
+UMPA_HOT
 static void *large_alloc(size_t n, size_t align, bool zero) {
   if (n == 0) n = 1;
   size_t extra = align > PAGE_SIZE ? align - PAGE_SIZE : 0;
@@ -203,6 +205,7 @@ static void *large_alloc(size_t n, size_t align, bool zero) {
 
 /* The large block holding p, which lies in region r (NULL: in none), or
  * abort naming `who`. */
+UMPA_HOT
 static struct pmeta *large_head(struct region *r, void *p, const char *who) {
   if (!r) umpa_fatal("umpa: %s(%p): pointer was not allocated by umpa\n", who, p);
   size_t idx = region_index(r, p);
@@ -223,6 +226,7 @@ static struct pmeta *large_head(struct region *r, void *p, const char *who) {
   return pm;
 }
 
+UMPA_HOT
 void large_release(struct pmeta *pm) {
   large_inuse(-1, -(ssize_t)((size_t)pm->count << PAGE_SHIFT));
   large_give_back(pm);
@@ -308,6 +312,7 @@ void check_on_free(struct superblock *sb, struct block *b) {
     umpa_fatal("umpa: free(%p): double free\n", (void *)b);
 }
 
+UMPA_HOT
 static UMPA_NOINLINE void *malloc_slow(size_t n) {
   /* The options are parsed here on a process's first malloc: UMPA_CHECK
    * must be known before that block is handed out, or its free would look
@@ -355,6 +360,7 @@ static inline void *do_malloc(size_t n) {
   return malloc_slow(n);
 }
 
+UMPA_HOT
 static UMPA_NOINLINE void free_slow(void *p) {
   if (!p) return;
   struct region *r = region_of(p);
@@ -377,21 +383,26 @@ static inline void do_free(void *p) {
   else free_slow(p);
 }
 
+UMPA_HOT
 void *umpa_malloc(size_t n) { return do_malloc(n); }
 
+UMPA_HOT
 void umpa_free(void *p) { do_free(p); }
 
+UMPA_HOT
 void umpa_free_sized(void *p, size_t size) {
   (void)size;
   do_free(p);
 }
 
+UMPA_HOT
 void umpa_free_aligned_sized(void *p, size_t align, size_t size) {
   (void)align;
   (void)size;
   do_free(p);
 }
 
+UMPA_HOT
 void *umpa_calloc(size_t n, size_t size) {
   size_t total;
   if (__builtin_mul_overflow(n, size, &total) || total > (size_t)PTRDIFF_MAX) {
@@ -413,6 +424,7 @@ void *umpa_calloc(size_t n, size_t size) {
   return p;
 }
 
+UMPA_HOT
 size_t umpa_malloc_usable_size(void *p) {
   if (!p) return 0;
   struct region *r = NULL;
@@ -481,6 +493,7 @@ static void *large_resize(void *p, struct pmeta *pm, size_t n) {
   return q;
 }
 
+UMPA_HOT
 void *umpa_realloc(void *p, size_t n) {
   if (!p) return do_malloc(n);
   if (n == 0) {
@@ -584,6 +597,7 @@ static void *aligned_alloc_pow2(size_t align, size_t n) {
   return large_alloc(n, align, false);
 }
 
+UMPA_HOT
 void *umpa_memalign(size_t align, size_t n) {
   if (align > SIZE_MAX / 2 + 1) {
     errno = EINVAL;
@@ -593,10 +607,12 @@ void *umpa_memalign(size_t align, size_t n) {
   return aligned_alloc_pow2(align, n);
 }
 
+UMPA_HOT
 void *umpa_aligned_alloc(size_t align, size_t n) {
   return umpa_memalign(align, n);
 }
 
+UMPA_HOT
 int umpa_posix_memalign(void **out, size_t align, size_t n) {
   if (align < sizeof(void *) || (align & (align - 1))) return EINVAL;
   void *p = aligned_alloc_pow2(align, n);

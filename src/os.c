@@ -353,6 +353,7 @@ bool os_membarrier(void) {
          syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
 }
 
+UMPA_HOT
 uint64_t os_now_ns(void) {
   /* The coarse clock is read from the vDSO without entering the kernel. */
   struct timespec t;

@@ -39,6 +39,7 @@ _Atomic size_t umpa_sb_map_lo, umpa_sb_map_len;
 static _Atomic size_t reserved_bytes, metadata_bytes;
 static _Atomic uint64_t regions_made;
 
+UMPA_HOT
 struct region *region_of(const void *p) {
   uintptr_t a = (uintptr_t)p;
   if (a >> ADDRESS_BITS) return NULL;
@@ -111,10 +112,12 @@ static void set_superblock_shift(void *start, size_t pages, uint8_t shift) {
   }
 }
 
+UMPA_HOT
 void region_map_superblock(void *start, size_t pages) {
   set_superblock_shift(start, pages, (uint8_t)sb_shift_of(pages));
 }
 
+UMPA_HOT
 void region_unmap_superblock(void *start, size_t pages) {
   set_superblock_shift(start, pages, 0);
 }
@@ -350,6 +353,7 @@ bool region_open(struct region *r, size_t idx, size_t n) {
 void region_lock_all(void) { ulock_acquire(&open_lock); }
 void region_unlock_all(void) { ulock_release(&open_lock); }
 
+UMPA_HOT
 void region_back_meta(struct region *r, size_t idx, size_t n) {
   const size_t per_page = PAGE_SIZE / sizeof(struct pmeta);
   size_t first = idx / per_page, end = (idx + n + per_page - 1) / per_page;

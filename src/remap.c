@@ -27,6 +27,7 @@ static int move(void *src, void *dst, size_t n) {
   return err;
 }
 
+UMPA_HOT
 size_t remap_fill(struct region *r, size_t idx, size_t n) {
   const unsigned min_order = HUGE_ORDER; /* 2 MiB: whole page tables move,
                                             and VMAs split at most once per

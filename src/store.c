@@ -143,6 +143,7 @@ static struct heap *storer(struct superblock *sb) {
   return owner ? owner : &umpa_heap_global; /* made for a test, no heap */
 }
 
+UMPA_HOT
 static void destroy_chain(struct superblock *sb) {
   while (sb) {
     struct superblock *next = sb->next;
@@ -153,6 +154,7 @@ static void destroy_chain(struct superblock *sb) {
 
 /* Take sb off its stripe's list and its heap's list (its list's lock
  * held). */
+UMPA_HOT
 static void unlink_locked(struct superblock *sb) {
   unsigned cls = sb->cls, s = stripe_of(sb);
   struct store_list *l = &stripes[s].list[cls];
@@ -183,6 +185,7 @@ static void unlink_locked(struct superblock *sb) {
 
 /* Unlink sb (its list's lock held) onto the chain `gone` for
  * destroy_chain; returns the chain. */
+UMPA_HOT
 static struct superblock *remove_locked(struct superblock *sb,
                                         struct superblock *gone) {
   unlink_locked(sb);
@@ -212,6 +215,7 @@ static struct superblock *expire_locked(unsigned s, unsigned cls,
 
 /* Expire what stripe s's classes other than `skip` stored too long ago.
  * A list whose lock is busy is left for the next time. */
+UMPA_HOT
 static void sweep(unsigned s, unsigned skip, uint64_t now) {
   uint64_t age = decay_age_ns();
   if (!age || !now) return;
@@ -230,6 +234,7 @@ static void sweep(unsigned s, unsigned skip, uint64_t now) {
   }
 }
 
+UMPA_HOT
 void store_tick(struct heap *h, uint64_t now) {
   h->store_cap = store_cap();
   h->store_others = pages_outside(h->stripe);
@@ -261,6 +266,7 @@ size_t store_cap(void) {
   return room < limit ? room : limit;
 }
 
+UMPA_HOT
 struct superblock *store_add(struct superblock *sb, uint64_t now, size_t cap) {
   unsigned cls = sb->cls;
   struct heap *owner = storer(sb);
@@ -307,6 +313,7 @@ struct superblock *store_add(struct superblock *sb, uint64_t now, size_t cap) {
   return gone;
 }
 
+UMPA_HOT
 void store_destroy(struct superblock *chain) { destroy_chain(chain); }
 
 /* The cap a thread heap stores under: computed on its ticks, since the
@@ -319,6 +326,7 @@ static size_t cap_for(struct heap *h) {
   return h->store_cap;
 }
 
+UMPA_HOT
 void store_put(struct superblock *sb) {
   /* Other classes age on the heap's ticks (store_tick), not here. */
   destroy_chain(store_add(sb, os_now_ns(), cap_for(storer(sb))));
@@ -336,6 +344,7 @@ void store_put(struct superblock *sb) {
  * other threads' headers under the lock: looking through the 8 newest for
  * one made threadtest with 300000 objects at 16 threads 15 % slower.  For
  * another class, the oldest: the one c is least likely to want back. */
+UMPA_HOT
 static struct superblock *take_from(unsigned c, struct heap *h, uint64_t now,
                                     bool oldest, struct superblock **gone) {
   uint32_t mask = atomic_load_explicit(&nonempty[c], memory_order_relaxed);
@@ -365,6 +374,7 @@ static struct superblock *take_from(unsigned c, struct heap *h, uint64_t now,
  * different classes (bench/fragment: small blocks, then medium ones)
  * otherwise held the first phase's superblocks while the next one's came
  * from fresh pages, until they expired. */
+UMPA_HOT
 struct superblock *store_take(unsigned cls, struct heap *h) {
   uint64_t now = 0;
   struct superblock *sb = NULL, *gone = NULL;

@@ -46,6 +46,7 @@ void superblock_chunk_drop(struct heap *h) {
 
 /* The next `pages` pages of h's chunk (a new chunk when it has none left),
  * or NULL; *fresh says whether they read as zero. */
+UMPA_HOT
 static char *chunk_cut(struct heap *h, size_t pages, bool *fresh) {
   struct pmeta *pm = h->chunk;
   if (!pm) {
@@ -66,6 +67,7 @@ static bool owns_chunks(const struct heap *h) {
          h != HEAP_NONE;
 }
 
+UMPA_HOT
 struct superblock *superblock_new(unsigned cls, struct heap *owner) {
   const struct size_class *sc = &umpa_class[cls];
   /* Memory that is there first: a warm run of the page layer, else a piece
@@ -98,6 +100,7 @@ struct superblock *superblock_new(unsigned cls, struct heap *owner) {
 }
 
 /* The header of a superblock of class cls with no block carved. */
+UMPA_HOT
 static void init(struct superblock *sb, unsigned cls, struct heap *owner,
                  bool fresh) {
   const struct size_class *sc = &umpa_class[cls];
@@ -133,6 +136,7 @@ static void init(struct superblock *sb, unsigned cls, struct heap *owner,
   }
 }
 
+UMPA_HOT
 bool superblock_recut(struct superblock *sb, unsigned cls) {
   /* Same pages, so the maps stand; a trimmed one would need its released
    * pages accounted for, and is not recut. */
@@ -142,6 +146,7 @@ bool superblock_recut(struct superblock *sb, unsigned cls) {
   return true;
 }
 
+UMPA_HOT
 void superblock_reorder(struct superblock *sb) {
   /* Frees in (reverse) allocation order leave a list whose links step one
    * block: it is kept, as cutting anew costs a carve per page (10 % more
@@ -159,6 +164,7 @@ void superblock_reorder(struct superblock *sb) {
   }
 }
 
+UMPA_HOT
 void superblock_destroy(struct superblock *sb) {
   const struct size_class *sc = &umpa_class[sb->cls];
   region_unmap_superblock(sb_start(sb), sc->sb_pages);
@@ -166,6 +172,7 @@ void superblock_destroy(struct superblock *sb) {
   heap_account_arena(-((ssize_t)sc->sb_pages << PAGE_SHIFT));
 }
 
+UMPA_HOT
 struct superblock *superblock_of_slow(const void *p, struct region **rp) {
   struct region *r = region_of(p);
   unsigned shift = r ? region_superblock_shift(r, p) : 0;
@@ -175,6 +182,7 @@ struct superblock *superblock_of_slow(const void *p, struct region **rp) {
 
 static bool restore_page(struct superblock *sb);
 
+UMPA_HOT
 bool superblock_carve(struct superblock *sb) {
   if (UMPA_UNLIKELY(sb->holes)) return restore_page(sb);
   uint32_t left = sb->capacity - sb->carved;
@@ -199,6 +207,7 @@ bool superblock_carve(struct superblock *sb) {
   return true;
 }
 
+UMPA_HOT
 uint32_t superblock_collect(struct superblock *sb) {
   if (!atomic_load_explicit(&sb->xremote, memory_order_relaxed)) return 0;
   uintptr_t word =
@@ -219,6 +228,7 @@ uint32_t superblock_collect(struct superblock *sb) {
   return n;
 }
 
+UMPA_HOT
 bool superblock_park(struct superblock *sb) {
   uintptr_t empty = 0;
   return atomic_compare_exchange_strong_explicit(
@@ -227,6 +237,7 @@ bool superblock_park(struct superblock *sb) {
 }
 
 /* Push b on sb's remote list; returns the word it replaced. */
+UMPA_HOT
 static uintptr_t push_remote(struct superblock *sb, struct block *b) {
   uintptr_t old = atomic_load_explicit(&sb->xremote, memory_order_relaxed);
   do {
@@ -237,6 +248,7 @@ static uintptr_t push_remote(struct superblock *sb, struct block *b) {
   return old;
 }
 
+UMPA_HOT
 void superblock_free_remote(struct superblock *sb, struct block *b) {
   /* Read everything needed before the push: afterwards the superblock may
    * be gone.  A stale owner only costs a notification that goes to the
@@ -274,6 +286,7 @@ struct block *superblock_block_of(struct superblock *sb, const void *p,
   return (struct block *)(sb_blocks(sb) + start);
 }
 
+UMPA_HOT
 size_t hoard_mark(size_t held, size_t cap) {
   /* f = 1/4, K = 2 superblocks (docs/ARCHITECTURE.md gives the bound):
    * used < total - K*cap and used < (1 - f) * total. */

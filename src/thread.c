@@ -62,6 +62,7 @@ static void fork_child(void) {
   heap_after_fork_child(umpa_tl_heap);
 }
 
+UMPA_HOT
 void umpa_init(void) {
   if (UMPA_LIKELY(atomic_load_explicit(&init_state, memory_order_acquire) ==
                   3))
