@@ -413,7 +413,6 @@ static void collect_listed(struct bin *b, struct superblock *sb) {
 }
 
 /* Hoard's invariant: give the emptiest superblock to the global heap. */
-UMPA_HOT
 static void enforce_threshold(struct bin *b, unsigned cls) {
   if (bin_used(b) >= b->mark) return;
   if (b->spare) {

@@ -22,7 +22,9 @@
  * slow ones included: the linker gathers .text.hot.* ahead of the rest of
  * the text, so a slow path run on a cold cache (a new superblock) reads a
  * few pages of code instead of one per source file it passes through
- * (docs/ARCHITECTURE.md, "Code layout"). */
+ * (docs/ARCHITECTURE.md, "Code layout").  Not on a small static function
+ * that a caller outside the section also calls: GCC then keeps it out of
+ * line for every caller (enforce_threshold was). */
 #define UMPA_HOT __attribute__((section(".text.hot.umpa")))
 #define UMPA_NORETURN __attribute__((noreturn))
 #define UMPA_LIKELY(x) __builtin_expect(!!(x), 1)
