@@ -141,13 +141,11 @@ static void insert_locked(struct buddy *b, unsigned k, struct region *r,
 
 enum pick { PICK_WARM, PICK_ANY_WARMEST, PICK_COLD };
 
-/* Take a run from order k per `how`, or NULL.  Peeks at the counters
- * first so that empty orders cost no lock. */
+/* Take a run from order k per `how`, or NULL (take_lowest asks only of
+ * orders whose bit says they have one). */
 UMPA_HOT
 static struct pmeta *take_from(struct buddy *b, unsigned k, enum pick how) {
   struct buddy_level *lv = &b->level[k];
-  _Atomic uint64_t *peek = how == PICK_WARM ? &lv->xwarm_runs : &lv->xfree_runs;
-  if (atomic_load_explicit(peek, memory_order_relaxed) == 0) return NULL;
   ulock_acquire(&lv->lock);
   struct pmeta *pm;
   bool has_warm = lv->warm.next != &lv->warm;
@@ -203,7 +201,8 @@ static struct pmeta *split(struct buddy *b, struct pmeta *pm, unsigned k,
 }
 
 /* A run of order `order` or more from the orders `orders` marks, taken
- * per `how` (smallest order first), or NULL; its order in *kp. */
+ * per `how` (smallest order first), or NULL; its order in *kp.  Orders
+ * without a bit cost no lock: the mask is the peek the counters were. */
 UMPA_HOT
 static struct pmeta *take_lowest(struct buddy *b,
                                  const _Atomic uint32_t *orders, unsigned order,
