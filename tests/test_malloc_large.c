@@ -170,6 +170,50 @@ static void test_carved_adjacent(void) {
   umpa_malloc_trim(0);
 }
 
+/* Consecutive stretches are one top: when nothing fits, the new stretch
+ * merges with the span left at the end of the last one, and the block
+ * starts there, using the old end's memory first.  (Capped at one
+ * stretch, the two stayed apart: the block went to the new stretch's
+ * start, right after the old end, and faulted in whole.) */
+static void test_stretch_joins_old_end(void) {
+  umpa_malloc_trim(0);
+  struct large_cache_opt was = fix_large_cache();
+  char *first = umpa_malloc(MiB);
+  REQUIRE(first);
+  size_t rest = 0;
+  largecache_spans(&rest); /* the rest of first's stretch */
+  REQUIRE(rest >= 4 * MiB);
+  const size_t tail = MiB;
+  char *fill = umpa_malloc(rest - tail);
+  char *end = umpa_malloc(tail);
+  REQUIRE(fill && end);
+  CHECK(fill == first + MiB && end == fill + (rest - tail));
+  memset(end, 5, tail);
+  umpa_free(end);
+  held_flush(umpa_tl_heap); /* a thread holds up to 1 MiB for itself */
+  /* Five times the old end: no span fits, nor would growing the old end
+   * over the free runs after it, which until 2026-12 was tried on spans
+   * down to a quarter of the request ("hole fit"). */
+  const size_t want = 5 * tail;
+  long f = faults();
+  char *next = umpa_malloc(want);
+  REQUIRE(next);
+  memset(next, 6, want);
+  CHECK_MSG(next != end + tail, "the new stretch did not join the old end");
+  /* When the page layer gave the run after the stretch; ASan's shadow
+   * adds an eighth to the faults. */
+  if (next == end && !UNDER_ASAN)
+    CHECK_MSG(faults() - f <= (long)((want - tail) / 4096) + 16,
+              "%ld faults for a block that starts in the old end",
+              faults() - f);
+  umpa_free(next);
+  umpa_free(fill);
+  umpa_free(first);
+  umpa_page_check();
+  restore_large_cache(was);
+  umpa_malloc_trim(0);
+}
+
 enum { DONORS = 10 };
 
 /* `donors` touched 4 MiB blocks, freed, each kept from merging with the
@@ -841,6 +885,7 @@ int main(void) {
   test_calloc_reused();
   test_grow_over_tail();
   test_carved_adjacent();
+  test_stretch_joins_old_end();
   test_no_borrow();
   test_mixed_ring();
   test_decay();
