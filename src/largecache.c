@@ -197,7 +197,7 @@ static size_t claim_run(struct region *r, size_t pos, size_t room,
  * 4 KiB-8 MiB) faults 8.2 pages in per 4-8 MiB request with spans capped
  * at 64 MiB, 5.7 without a cap.  umpa faulted 9.35 (UMPA_DECAY_MS=0) when
  * its spans were capped and, until 2026-12, grown over the free runs after
- * them when nothing fit ("hole fit", which by itself took 12 % more faults
+ * them when nothing fit ("hole fit", which by itself took 15 % more faults
  * in the whole run), and 7.9 with neither. */
 UMPA_HOT
 static struct pmeta *merge_back(struct pmeta *pm, size_t *backed) {
