@@ -39,6 +39,7 @@ static void check_interior(struct region *r, size_t head, size_t len) {
 
 int umpa_page_check(void) {
   page_init();
+  largecache_lock_all(); /* before the buddy's locks, as fork takes them */
   buddy_lock_all(&umpa_buddy);
   size_t free_runs[MAX_ORDER + 1] = {0};
   size_t used_pages = 0, cached = 0, backed = 0;
@@ -81,6 +82,14 @@ int umpa_page_check(void) {
           if ((pm->flags & PMF_FULL) &&
               bitmap_count(r->xbacked, i, len) != len)
             FAIL("block at %zu marked full but not all backed\n", i);
+          /* A cached span is marked at both ends (largecache.c). */
+          if (bitmap_test(r->xcached, i) &&
+              (!bitmap_test(r->xcached, i + len - 1) ||
+               r->meta[i + len - 1].count != len))
+            FAIL("cached span at %zu lacks its end mark\n", i);
+          if (bitmap_count(r->xcached, i, len) !=
+              (bitmap_test(r->xcached, i) ? 2u : 0u))
+            FAIL("block at %zu has cached marks inside\n", i);
           used_pages += len;
           break;
         default:
@@ -119,5 +128,6 @@ int umpa_page_check(void) {
     FAIL("backed pages %zu, counter says %zu\n", backed,
          atomic_load(&umpa_pc.xbacked));
   buddy_unlock_all(&umpa_buddy);
+  largecache_unlock_all();
   return 0;
 }
