@@ -405,6 +405,15 @@ static inline size_t bitmap_run(_Atomic uint64_t *map, size_t from,
 }
 /* Last set bit at or below `from`, or SIZE_MAX. */
 UMPA_HIDDEN size_t bitmap_find_last_set(_Atomic uint64_t *map, size_t from);
+/* One bit: a locked or (and), without bitmap_set's loop over words. */
+static inline void bitmap_set_bit(_Atomic uint64_t *map, size_t i) {
+  atomic_fetch_or_explicit(&map[i >> 6], (uint64_t)1 << (i & 63),
+                           memory_order_relaxed);
+}
+static inline void bitmap_clear_bit(_Atomic uint64_t *map, size_t i) {
+  atomic_fetch_and_explicit(&map[i >> 6], ~((uint64_t)1 << (i & 63)),
+                            memory_order_relaxed);
+}
 static inline bool bitmap_test(_Atomic uint64_t *map, size_t i) {
   return (atomic_load_explicit(&map[i >> 6], memory_order_relaxed) >>
           (i & 63)) & 1;

@@ -128,11 +128,11 @@ static void mark_ends(struct pmeta *pm, bool on) {
   size_t idx = pmeta_index(pm), last = idx + pm->count - 1;
   if (on) {
     pm[pm->count - 1].count = pm->count;
-    bitmap_set(pm->region->xcached, idx, 1);
-    bitmap_set(pm->region->xcached, last, 1);
+    bitmap_set_bit(pm->region->xcached, idx);
+    bitmap_set_bit(pm->region->xcached, last);
   } else {
-    bitmap_clear(pm->region->xcached, idx, 1);
-    bitmap_clear(pm->region->xcached, last, 1);
+    bitmap_clear_bit(pm->region->xcached, idx);
+    bitmap_clear_bit(pm->region->xcached, last);
   }
 }
 

@@ -224,7 +224,7 @@ void page_publish(struct pmeta *pm, size_t npages, unsigned kind,
   pm->flags = backed == npages ? PMF_FULL
               : (flags & (UMPA_LAZY | UMPA_RESERVE)) ? PMF_UNKNOWN
                                                      : 0;
-  bitmap_set(r->xheads, idx, 1);
+  bitmap_set_bit(r->xheads, idx);
   PC_ADD(xin_use, npages);
   atomic_store_explicit(&pm->xtag, PM_TAG(PM_USED, 0), memory_order_release);
 }
@@ -357,7 +357,7 @@ struct pmeta *page_split(struct pmeta *pm, size_t keep) {
   tail->kind = pm->kind;
   tail->flags = pm->flags;
   pm->count = (uint32_t)keep;
-  bitmap_set(r->xheads, idx + keep, 1);
+  bitmap_set_bit(r->xheads, idx + keep);
   atomic_store_explicit(&tail->xtag, PM_TAG(PM_USED, 0), memory_order_release);
   return tail;
 }
@@ -368,7 +368,7 @@ void page_join(struct pmeta *a, struct pmeta *b) {
   size_t ib = pmeta_index(b);
   a->count += b->count;
   if (!(b->flags & PMF_FULL)) a->flags &= (uint8_t)~PMF_FULL;
-  bitmap_clear(r->xheads, ib, 1);
+  bitmap_clear_bit(r->xheads, ib);
   atomic_store_explicit(&b->xtag, PM_TAG(PM_NONE, 0), memory_order_relaxed);
 }
 
@@ -377,7 +377,7 @@ UMPA_HOT
 void page_give_back(struct pmeta *pm, size_t npages, bool enforce) {
   struct region *r = pm->region;
   size_t idx = pmeta_index(pm);
-  bitmap_clear(r->xheads, idx, 1);
+  bitmap_clear_bit(r->xheads, idx);
   if (pm->flags & PMF_UNKNOWN) page_refresh_backed(r, idx, npages);
   PC_ADD(xin_use, -npages);
   buddy_free_range(&umpa_buddy, r, idx, npages, (pm->flags & PMF_FULL) != 0);
