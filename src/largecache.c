@@ -124,6 +124,7 @@ static void count_span(struct pmeta *pm, size_t b, int sign) {
  * the mark off the links), and only lc_lock's holder writes them while
  * the bit is set.  Every other test of the bitmap is at a block's head,
  * which a span's last page never is. */
+UMPA_HOT
 static void mark_ends(struct pmeta *pm, bool on) {
   size_t idx = pmeta_index(pm), last = idx + pm->count - 1;
   if (on) {
