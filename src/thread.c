@@ -6,11 +6,11 @@
  * call, which could itself allocate).  It starts at the sentinel
  * umpa_heap_empty, whose every class's current superblock has no free
  * block, so a thread's first malloc falls into the slow path and sets the
- * heap up there: the fast path never tests "initialised?".  A pthread key's destructor gives the heap
- * up when the thread exits; from then on the pointer is the sentinel again
- * and umpa_tl_gone is set, so its allocations (by later destructors) are
- * served from a shared locked heap, never from a new per-thread heap that
- * nobody would give back.
+ * heap up there: the fast path never tests "initialised?".  A pthread
+ * key's destructor gives the heap up when the thread exits; from then on
+ * the pointer is the sentinel again and umpa_tl_gone is set, so its
+ * allocations (by later destructors) are served from a shared locked heap,
+ * never from a new per-thread heap that nobody would give back.
  *
  * fork(): the prepare handler takes every lock of the heap and the page
  * layer, in the order the code nests them (heap locks, then the cache
