@@ -87,6 +87,11 @@ int umpa_page_check(void) {
               (!bitmap_test(r->xcached, i + len - 1) ||
                r->meta[i + len - 1].count != len))
             FAIL("cached span at %zu lacks its end mark\n", i);
+          if (bitmap_test(r->xcached, i) &&
+              largecache_listed_backed(pm) != bitmap_count(r->xbacked, i, len))
+            FAIL("cached span at %zu listed with %zu pages of memory, bitmap "
+                 "says %zu\n", i, largecache_listed_backed(pm),
+                 bitmap_count(r->xbacked, i, len));
           if (bitmap_count(r->xcached, i, len) !=
               (bitmap_test(r->xcached, i) ? 2u : 0u))
             FAIL("block at %zu has cached marks inside\n", i);

@@ -1182,6 +1182,9 @@ UMPA_HIDDEN void largecache_assume_touched(struct pmeta *pm);
 /* Whether the lazy blocks freed lately had most of their pages untouched
  * (the share that decides largecache_populate_ahead is below its mark). */
 UMPA_HIDDEN bool largecache_lazy_sparse(void);
+/* The pages with memory that the cached span pm was listed with (for
+ * umpa_page_check, under the cache's lock). */
+UMPA_HIDDEN size_t largecache_listed_backed(struct pmeta *pm);
 
 /* held.c: a thread's freed large blocks, kept whole for its next malloc of
  * the same number of pages.  held_take and held_put work on the caller's

@@ -62,6 +62,13 @@ static ulock_t lc_lock;
 static struct pmeta lc_list[LC_CLASSES];
 static struct pmeta lc_lru;
 static size_t lc_count[LC_CLASSES];
+/* Bit c: class c's list holds a span.  The searches visit those classes
+ * alone: a class's sentinel is a cache line read even when its list is
+ * empty, and a request that found its span several classes up read every
+ * sentinel on the way (a new superblock's search in Figure 7, a process's
+ * first large blocks). */
+static uint64_t lc_classes;
+_Static_assert(LC_CLASSES <= 64, "one bit a class");
 static _Atomic size_t lc_pages;  /* pages in spans (written under lc_lock) */
 static _Atomic size_t lc_backed; /* of those, pages with memory */
 static uint64_t lc_now;           /* the clock at the last lock (lc_lock) */
@@ -81,6 +88,11 @@ static unsigned class_of(size_t pages) {
   return c < LC_CLASSES ? c : LC_CLASSES - 1;
 }
 
+/* The classes from `first` up that hold a span (lc_lock held). */
+static uint64_t classes_from(unsigned first) {
+  return first >= 64 ? 0 : lc_classes & ~(((uint64_t)1 << first) - 1);
+}
+
 /* A cached span's bookkeeping lives in the page layer's entries for its
  * second and third pages: a span has at least LC_MIN_PAGES pages, and the
  * entries inside a block are otherwise unused (their tags stay PM_NONE).
@@ -96,12 +108,16 @@ static struct pmeta *of_class_link(struct pmeta *l) { return l - 1; }
 static struct pmeta *of_lru_link(struct pmeta *l) { return l - 2; }
 static size_t listed_backed(struct pmeta *pm) { return class_link(pm)->count; }
 
-/* Pages of a span that have memory: its bits do not change while it is
- * cached (only a taken block is populated). */
+size_t largecache_listed_backed(struct pmeta *pm) { return listed_backed(pm); }
+
+/* Pages with memory among the n from page `from` of span pm: its bits do
+ * not change while it is cached (only a taken block is populated), so a
+ * listed span's count stays exact and the pieces cut from it can be
+ * counted from it. */
 UMPA_HOT
-static size_t span_backed(struct pmeta *pm) {
-  if (pm->flags & PMF_FULL) return pm->count;
-  return bitmap_count(pm->region->xbacked, pmeta_index(pm), pm->count);
+static size_t backed_in(struct pmeta *pm, size_t from, size_t n) {
+  if (pm->flags & PMF_FULL) return n;
+  return bitmap_count(pm->region->xbacked, pmeta_index(pm) + from, n);
 }
 
 UMPA_HOT
@@ -156,6 +172,7 @@ static void list_span(struct pmeta *pm, bool recent, size_t backed) {
   lc_list[c].next->prev = n;
   lc_list[c].next = n;
   lc_count[c]++;
+  lc_classes |= (uint64_t)1 << c;
   if (recent) {
     struct pmeta *l = lru_link(pm);
     l->stamp = lc_now;
@@ -164,7 +181,7 @@ static void list_span(struct pmeta *pm, bool recent, size_t backed) {
     lc_lru.next->prev = l;
     lc_lru.next = l;
   }
-  if (backed == SIZE_MAX) backed = span_backed(pm);
+  if (backed == SIZE_MAX) backed = backed_in(pm, 0, pm->count);
   if (backed == pm->count) pm->flags |= PMF_FULL;
   n->count = (uint32_t)backed;
   pm->flags |= PMF_CACHED;
@@ -184,7 +201,8 @@ static void unlist_span(struct pmeta *pm, bool keep_lru) {
     l->prev->next = l->next;
     l->next->prev = l->prev;
   }
-  lc_count[class_of(pm->count)]--;
+  unsigned c = class_of(pm->count);
+  if (--lc_count[c] == 0) lc_classes &= ~((uint64_t)1 << c);
   pm->flags &= (uint8_t)~PMF_CACHED;
   mark_ends(pm, false);
   count_span(pm, n->count, -1);
@@ -548,10 +566,7 @@ static void take_front(struct pmeta *pm, size_t pages) {
   if (surplus >= LC_MIN_PAGES) {
     /* The surplus's memory: what the span had less what the front takes
      * (the front is the smaller part to count). */
-    size_t left = pm->flags & PMF_FULL ? surplus
-                  : had == 0           ? 0
-                                       : had - bitmap_count(r->xbacked, idx,
-                                                            pages);
+    size_t left = had == 0 ? 0 : had - backed_in(pm, 0, pages);
     list_span(page_split(pm, pages), true, left);
   } else if (surplus) {
     pm->count = (uint32_t)pages;
@@ -575,7 +590,8 @@ void *largecache_take(size_t pages, unsigned flags) {
   struct pmeta *pm = NULL;
   size_t pm_need = 0;
   unsigned first = class_of(pages);
-  for (unsigned c = first; c < LC_CLASSES && lc_ready; c++) {
+  for (uint64_t m = classes_from(first); m; m &= m - 1) {
+    unsigned c = (unsigned)__builtin_ctzll(m);
     int looks = c == first ? 8 : 4;
     for (struct pmeta *n = lc_list[c].next; n != &lc_list[c] && looks--;
          n = n->next) {
@@ -639,9 +655,10 @@ bool largecache_extend(struct pmeta *pm, size_t pages, unsigned flags) {
 }
 
 /* Hand a piece cut from a span back to the cache, or to the page layer
- * when it is too small to be a span (lc_lock held). */
-static void shed(struct pmeta *pm, bool recent) {
-  if (pm->count >= LC_MIN_PAGES) list_span(pm, recent, SIZE_MAX);
+ * when it is too small to be a span (lc_lock held); `backed` as for
+ * list_span. */
+static void shed(struct pmeta *pm, bool recent, size_t backed) {
+  if (pm->count >= LC_MIN_PAGES) list_span(pm, recent, backed);
   else drop(pm);
 }
 
@@ -656,7 +673,9 @@ void *largecache_take_room(size_t pages, unsigned flags) {
    * right after the last, and every growth moved again). */
   struct pmeta *pm = NULL;
   size_t pm_backed = 0;
-  for (unsigned c = LC_CLASSES; lc_ready && c-- > class_of(2 * pages);) {
+  for (uint64_t m = classes_from(class_of(2 * pages)); m;) {
+    unsigned c = 63u - (unsigned)__builtin_clzll(m);
+    m &= ~((uint64_t)1 << c);
     int looks = 8;
     for (struct pmeta *n = lc_list[c].next; n != &lc_list[c] && looks--;
          n = n->next) {
@@ -680,8 +699,8 @@ void *largecache_take_room(size_t pages, unsigned flags) {
    * (the span holds twice the block), so no piece is empty. */
   struct pmeta *blk = page_split(pm, (pm->count - pages) / 2);
   struct pmeta *room = page_split(blk, pages);
-  shed(pm, true);
-  shed(room, true);
+  shed(pm, true, SIZE_MAX);
+  shed(room, true, SIZE_MAX);
   ulock_release(&lc_lock);
   return fill(blk, flags);
 }
@@ -723,8 +742,9 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
   struct pmeta *pm = NULL;
   size_t off = 0;
   int looks = LC_ALIGNED_LOOKS, visits = 4 * LC_ALIGNED_LOOKS;
-  for (unsigned c = class_of(pages);
-       c < LC_CLASSES && lc_ready && !pm && looks > 0 && visits > 0; c++) {
+  for (uint64_t m = classes_from(class_of(pages));
+       m && !pm && looks > 0 && visits > 0; m &= m - 1) {
+    unsigned c = (unsigned)__builtin_ctzll(m);
     int in_class = 8;
     for (struct pmeta *n = lc_list[c].next;
          n != &lc_list[c] && in_class > 0 && visits-- > 0; n = n->next) {
@@ -744,16 +764,24 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
     ulock_release(&lc_lock);
     return NULL;
   }
-  /* A front long enough to stay a span keeps the span's place in LRU
-   * order; the back is listed as freed now, as in largecache_take. */
+  /* The pieces' memory from the span's: the window has it in every page,
+   * and of the front and the back only the shorter is counted.  Counting
+   * both read the whole span's bits, up to 8 KiB for 256 MiB, on every
+   * new superblock (1-5k cycles of Figure 7's 4-32 KiB bins).  A front
+   * long enough to stay a span keeps the span's place in LRU order; the
+   * back is listed as freed now, as in largecache_take. */
+  size_t had = listed_backed(pm), back = pm->count - off - pages;
+  size_t front_backed = off <= back
+                            ? backed_in(pm, 0, off)
+                            : had - pages - backed_in(pm, off + pages, back);
   took(pm);
   unlist_span(pm, off >= LC_MIN_PAGES);
   struct pmeta *win = pm;
   if (off) {
     win = page_split(pm, off);
-    shed(pm, false);
+    shed(pm, false, front_backed);
   }
-  if (win->count > pages) shed(page_split(win, pages), true);
+  if (back) shed(page_split(win, pages), true, had - front_backed - pages);
   ulock_release(&lc_lock);
   win->kind = (uint8_t)kind;
   win->flags = PMF_FULL;
@@ -783,9 +811,12 @@ void *largecache_grow(size_t pages, unsigned flags) {
   pm->flags &= (uint8_t)~PMF_UNKNOWN;
   heap_account_arena((ssize_t)(chunk << PAGE_SHIFT));
   lock_and_decay();
-  size_t backed = 0;
+  /* Counted here, the stretch's bits are a quarter of the most the merged
+   * span's would be. */
+  size_t backed = backed_in(pm, 0, chunk);
   pm = merge_back(pm, &backed);
-  list_span(page_split(pm, pages), true, SIZE_MAX);
+  size_t front = backed_in(pm, 0, pages);
+  list_span(page_split(pm, pages), true, backed - front);
   ulock_release(&lc_lock);
   return fill(pm, flags);
 }

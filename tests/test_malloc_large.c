@@ -705,20 +705,22 @@ static void test_superblock_from_cache(void) {
  * (lazy) 1 MiB block merged with the touched 2 MiB block after it, and
  * a new 512 KiB superblock is cut from the memory inside it, not faulted
  * in at the span's first aligned window or on fresh pages. */
-static void test_superblock_inside_span(void) {
+/* A 1 MiB block that came lazy (nothing resident), after a trim. */
+static char *lazy_mib(void) {
   umpa_malloc_trim(0);
-  char *lazy = NULL;
-  for (int i = 0; i < 12 && !lazy; i++) { /* at most 8 come populated */
+  for (int i = 0; i < 12; i++) { /* at most 8 come populated */
     char *p = umpa_malloc(MiB);
     REQUIRE(p);
-    if (resident_pages(p, MiB) == 0) {
-      lazy = p;
-    } else {
-      umpa_free(p);
-      umpa_malloc_trim(0);
-    }
+    if (resident_pages(p, MiB) == 0) return p;
+    umpa_free(p);
+    umpa_malloc_trim(0);
   }
-  REQUIRE_MSG(lazy, "no lazy 1 MiB block in 12");
+  REQUIRE_MSG(false, "no lazy 1 MiB block in 12");
+  return NULL;
+}
+
+static void test_superblock_inside_span(void) {
+  char *lazy = lazy_mib();
   char *touched = umpa_malloc(2 * MiB);
   REQUIRE_MSG(touched == lazy + MiB, "%p does not follow %p",
               (void *)touched, (void *)lazy);
@@ -737,6 +739,41 @@ static void test_superblock_inside_span(void) {
               took);
   umpa_free(q);
   umpa_page_check();
+}
+
+/* A superblock cut from inside a span leaves a front and a back, listed
+ * with their pages of memory counted from the span's: here the span is a
+ * lazy 1 MiB block and a written block after it, the superblock's window
+ * is the first 512 KiB of memory aligned to its size, in the written
+ * block, and the front holds the lazy block and up to 127 written pages.
+ * With the written block 1.25 MiB the back is the shorter piece (65-192
+ * pages, a live block after it), with 3 MiB the front; umpa_page_check
+ * compares each piece's count with its pages' bits. */
+static void cut_window(size_t written, size_t small) {
+  char *lazy = lazy_mib();
+  char *w = umpa_malloc(written);
+  REQUIRE_MSG(w == lazy + MiB, "%p does not follow %p", (void *)w,
+              (void *)lazy);
+  memset(w, 1, written);
+  char *after = umpa_malloc(64 * KiB); /* ends the span */
+  REQUIRE(after);
+  umpa_free(lazy);
+  umpa_free(w);
+  held_flush(umpa_tl_heap); /* the thread held them for itself: cache them */
+  char *q = umpa_malloc(small); /* a class whose superblocks the trim took */
+  REQUIRE(q);
+  memset(q, 2, small);
+  CHECK_MSG(q >= w && q < w + written, "superblock block %p, memory at %p",
+            (void *)q, (void *)w);
+  umpa_page_check();
+  umpa_free(q);
+  umpa_free(after);
+  umpa_page_check();
+}
+
+static void test_superblock_window_counts(void) {
+  cut_window(MiB + MiB / 4, 11000); /* the back counted */
+  cut_window(3 * MiB, 13000);       /* the front counted */
 }
 
 /* Cutting a superblock from a span can leave a piece too small to be a
@@ -898,6 +935,7 @@ int main(void) {
   test_stats_line();
   test_superblock_from_cache();
   test_superblock_inside_span();
+  test_superblock_window_counts();
   test_superblock_cut_no_release();
   test_lazy_big();
   test_touch_share();
