@@ -246,12 +246,17 @@ static struct superblock *global_take(unsigned cls, struct heap *h) {
 
 static void adopt(struct heap *h, struct superblock *sb);
 
-/* Whether h's bin may adopt sb without falling under Hoard's threshold at
- * once, which would hand its emptiest superblock straight back. */
-static bool adopt_fits(struct heap *h, struct superblock *sb) {
-  struct bin *b = &h->bins[sb->cls];
-  return bin_used(b) + used_of(sb) >=
-         hoard_mark(held_of(b) + 1, umpa_class[sb->cls].capacity);
+/* The fewest blocks out that a superblock of class cls must have for h's
+ * bin to adopt it without falling under Hoard's threshold at once, which
+ * would hand its emptiest superblock straight back.  The bin is h's own
+ * thread's, so the figure holds while that thread frees under the class
+ * lock (computed per block, it was a fifth of a deferred free's
+ * instructions in bench/teardown). */
+static size_t adopt_need(struct heap *h, unsigned cls) {
+  struct bin *b = &h->bins[cls];
+  size_t mark = hoard_mark(held_of(b) + 1, umpa_class[cls].capacity);
+  size_t used = bin_used(b);
+  return mark > used ? mark - used : 0;
 }
 
 /* Add the chain `more` (linked through next) to the chain *gone. */
@@ -285,6 +290,7 @@ static void global_free_blocks(struct heap *h, struct deferred *d,
     struct deferred redo[HEAP_DEFERRED];
     struct superblock *adopted[HEAP_DEFERRED], *gone = NULL;
     struct bin *g = &umpa_heap_global.bins[cls];
+    size_t need = h ? adopt_need(h, cls) : SIZE_MAX;
     ulock_acquire(&global_lock[cls]);
     for (unsigned i = 0; i < n; i++) {
       struct superblock *sb = d[i].sb;
@@ -308,13 +314,14 @@ static void global_free_blocks(struct heap *h, struct deferred *d,
       b->next = sb->free;
       sb->free = b;
       atomic_store_explicit(&sb->xused, used_of(sb) - 1, memory_order_relaxed);
-      superblock_collect(sb);
+      if (atomic_load_explicit(&sb->xremote, memory_order_relaxed))
+        superblock_collect(sb); /* rare: frees that raced with a hand-over */
       bool empty = used_of(sb) == 0;
       if (empty && !h) {
         list_unlink(g, 0, sb);
         COUNTER_ADD(g->xheld, -1);
         chain_add(&gone, store_add(sb, os_now_ns(), store_cap()));
-      } else if (h && (empty || (!nadopt && adopt_fits(h, sb)))) {
+      } else if (h && (empty || (!nadopt && used_of(sb) >= need))) {
         list_unlink(g, 0, sb);
         COUNTER_ADD(g->xheld, -1);
         atomic_store_explicit(&sb->xowner, h, memory_order_release);
