@@ -201,6 +201,38 @@ static void snapshot(struct bin *b) {
  * The global heap.
  * ------------------------------------------------------------------------- */
 
+struct class_masks umpa_class_masks;
+
+/* List sb in the global heap, and take it off (class lock held). */
+static void global_list_in(unsigned cls, struct superblock *sb) {
+  struct bin *g = &umpa_heap_global.bins[cls];
+  if (!g->lists[0])
+    atomic_fetch_or_explicit(&umpa_class_masks.xglobal, (uint64_t)1 << cls,
+                             memory_order_relaxed);
+  list_push(g, 0, sb); /* newest first: see global_put */
+  COUNTER_ADD(g->xheld, 1);
+}
+
+static void global_list_out(unsigned cls, struct superblock *sb) {
+  struct bin *g = &umpa_heap_global.bins[cls];
+  list_unlink(g, 0, sb);
+  COUNTER_ADD(g->xheld, -1);
+  if (!g->lists[0])
+    atomic_fetch_and_explicit(&umpa_class_masks.xglobal,
+                              ~((uint64_t)1 << cls), memory_order_relaxed);
+}
+
+bool heap_masks_agree(void) {
+  bool ok = true;
+  for (unsigned c = 0; c < NUM_CLASSES; c++) {
+    ulock_acquire(&global_lock[c]);
+    bool bit = (atomic_load(&umpa_class_masks.xglobal) >> c) & 1;
+    ok &= bit == (umpa_heap_global.bins[c].lists[0] != NULL);
+    ulock_release(&global_lock[c]);
+  }
+  return ok && store_masks_agree();
+}
+
 UMPA_HOT
 static void global_put(struct superblock *sb) {
   unsigned cls = sb->cls;
@@ -218,8 +250,7 @@ static void global_put(struct superblock *sb) {
     return;
   }
   /* Newest first: a heap that gave it away lately may want it back. */
-  list_push(&umpa_heap_global.bins[cls], 0, sb);
-  COUNTER_ADD(umpa_heap_global.bins[cls].xheld, 1);
+  global_list_in(cls, sb);
   ulock_release(&global_lock[cls]);
 }
 
@@ -231,12 +262,13 @@ uint64_t heap_global_acquires(unsigned cls) {
 }
 
 static struct superblock *global_take(unsigned cls, struct heap *h) {
-  if (!held_of(&umpa_heap_global.bins[cls])) return NULL; /* racy peek */
+  uint64_t any =
+      atomic_load_explicit(&umpa_class_masks.xglobal, memory_order_relaxed);
+  if (!(any & ((uint64_t)1 << cls))) return NULL; /* racy peek */
   ulock_acquire(&global_lock[cls]);
   struct superblock *sb = umpa_heap_global.bins[cls].lists[0];
   if (sb) {
-    list_unlink(&umpa_heap_global.bins[cls], 0, sb);
-    COUNTER_ADD(umpa_heap_global.bins[cls].xheld, -1);
+    global_list_out(cls, sb);
     atomic_store_explicit(&sb->xowner, h, memory_order_release);
   }
   ulock_release(&global_lock[cls]);
@@ -289,7 +321,6 @@ static void global_free_blocks(struct heap *h, struct deferred *d,
     unsigned cls = d[0].sb->cls, left = 0, nredo = 0, nadopt = 0;
     struct deferred redo[HEAP_DEFERRED];
     struct superblock *adopted[HEAP_DEFERRED], *gone = NULL;
-    struct bin *g = &umpa_heap_global.bins[cls];
     size_t need = h ? adopt_need(h, cls) : SIZE_MAX;
     ulock_acquire(&global_lock[cls]);
     for (unsigned i = 0; i < n; i++) {
@@ -318,12 +349,10 @@ static void global_free_blocks(struct heap *h, struct deferred *d,
         superblock_collect(sb); /* rare: frees that raced with a hand-over */
       bool empty = used_of(sb) == 0;
       if (empty && !h) {
-        list_unlink(g, 0, sb);
-        COUNTER_ADD(g->xheld, -1);
+        global_list_out(cls, sb);
         chain_add(&gone, store_add(sb, os_now_ns(), store_cap()));
       } else if (h && (empty || (!nadopt && used_of(sb) >= need))) {
-        list_unlink(g, 0, sb);
-        COUNTER_ADD(g->xheld, -1);
+        global_list_out(cls, sb);
         atomic_store_explicit(&sb->xowner, h, memory_order_release);
         adopted[nadopt++] = sb;
       }
@@ -751,8 +780,7 @@ size_t heap_trim(struct heap *h) {
       next = sb->next;
       superblock_collect(sb);
       if (used_of(sb) == 0) {
-        list_unlink(g, 0, sb);
-        COUNTER_ADD(g->xheld, -1);
+        global_list_out(c, sb);
         released += (size_t)umpa_class[c].sb_pages << PAGE_SHIFT;
         superblock_destroy(sb);
       } else {

@@ -152,6 +152,19 @@ static void destroy_chain(struct superblock *sb) {
   }
 }
 
+/* The last stripe holding class cls emptied: its bit in
+ * umpa_class_masks.xstored goes, unless another stripe stored one
+ * meanwhile.  Each stripe changes its bit in nonempty[cls] under its own
+ * list's lock, so a stripe storing the first one again may set the class's
+ * bit before this clears it: the load after the clear (all in one total
+ * order) then sees that stripe's bit and sets it again.  A bit left set
+ * with nothing stored costs a look, no more. */
+static void class_gone(unsigned cls) {
+  atomic_fetch_and(&umpa_class_masks.xstored, ~((uint64_t)1 << cls));
+  if (atomic_load(&nonempty[cls]))
+    atomic_fetch_or(&umpa_class_masks.xstored, (uint64_t)1 << cls);
+}
+
 /* Take sb off its stripe's list and its heap's list (its list's lock
  * held). */
 UMPA_HOT
@@ -175,7 +188,8 @@ static void unlink_locked(struct superblock *sb) {
   uint32_t count = atomic_load_explicit(&l->xcount, memory_order_relaxed) - 1;
   atomic_store_explicit(&l->xcount, count, memory_order_relaxed);
   if (!count) {
-    atomic_fetch_and_explicit(&nonempty[cls], ~(1u << s), memory_order_relaxed);
+    uint32_t had = atomic_fetch_and(&nonempty[cls], ~(1u << s));
+    if (had == 1u << s) class_gone(cls);
     atomic_fetch_and_explicit(&stripes[s].xclasses, ~((uint64_t)1 << cls),
                               memory_order_relaxed);
   }
@@ -304,7 +318,8 @@ struct superblock *store_add(struct superblock *sb, uint64_t now, size_t cap) {
   uint32_t count = atomic_load_explicit(&l->xcount, memory_order_relaxed) + 1;
   atomic_store_explicit(&l->xcount, count, memory_order_relaxed);
   if (count == 1) {
-    atomic_fetch_or_explicit(&nonempty[cls], 1u << s, memory_order_relaxed);
+    if (!atomic_fetch_or(&nonempty[cls], 1u << s))
+      atomic_fetch_or(&umpa_class_masks.xstored, (uint64_t)1 << cls);
     atomic_fetch_or_explicit(&stripes[s].xclasses, (uint64_t)1 << cls,
                              memory_order_relaxed);
   }
@@ -376,18 +391,18 @@ static struct superblock *take_from(unsigned c, struct heap *h, uint64_t now,
  * from fresh pages, until they expired. */
 UMPA_HOT
 struct superblock *store_take(unsigned cls, struct heap *h) {
-  uint64_t now = 0;
+  uint64_t now = 0, bit = (uint64_t)1 << cls;
+  uint64_t classes =
+      atomic_load_explicit(&umpa_class_masks.xstored, memory_order_relaxed);
   struct superblock *sb = NULL, *gone = NULL;
-  if (atomic_load_explicit(&nonempty[cls], memory_order_relaxed)) {
+  if (classes & bit) {
     now = os_now_ns();
     sb = take_from(cls, h, now, false, &gone);
     if (sb) superblock_reorder(sb);
   }
-  for (unsigned c = 0; c < NUM_CLASSES && !sb; c++) {
-    /* The flags first: a few lines, where the class table is one a class. */
-    if (!atomic_load_explicit(&nonempty[c], memory_order_relaxed) ||
-        c == cls || umpa_class[c].sb_pages != umpa_class[cls].sb_pages)
-      continue;
+  for (uint64_t m = classes & ~bit; m && !sb; m &= m - 1) {
+    unsigned c = (unsigned)__builtin_ctzll(m);
+    if (umpa_class[c].sb_pages != umpa_class[cls].sb_pages) continue;
     if (!now) now = os_now_ns();
     sb = take_from(c, h, now, true, &gone);
     if (sb && !superblock_recut(sb, cls)) {
@@ -398,6 +413,18 @@ struct superblock *store_take(unsigned cls, struct heap *h) {
   }
   destroy_chain(gone);
   return sb;
+}
+
+bool store_masks_agree(void) {
+  for (unsigned c = 0; c < NUM_CLASSES; c++) {
+    bool any = false;
+    for (unsigned s = 0, n = used_stripes(); s < n; s++)
+      any |= atomic_load(&stripes[s].list[c].xcount) != 0;
+    bool flags = atomic_load(&nonempty[c]) != 0;
+    bool bit = (atomic_load(&umpa_class_masks.xstored) >> c) & 1;
+    if (any != flags || any != bit) return false;
+  }
+  return true;
 }
 
 size_t store_flush(void) {

@@ -782,12 +782,16 @@ int main(void) {
   test_round_robin();
   test_false_sharing();
   test_store();
+  CHECK(heap_masks_agree());
   test_store_affinity();
   test_store_stripes();
+  CHECK(heap_masks_agree());
   test_trim_other_threads();
   test_random_teardown();
+  CHECK(heap_masks_agree());
   test_random_replacement();
   umpa_malloc_trim(0);
+  CHECK(heap_masks_agree());
   umpa_page_check();
   return check_done("test_mt_hoard");
 }
