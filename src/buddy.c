@@ -516,11 +516,13 @@ struct pmeta *buddy_grow_short(struct buddy *b, size_t npages) {
   return pm;
 }
 
+UMPA_FORK
 void buddy_lock_all(struct buddy *b) {
   ulock_acquire(&b->grow_lock);
   for (unsigned k = 0; k <= MAX_ORDER; k++) ulock_acquire(&b->level[k].lock);
 }
 
+UMPA_FORK
 void buddy_unlock_all(struct buddy *b) {
   for (unsigned k = MAX_ORDER + 1; k-- > 0;) ulock_release(&b->level[k].lock);
   ulock_release(&b->grow_lock);

@@ -254,7 +254,9 @@ void cache_enforce(void) {
   ulock_release(&trim_lock);
 }
 
+UMPA_FORK
 void cache_lock(void) { ulock_acquire(&trim_lock); }
+UMPA_FORK
 void cache_unlock(void) { ulock_release(&trim_lock); }
 
 size_t umpa_page_trim(int severity) {

@@ -802,6 +802,7 @@ size_t heap_trim(struct heap *h) {
  * fork() and statistics.
  * ------------------------------------------------------------------------- */
 
+UMPA_FORK
 void heap_lock_all(void) {
   ulock_acquire(&pool_lock);
   ulock_acquire(&shared_lock);
@@ -809,6 +810,7 @@ void heap_lock_all(void) {
   store_lock_all(); /* after: global_put stores under the class lock */
 }
 
+UMPA_FORK
 void heap_unlock_all(void) {
   store_unlock_all();
   for (unsigned c = NUM_CLASSES; c-- > 0;) ulock_release(&global_lock[c]);
@@ -816,6 +818,7 @@ void heap_unlock_all(void) {
   ulock_release(&pool_lock);
 }
 
+UMPA_FORK
 void heap_after_fork_child(struct heap *survivor) {
   heap_unlock_all();
   /* The other threads are gone: their heaps' superblocks go global, so

@@ -26,6 +26,12 @@
  * that a caller outside the section also calls: GCC then keeps it out of
  * line for every caller (enforce_threshold was). */
 #define UMPA_HOT __attribute__((section(".text.hot.umpa")))
+/* The fork handlers and the lock_all/unlock_all functions they call: the
+ * linker gathers .text.sorted.* in one place (GNU ld's default script),
+ * and a child runs them before anything else, on code pages that fork
+ * did not map into it (file pages are faulted in on first use): one or two
+ * pages instead of one per source file. */
+#define UMPA_FORK __attribute__((section(".text.sorted.umpa_fork")))
 #define UMPA_NORETURN __attribute__((noreturn))
 #define UMPA_LIKELY(x) __builtin_expect(!!(x), 1)
 #define UMPA_UNLIKELY(x) __builtin_expect(!!(x), 0)

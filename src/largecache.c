@@ -852,5 +852,7 @@ size_t largecache_spans(size_t *largest) {
   return spans;
 }
 
+UMPA_FORK
 void largecache_lock_all(void) { ulock_acquire(&lc_lock); }
+UMPA_FORK
 void largecache_unlock_all(void) { ulock_release(&lc_lock); }

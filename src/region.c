@@ -350,7 +350,9 @@ bool region_open(struct region *r, size_t idx, size_t n) {
   return ok;
 }
 
+UMPA_FORK
 void region_lock_all(void) { ulock_acquire(&open_lock); }
+UMPA_FORK
 void region_unlock_all(void) { ulock_release(&open_lock); }
 
 UMPA_HOT

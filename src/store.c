@@ -468,12 +468,14 @@ size_t heap_store_bytes(int cls) {
   return n * ((size_t)umpa_class[cls].sb_pages << PAGE_SHIFT);
 }
 
+UMPA_FORK
 void store_lock_all(void) {
   for (unsigned s = 0, n = used_stripes(); s < n; s++)
     for (unsigned c = 0; c < NUM_CLASSES; c++)
       ulock_acquire(&stripes[s].list[c].lock);
 }
 
+UMPA_FORK
 void store_unlock_all(void) {
   for (unsigned s = used_stripes(); s-- > 0;)
     for (unsigned c = NUM_CLASSES; c-- > 0;)

@@ -38,6 +38,7 @@ static void thread_exit(void *arg) {
   heap_abandon(h);
 }
 
+UMPA_FORK
 static void fork_prepare(void) {
   heap_lock_all();
   largecache_lock_all();
@@ -46,6 +47,7 @@ static void fork_prepare(void) {
   region_lock_all();
 }
 
+UMPA_FORK
 static void fork_parent(void) {
   region_unlock_all();
   buddy_unlock_all(&umpa_buddy);
@@ -54,6 +56,7 @@ static void fork_parent(void) {
   heap_unlock_all();
 }
 
+UMPA_FORK
 static void fork_child(void) {
   region_unlock_all();
   buddy_unlock_all(&umpa_buddy);
