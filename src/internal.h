@@ -321,6 +321,8 @@ struct region {
   _Atomic uint8_t *xsb_map; /* per 64 KiB: log2 of the size of the
                                superblock there, 0 if none */
   bool fast_map;          /* mirrored in umpa_sb_map */
+  _Atomic bool xmoved;    /* pages were moved in or out (remap.c): its
+                             VMAs may be split, see page_release_free */
   size_t meta_size;       /* bytes of the metadata mapping */
   struct region *next;    /* all regions, newest first */
 };
@@ -612,8 +614,9 @@ UMPA_HIDDEN void page_give_back(struct pmeta *pm, size_t npages, bool enforce);
  * (see page_release_free). */
 UMPA_HIDDEN void page_release_block(struct pmeta *pm, bool leaving);
 /* Drop the memory of pages [idx, idx+n) of r, which no block holds (free
- * runs of the cache): a fresh mapping that also heals VMAs split by moves,
- * or, once the process is seen locking its memory, an inaccessible one. */
+ * runs of the cache): MADV_DONTNEED, or in a region whose pages were
+ * moved, a fresh mapping that also heals the VMAs the moves split; once
+ * the process is seen locking its memory, an inaccessible one. */
 UMPA_HIDDEN void page_release_free(struct region *r, size_t idx, size_t n);
 /* The same for [p, p+npages pages), which lies inside an allocated block
  * (a superblock's free pages at a full trim). */

@@ -18,11 +18,21 @@
 
 #define SMALL_MOVE_PAGES 16 /* 64 KiB */
 
+/* A region pages were moved in or out of: its releases heal VMAs from
+ * now on (page_release_free).  Scratch space is no region. */
+static void moved(void *p) {
+  struct region *r = region_of(p);
+  if (r && !atomic_load_explicit(&r->xmoved, memory_order_relaxed))
+    atomic_store_explicit(&r->xmoved, true, memory_order_relaxed);
+}
+
 static int move(void *src, void *dst, size_t n) {
   int err = os_move(src, dst, n << PAGE_SHIFT);
   if (!err) {
     PC_ADD(xremaps, 1);
     PC_ADD(xpages_remapped, n);
+    moved(src);
+    moved(dst);
   }
   return err;
 }
