@@ -346,6 +346,10 @@ static void test_swap(void) {
   fill(b, n, 22);
   CHECK(umpa_page_swap(a, b, n) == 0);
   CHECK(holds(a, n, 22) && holds(b, n, 11));
+  /* Their region's free runs are healed from now on, not only dropped
+   * (page_release_free): the moves split its VMAs. */
+  CHECK(atomic_load(&region_of(a)->xmoved) &&
+        atomic_load(&region_of(b)->xmoved));
   /* Parts of blocks, and a block with itself. */
   CHECK(umpa_page_swap(a + 4 * PG, b + 8 * PG, 2 * PG) == 0);
   CHECK(holds(a + 4 * PG, 2 * PG, 11 + 8 * (unsigned)PG * 7));
