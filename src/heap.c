@@ -395,8 +395,8 @@ void heap_global_flush(struct heap *h) { flush_deferred(h, h); }
  * has room for it, and otherwise the block goes onto the superblock's list
  * under the lock, which is all Hoard's global heap does. */
 UMPA_HOT
-void heap_global_free(struct superblock *sb, struct block *b) {
-  struct heap *h = umpa_tl_heap;
+void heap_global_free(struct heap *h, struct superblock *sb,
+                      struct block *b) {
   if (h == HEAP_NONE) {
     struct deferred d = {sb, b};
     global_free_blocks(NULL, &d, 1);

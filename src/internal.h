@@ -1096,9 +1096,11 @@ UMPA_HIDDEN void *heap_alloc_slow(struct heap *h, size_t n, bool *zero);
 UMPA_HIDDEN void heap_free_slow(struct heap *h, struct superblock *sb);
 UMPA_HIDDEN void heap_abandon(struct heap *h);
 UMPA_HIDDEN struct heap *heap_acquire(void);
-/* A free into a superblock of the global heap, by any thread.  A thread
- * with a heap defers it: the block stays out until heap_global_flush. */
-UMPA_HIDDEN void heap_global_free(struct superblock *sb, struct block *b);
+/* A free into a superblock of the global heap, by any thread; h is the
+ * caller's heap (umpa_tl_heap, HEAP_NONE included).  A thread with a heap
+ * defers it: the block stays out until heap_global_flush. */
+UMPA_HIDDEN void heap_global_free(struct heap *h, struct superblock *sb,
+                                  struct block *b);
 /* Make the frees that h, the caller's own heap, deferred. */
 UMPA_HIDDEN void heap_global_flush(struct heap *h);
 /* How often the global heap's lock of class cls was taken (tests). */

@@ -57,8 +57,13 @@ static UMPA_NOINLINE void small_free_slow(struct superblock *sb, void *p) {
   struct block *b = block_of(sb, p, "free");
   if (UMPA_UNLIKELY(umpa_opt.check)) check_on_free(sb, b);
   struct heap *h = umpa_tl_heap;
-  if (atomic_load_explicit(&sb->xowner, memory_order_relaxed) != h) {
-    superblock_free_remote(sb, b);
+  struct heap *owner = atomic_load_explicit(&sb->xowner, memory_order_relaxed);
+  if (owner != h) {
+    /* The global heap's (Hoard's threshold gave it away; a thread freeing
+     * its own table in random order makes most of its frees here): straight
+     * to the deferred frees, not through the remote path's checks. */
+    if (owner == &umpa_heap_global) heap_global_free(h, sb, b);
+    else superblock_free_remote(sb, b);
     return;
   }
   if (b == sb->free) umpa_fatal("umpa: free(%p): double free\n", p);

@@ -261,7 +261,7 @@ void superblock_free_remote(struct superblock *sb, struct block *b) {
   if (UMPA_UNLIKELY(owner == &umpa_heap_stored))
     umpa_fatal("umpa: free(%p): double free\n", (void *)b);
   if (owner == &umpa_heap_global) {
-    heap_global_free(sb, b);
+    heap_global_free(umpa_tl_heap, sb, b);
     return;
   }
   unsigned cls = sb->cls;
