@@ -765,11 +765,11 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
     return NULL;
   }
   /* The pieces' memory from the span's: the window has it in every page,
-   * and of the front and the back only the shorter is counted.  Counting
-   * both read the whole span's bits, up to 8 KiB for 256 MiB, on every
-   * new superblock (1-5k cycles of Figure 7's 4-32 KiB bins).  A front
-   * long enough to stay a span keeps the span's place in LRU order; the
-   * back is listed as freed now, as in largecache_take. */
+   * and of the front and the back only the shorter is counted (counting
+   * both read the whole span's bits on every new superblock, up to 8 KiB
+   * of them for a span of 256 MiB).  A front long enough to stay a span
+   * keeps the span's place in LRU order; the back is listed as freed now,
+   * as in largecache_take. */
   size_t had = listed_backed(pm), back = pm->count - off - pages;
   size_t front_backed = off <= back
                             ? backed_in(pm, 0, off)
@@ -811,8 +811,9 @@ void *largecache_grow(size_t pages, unsigned flags) {
   pm->flags &= (uint8_t)~PMF_UNKNOWN;
   heap_account_arena((ssize_t)(chunk << PAGE_SHIFT));
   lock_and_decay();
-  /* Counted here, the stretch's bits are a quarter of the most the merged
-   * span's would be. */
+  /* The stretch's bits are counted before it merges with the span that
+   * ends before it: at most 64 MiB's worth, where the merged surplus's
+   * could be 256 MiB's. */
   size_t backed = backed_in(pm, 0, chunk);
   pm = merge_back(pm, &backed);
   size_t front = backed_in(pm, 0, pages);
