@@ -345,8 +345,7 @@ static void global_free_blocks(struct heap *h, struct deferred *d,
       b->next = sb->free;
       sb->free = b;
       atomic_store_explicit(&sb->xused, used_of(sb) - 1, memory_order_relaxed);
-      if (atomic_load_explicit(&sb->xremote, memory_order_relaxed))
-        superblock_collect(sb); /* rare: frees that raced with a hand-over */
+      superblock_collect(sb); /* frees that raced with a hand-over */
       bool empty = used_of(sb) == 0;
       if (empty && !h) {
         global_list_out(cls, sb);

@@ -88,9 +88,10 @@ static unsigned class_of(size_t pages) {
   return c < LC_CLASSES ? c : LC_CLASSES - 1;
 }
 
-/* The classes from `first` up that hold a span (lc_lock held). */
+/* The classes from `first` (a class_of, so below 64) up that hold a span
+ * (lc_lock held). */
 static uint64_t classes_from(unsigned first) {
-  return first >= 64 ? 0 : lc_classes & ~(((uint64_t)1 << first) - 1);
+  return lc_classes & ~(((uint64_t)1 << first) - 1);
 }
 
 /* A cached span's bookkeeping lives in the page layer's entries for its

@@ -208,8 +208,7 @@ bool superblock_carve(struct superblock *sb) {
 }
 
 UMPA_HOT
-uint32_t superblock_collect(struct superblock *sb) {
-  if (!atomic_load_explicit(&sb->xremote, memory_order_relaxed)) return 0;
+uint32_t superblock_collect_list(struct superblock *sb) {
   uintptr_t word =
       atomic_exchange_explicit(&sb->xremote, 0, memory_order_acquire);
   struct block *list = (struct block *)(word & ~REMOTE_NOTIFY);
