@@ -199,10 +199,12 @@ static void trim_metadata(void) {
                           (uintptr_t)maps[m] + hi / 8);
         }
         /* The superblock map's page that holds the head's slot stays: a
-         * superblock cut from the region later would fault it in. */
+         * superblock cut from the region later would fault it in.  A
+         * region in the fast map never writes its own. */
         size_t shift = GRANULE_SHIFT - PAGE_SHIFT;
-        release_inner((uintptr_t)&r->xsb_map[(lo >> shift) + 1],
-                      (uintptr_t)&r->xsb_map[hi >> shift]);
+        if (!r->fast_map)
+          release_inner((uintptr_t)&r->xsb_map[(lo >> shift) + 1],
+                        (uintptr_t)&r->xsb_map[hi >> shift]);
       }
     }
   }

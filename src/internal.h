@@ -319,8 +319,9 @@ struct region {
   _Atomic uint64_t *xcached; /* bit per page: head of a large-cache span */
   _Atomic uint64_t *xopen;   /* bit per 2^OPEN_ORDER pages: accessible */
   _Atomic uint8_t *xsb_map; /* per 64 KiB: log2 of the size of the
-                               superblock there, 0 if none */
-  bool fast_map;          /* mirrored in umpa_sb_map */
+                               superblock there, 0 if none; unused (not
+                               backed) when fast_map */
+  bool fast_map;          /* its superblock map is in umpa_sb_map */
   _Atomic bool xmoved;    /* pages were moved in or out (remap.c): its
                              VMAs may be split, see page_release_free */
   size_t meta_size;       /* bytes of the metadata mapping */
@@ -1018,9 +1019,9 @@ UMPA_HIDDEN void superblock_reorder(struct superblock *sb);
  * and one outside it is refused by the bounds check), holds log2 of the
  * size of the superblock there, and sb_header_at computes the header from
  * it.  A 0 means "not known here": the slow path asks the region map,
- * which also serves the regions the fast map could not cover (no
- * reservation under a tight RLIMIT_AS, an mprotect refused, a region too
- * far from the others). */
+ * and then the region's own superblock map if the fast map could not
+ * cover it (no reservation under a tight RLIMIT_AS, an mprotect refused,
+ * a region too far from the others). */
 UMPA_HIDDEN extern _Atomic uint8_t *umpa_sb_map;
 /* The readable window, in granules: [lo, lo + len), len 0 for none.  It
  * only grows: the writer opens the new pages, then stores lo, then len

@@ -98,18 +98,25 @@ static void fast_map_open(struct region *r) {
   }
 }
 
-/* Write `shift` into both superblock maps for the superblock of `pages`
+/* r's superblock map: its part of the fast map when it has one, else its
+ * own.  Not both: the own map of a fast-mapped region would be written
+ * on every new and every destroyed superblock and read by nothing, and
+ * its page was a cold one to write: in Figure 7, 7-11 us in a third of
+ * the new superblocks of 4-8 KiB classes on the 2-core VM, with no page
+ * fault counted (a page not touched for a while costs that there). */
+static inline _Atomic uint8_t *sb_map_of(struct region *r) {
+  return r->fast_map ? &umpa_sb_map[r->base >> GRANULE_SHIFT] : r->xsb_map;
+}
+
+/* Write `shift` into the superblock map for the superblock of `pages`
  * pages at start (0: none there). */
 static void set_superblock_shift(void *start, size_t pages, uint8_t shift) {
   struct region *r = region_of(start);
+  _Atomic uint8_t *map = sb_map_of(r);
   size_t g = ((uintptr_t)start - r->base) >> GRANULE_SHIFT;
   size_t n = pages >> (GRANULE_SHIFT - PAGE_SHIFT);
-  for (size_t i = 0; i < n; i++) {
-    atomic_store_explicit(&r->xsb_map[g + i], shift, memory_order_release);
-    if (r->fast_map)
-      atomic_store_explicit(&umpa_sb_map[(r->base >> GRANULE_SHIFT) + g + i],
-                            shift, memory_order_release);
-  }
+  for (size_t i = 0; i < n; i++)
+    atomic_store_explicit(&map[g + i], shift, memory_order_release);
 }
 
 UMPA_HOT
@@ -124,7 +131,7 @@ void region_unmap_superblock(void *start, size_t pages) {
 
 uint8_t region_superblock_shift(struct region *r, const void *p) {
   return atomic_load_explicit(
-      &r->xsb_map[((uintptr_t)p - r->base) >> GRANULE_SHIFT],
+      &sb_map_of(r)[((uintptr_t)p - r->base) >> GRANULE_SHIFT],
       memory_order_acquire);
 }
 
@@ -185,8 +192,9 @@ static struct region *region_try(unsigned shift, size_t mapped,
   size_t open_bytes = round_up(((npages >> OPEN_ORDER) + 63) / 64 * 8, 64);
   size_t sb_map_bytes =
       round_up(npages >> (GRANULE_SHIFT - PAGE_SHIFT), PAGE_SIZE);
-  /* Header, bitmaps and the superblock map (backed at once) and the pmeta
-   * array (backed as used), each part starting on its own page. */
+  /* Header and bitmaps (backed at once), the superblock map (backed at
+   * once when the region has no part of the fast map, else unused) and the
+   * pmeta array (backed as used), each part starting on its own page. */
   size_t hot_bytes = round_up(round_up(sizeof(struct region), 64) +
                                   3 * bitmap_bytes + meta_bitmap_bytes +
                                   open_bytes,
@@ -201,11 +209,8 @@ static struct region *region_try(unsigned shift, size_t mapped,
     return NULL;
   }
   /* The header and bitmaps are read on every call: back them now, so that
-   * cache hits never fault on the layer's own bookkeeping.  The superblock
-   * map too (16 KiB per GiB): each of its pages covers 256 MiB, where
-   * superblocks cut from freed large blocks land anywhere, and its faults
-   * were two of the three a new superblock took in Figure 7. */
-  if (os_populate(m, hot_bytes + sb_map_bytes, true, NULL) != 0) {
+   * cache hits never fault on the layer's own bookkeeping. */
+  if (os_populate(m, hot_bytes, true, NULL) != 0) {
     os_unmap(base, reserve);
     os_unmap(m, meta_size);
     return NULL;
@@ -224,12 +229,18 @@ static struct region *region_try(unsigned shift, size_t mapped,
   r->xsb_map = (_Atomic uint8_t *)(m + hot_bytes);
   r->meta = (struct pmeta *)(m + meta_off);
   r->meta_size = meta_size;
-  if (!map_register(r)) {
+  /* The fast map first: the region's own superblock map is only used, and
+   * backed (16 KiB per GiB: each page covers 256 MiB, where superblocks
+   * cut from freed large blocks land anywhere, and its faults were two of
+   * the three a new superblock took in Figure 7), without it.  A window
+   * opened for a region that then fails reads zero, as gaps do. */
+  fast_map_open(r);
+  if ((!r->fast_map && os_populate(m + hot_bytes, sb_map_bytes, true, NULL)) ||
+      !map_register(r)) {
     os_unmap(base, reserve);
     os_unmap(m, meta_size);
     return NULL;
   }
-  fast_map_open(r);
   if (r->thp) os_advise_huge(base, reserve);
   r->next = atomic_load_explicit(&regions_head, memory_order_relaxed);
   atomic_store_explicit(&regions_head, r, memory_order_release);

@@ -3,10 +3,12 @@
  * and umpa works without the fast one.
  *
  * superblock_of (the fast map: one byte per 64 KiB, the header computed
- * from the pointer) and superblock_of_slow (the region's own map) must name
- * the same header for blocks of every class, interior pointers included,
- * and NULL for large blocks, foreign memory and addresses past 47 bits;
- * the fast map is readable only in a window around the regions.
+ * from the pointer) and superblock_of_slow (the region map, then the
+ * region's superblock map) must name the same header for blocks of every
+ * class, interior pointers included, and NULL for large blocks, foreign
+ * memory and addresses past 47 bits; a region's superblock map is its part
+ * of the fast map when it has one, and then its own is never written; the
+ * fast map is readable only in a window around the regions.
  * Then the test runs itself again under an RLIMIT_AS too tight for the fast
  * map's 2 GiB reservation (umpa makes none below 32 GiB): every free goes
  * through the region maps, and
@@ -35,8 +37,21 @@ static struct superblock *agreed(const void *p) {
   return slow;
 }
 
+/* p's superblock is in exactly one map: the fast one, or else its
+ * region's own (reading an own map that was never written faults in the
+ * zero page, which is what it must hold). */
+static void one_map(const void *p) {
+  struct region *r = region_of(p);
+  REQUIRE(r);
+  size_t g = ((uintptr_t)p - r->base) >> GRANULE_SHIFT;
+  unsigned own = atomic_load(&r->xsb_map[g]);
+  unsigned fast = r->fast_map ? sb_map_shift((uintptr_t)p) : 0;
+  CHECK_MSG(r->fast_map ? own == 0 && fast != 0 : own != 0,
+            "%p: fast map %d, own %u, fast %u", p, r->fast_map, own, fast);
+}
+
 /* Blocks of every small size: each lies in a superblock whose header both
- * maps name, sits in the superblock's first page, and describes it. */
+ * ways name, sits in the superblock's first page, and describes it. */
 static void every_class(void) {
   enum { N = 64 };
   static char *blocks[N * 40];
@@ -48,6 +63,7 @@ static void every_class(void) {
       memset(p, (int)(n & 0xff), n);
       struct superblock *sb = agreed(p);
       CHECK(sb != NULL);
+      one_map(p);
       if (sb) {
         CHECK(sb->size >= n);
         CHECK((uintptr_t)sb % SUPERBLOCK_HEADER == 0);
@@ -113,6 +129,7 @@ static void window(void) {
   char *p = umpa_malloc(64);
   REQUIRE(p);
   CHECK(sb_map_shift((uintptr_t)p) != 0);
+  CHECK(region_of(p)->fast_map);
   umpa_free(p);
   if (lo > 0) CHECK(sb_map_shift((lo - 1) << GRANULE_SHIFT) == 0);
   CHECK(sb_map_shift((lo + len) << GRANULE_SHIFT) == 0);
@@ -124,6 +141,7 @@ static int tight(void) {
   void *p = umpa_malloc(100); /* the first allocation makes a region */
   REQUIRE(p);
   CHECK(atomic_load(&umpa_sb_map_len) == 0);
+  CHECK(!region_of(p)->fast_map);
   umpa_free(p);
   all_cases();
   return check_done("test_malloc_map (tight RLIMIT_AS)");
