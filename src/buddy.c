@@ -34,6 +34,12 @@
 
 struct buddy umpa_buddy;
 
+/* Order k's lock: on the page of locks fork takes (internal.h), as the
+ * one buddy there is, umpa_buddy, is the page layer's. */
+static inline ulock_t *order_lock(unsigned k) {
+  return &umpa_locks.order[k].lock;
+}
+
 #define LAZY_ORDERS HUGE_ORDER /* orders below 2 MiB may stay unmerged */
 #define LAZY_RUNS 8
 
@@ -44,7 +50,7 @@ static void list_init(struct pmeta *sentinel) {
 void buddy_init(struct buddy *b, int lock_kind) {
   for (unsigned k = 0; k <= MAX_ORDER; k++) {
     struct buddy_level *lv = &b->level[k];
-    ulock_init(&lv->lock, lock_kind);
+    ulock_init(order_lock(k), lock_kind);
     list_init(&lv->warm);
     list_init(&lv->other);
     atomic_init(&lv->xfree_runs, 0);
@@ -57,7 +63,7 @@ void buddy_init(struct buddy *b, int lock_kind) {
   atomic_init(&b->xmax_order, 0);
   atomic_init(&b->xfree_orders, 0);
   atomic_init(&b->xwarm_orders, 0);
-  ulock_init(&b->grow_lock, lock_kind);
+  ulock_init(&umpa_locks.buddy_grow, lock_kind);
 }
 
 static inline bool run_is_warm(const struct pmeta *pm, unsigned k) {
@@ -133,10 +139,9 @@ static void take_free(struct buddy *b, unsigned k, struct pmeta *pm) {
 UMPA_HOT
 static void insert_locked(struct buddy *b, unsigned k, struct region *r,
                           struct pmeta *pm, size_t backed) {
-  struct buddy_level *lv = &b->level[k];
-  ulock_acquire(&lv->lock);
+  ulock_acquire(order_lock(k));
   put_free(b, k, r, pm, backed);
-  ulock_release(&lv->lock);
+  ulock_release(order_lock(k));
 }
 
 enum pick { PICK_WARM, PICK_ANY_WARMEST, PICK_COLD };
@@ -146,7 +151,7 @@ enum pick { PICK_WARM, PICK_ANY_WARMEST, PICK_COLD };
 UMPA_HOT
 static struct pmeta *take_from(struct buddy *b, unsigned k, enum pick how) {
   struct buddy_level *lv = &b->level[k];
-  ulock_acquire(&lv->lock);
+  ulock_acquire(order_lock(k));
   struct pmeta *pm;
   bool has_warm = lv->warm.next != &lv->warm;
   bool has_other = lv->other.next != &lv->other;
@@ -157,7 +162,7 @@ static struct pmeta *take_from(struct buddy *b, unsigned k, enum pick how) {
   else
     pm = has_warm ? lv->warm.next : has_other ? lv->other.next : NULL;
   if (pm) take_free(b, k, pm);
-  ulock_release(&lv->lock);
+  ulock_release(order_lock(k));
   return pm;
 }
 
@@ -264,7 +269,7 @@ void buddy_free(struct buddy *b, struct region *r, size_t idx, unsigned order,
   unsigned k = order;
   for (;;) {
     struct buddy_level *lv = &b->level[k];
-    ulock_acquire(&lv->lock);
+    ulock_acquire(order_lock(k));
     bool lazy = k < LAZY_ORDERS &&
                 atomic_load_explicit(&lv->xfree_runs, memory_order_relaxed) <
                     LAZY_RUNS;
@@ -276,7 +281,7 @@ void buddy_free(struct buddy *b, struct region *r, size_t idx, unsigned order,
           PM_TAG(PM_FREE, k)) {
         take_free(b, k, bp);
         COUNTER_ADD(lv->xmerges, 1);
-        ulock_release(&lv->lock);
+        ulock_release(order_lock(k));
         backed += bp->count;
         /* The upper of the two heads becomes an interior page. */
         size_t upper = bidx > idx ? bidx : idx;
@@ -288,7 +293,7 @@ void buddy_free(struct buddy *b, struct region *r, size_t idx, unsigned order,
       }
     }
     put_free(b, k, r, &r->meta[idx], backed);
-    ulock_release(&lv->lock);
+    ulock_release(order_lock(k));
     return;
   }
 }
@@ -320,14 +325,13 @@ long buddy_claim(struct buddy *b, struct region *r, size_t idx, size_t n) {
     uint8_t tag = atomic_load_explicit(&pm->xtag, memory_order_acquire);
     if (PM_STATE(tag) != PM_FREE) goto fail;
     unsigned k = PM_ORDER(tag);
-    struct buddy_level *lv = &b->level[k];
-    ulock_acquire(&lv->lock);
+    ulock_acquire(order_lock(k));
     if (atomic_load_explicit(&pm->xtag, memory_order_relaxed) != tag) {
-      ulock_release(&lv->lock); /* merged or taken meanwhile: look again */
+      ulock_release(order_lock(k)); /* merged or taken meanwhile: look again */
       continue;
     }
     take_free(b, k, pm);
-    ulock_release(&lv->lock);
+    ulock_release(order_lock(k));
     backed += pm->count;
     atomic_store_explicit(&pm->xtag, PM_TAG(PM_NONE, 0), memory_order_relaxed);
     pos += (size_t)1 << k;
@@ -349,15 +353,14 @@ size_t buddy_claim_warm(struct buddy *b, struct region *r, size_t pos) {
   uint8_t tag = atomic_load_explicit(&pm->xtag, memory_order_acquire);
   if (PM_STATE(tag) != PM_FREE) return 0;
   unsigned k = PM_ORDER(tag);
-  struct buddy_level *lv = &b->level[k];
-  ulock_acquire(&lv->lock);
+  ulock_acquire(order_lock(k));
   if (atomic_load_explicit(&pm->xtag, memory_order_relaxed) != tag ||
       !run_is_warm(pm, k)) {
-    ulock_release(&lv->lock);
+    ulock_release(order_lock(k));
     return 0;
   }
   take_free(b, k, pm);
-  ulock_release(&lv->lock);
+  ulock_release(order_lock(k));
   atomic_store_explicit(&pm->xtag, PM_TAG(PM_NONE, 0), memory_order_relaxed);
   return (size_t)1 << k;
 }
@@ -372,7 +375,7 @@ struct pmeta *buddy_take_warm(struct buddy *b, unsigned *order) {
     for (unsigned k = order_from(orders, 0); k < UMPA_PAGE_ORDERS;
          k = order_from(orders, k + 1)) {
       struct buddy_level *lv = &b->level[k];
-      ulock_acquire(&lv->lock);
+      ulock_acquire(order_lock(k));
       struct pmeta *pm =
           pass ? (lv->warm.next != &lv->warm ? lv->warm.next : NULL)
                : (lv->other.next != &lv->other && lv->other.next->count
@@ -380,11 +383,11 @@ struct pmeta *buddy_take_warm(struct buddy *b, unsigned *order) {
                       : NULL);
       if (pm) {
         take_free(b, k, pm);
-        ulock_release(&lv->lock);
+        ulock_release(order_lock(k));
         *order = k;
         return pm;
       }
-      ulock_release(&lv->lock);
+      ulock_release(order_lock(k));
     }
   }
   return NULL;
@@ -414,7 +417,7 @@ void buddy_coalesce(struct buddy *b) {
   for (unsigned k = 0; k < top && k < LAZY_ORDERS; k++) {
     struct buddy_level *lv = &b->level[k];
     if (atomic_load_explicit(&lv->xlazy, memory_order_relaxed) == 0) continue;
-    ulock_acquire(&lv->lock);
+    ulock_acquire(order_lock(k));
     atomic_store_explicit(&lv->xlazy, 0, memory_order_relaxed);
     struct pmeta *pm;
     while ((pm = find_pair(&lv->warm, k)) || (pm = find_pair(&lv->other, k))) {
@@ -430,7 +433,7 @@ void buddy_coalesce(struct buddy *b) {
                             memory_order_relaxed);
       buddy_free(b, r, lo, k + 1, backed);
     }
-    ulock_release(&lv->lock);
+    ulock_release(order_lock(k));
   }
 }
 
@@ -448,15 +451,15 @@ void buddy_add_region(struct buddy *b, struct region *r) {
 }
 
 bool buddy_grow(struct buddy *b, unsigned order) {
-  ulock_acquire(&b->grow_lock);
+  ulock_acquire(&umpa_locks.buddy_grow);
   /* Another thread may have added a region while we waited. */
   if (buddy_max_free_order(b) >= (int)order) {
-    ulock_release(&b->grow_lock);
+    ulock_release(&umpa_locks.buddy_grow);
     return true;
   }
   struct region *r = region_create(order);
   if (r) buddy_add_region(b, r);
-  ulock_release(&b->grow_lock);
+  ulock_release(&umpa_locks.buddy_grow);
   return r != NULL;
 }
 
@@ -501,10 +504,10 @@ struct pmeta *buddy_claim_span(struct buddy *b, size_t npages) {
 }
 
 struct pmeta *buddy_grow_short(struct buddy *b, size_t npages) {
-  ulock_acquire(&b->grow_lock);
+  ulock_acquire(&umpa_locks.buddy_grow);
   struct region *r = region_create_short(npages);
   if (!r) {
-    ulock_release(&b->grow_lock);
+    ulock_release(&umpa_locks.buddy_grow);
     return NULL;
   }
   /* The caller's run is never listed, so no other thread can take it
@@ -512,18 +515,18 @@ struct pmeta *buddy_grow_short(struct buddy *b, size_t npages) {
   struct pmeta *pm = claimed_head(r, 0, 0);
   buddy_free_range(b, r, npages, r->mapped - npages, false);
   raise_max_order(b, r->order);
-  ulock_release(&b->grow_lock);
+  ulock_release(&umpa_locks.buddy_grow);
   return pm;
 }
 
 UMPA_FORK
-void buddy_lock_all(struct buddy *b) {
-  ulock_acquire(&b->grow_lock);
-  for (unsigned k = 0; k <= MAX_ORDER; k++) ulock_acquire(&b->level[k].lock);
+void buddy_lock_all(void) {
+  ulock_acquire(&umpa_locks.buddy_grow);
+  for (unsigned k = 0; k <= MAX_ORDER; k++) ulock_acquire(order_lock(k));
 }
 
 UMPA_FORK
-void buddy_unlock_all(struct buddy *b) {
-  for (unsigned k = MAX_ORDER + 1; k-- > 0;) ulock_release(&b->level[k].lock);
-  ulock_release(&b->grow_lock);
+void buddy_unlock_all(void) {
+  for (unsigned k = MAX_ORDER + 1; k-- > 0;) ulock_release(order_lock(k));
+  ulock_release(&umpa_locks.buddy_grow);
 }

@@ -20,14 +20,13 @@
 
 static _Atomic size_t limit_pages; /* the maximum (or the exact limit) */
 static _Atomic bool limit_fixed;
-static ulock_t trim_lock;
 static _Atomic uint64_t epoch_ns;                 /* start of the interval */
 static _Atomic size_t low_water = SIZE_MAX;       /* its fewest cached pages */
 
 void cache_init(void) {
   atomic_store(&limit_pages, umpa_opt.page_cache >> PAGE_SHIFT);
   atomic_store(&limit_fixed, umpa_opt.page_cache_fixed);
-  ulock_init(&trim_lock, LOCK_SPIN);
+  ulock_init(&umpa_locks.cache_trim, LOCK_SPIN);
 }
 
 /* The most memory in use seen in the current window and the one before,
@@ -171,7 +170,7 @@ static void release_inner(uintptr_t lo, uintptr_t hi) {
  * in each of these structures.  Only for full trims: otherwise the metadata
  * of populated data is kept so that cache hits never fault. */
 static void trim_metadata(void) {
-  buddy_lock_all(&umpa_buddy);
+  buddy_lock_all();
   for (unsigned k = 0; k <= MAX_ORDER; k++) {
     struct buddy_level *lv = &umpa_buddy.level[k];
     for (int l = 0; l < 2; l++) {
@@ -208,17 +207,17 @@ static void trim_metadata(void) {
       }
     }
   }
-  buddy_unlock_all(&umpa_buddy);
+  buddy_unlock_all();
 }
 
 size_t cache_shrink_to(size_t target_pages) {
-  ulock_acquire(&trim_lock);
+  ulock_acquire(&umpa_locks.cache_trim);
   size_t n = shrink(target_pages);
   if (target_pages == 0) {
     buddy_coalesce(&umpa_buddy);
     trim_metadata();
   }
-  ulock_release(&trim_lock);
+  ulock_release(&umpa_locks.cache_trim);
   return n;
 }
 
@@ -240,9 +239,9 @@ static void decay(void) {
   size_t c = cache_held_pages();
   if (start == 0 || idle == SIZE_MAX || idle == 0) return;
   if (idle > c) idle = c;
-  if (!ulock_try(&trim_lock)) return;
+  if (!ulock_try(&umpa_locks.cache_trim)) return;
   shrink(c - idle);
-  ulock_release(&trim_lock);
+  ulock_release(&umpa_locks.cache_trim);
 }
 
 UMPA_HOT
@@ -251,15 +250,15 @@ void cache_enforce(void) {
   size_t limit = cache_limit_pages();
   if (UMPA_LIKELY(cache_held_pages() <= limit)) return;
   /* One trimmer at a time; the others carry on, it will catch up. */
-  if (!ulock_try(&trim_lock)) return;
+  if (!ulock_try(&umpa_locks.cache_trim)) return;
   shrink(limit);
-  ulock_release(&trim_lock);
+  ulock_release(&umpa_locks.cache_trim);
 }
 
 UMPA_FORK
-void cache_lock(void) { ulock_acquire(&trim_lock); }
+void cache_lock(void) { ulock_acquire(&umpa_locks.cache_trim); }
 UMPA_FORK
-void cache_unlock(void) { ulock_release(&trim_lock); }
+void cache_unlock(void) { ulock_release(&umpa_locks.cache_trim); }
 
 size_t umpa_page_trim(int severity) {
   page_init();

@@ -40,7 +40,7 @@ static void check_interior(struct region *r, size_t head, size_t len) {
 int umpa_page_check(void) {
   page_init();
   largecache_lock_all(); /* before the buddy's locks, as fork takes them */
-  buddy_lock_all(&umpa_buddy);
+  buddy_lock_all();
   size_t free_runs[MAX_ORDER + 1] = {0};
   size_t used_pages = 0, cached = 0, backed = 0;
   for (struct region *r = region_list(); r; r = r->next) {
@@ -132,7 +132,7 @@ int umpa_page_check(void) {
   if (backed != atomic_load(&umpa_pc.xbacked))
     FAIL("backed pages %zu, counter says %zu\n", backed,
          atomic_load(&umpa_pc.xbacked));
-  buddy_unlock_all(&umpa_buddy);
+  buddy_unlock_all();
   largecache_unlock_all();
   return 0;
 }

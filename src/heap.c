@@ -46,13 +46,10 @@ UMPA_BIG_BSS struct heap umpa_heap_global;
 /* Threads whose heap is gone (exiting threads whose destructors still
  * allocate) share this heap under a lock. */
 UMPA_BIG_BSS static struct heap heap_shared;
-static ulock_t shared_lock;
 
-static ulock_t global_lock[NUM_CLASSES];
 static _Atomic size_t arena_bytes, arena_peak;
-static ulock_t pool_lock;
 static struct heap *heap_all, *heap_pool;
-static unsigned heaps_made; /* under pool_lock */
+static unsigned heaps_made; /* under umpa_locks.heap_pool */
 /* Bumped by every malloc_trim: a heap that has not seen the latest trims
  * itself on its next tick (its owner alone may touch its bins). */
 static _Atomic uint32_t trim_epoch;
@@ -225,10 +222,10 @@ static void global_list_out(unsigned cls, struct superblock *sb) {
 bool heap_masks_agree(void) {
   bool ok = true;
   for (unsigned c = 0; c < NUM_CLASSES; c++) {
-    ulock_acquire(&global_lock[c]);
+    ulock_acquire(&umpa_locks.heap_global[c]);
     bool bit = (atomic_load(&umpa_class_masks.xglobal) >> c) & 1;
     ok &= bit == (umpa_heap_global.bins[c].lists[0] != NULL);
-    ulock_release(&global_lock[c]);
+    ulock_release(&umpa_locks.heap_global[c]);
   }
   return ok && store_masks_agree();
 }
@@ -236,7 +233,7 @@ bool heap_masks_agree(void) {
 UMPA_HOT
 static void global_put(struct superblock *sb) {
   unsigned cls = sb->cls;
-  ulock_acquire(&global_lock[cls]);
+  ulock_acquire(&umpa_locks.heap_global[cls]);
   sb->group = SB_GLOBAL;
   atomic_store_explicit(&sb->xowner, &umpa_heap_global, memory_order_release);
   /* Remote frees that raced with the hand-over. */
@@ -245,19 +242,28 @@ static void global_put(struct superblock *sb) {
     /* Rare (a heap gives away its emptiest partial superblock): the clock
      * is read under the lock, not on every call. */
     struct superblock *gone = store_add(sb, os_now_ns(), store_cap());
-    ulock_release(&global_lock[cls]);
+    ulock_release(&umpa_locks.heap_global[cls]);
     store_destroy(gone);
     return;
   }
   /* Newest first: a heap that gave it away lately may want it back. */
   global_list_in(cls, sb);
-  ulock_release(&global_lock[cls]);
+  ulock_release(&umpa_locks.heap_global[cls]);
 }
 
 uint64_t heap_slow_events(void) { return umpa_tl_heap->slow_events; }
 
+unsigned heap_count_in_use(void) {
+  unsigned n = 0;
+  ulock_acquire(&umpa_locks.heap_pool);
+  for (struct heap *h = heap_all; h; h = h->next_all)
+    n += atomic_load_explicit(&h->xin_use, memory_order_relaxed) != 0;
+  ulock_release(&umpa_locks.heap_pool);
+  return n;
+}
+
 uint64_t heap_global_acquires(unsigned cls) {
-  return atomic_load_explicit(&global_lock[cls].xacquires,
+  return atomic_load_explicit(&umpa_locks.heap_global[cls].xacquires,
                               memory_order_relaxed);
 }
 
@@ -265,13 +271,13 @@ static struct superblock *global_take(unsigned cls, struct heap *h) {
   uint64_t any =
       atomic_load_explicit(&umpa_class_masks.xglobal, memory_order_relaxed);
   if (!(any & ((uint64_t)1 << cls))) return NULL; /* racy peek */
-  ulock_acquire(&global_lock[cls]);
+  ulock_acquire(&umpa_locks.heap_global[cls]);
   struct superblock *sb = umpa_heap_global.bins[cls].lists[0];
   if (sb) {
     global_list_out(cls, sb);
     atomic_store_explicit(&sb->xowner, h, memory_order_release);
   }
-  ulock_release(&global_lock[cls]);
+  ulock_release(&umpa_locks.heap_global[cls]);
   if (sb) superblock_collect(sb);
   return sb;
 }
@@ -322,7 +328,7 @@ static void global_free_blocks(struct heap *h, struct deferred *d,
     struct deferred redo[HEAP_DEFERRED];
     struct superblock *adopted[HEAP_DEFERRED], *gone = NULL;
     size_t need = h ? adopt_need(h, cls) : SIZE_MAX;
-    ulock_acquire(&global_lock[cls]);
+    ulock_acquire(&umpa_locks.heap_global[cls]);
     for (unsigned i = 0; i < n; i++) {
       struct superblock *sb = d[i].sb;
       struct block *b = d[i].b;
@@ -356,7 +362,7 @@ static void global_free_blocks(struct heap *h, struct deferred *d,
         adopted[nadopt++] = sb;
       }
     }
-    ulock_release(&global_lock[cls]);
+    ulock_release(&umpa_locks.heap_global[cls]);
     for (unsigned i = 0; i < nredo; i++)
       superblock_free_remote(redo[i].sb, redo[i].b);
     for (unsigned i = 0; i < nadopt; i++) adopt(h, adopted[i]);
@@ -544,10 +550,14 @@ static struct superblock *next_superblock(struct heap *h, struct bin *b,
  * the heap if a malloc_trim came since its last tick. */
 #define HEAP_TICK_EVERY 16
 static size_t trim_bins(struct heap *h, size_t *pages);
+static void abandon_orphans(void);
 
 UMPA_HOT
 static UMPA_NOINLINE void tick(struct heap *h) {
   h->ticks = HEAP_TICK_EVERY - 1; /* this event was the 16th */
+  if (UMPA_UNLIKELY(atomic_load_explicit(&umpa_locks.xorphans,
+                                         memory_order_relaxed)))
+    abandon_orphans();
   heap_global_flush(h);
   held_age(h);
   largecache_decay_idle();
@@ -608,10 +618,10 @@ void *heap_alloc_slow(struct heap *h, size_t n, bool *zero) {
   if (UMPA_UNLIKELY(h == HEAP_NONE)) h = thread_heap_init();
   unsigned cls = sizeclass_of(n); /* the tables are ready now */
   if (UMPA_UNLIKELY(h == HEAP_NONE)) { /* no heap to be had, or gone */
-    ulock_acquire(&shared_lock);
+    ulock_acquire(&umpa_locks.heap_shared);
     if (UMPA_UNLIKELY(!heap_shared.bins[0].current)) no_currents(&heap_shared);
     void *p = bin_alloc(&heap_shared, cls, zero);
-    ulock_release(&shared_lock);
+    ulock_release(&umpa_locks.heap_shared);
     return p;
   }
   return bin_alloc(h, cls, zero);
@@ -650,19 +660,19 @@ void heap_free_slow(struct heap *h, struct superblock *sb) {
  * there (a notification count), which brings back a page, no more. */
 static size_t bare_pooled(void) {
   size_t pages = 0;
-  ulock_acquire(&pool_lock);
+  ulock_acquire(&umpa_locks.heap_pool);
   for (struct heap *h = heap_pool; h && HEAP_BARE_PAGES; h = h->next_free)
     if (!h->bare && !store_holds_from(h)) {
       page_release_pages(h, HEAP_BARE_PAGES);
       h->bare = true;
       pages += HEAP_BARE_PAGES;
     }
-  ulock_release(&pool_lock);
+  ulock_release(&umpa_locks.heap_pool);
   return pages << PAGE_SHIFT;
 }
 
 struct heap *heap_acquire(void) {
-  ulock_acquire(&pool_lock);
+  ulock_acquire(&umpa_locks.heap_pool);
   struct heap *h = heap_pool;
   if (h) {
     heap_pool = h->next_free;
@@ -689,9 +699,13 @@ struct heap *heap_acquire(void) {
   if (h) {
     /* Trims before the thread began are not its to answer. */
     h->trim_seen = atomic_load_explicit(&trim_epoch, memory_order_relaxed);
+    h->fork_gen = umpa_locks.fork_gen;
     atomic_store_explicit(&h->xin_use, 1, memory_order_relaxed);
   }
-  ulock_release(&pool_lock);
+  ulock_release(&umpa_locks.heap_pool);
+  if (UMPA_UNLIKELY(atomic_load_explicit(&umpa_locks.xorphans,
+                                         memory_order_relaxed)))
+    abandon_orphans();
   return h;
 }
 
@@ -719,11 +733,11 @@ void heap_abandon(struct heap *h) {
   }
   superblock_chunk_drop(h);
   if (h == &heap_shared) return;
-  ulock_acquire(&pool_lock);
+  ulock_acquire(&umpa_locks.heap_pool);
   atomic_store_explicit(&h->xin_use, 0, memory_order_relaxed);
   h->next_free = heap_pool;
   heap_pool = h;
-  ulock_release(&pool_lock);
+  ulock_release(&umpa_locks.heap_pool);
 }
 
 /* Give back what the bins of h (the caller's own) hold free: empty
@@ -764,6 +778,7 @@ static size_t trim_bins(struct heap *h, size_t *pages) {
 
 size_t heap_trim(struct heap *h) {
   size_t released = 0, pages = 0;
+  abandon_orphans(); /* their memory is the child's to give back */
   /* Other threads' heaps trim themselves on their next tick. */
   atomic_fetch_add_explicit(&trim_epoch, 1, memory_order_relaxed);
   if (h != HEAP_NONE) {
@@ -773,7 +788,7 @@ size_t heap_trim(struct heap *h) {
   }
   /* The global heap: collect what other threads freed, release the empty. */
   for (unsigned c = 0; c < NUM_CLASSES; c++) {
-    ulock_acquire(&global_lock[c]);
+    ulock_acquire(&umpa_locks.heap_global[c]);
     struct bin *g = &umpa_heap_global.bins[c];
     for (struct superblock *sb = g->lists[0], *next; sb; sb = next) {
       next = sb->next;
@@ -786,14 +801,14 @@ size_t heap_trim(struct heap *h) {
         pages += superblock_trim(sb);
       }
     }
-    ulock_release(&global_lock[c]);
+    ulock_release(&umpa_locks.heap_global[c]);
   }
   released += store_flush(); /* first: it empties the pooled heaps' lists */
   /* Every thread's held large blocks, its owner idle or not (the pool
    * lock keeps the heaps in use); counted as the large cache takes them. */
-  ulock_acquire(&pool_lock);
+  ulock_acquire(&umpa_locks.heap_pool);
   held_flush_all(heap_all);
-  ulock_release(&pool_lock);
+  ulock_release(&umpa_locks.heap_pool);
   return released + (pages << PAGE_SHIFT) + bare_pooled();
 }
 
@@ -803,44 +818,76 @@ size_t heap_trim(struct heap *h) {
 
 UMPA_FORK
 void heap_lock_all(void) {
-  ulock_acquire(&pool_lock);
-  ulock_acquire(&shared_lock);
-  for (unsigned c = 0; c < NUM_CLASSES; c++) ulock_acquire(&global_lock[c]);
+  ulock_acquire(&umpa_locks.heap_pool);
+  ulock_acquire(&umpa_locks.heap_shared);
+  for (unsigned c = 0; c < NUM_CLASSES; c++) ulock_acquire(&umpa_locks.heap_global[c]);
   store_lock_all(); /* after: global_put stores under the class lock */
 }
 
 UMPA_FORK
 void heap_unlock_all(void) {
   store_unlock_all();
-  for (unsigned c = NUM_CLASSES; c-- > 0;) ulock_release(&global_lock[c]);
-  ulock_release(&shared_lock);
-  ulock_release(&pool_lock);
+  for (unsigned c = NUM_CLASSES; c-- > 0;) ulock_release(&umpa_locks.heap_global[c]);
+  ulock_release(&umpa_locks.heap_shared);
+  ulock_release(&umpa_locks.heap_pool);
 }
 
 UMPA_FORK
 void heap_after_fork_child(struct heap *survivor) {
   heap_unlock_all();
-  /* The other threads are gone: their heaps' superblocks go global, so
-   * the child can free their blocks and reuse their memory. */
+  /* The other threads are gone, and their heaps with them: their
+   * superblocks must go global, so that the child can free their blocks
+   * and reuse their memory.  Not here: that wrote their bins and the
+   * header of every superblock they held, a page copied for each (113
+   * page faults per child in bench/fork with two threads allocating, 32
+   * under glibc), and a child that execs at once needs none of it.  Every
+   * heap in use now but the survivor is an orphan: acquired before this
+   * fork, in use, not the survivor's (a heap acquired later has the new
+   * fork_gen).  The child's first tick, new heap or trim abandons them;
+   * until then their blocks are freed as remote frees, which the
+   * abandoning collects.  Only this page is written. */
+  umpa_locks.fork_gen++;
+  umpa_locks.fork_survivor = survivor;
+  atomic_store_explicit(&umpa_locks.xorphans, true, memory_order_relaxed);
+}
+
+/* Abandon the orphans of the last fork (see heap_after_fork_child), once.
+ * They are picked under the pool lock, where heaps are acquired (which
+ * sets fork_gen), and linked through next_free, unused while in use. */
+static UMPA_NOINLINE void abandon_orphans(void) {
+  if (!atomic_exchange_explicit(&umpa_locks.xorphans, false,
+                                memory_order_relaxed))
+    return;
+  struct heap *orphans = NULL;
+  ulock_acquire(&umpa_locks.heap_pool);
   for (struct heap *h = heap_all; h; h = h->next_all)
-    if (h != survivor &&
+    if (h != umpa_locks.fork_survivor &&
+        h->fork_gen != umpa_locks.fork_gen &&
         atomic_load_explicit(&h->xin_use, memory_order_relaxed)) {
-      /* Its thread may have been writing its deferred frees when the
-       * process forked (no lock covers them): they are dropped, the
-       * blocks lost to the child, as blocks the thread was freeing. */
-      h->ndeferred = 0;
-      heap_abandon(h);
+      h->fork_gen = umpa_locks.fork_gen; /* picked: not again */
+      h->next_free = orphans;
+      orphans = h;
     }
+  ulock_release(&umpa_locks.heap_pool);
+  while (orphans) {
+    struct heap *h = orphans;
+    orphans = h->next_free;
+    /* Its thread may have been writing its deferred frees when the
+     * process forked (no lock covers them): they are dropped, the blocks
+     * lost to the child, as blocks the thread was freeing. */
+    h->ndeferred = 0;
+    heap_abandon(h);
+  }
 }
 
 size_t heap_held_bytes(size_t *blocks) {
   size_t bytes = 0;
   *blocks = 0;
-  ulock_acquire(&pool_lock);
+  ulock_acquire(&umpa_locks.heap_pool);
   for (struct heap *h = heap_all; h; h = h->next_all)
     if (atomic_load_explicit(&h->xin_use, memory_order_relaxed))
       bytes += held_bytes(h, blocks);
-  ulock_release(&pool_lock);
+  ulock_release(&umpa_locks.heap_pool);
   return bytes;
 }
 
@@ -856,7 +903,7 @@ void heap_class_stats(struct class_figures fig[NUM_CLASSES]) {
   /* Other thread heaps publish their figures on slow paths: each bin's is
    * within a superblock, plus a quarter of each listed one, of the
    * truth. */
-  ulock_acquire(&pool_lock);
+  ulock_acquire(&umpa_locks.heap_pool);
   for (struct heap *h = heap_all; h; h = h->next_all) {
     if (!atomic_load_explicit(&h->xin_use, memory_order_relaxed)) continue;
     for (unsigned c = 0; c < NUM_CLASSES; c++) {
@@ -868,15 +915,15 @@ void heap_class_stats(struct class_figures fig[NUM_CLASSES]) {
       fig[c].held += bytes > used_bytes ? bytes : used_bytes;
     }
   }
-  ulock_release(&pool_lock);
+  ulock_release(&umpa_locks.heap_pool);
   for (unsigned c = 0; c < NUM_CLASSES; c++) {
-    ulock_acquire(&global_lock[c]);
+    ulock_acquire(&umpa_locks.heap_global[c]);
     for (struct superblock *sb = umpa_heap_global.bins[c].lists[0]; sb;
          sb = sb->next) {
       fig[c].used += (size_t)used_of(sb) * sb->size;
       fig[c].held += (size_t)umpa_class[c].sb_pages << PAGE_SHIFT;
     }
-    ulock_release(&global_lock[c]);
+    ulock_release(&umpa_locks.heap_global[c]);
     fig[c].held += heap_store_bytes((int)c);
   }
 }

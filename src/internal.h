@@ -434,8 +434,8 @@ static inline bool bitmap_test(_Atomic uint64_t *map, size_t i) {
  * that ordinary requests are served from the cache first.
  * ------------------------------------------------------------------------- */
 
+/* An order's lock is on the page of locks fork takes (umpa_locks). */
 struct buddy_level {
-  ulock_t lock;
   struct pmeta warm;  /* sentinel: fully backed runs */
   struct pmeta other; /* sentinel: partly backed in front, cold at back */
   _Atomic uint64_t xfree_runs; /* runs on both lists */
@@ -454,7 +454,6 @@ struct buddy {
    * a search reads one word instead of a line per order (12 lines for a
    * new superblock's "is there a warm run" on a cold cache). */
   _Atomic uint32_t xfree_orders, xwarm_orders;
-  ulock_t grow_lock;           /* serialises region creation */
 };
 
 UMPA_HIDDEN extern struct buddy umpa_buddy;
@@ -510,9 +509,10 @@ UMPA_HIDDEN struct pmeta *buddy_grow_short(struct buddy *b, size_t npages);
 UMPA_HIDDEN struct pmeta *buddy_claim_span(struct buddy *b, size_t npages);
 /* Add a new region's pages as free runs. */
 UMPA_HIDDEN void buddy_add_region(struct buddy *b, struct region *r);
-/* Lock/unlock every order (fork and consistency checks). */
-UMPA_HIDDEN void buddy_lock_all(struct buddy *b);
-UMPA_HIDDEN void buddy_unlock_all(struct buddy *b);
+/* Lock/unlock the growth lock and every order of umpa_buddy (fork and
+ * consistency checks). */
+UMPA_HIDDEN void buddy_lock_all(void);
+UMPA_HIDDEN void buddy_unlock_all(void);
 static inline size_t pmeta_index(const struct pmeta *pm) {
   return (size_t)(pm - pm->region->meta);
 }
@@ -963,6 +963,7 @@ struct heap {
   struct heap *next_all;  /* registry of every heap ever made */
   struct heap *next_free; /* pool of unused heaps */
   _Atomic int xin_use;
+  uint32_t fork_gen;      /* umpa_locks.fork_gen when it was acquired */
   bool bare;              /* pooled, its front pages given back by a trim
                              (heap_trim): set up again when acquired */
 };
@@ -1116,12 +1117,54 @@ UMPA_HIDDEN uint64_t heap_global_acquires(unsigned cls);
 /* Test hook: the slow-path events of the calling thread's heap (a
  * superblock run out, or one changing its quarter of fullness). */
 UMPA_HIDDEN uint64_t heap_slow_events(void);
+/* Test hook: the heaps in use (threads' heaps, and a fork child's orphans
+ * until they are abandoned). */
+UMPA_HIDDEN unsigned heap_count_in_use(void);
 UMPA_HIDDEN size_t heap_trim(struct heap *h);
 /* Bytes of the large blocks the thread heaps hold (held.c), and in
  * *blocks how many. */
 UMPA_HIDDEN size_t heap_held_bytes(size_t *blocks);
 UMPA_HIDDEN void heap_lock_all(void);
 UMPA_HIDDEN void heap_unlock_all(void);
+
+/* ---------------------------------------------------------------------------
+ * The locks fork takes, but the store's (src/lock.c).
+ *
+ * fork's handlers take every lock before fork and release it after, in the
+ * parent and in the child, and each page those releases write is copied
+ * there on both sides.  Beside what they guard, these locks lay on three
+ * pages: with the store's stripe, four copies per side per fork (perf
+ * record -e page-faults of a fork loop), where glibc makes one.  So they
+ * share one page.  Each order of the buddy has a line of its own, as its
+ * orders are locked apart; the others are taken rarely, or by class (the
+ * global heap's, packed as before).  The store's locks stay in their
+ * lists' lines, which a store and a take read anyway.
+ * ------------------------------------------------------------------------- */
+
+struct order_lock {
+  ulock_t lock;
+} __attribute__((aligned(UMPA_CACHE_LINE)));
+
+struct fork_locks {
+  struct order_lock order[MAX_ORDER + 1]; /* umpa_buddy's, per order */
+  ulock_t buddy_grow;                     /* region creation */
+  ulock_t region_open;                    /* regions' pieces opened */
+  ulock_t cache_trim;                     /* one page-cache trimmer */
+  ulock_t large;                          /* the large-block cache */
+  ulock_t heap_pool;                      /* the heaps: list and pool */
+  ulock_t heap_shared;                    /* the heap of gone threads */
+  ulock_t heap_global[NUM_CLASSES];       /* the global heap, per class */
+  /* What a child notes of its fork, here as the page is written then
+   * anyway: forks so far in this process's line, the heap of the thread
+   * that forked (the child's own), and whether other heaps may be left
+   * whose threads did not come along (heap.c, abandon_orphans). */
+  uint32_t fork_gen;
+  struct heap *fork_survivor;
+  _Atomic bool xorphans;
+} __attribute__((aligned(PAGE_SIZE)));
+_Static_assert(sizeof(struct fork_locks) == PAGE_SIZE, "one page");
+
+UMPA_HIDDEN extern struct fork_locks umpa_locks;
 UMPA_HIDDEN void heap_after_fork_child(struct heap *survivor);
 /* Per size class, bytes in allocated blocks and bytes of the superblocks
  * that hold them or are kept empty (the store's included): thread heaps as

@@ -57,7 +57,6 @@ _Static_assert(LC_MIN_PAGES >= 4, "a span's last page is past its links");
 #define LC_KEEP_DIV 8                  /* decay keeps 1/8 of live memory */
 #define LC_ALIGNED_LOOKS 64            /* spans looked into for a window */
 
-static ulock_t lc_lock;
 /* Sentinels of the class lists and of the LRU list (most recent first). */
 static struct pmeta lc_list[LC_CLASSES];
 static struct pmeta lc_lru;
@@ -69,9 +68,9 @@ static size_t lc_count[LC_CLASSES];
  * first large blocks). */
 static uint64_t lc_classes;
 _Static_assert(LC_CLASSES <= 64, "one bit a class");
-static _Atomic size_t lc_pages;  /* pages in spans (written under lc_lock) */
+static _Atomic size_t lc_pages;  /* pages in spans (written under umpa_locks.large) */
 static _Atomic size_t lc_backed; /* of those, pages with memory */
-static uint64_t lc_now;           /* the clock at the last lock (lc_lock) */
+static uint64_t lc_now;           /* the clock at the last lock (umpa_locks.large) */
 static bool lc_ready;
 /* Of the pages without memory that recent lazy blocks were handed out
  * with, the share (of 256) the program touched before freeing them. */
@@ -89,7 +88,7 @@ static unsigned class_of(size_t pages) {
 }
 
 /* The classes from `first` (a class_of, so below 64) up that hold a span
- * (lc_lock held). */
+ * (umpa_locks.large held). */
 static uint64_t classes_from(unsigned first) {
   return lc_classes & ~(((uint64_t)1 << first) - 1);
 }
@@ -138,7 +137,7 @@ static void count_span(struct pmeta *pm, size_t b, int sign) {
  * backwards, a word per 64 pages: with spans of up to 256 MiB that search
  * took 8.8 M of Figure 7's 217 M instructions (callgrind), 520 a free.
  * Entries inside a block are otherwise unused (LC_MIN_PAGES >= 4 keeps
- * the mark off the links), and only lc_lock's holder writes them while
+ * the mark off the links), and only umpa_locks.large's holder writes them while
  * the bit is set.  Every other test of the bitmap is at a block's head,
  * which a span's last page never is. */
 UMPA_HOT
@@ -154,7 +153,7 @@ static void mark_ends(struct pmeta *pm, bool on) {
   }
 }
 
-/* List a span (lc_lock held); `recent` puts it first in LRU order, else
+/* List a span (umpa_locks.large held); `recent` puts it first in LRU order, else
  * it keeps the LRU place its node already has.  `backed` is its pages
  * with memory when the caller knows them, else SIZE_MAX: counting them
  * costs a scan of the span's bits, kept in the node for its lifetime. */
@@ -190,7 +189,7 @@ static void list_span(struct pmeta *pm, bool recent, size_t backed) {
   count_span(pm, backed, 1);
 }
 
-/* Take a listed span off its lists (lc_lock held); `keep_lru` leaves its
+/* Take a listed span off its lists (umpa_locks.large held); `keep_lru` leaves its
  * LRU place to a span that is listed again at once. */
 UMPA_HOT
 static void unlist_span(struct pmeta *pm, bool keep_lru) {
@@ -210,7 +209,7 @@ static void unlist_span(struct pmeta *pm, bool keep_lru) {
 }
 
 /* Take the free run that starts at page pos of r, or its first `room`
- * pages (lc_lock held).  Returns the pages taken (0: none free there) and
+ * pages (umpa_locks.large held).  Returns the pages taken (0: none free there) and
  * their backed count in *backed. */
 UMPA_HOT
 static size_t claim_run(struct region *r, size_t pos, size_t room,
@@ -228,7 +227,7 @@ static size_t claim_run(struct region *r, size_t pos, size_t room,
 }
 
 /* Merge the block pm (with `*backed` pages of memory) with the cached span
- * that ends right before it, if any (lc_lock held); returns the head of
+ * that ends right before it, if any (umpa_locks.large held); returns the head of
  * the result.  A span grows this way past the largest block the cache
  * takes, up to LC_SPAN_MAX_PAGES (the cap bounds what one decay releases
  * at once), so that a new stretch (largecache_grow) merges with the span
@@ -262,7 +261,7 @@ static struct pmeta *merge_back(struct pmeta *pm, size_t *backed) {
 
 /* Merge the block pm (with `*backed` pages of memory) with cached spans
  * and free runs around it; returns the head of the result and its pages
- * with memory in *backed (lc_lock held).  Free runs without memory are
+ * with memory in *backed (umpa_locks.large held).  Free runs without memory are
  * merged too, up to the block's own size: a fresh block came from an
  * aligned power-of-two run whose unused tail follows it, and a span that
  * takes the tail in can serve a bigger request later, or merge with the
@@ -307,10 +306,10 @@ static struct pmeta *coalesce(struct pmeta *pm, size_t *backed) {
 }
 
 /* Return a block taken out of the cache to the page layer's free runs
- * (lc_lock held or not: the block is nobody else's).  Neither this nor
+ * (umpa_locks.large held or not: the block is nobody else's).  Neither this nor
  * give_back brings the page cache under its limit: that releases whole
  * 2 MiB pieces, 20-200 us each, which would stall every thread waiting for
- * lc_lock and land on whatever malloc happened to cut a span (a new
+ * umpa_locks.large and land on whatever malloc happened to cut a span (a new
  * superblock's, in Figure 7's 4-32 KiB bins).  largecache_put enforces
  * the limit once, after the lock, on the free path. */
 UMPA_HOT
@@ -330,7 +329,7 @@ static void give_back(struct pmeta *pm) {
 
 /* Give at least `excess` backed pages (or all it has) back to the page
  * layer from the span freed longest ago: a tail long enough to hold them,
- * the front staying listed in its LRU place, or the whole span (lc_lock
+ * the front staying listed in its LRU place, or the whole span (umpa_locks.large
  * held).  Returns the backed pages given back. */
 UMPA_HOT
 static size_t evict(size_t excess) {
@@ -351,7 +350,7 @@ static size_t evict(size_t excess) {
 }
 
 /* The age at which a span's memory decays, UMPA_DECAY_MS to 16 times that
- * (lc_lock): doubled whenever a span is taken that waited half of it or
+ * (umpa_locks.large): doubled whenever a span is taken that waited half of it or
  * more (a span that waited all of it has gone: only those taken in the
  * second half of their age can raise it), halved after a whole age
  * without one, and back to UMPA_DECAY_MS at a full trim.  A program that
@@ -375,7 +374,7 @@ static uint64_t age_in_force(uint64_t base) {
   return lc_age < base ? base : lc_age;
 }
 
-/* A span is taken (lc_lock held). */
+/* A span is taken (umpa_locks.large held). */
 UMPA_HOT
 static void took(struct pmeta *pm) {
   uint64_t base = decay_age_ns();
@@ -394,7 +393,7 @@ static bool above_keep(void) {
          pages_live() / LC_KEEP_DIV;
 }
 
-/* Age the cache (lc_lock held): spans nobody took for the age in force
+/* Age the cache (umpa_locks.large held): spans nobody took for the age in force
  * (UMPA_DECAY_MS, longer while spans are taken late) give their memory
  * back to the kernel, the oldest first.  A program that
  * reuses its large blocks keeps them; one that has moved on stops paying
@@ -423,15 +422,15 @@ static void decay_locked(void) {
 }
 
 static void lock_and_decay(void) {
-  ulock_acquire(&lc_lock);
+  ulock_acquire(&umpa_locks.large);
   decay_locked();
 }
 
 UMPA_HOT
 void largecache_decay_idle(void) {
-  if (!decay_age_ns() || !above_keep() || !ulock_try(&lc_lock)) return;
+  if (!decay_age_ns() || !above_keep() || !ulock_try(&umpa_locks.large)) return;
   decay_locked();
-  ulock_release(&lc_lock);
+  ulock_release(&umpa_locks.large);
 }
 
 UMPA_HOT
@@ -524,7 +523,7 @@ bool largecache_put(void *p, struct pmeta *pm) {
              limit &&
          evict(cached - limit)) {
   }
-  ulock_release(&lc_lock);
+  ulock_release(&umpa_locks.large);
   cache_enforce();
   return true;
 }
@@ -555,7 +554,7 @@ static void *fill(struct pmeta *pm, unsigned flags) {
 }
 
 /* Take the listed span pm off its lists and cut it to its first `pages`
- * pages (lc_lock held): the rest stays cached as a span of its own, or
+ * pages (umpa_locks.large held): the rest stays cached as a span of its own, or
  * goes back to the page layer when too small for one. */
 UMPA_HOT
 static void take_front(struct pmeta *pm, size_t pages) {
@@ -620,11 +619,11 @@ void *largecache_take(size_t pages, unsigned flags) {
    * warm run to give instead (a hit there costs no fault).  With no span
    * at all, largecache_grow carves the block from a new stretch. */
   if (!pm || (pm_need && buddy_has_warm(&umpa_buddy, log2_ceil(pages)))) {
-    ulock_release(&lc_lock);
+    ulock_release(&umpa_locks.large);
     return NULL;
   }
   take_front(pm, pages);
-  ulock_release(&lc_lock);
+  ulock_release(&umpa_locks.large);
   return fill(pm, flags);
 }
 
@@ -639,11 +638,11 @@ bool largecache_extend(struct pmeta *pm, size_t pages, unsigned flags) {
   lock_and_decay();
   struct pmeta *nx = &r->meta[next];
   if (!bitmap_test(r->xcached, next) || nx->count < need) {
-    ulock_release(&lc_lock);
+    ulock_release(&umpa_locks.large);
     return false;
   }
   take_front(nx, need);
-  ulock_release(&lc_lock);
+  ulock_release(&umpa_locks.large);
   /* The front gets its memory as a taken block does, before it joins: on
    * failure fill gives it back to the page layer and the block is as it
    * was. */
@@ -656,7 +655,7 @@ bool largecache_extend(struct pmeta *pm, size_t pages, unsigned flags) {
 }
 
 /* Hand a piece cut from a span back to the cache, or to the page layer
- * when it is too small to be a span (lc_lock held); `backed` as for
+ * when it is too small to be a span (umpa_locks.large held); `backed` as for
  * list_span. */
 static void shed(struct pmeta *pm, bool recent, size_t backed) {
   if (pm->count >= LC_MIN_PAGES) list_span(pm, recent, backed);
@@ -691,7 +690,7 @@ void *largecache_take_room(size_t pages, unsigned flags) {
     }
   }
   if (!pm) {
-    ulock_release(&lc_lock);
+    ulock_release(&umpa_locks.large);
     return NULL;
   }
   took(pm);
@@ -702,7 +701,7 @@ void *largecache_take_room(size_t pages, unsigned flags) {
   struct pmeta *room = page_split(blk, pages);
   shed(pm, true, SIZE_MAX);
   shed(room, true, SIZE_MAX);
-  ulock_release(&lc_lock);
+  ulock_release(&umpa_locks.large);
   return fill(blk, flags);
 }
 
@@ -733,7 +732,7 @@ UMPA_HOT
 void *largecache_take_aligned(size_t pages, unsigned kind) {
   if (atomic_load_explicit(&lc_backed, memory_order_relaxed) < pages)
     return NULL;
-  ulock_acquire(&lc_lock);
+  ulock_acquire(&umpa_locks.large);
   /* The smallest classes first: a superblock should not cut into the big
    * spans that large requests need whole.  Each look is a cache miss or
    * two, each miss here costs the caller fresh pages: its header and
@@ -762,7 +761,7 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
     }
   }
   if (!pm) {
-    ulock_release(&lc_lock);
+    ulock_release(&umpa_locks.large);
     return NULL;
   }
   /* The pieces' memory from the span's: the window has it in every page,
@@ -783,7 +782,7 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
     shed(pm, false, front_backed);
   }
   if (back) shed(page_split(win, pages), true, had - front_backed - pages);
-  ulock_release(&lc_lock);
+  ulock_release(&umpa_locks.large);
   win->kind = (uint8_t)kind;
   win->flags = PMF_FULL;
   return pmeta_addr(win);
@@ -819,20 +818,20 @@ void *largecache_grow(size_t pages, unsigned flags) {
   pm = merge_back(pm, &backed);
   size_t front = backed_in(pm, 0, pages);
   list_span(page_split(pm, pages), true, backed - front);
-  ulock_release(&lc_lock);
+  ulock_release(&umpa_locks.large);
   return fill(pm, flags);
 }
 
 size_t largecache_flush(void) {
   size_t released = 0;
-  ulock_acquire(&lc_lock);
+  ulock_acquire(&umpa_locks.large);
   lc_age = 0; /* an empty cache starts again from UMPA_DECAY_MS */
   size_t cached;
   while ((cached = atomic_load_explicit(&lc_pages, memory_order_relaxed)) != 0) {
     released += evict(cached);
     if (atomic_load_explicit(&lc_pages, memory_order_relaxed) == cached) break;
   }
-  ulock_release(&lc_lock);
+  ulock_release(&umpa_locks.large);
   cache_enforce();
   return released << PAGE_SHIFT;
 }
@@ -843,18 +842,18 @@ size_t largecache_bytes(void) {
 
 size_t largecache_spans(size_t *largest) {
   size_t spans = 0, most = 0;
-  ulock_acquire(&lc_lock);
+  ulock_acquire(&umpa_locks.large);
   for (unsigned c = 0; c < LC_CLASSES && lc_ready; c++) spans += lc_count[c];
   /* The largest is in the highest class that holds any. */
   for (unsigned c = LC_CLASSES; c-- > 0 && lc_ready && !most;)
     for (struct pmeta *n = lc_list[c].next; n != &lc_list[c]; n = n->next)
       if (of_class_link(n)->count > most) most = of_class_link(n)->count;
-  ulock_release(&lc_lock);
+  ulock_release(&umpa_locks.large);
   *largest = most << PAGE_SHIFT;
   return spans;
 }
 
 UMPA_FORK
-void largecache_lock_all(void) { ulock_acquire(&lc_lock); }
+void largecache_lock_all(void) { ulock_acquire(&umpa_locks.large); }
 UMPA_FORK
-void largecache_unlock_all(void) { ulock_release(&lc_lock); }
+void largecache_unlock_all(void) { ulock_release(&umpa_locks.large); }

@@ -5,8 +5,15 @@
  * (UMPA_PAGE_LOCK) measured side by side, as the parallel-buddy seed does.
  * The spinlock yields after a bounded spin: on a 2-core machine with more
  * threads than cores a pure spin would burn the holder's time slice.
+ *
+ * It also holds the page of the locks fork takes (see struct fork_locks).
  */
 #include "internal.h"
+
+/* Opening a region's piece may take milliseconds (under mlockall it
+ * populates the piece): a mutex.  The buddy's kinds are set by
+ * buddy_init (UMPA_PAGE_LOCK); the others spin. */
+struct fork_locks umpa_locks = {.region_open = {.kind = LOCK_MUTEX}};
 
 void ulock_init(ulock_t *l, int kind) {
   atomic_init(&l->xword, 0);

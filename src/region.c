@@ -312,12 +312,12 @@ struct region *region_create_short(size_t npages) {
   return r;
 }
 
-/* Serialises opening, so that two threads never open the same piece (the
- * second mprotect would be harmless, but it costs a system call).  A
- * mutex: under mlockall an opening populates its piece, milliseconds. */
-static ulock_t open_lock = {.kind = LOCK_MUTEX};
+/* umpa_locks.region_open serialises opening, so that two threads never
+ * open the same piece (the second mprotect would be harmless, but it costs
+ * a system call).  A mutex: under mlockall an opening populates its piece,
+ * milliseconds. */
 static _Atomic bool locked;
-static _Atomic size_t opened_bytes; /* written under open_lock */
+static _Atomic size_t opened_bytes; /* written under umpa_locks.region_open */
 
 size_t region_opened_bytes(void) {
   return atomic_load_explicit(&opened_bytes, memory_order_relaxed);
@@ -333,7 +333,7 @@ bool region_open(struct region *r, size_t idx, size_t n) {
     return true;
   bool ok = true;
   void *opened = NULL;
-  ulock_acquire(&open_lock);
+  ulock_acquire(&umpa_locks.region_open);
   for (size_t i = first; i < end && ok;) {
     size_t e, s = bitmap_run(r->xopen, i, end, false, &e);
     if (s == end) break;
@@ -357,14 +357,14 @@ bool region_open(struct region *r, size_t idx, size_t n) {
    * look at took three system calls and 8 us. */
   if (opened && !region_locked() && os_page_resident(opened))
     atomic_store_explicit(&locked, true, memory_order_relaxed);
-  ulock_release(&open_lock);
+  ulock_release(&umpa_locks.region_open);
   return ok;
 }
 
 UMPA_FORK
-void region_lock_all(void) { ulock_acquire(&open_lock); }
+void region_lock_all(void) { ulock_acquire(&umpa_locks.region_open); }
 UMPA_FORK
-void region_unlock_all(void) { ulock_release(&open_lock); }
+void region_unlock_all(void) { ulock_release(&umpa_locks.region_open); }
 
 UMPA_HOT
 void region_back_meta(struct region *r, size_t idx, size_t n) {

@@ -37,15 +37,15 @@ void umpa_page_stats(struct umpa_page_stats *out) {
   out->realloc_moved = load(&umpa_pc.xgrow_moved);
   out->copies = load(&umpa_pc.xcopies);
   out->regions = region_count();
-  out->lock_kind = (unsigned)umpa_buddy.level[0].lock.kind;
+  out->lock_kind = (unsigned)umpa_locks.order[0].lock.kind;
   out->max_order = atomic_load(&umpa_buddy.xmax_order);
   for (unsigned k = 0; k < UMPA_PAGE_ORDERS; k++) {
     struct buddy_level *lv = &umpa_buddy.level[k];
     struct umpa_order_stats *o = &out->order[k];
     o->free_runs = load(&lv->xfree_runs);
-    o->lock_acquires = load(&lv->lock.xacquires);
-    o->lock_waits = load(&lv->lock.xwaits);
-    o->waiters_max = load(&lv->lock.xwaiters_max);
+    o->lock_acquires = load(&umpa_locks.order[k].lock.xacquires);
+    o->lock_waits = load(&umpa_locks.order[k].lock.xwaits);
+    o->waiters_max = load(&umpa_locks.order[k].lock.xwaiters_max);
     o->splits = load(&lv->xsplits);
     o->merges = load(&lv->xmerges);
   }

@@ -73,7 +73,8 @@ struct stripe {
    * xunpublished holds what it has not seen yet. */
   _Atomic size_t xpages;
   _Atomic ssize_t xunpublished;
-};
+} __attribute__((aligned(PAGE_SIZE))); /* fork writes each used stripe's
+                                          locks: one page to copy, not two */
 #define IDLE_BATCH 64 /* pages: at most 4 MiB unseen over 16 stripes */
 _Static_assert(NUM_CLASSES <= 64, "a stripe's class mask is one word");
 

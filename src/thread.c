@@ -43,14 +43,14 @@ static void fork_prepare(void) {
   heap_lock_all();
   largecache_lock_all();
   cache_lock();
-  buddy_lock_all(&umpa_buddy);
+  buddy_lock_all();
   region_lock_all();
 }
 
 UMPA_FORK
 static void fork_parent(void) {
   region_unlock_all();
-  buddy_unlock_all(&umpa_buddy);
+  buddy_unlock_all();
   cache_unlock();
   largecache_unlock_all();
   heap_unlock_all();
@@ -59,7 +59,7 @@ static void fork_parent(void) {
 UMPA_FORK
 static void fork_child(void) {
   region_unlock_all();
-  buddy_unlock_all(&umpa_buddy);
+  buddy_unlock_all();
   cache_unlock();
   largecache_unlock_all();
   heap_after_fork_child(umpa_tl_heap);

@@ -27,6 +27,18 @@ static int check_failures, check_count;
 #ifndef UNDER_ASAN
 #define UNDER_ASAN 0
 #endif
+/* 1 under ThreadSanitizer, which ends a child of a multithreaded fork
+ * that makes threads (its die_after_fork). */
+#if defined(__SANITIZE_THREAD__)
+#define UNDER_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UNDER_TSAN 1
+#endif
+#endif
+#ifndef UNDER_TSAN
+#define UNDER_TSAN 0
+#endif
 
 #define CHECK(expr)                                                       \
   do {                                                                    \
