@@ -1165,6 +1165,8 @@ struct fork_locks {
 _Static_assert(sizeof(struct fork_locks) == PAGE_SIZE, "one page");
 
 UMPA_HIDDEN extern struct fork_locks umpa_locks;
+/* Set up the kinds of the locks that need one (page_init, first). */
+UMPA_HIDDEN void locks_init(void);
 UMPA_HIDDEN void heap_after_fork_child(struct heap *survivor);
 /* Per size class, bytes in allocated blocks and bytes of the superblocks
  * that hold them or are kept empty (the store's included): thread heaps as

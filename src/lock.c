@@ -10,10 +10,16 @@
  */
 #include "internal.h"
 
-/* Opening a region's piece may take milliseconds (under mlockall it
- * populates the piece): a mutex.  The buddy's kinds are set by
- * buddy_init (UMPA_PAGE_LOCK); the others spin. */
-struct fork_locks umpa_locks = {.region_open = {.kind = LOCK_MUTEX}};
+/* In .lbss: as an initialised object, its page alignment split .data from
+ * the GOT's page, and each took a fault at every start (relocations). */
+UMPA_BIG_BSS struct fork_locks umpa_locks;
+
+void locks_init(void) {
+  /* Opening a region's piece may take milliseconds (under mlockall it
+   * populates the piece): a mutex.  The buddy's kinds are set by
+   * buddy_init (UMPA_PAGE_LOCK); the others spin. */
+  ulock_init(&umpa_locks.region_open, LOCK_MUTEX);
+}
 
 void ulock_init(ulock_t *l, int kind) {
   atomic_init(&l->xword, 0);

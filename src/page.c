@@ -24,6 +24,7 @@ void page_init(void) {
   int expected = 0;
   if (atomic_compare_exchange_strong(&page_state, &expected, 1)) {
     options_init();
+    locks_init();
     buddy_init(&umpa_buddy, umpa_opt.page_lock);
     cache_init();
     atomic_store_explicit(&page_state, 2, memory_order_release);
