@@ -222,6 +222,16 @@ static inline void print_rss_text(const struct rss_marks *m) {
          ((long)m->anon_end - (long)m->anon_start) / (long)KiB);
 }
 
+/* fork(), or the benchmark ends with the reason. */
+static inline pid_t xfork(void) {
+  pid_t pid = fork();
+  if (pid < 0) {
+    perror("fork");
+    exit(1);
+  }
+  return pid;
+}
+
 static inline void *xmalloc(size_t size) {
   void *p = malloc(size);
   if (!p) {

@@ -61,11 +61,7 @@ static double forks_of(long forks, double *times, double *parent,
   uint64_t p0 = minor_faults(), c0 = children_faults();
   for (long i = 0; i < forks; i++) {
     uint64_t t0 = now_ns();
-    pid_t pid = fork();
-    if (pid < 0) {
-      perror("fork");
-      exit(1);
-    }
+    pid_t pid = xfork();
     if (pid == 0) {
       char *p = malloc(100);
       if (!p) _exit(1);

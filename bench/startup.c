@@ -59,11 +59,7 @@ static int child(const char *pattern) {
 /* One child from fork to wait, in ns. */
 static uint64_t spawn(const char *self, const char *pattern) {
   uint64_t t0 = now_ns();
-  pid_t pid = fork();
-  if (pid < 0) {
-    perror("fork");
-    exit(1);
-  }
+  pid_t pid = xfork();
   if (pid == 0) {
     execl(self, self, "--child", pattern, (char *)NULL);
     _exit(127);
