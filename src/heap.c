@@ -840,12 +840,12 @@ void heap_after_fork_child(struct heap *survivor) {
    * and reuse their memory.  Not here: that wrote their bins and the
    * header of every superblock they held, a page copied for each (113
    * page faults per child in bench/fork with two threads allocating, 32
-   * under glibc), and a child that execs at once needs none of it.  Every
-   * heap in use now but the survivor is an orphan: acquired before this
-   * fork, in use, not the survivor's (a heap acquired later has the new
-   * fork_gen).  The child's first tick, new heap or trim abandons them;
-   * until then their blocks are freed as remote frees, which the
-   * abandoning collects.  Only this page is written. */
+   * under glibc), and a child that execs at once needs none of it.  So
+   * the child only notes the fork, on the lock page the unlocking wrote:
+   * every heap in use now but the survivor is an orphan (a heap acquired
+   * later has the new fork_gen).  Its first tick, new heap or trim
+   * abandons them; until then their blocks are freed as remote frees,
+   * which the abandoning collects. */
   umpa_locks.fork_gen++;
   umpa_locks.fork_survivor = survivor;
   atomic_store_explicit(&umpa_locks.xorphans, true, memory_order_relaxed);
