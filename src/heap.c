@@ -550,14 +550,19 @@ static struct superblock *next_superblock(struct heap *h, struct bin *b,
  * the heap if a malloc_trim came since its last tick. */
 #define HEAP_TICK_EVERY 16
 static size_t trim_bins(struct heap *h, size_t *pages);
-static void abandon_orphans(void);
+static void abandon_orphans_now(void);
+
+/* The orphans of a fork, if any (see heap_after_fork_child): one load. */
+static inline void abandon_orphans(void) {
+  if (UMPA_UNLIKELY(atomic_load_explicit(&umpa_locks.xorphans,
+                                         memory_order_relaxed)))
+    abandon_orphans_now();
+}
 
 UMPA_HOT
 static UMPA_NOINLINE void tick(struct heap *h) {
   h->ticks = HEAP_TICK_EVERY - 1; /* this event was the 16th */
-  if (UMPA_UNLIKELY(atomic_load_explicit(&umpa_locks.xorphans,
-                                         memory_order_relaxed)))
-    abandon_orphans();
+  abandon_orphans();
   heap_global_flush(h);
   held_age(h);
   largecache_decay_idle();
@@ -703,9 +708,7 @@ struct heap *heap_acquire(void) {
     atomic_store_explicit(&h->xin_use, 1, memory_order_relaxed);
   }
   ulock_release(&umpa_locks.heap_pool);
-  if (UMPA_UNLIKELY(atomic_load_explicit(&umpa_locks.xorphans,
-                                         memory_order_relaxed)))
-    abandon_orphans();
+  abandon_orphans();
   return h;
 }
 
@@ -851,10 +854,11 @@ void heap_after_fork_child(struct heap *survivor) {
   atomic_store_explicit(&umpa_locks.xorphans, true, memory_order_relaxed);
 }
 
-/* Abandon the orphans of the last fork (see heap_after_fork_child), once.
- * They are picked under the pool lock, where heaps are acquired (which
- * sets fork_gen), and linked through next_free, unused while in use. */
-static UMPA_NOINLINE void abandon_orphans(void) {
+/* Abandon the orphans of the last fork (see heap_after_fork_child), once:
+ * the first caller to clear the flag does.  They are picked under the pool
+ * lock, where heaps are acquired (which sets fork_gen), and linked through
+ * next_free, unused while in use. */
+static UMPA_NOINLINE void abandon_orphans_now(void) {
   if (!atomic_exchange_explicit(&umpa_locks.xorphans, false,
                                 memory_order_relaxed))
     return;
@@ -864,7 +868,6 @@ static UMPA_NOINLINE void abandon_orphans(void) {
     if (h != umpa_locks.fork_survivor &&
         h->fork_gen != umpa_locks.fork_gen &&
         atomic_load_explicit(&h->xin_use, memory_order_relaxed)) {
-      h->fork_gen = umpa_locks.fork_gen; /* picked: not again */
       h->next_free = orphans;
       orphans = h;
     }
