@@ -55,12 +55,35 @@ size_t bitmap_count_portable(_Atomic uint64_t *map, size_t from, size_t n) {
 UMPA_HOT
 __attribute__((target("popcnt"))) static size_t
 count_hard(_Atomic uint64_t *map, size_t from, size_t n) {
-  size_t total = 0;
-  FOR_EACH_WORD(from, n, w, m) {
+  /* The whole words apart, four at a time: the spans counted run to
+   * thousands of pages, and FOR_EACH_WORD's mask per word cost half the
+   * instructions of Figure 7's large frees and mallocs. */
+  if (n == 0) return 0;
+  size_t w = from >> 6, end = from + n, last = (end - 1) >> 6;
+  uint64_t head = mask_of(from & 63, 64);
+  uint64_t tail = mask_of(0, ((end - 1) & 63) + 1);
+  if (w == last)
+    return (size_t)__builtin_popcountll(
+        atomic_load_explicit(&map[w], memory_order_relaxed) & head & tail);
+  size_t total = (size_t)__builtin_popcountll(
+      atomic_load_explicit(&map[w], memory_order_relaxed) & head);
+  size_t t1 = 0, t2 = 0, t3 = 0;
+  for (w++; w + 4 <= last; w += 4) {
     total += (size_t)__builtin_popcountll(
-        atomic_load_explicit(&map[w], memory_order_relaxed) & m);
+        atomic_load_explicit(&map[w], memory_order_relaxed));
+    t1 += (size_t)__builtin_popcountll(
+        atomic_load_explicit(&map[w + 1], memory_order_relaxed));
+    t2 += (size_t)__builtin_popcountll(
+        atomic_load_explicit(&map[w + 2], memory_order_relaxed));
+    t3 += (size_t)__builtin_popcountll(
+        atomic_load_explicit(&map[w + 3], memory_order_relaxed));
   }
-  return total;
+  for (; w < last; w++)
+    total += (size_t)__builtin_popcountll(
+        atomic_load_explicit(&map[w], memory_order_relaxed));
+  return total + t1 + t2 + t3 +
+         (size_t)__builtin_popcountll(
+             atomic_load_explicit(&map[last], memory_order_relaxed) & tail);
 }
 
 /* Ask glibc, which ran CPUID when the process started: in a virtual
@@ -174,13 +197,17 @@ void bitmap_swap(_Atomic uint64_t *a, size_t ia, _Atomic uint64_t *b,
 
 UMPA_HOT
 size_t bitmap_find(_Atomic uint64_t *map, size_t from, size_t n, bool value) {
-  FOR_EACH_WORD(from, n, w, m) {
-    uint64_t word = atomic_load_explicit(&map[w], memory_order_relaxed);
-    if (!value) word = ~word;
-    word &= m;
-    if (word) return (w << 6) + (size_t)__builtin_ctzll(word);
-  }
-  return from + n;
+  /* The first word masked, the whole ones after it plain (see count_hard):
+   * the page layer looks over a block's thousands of pages for a bit. */
+  if (n == 0) return from;
+  size_t end = from + n, w = from >> 6, last = (end - 1) >> 6;
+  uint64_t flip = value ? 0 : ~(uint64_t)0;
+  uint64_t word = (atomic_load_explicit(&map[w], memory_order_relaxed) ^ flip) &
+                  mask_of(from & 63, 64);
+  while (!word && w < last)
+    word = atomic_load_explicit(&map[++w], memory_order_relaxed) ^ flip;
+  size_t at = word ? (w << 6) + (size_t)__builtin_ctzll(word) : end;
+  return at < end ? at : end;
 }
 
 UMPA_HOT

@@ -108,6 +108,21 @@ static struct pmeta *of_class_link(struct pmeta *l) { return l - 1; }
 static struct pmeta *of_lru_link(struct pmeta *l) { return l - 2; }
 static size_t listed_backed(struct pmeta *pm) { return class_link(pm)->count; }
 
+/* Spans are far apart in the page layer's entries (32 bytes a page: an
+ * 8 MiB span's head and last entry are 64 KiB apart), and a program that
+ * wrote its large blocks has pushed them all out of the caches and the
+ * TLB.  A free or a cut reads and writes several of them, each a miss
+ * that the next waited for (perf: a free's time was in two loads, the
+ * next block's bit and tag); asked for together at the start, the misses
+ * overlap. */
+static inline void prefetch_list_neighbours(struct pmeta *pm) {
+  struct pmeta *n = class_link(pm), *l = lru_link(pm);
+  __builtin_prefetch(n->prev, 1);
+  __builtin_prefetch(n->next, 1);
+  __builtin_prefetch(l->prev, 1);
+  __builtin_prefetch(l->next, 1);
+}
+
 size_t largecache_listed_backed(struct pmeta *pm) { return listed_backed(pm); }
 
 /* Pages with memory among the n from page `from` of span pm: its bits do
@@ -140,17 +155,22 @@ static void count_span(struct pmeta *pm, size_t b, int sign) {
  * the mark off the links), and only umpa_locks.large's holder writes them while
  * the bit is set.  Every other test of the bitmap is at a block's head,
  * which a span's last page never is. */
+/* One bit of `xcached`.  Only umpa_locks.large's holder writes the
+ * bitmap, so a load and a store do: a locked or took 20 cycles, and a
+ * large malloc and free set or clear eight of these bits. */
+static inline void mark_bit(_Atomic uint64_t *map, size_t i, bool on) {
+  _Atomic uint64_t *w = &map[i >> 6];
+  uint64_t bit = (uint64_t)1 << (i & 63),
+           v = atomic_load_explicit(w, memory_order_relaxed);
+  atomic_store_explicit(w, on ? v | bit : v & ~bit, memory_order_relaxed);
+}
+
 UMPA_HOT
 static void mark_ends(struct pmeta *pm, bool on) {
   size_t idx = pmeta_index(pm), last = idx + pm->count - 1;
-  if (on) {
-    pm[pm->count - 1].count = pm->count;
-    bitmap_set_bit(pm->region->xcached, idx);
-    bitmap_set_bit(pm->region->xcached, last);
-  } else {
-    bitmap_clear_bit(pm->region->xcached, idx);
-    bitmap_clear_bit(pm->region->xcached, last);
-  }
+  if (on) pm[pm->count - 1].count = pm->count;
+  mark_bit(pm->region->xcached, idx, on);
+  mark_bit(pm->region->xcached, last, on);
 }
 
 /* List a span (umpa_locks.large held); `recent` puts it first in LRU order, else
@@ -477,6 +497,15 @@ bool largecache_put(void *p, struct pmeta *pm) {
   }
   struct region *r = pm->region;
   size_t idx = pmeta_index(pm);
+  /* What coalesce reads first: the marks of the spans on either side (see
+   * prefetch_list_neighbours).  A block at a region's end prefetches past
+   * its entries, which is harmless: a prefetch does not fault. */
+  __builtin_prefetch(&r->xcached[(idx + pages) >> 6]);
+  __builtin_prefetch(&r->meta[idx + pages]);
+  if (idx) {
+    __builtin_prefetch(&r->xcached[(idx - 1) >> 6]);
+    __builtin_prefetch(&r->meta[idx - 1]);
+  }
   /* A block populated lazily: learn which pages the program touched (one
    * mincore), and keep it as a span with holes.  A small block is taken
    * as touched whole, as it nearly always is: the mincore cost more than
@@ -558,6 +587,10 @@ static void *fill(struct pmeta *pm, unsigned flags) {
  * goes back to the page layer when too small for one. */
 UMPA_HOT
 static void take_front(struct pmeta *pm, size_t pages) {
+  prefetch_list_neighbours(pm);
+  __builtin_prefetch(pm + pages, 1);       /* the surplus's head */
+  __builtin_prefetch(&pm->region->xheads[(pmeta_index(pm) + pages) >> 6], 1);
+  __builtin_prefetch(pm + pm->count - 1, 1); /* its last entry */
   size_t had = listed_backed(pm);
   took(pm);
   unlist_span(pm, false);
@@ -597,6 +630,9 @@ void *largecache_take(size_t pages, unsigned flags) {
          n = n->next) {
       struct pmeta *cand = of_class_link(n);
       if (cand->count < pages) continue;
+      /* It needs at least the pages the whole span lacks memory for: a
+       * candidate that cannot beat the best so far is not counted. */
+      if (pm && n->count < pages && pages - n->count > pm_need) continue;
       size_t need = (cand->flags & PMF_FULL) ? 0
                     : n->count == 0
                         ? pages

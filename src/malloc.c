@@ -214,6 +214,10 @@ UMPA_HOT
 static struct pmeta *large_head(struct region *r, void *p, const char *who) {
   if (!r) umpa_fatal("umpa: %s(%p): pointer was not allocated by umpa\n", who, p);
   size_t idx = region_index(r, p);
+  /* The entry is read next, and both it and the bit are cold in a program
+   * that wrote its blocks since: the two misses overlap (largecache.c,
+   * prefetch_list_neighbours). */
+  __builtin_prefetch(&r->meta[idx]);
   /* A block's pointer is its head: test that page's bit before any
    * search, which only a bad pointer needs. */
   size_t h = bitmap_test(r->xheads, idx) ? idx

@@ -143,6 +143,28 @@ void page_assume_backed(struct region *r, size_t idx, size_t n) {
   if (added) PC_ADD(xbacked, added);
 }
 
+/* The first entry of mincore's vec[i, n) whose page is not `resident`
+ * (n if none), eight entries at a time: a block's pages are nearly all
+ * resident or all not, and a byte at a time the scan of a 4-8 MiB block
+ * took 6,600 instructions of its free. */
+static size_t vec_skip(const unsigned char *vec, size_t i, size_t n,
+                       bool resident) {
+  const uint64_t ones = 0x0101010101010101ull;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t w;
+    memcpy(&w, vec + i, 8);
+    w &= ones; /* bit 0 of each byte: resident; the others are reserved */
+    if (resident) w ^= ones;
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    if (w) return i + (size_t)__builtin_clzll(w) / 8;
+#else
+    if (w) return i + (size_t)__builtin_ctzll(w) / 8;
+#endif
+  }
+  while (i < n && (bool)(vec[i] & 1) == resident) i++;
+  return i;
+}
+
 UMPA_HOT
 void page_refresh_backed(struct region *r, size_t idx, size_t n) {
   /* One mincore per 16 MiB: with 4 MiB a time, freeing a 4-8 MiB block of
@@ -157,12 +179,9 @@ void page_refresh_backed(struct region *r, size_t idx, size_t n) {
     }
     /* Runs of resident pages, their bits set a word at a time. */
     for (size_t i = 0; i < chunk;) {
-      if (!(vec[i] & 1)) {
-        i++;
-        continue;
-      }
-      size_t j = i + 1;
-      while (j < chunk && (vec[j] & 1)) j++;
+      i = vec_skip(vec, i, chunk, false);
+      if (i == chunk) break;
+      size_t j = vec_skip(vec, i + 1, chunk, true);
       added += mark_backed(r, idx + done + i, j - i);
       i = j;
     }

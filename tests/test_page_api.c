@@ -230,6 +230,36 @@ static void test_lazy_and_reserve(void) {
   umpa_page_check();
 }
 
+/* A lazy block's free asks the kernel which pages the program touched and
+ * marks them backed; a page it missed would later be handed out as
+ * zeroed with the program's data in it, and the cache's counts would
+ * drift from the memory.  Runs of touched pages start and end on both
+ * sides of the scan's eight-page steps. */
+static void test_lazy_pattern(void) {
+  umpa_page_trim(3);
+  const size_t n = 200;
+  static const size_t runs[][2] = {{0, 3},   {7, 1},   {8, 8},  {17, 1},
+                                   {63, 3},  {100, 40}, {150, 7},
+                                   {165, 9}, {199, 1}};
+  struct umpa_page_stats a, b;
+  umpa_page_stats(&a);
+  char *p = userpage_malloc(n * PG, UMPA_LAZY);
+  REQUIRE(p);
+  size_t touched = 0;
+  for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+    memset(p + runs[i][0] * PG, 0x77, runs[i][1] * PG);
+    touched += runs[i][1];
+  }
+  CHECK(resident(p, n) == touched);
+  userpage_free(p, n * PG);
+  umpa_page_stats(&b);
+  /* Every touched page is counted, and no other (a release by the
+   * cache's decay meanwhile is counted back). */
+  CHECK(b.committed + (b.pages_released - a.pages_released) * PG ==
+        a.committed + touched * PG);
+  umpa_page_check();
+}
+
 static void test_commit_release_errors(void) {
   char *p = userpage_malloc(8 * PG, 0);
   REQUIRE(p);
@@ -620,6 +650,7 @@ int main(void) {
   test_zero_flag();
   test_release_then_write();
   test_lazy_and_reserve();
+  test_lazy_pattern();
   test_commit_release_errors();
   test_realloc();
   test_swap();
