@@ -145,16 +145,6 @@ static void count_span(struct pmeta *pm, size_t b, int sign) {
   PC_ADD(xidle, (size_t)sign * pm->count);
 }
 
-/* A listed span is marked at both ends: its head's and its last page's
- * bits are set in the region's `xcached` bitmap, and its last page's entry
- * holds its length, so that a block freed right after it finds its head at
- * once (merge_back).  The head was found by searching the heads bitmap
- * backwards, a word per 64 pages: with spans of up to 256 MiB that search
- * took 8.8 M of Figure 7's 217 M instructions (callgrind), 520 a free.
- * Entries inside a block are otherwise unused (LC_MIN_PAGES >= 4 keeps
- * the mark off the links), and only umpa_locks.large's holder writes them while
- * the bit is set.  Every other test of the bitmap is at a block's head,
- * which a span's last page never is. */
 /* One bit of `xcached`.  Only umpa_locks.large's holder writes the
  * bitmap, so a load and a store do: a locked or took 20 cycles, and a
  * large malloc and free set or clear eight of these bits. */
@@ -165,6 +155,16 @@ static inline void mark_bit(_Atomic uint64_t *map, size_t i, bool on) {
   atomic_store_explicit(w, on ? v | bit : v & ~bit, memory_order_relaxed);
 }
 
+/* A listed span is marked at both ends: its head's and its last page's
+ * bits are set in the region's `xcached` bitmap, and its last page's entry
+ * holds its length, so that a block freed right after it finds its head at
+ * once (merge_back).  The head was found by searching the heads bitmap
+ * backwards, a word per 64 pages: with spans of up to 256 MiB that search
+ * took 8.8 M of Figure 7's 217 M instructions (callgrind), 520 a free.
+ * Entries inside a block are otherwise unused (LC_MIN_PAGES >= 4 keeps
+ * the mark off the links), and only umpa_locks.large's holder writes them while
+ * the bit is set.  Every other test of the bitmap is at a block's head,
+ * which a span's last page never is. */
 UMPA_HOT
 static void mark_ends(struct pmeta *pm, bool on) {
   size_t idx = pmeta_index(pm), last = idx + pm->count - 1;
