@@ -323,6 +323,8 @@ static void global_free_blocks(struct heap *h, struct deferred *d,
    * free fill buffer and were dropped, and the loads under the lock
    * missed one after another (perf, bench/teardown). */
   enum { AHEAD = 8 };
+  _Static_assert(HEAP_DEFERRED <= 255 && NUM_CLASSES <= 255,
+                 "entries and classes are indexed by bytes");
   uint8_t cls_of[HEAP_DEFERRED], order[HEAP_DEFERRED];
   uint8_t count[NUM_CLASSES] = {0};
   for (unsigned i = 0; i < n; i++) {
