@@ -1126,6 +1126,15 @@ UMPA_HIDDEN size_t heap_trim(struct heap *h);
 UMPA_HIDDEN size_t heap_held_bytes(size_t *blocks);
 UMPA_HIDDEN void heap_lock_all(void);
 UMPA_HIDDEN void heap_unlock_all(void);
+UMPA_HIDDEN void heap_after_fork_child(struct heap *survivor);
+
+/* Per size class, bytes in allocated blocks and bytes of the superblocks
+ * that hold them or are kept empty (the store's included): thread heaps as
+ * of their last slow path (the caller's exactly), the global heap exactly. */
+struct class_figures {
+  size_t used, held;
+};
+UMPA_HIDDEN void heap_class_stats(struct class_figures fig[NUM_CLASSES]);
 
 /* ---------------------------------------------------------------------------
  * The locks fork takes, but the store's (src/lock.c).
@@ -1167,14 +1176,6 @@ _Static_assert(sizeof(struct fork_locks) == PAGE_SIZE, "one page");
 UMPA_HIDDEN extern struct fork_locks umpa_locks;
 /* Set up the kinds of the locks that need one (page_init, first). */
 UMPA_HIDDEN void locks_init(void);
-UMPA_HIDDEN void heap_after_fork_child(struct heap *survivor);
-/* Per size class, bytes in allocated blocks and bytes of the superblocks
- * that hold them or are kept empty (the store's included): thread heaps as
- * of their last slow path (the caller's exactly), the global heap exactly. */
-struct class_figures {
-  size_t used, held;
-};
-UMPA_HIDDEN void heap_class_stats(struct class_figures fig[NUM_CLASSES]);
 
 /* store.c: the global heap's store of empty superblocks, one stripe of
  * lists and locks per group of heaps. */

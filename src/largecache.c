@@ -68,9 +68,10 @@ static size_t lc_count[LC_CLASSES];
  * first large blocks). */
 static uint64_t lc_classes;
 _Static_assert(LC_CLASSES <= 64, "one bit a class");
-static _Atomic size_t lc_pages;  /* pages in spans (written under umpa_locks.large) */
+/* Written under umpa_locks.large: */
+static _Atomic size_t lc_pages;  /* pages in spans */
 static _Atomic size_t lc_backed; /* of those, pages with memory */
-static uint64_t lc_now;           /* the clock at the last lock (umpa_locks.large) */
+static uint64_t lc_now;          /* the clock at the last lock */
 static bool lc_ready;
 /* Of the pages without memory that recent lazy blocks were handed out
  * with, the share (of 256) the program touched before freeing them. */
@@ -173,10 +174,11 @@ static void mark_ends(struct pmeta *pm, bool on) {
   mark_bit(pm->region->xcached, last, on);
 }
 
-/* List a span (umpa_locks.large held); `recent` puts it first in LRU order, else
- * it keeps the LRU place its node already has.  `backed` is its pages
- * with memory when the caller knows them, else SIZE_MAX: counting them
- * costs a scan of the span's bits, kept in the node for its lifetime. */
+/* List a span (umpa_locks.large held); `recent` puts it first in LRU
+ * order, else it keeps the LRU place its node already has.  `backed` is
+ * its pages with memory when the caller knows them, else SIZE_MAX:
+ * counting them costs a scan of the span's bits, kept in the node for its
+ * lifetime. */
 UMPA_HOT
 static void list_span(struct pmeta *pm, bool recent, size_t backed) {
   if (!lc_ready) {
@@ -209,8 +211,8 @@ static void list_span(struct pmeta *pm, bool recent, size_t backed) {
   count_span(pm, backed, 1);
 }
 
-/* Take a listed span off its lists (umpa_locks.large held); `keep_lru` leaves its
- * LRU place to a span that is listed again at once. */
+/* Take a listed span off its lists (umpa_locks.large held); `keep_lru`
+ * leaves its LRU place to a span that is listed again at once. */
 UMPA_HOT
 static void unlist_span(struct pmeta *pm, bool keep_lru) {
   struct pmeta *n = class_link(pm);
@@ -229,8 +231,8 @@ static void unlist_span(struct pmeta *pm, bool keep_lru) {
 }
 
 /* Take the free run that starts at page pos of r, or its first `room`
- * pages (umpa_locks.large held).  Returns the pages taken (0: none free there) and
- * their backed count in *backed. */
+ * pages (umpa_locks.large held).  Returns the pages taken (0: none free
+ * there) and their backed count in *backed. */
 UMPA_HOT
 static size_t claim_run(struct region *r, size_t pos, size_t room,
                         size_t *backed) {
@@ -247,8 +249,8 @@ static size_t claim_run(struct region *r, size_t pos, size_t room,
 }
 
 /* Merge the block pm (with `*backed` pages of memory) with the cached span
- * that ends right before it, if any (umpa_locks.large held); returns the head of
- * the result.  A span grows this way past the largest block the cache
+ * that ends right before it, if any (umpa_locks.large held); returns the
+ * head of the result.  A span grows this way past the largest block the cache
  * takes, up to LC_SPAN_MAX_PAGES (the cap bounds what one decay releases
  * at once), so that a new stretch (largecache_grow) merges with the span
  * left at the end of the last one, and the pages freed there are used
@@ -349,8 +351,8 @@ static void give_back(struct pmeta *pm) {
 
 /* Give at least `excess` backed pages (or all it has) back to the page
  * layer from the span freed longest ago: a tail long enough to hold them,
- * the front staying listed in its LRU place, or the whole span (umpa_locks.large
- * held).  Returns the backed pages given back. */
+ * the front staying listed in its LRU place, or the whole span
+ * (umpa_locks.large held).  Returns the backed pages given back. */
 UMPA_HOT
 static size_t evict(size_t excess) {
   if (!lc_ready || lc_lru.prev == &lc_lru) return 0;
@@ -370,8 +372,8 @@ static size_t evict(size_t excess) {
 }
 
 /* The age at which a span's memory decays, UMPA_DECAY_MS to 16 times that
- * (umpa_locks.large): doubled whenever a span is taken that waited half of it or
- * more (a span that waited all of it has gone: only those taken in the
+ * (umpa_locks.large): doubled whenever a span is taken that waited half of
+ * it or more (a span that waited all of it has gone: only those taken in the
  * second half of their age can raise it), halved after a whole age
  * without one, and back to UMPA_DECAY_MS at a full trim.  A program that
  * takes spans back late (a ring of varied blocks: Figure 7's spans wait
