@@ -7,7 +7,7 @@
 # Usage: tests/preload/run.sh LIB W [SCALE]
 #   LIB    the allocator to preload (CTest passes libumpa.so; any drop-in
 #          malloc works, e.g. /usr/lib/x86_64-linux-gnu/libmimalloc.so.2)
-#   W      python | perl | gcc | git | sqlite | sort | cpython
+#   W      python | perl | gcc | git | sqlite | sort | awk | cpython
 #   SCALE  input size multiplier (default 1)
 # Environment: UMPA_PRELOAD_KEEP=1 keeps the work directory;
 #   UMPA_PRELOAD_TIMEOUT seconds allowed per run (default 135).
@@ -97,12 +97,16 @@ case $w in
   git) bins=("$(command -v git)") ;;
   sqlite) bins=("$(command -v sqlite3)") ;;
   sort) bins=("$(command -v sort)") ;;
+  awk) bins=("$(command -v awk)") ;;
 esac
+# The probe: --version, which mawk does not take (an empty program it does).
+probe=--version
+[ "$w" = awk ] && probe='BEGIN { }'
 for b in "${bins[@]}"; do
   rm -f "$tmp"/ld/*
   LD_BIND_NOW=1 LD_DEBUG=bindings LD_DEBUG_OUTPUT="$tmp/ld/out" \
-    LD_PRELOAD="$lib" "$b" --version </dev/null >/dev/null 2>"$tmp/ld/stderr" ||
-    fail "$b --version failed with $libname preloaded: $(head -c 2000 "$tmp/ld/stderr")"
+    LD_PRELOAD="$lib" "$b" "$probe" </dev/null >/dev/null 2>"$tmp/ld/stderr" ||
+    fail "$b $probe failed with $libname preloaded: $(head -c 2000 "$tmp/ld/stderr")"
   # LD_DEBUG writes one file per process (out.PID).
   # (No grep -q: with pipefail its early exit would fail the pipeline.)
   if ! cat "$tmp"/ld/out.* 2>/dev/null | grep -F "to $lib [" |

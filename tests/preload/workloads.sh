@@ -19,7 +19,7 @@
 # timeout or a resource measurement covers exactly one step.
 
 # shellcheck disable=SC2034 # used by run.sh and bench/programs
-PRELOAD_WORKLOADS="python perl gcc git sqlite sort"
+PRELOAD_WORKLOADS="python perl gcc git sqlite sort awk"
 # Tests only, not timed by bench/programs: a regression suite's run time is
 # its own sleeps and subprocesses more than the allocator's.
 PRELOAD_TEST_WORKLOADS="cpython"
@@ -220,6 +220,31 @@ run_sort() {
   P sort -T tmp -u "$in" | sha256sum
   P sort -T tmp -u "$in" | wc -l
   P sort -T tmp -t "$tab" -k3,3 -k2,2nr --parallel=2 "$in" | sha256sum
+}
+
+# --- awk ------------------------------------------------------------------
+# The system's awk (mawk on Debian) over 200,000 of sort's lines per scale
+# unit (about 10 MB): word counts in an associative array, a string built
+# by appending to it line after line (the usual way an awk script collects
+# output; each append allocates the longer string and frees the old one),
+# an array filled with sprintf'd strings and half deleted, and gsub/split.
+gen_awk() {
+  awk -v n=$((200000 * $2)) -f "$PRELOAD_HERE/gen_sort.awk" >"$1/lines.txt"
+  echo $((20000 * $2)) >"$1/appends"
+}
+run_awk() {
+  # Each program on one line: P logs its first words, one line a command.
+  local in=$1/lines.txt count append churn split
+  count='{ for (i = 1; i <= NF; i++) c[$i]++ } END { for (w in c) print c[w], w }'
+  append='NR <= n { x = x $1 "," $3 } END { print length(x), substr(x, 1000, 40) }'
+  churn='BEGIN { for (i = 0; i < 300000; i++) a[i] = sprintf("%x-%d", i, i * i);'
+  churn+=' for (i = 0; i < 300000; i += 2) delete a[i];'
+  churn+=' for (k in a) n += length(a[k]); print n }'
+  split='{ gsub(/[aeiou]/, "_"); t += split($0, f, "_") } END { print t }'
+  P awk "$count" "$in" | sort | sha256sum
+  P awk -v n="$(cat "$1/appends")" "$append" "$in"
+  P awk "$churn"
+  P awk "$split" "$in"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
