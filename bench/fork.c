@@ -16,7 +16,18 @@
  *          them in the allocator and its locks are taken from under them.
  * Faults are counted over all forks (getrusage: RUSAGE_SELF for the
  * parent, RUSAGE_CHILDREN for the children, whose own start-up and exit
- * count too, alike for every allocator).
+ * count too, alike for every allocator), and so is the children's CPU
+ * time (user and system, per fork): the child's own work, its exit's
+ * teardown of the page tables fork copied included, which grows with the
+ * parent's resident memory.  On a machine with no core to spare the busy
+ * time to wait is mostly how long the new child waits for a core, not
+ * what it does: with two threads busy on two cores (or only spinning, in
+ * a scratch program), perf sched showed children that the kernel placed
+ * on a busy thread's core runnable but not running for 3.6 ms, a time
+ * slice, and those placed on the parent's core, which it leaves to wait,
+ * running after 0.04 ms, each with 0.2 ms of work.  Which core a child
+ * gets follows the cores' recent load: one allocator's busy median went
+ * from 0.7 to 3.9 ms between runs, its children's CPU time unchanged.
  *
  * Usage: fork [--quick] [forks]
  */
@@ -54,11 +65,20 @@ static uint64_t children_faults(void) {
   return (uint64_t)ru.ru_minflt + (uint64_t)ru.ru_majflt;
 }
 
-/* `forks` forks; returns the median us per fork to wait, and the faults
- * per fork in *parent and *child. */
+/* The waited-for children's user and system time, in microseconds. */
+static double children_cpu_us(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_CHILDREN, &ru);
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+/* `forks` forks; returns the median us per fork to wait, the faults per
+ * fork in *parent and *child, and the child's CPU time in *cpu (us). */
 static double forks_of(long forks, double *times, double *parent,
-                       double *child) {
+                       double *child, double *cpu) {
   uint64_t p0 = minor_faults(), c0 = children_faults();
+  double u0 = children_cpu_us();
   for (long i = 0; i < forks; i++) {
     uint64_t t0 = now_ns();
     pid_t pid = xfork();
@@ -80,6 +100,7 @@ static double forks_of(long forks, double *times, double *parent,
   }
   *parent = (double)(minor_faults() - p0) / (double)forks;
   *child = (double)(children_faults() - c0) / (double)forks;
+  *cpu = (children_cpu_us() - u0) / (double)forks;
   return median(times, (int)forks);
 }
 
@@ -104,12 +125,12 @@ int main(int argc, char **argv) {
     touch_pages(keep[i], 256 * KiB);
   }
   double *times = xmalloc((size_t)forks * sizeof *times);
-  forks_of(quick ? 2 : 20, times, &(double){0}, &(double){0}); /* warm */
-  double idle_pf, idle_cf, busy_pf, busy_cf;
-  double idle = forks_of(forks, times, &idle_pf, &idle_cf);
+  double idle_pf, idle_cf, busy_pf, busy_cf, idle_cpu, busy_cpu;
+  forks_of(quick ? 2 : 20, times, &idle_pf, &idle_cf, &idle_cpu); /* warm */
+  double idle = forks_of(forks, times, &idle_pf, &idle_cf, &idle_cpu);
   pthread_t t[2];
   for (int i = 0; i < 2; i++) start_thread(&t[i], churn, NULL);
-  double busy = forks_of(forks, times, &busy_pf, &busy_cf);
+  double busy = forks_of(forks, times, &busy_pf, &busy_cf, &busy_cpu);
   atomic_store(&stop, true);
   for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
   rss_mark_peak(&m);
@@ -120,14 +141,17 @@ int main(int argc, char **argv) {
   printf("fork: %ld forks each way; the child mallocs, writes and frees a "
          "block and exits\n", forks);
   printf("idle: %.1f us per fork to wait, page faults per fork: parent "
-         "%.2f, child %.2f\n", idle, idle_pf, idle_cf);
-  printf("busy (2 threads allocating): %.1f us, parent %.2f, child %.2f\n",
-         busy, busy_pf, busy_cf);
+         "%.2f, child %.2f; the child's CPU time %.1f us\n", idle, idle_pf,
+         idle_cf, idle_cpu);
+  printf("busy (2 threads allocating): %.1f us, parent %.2f, child %.2f; "
+         "child CPU %.1f us\n", busy, busy_pf, busy_cf, busy_cpu);
   print_rss_text(&m);
   printf("result: bench=fork forks=%ld idle_us=%.1f busy_us=%.1f "
          "idle_parent_faults=%.2f idle_child_faults=%.2f "
-         "busy_parent_faults=%.2f busy_child_faults=%.2f",
-         forks, idle, busy, idle_pf, idle_cf, busy_pf, busy_cf);
+         "busy_parent_faults=%.2f busy_child_faults=%.2f "
+         "idle_child_cpu_us=%.1f busy_child_cpu_us=%.1f",
+         forks, idle, busy, idle_pf, idle_cf, busy_pf, busy_cf, idle_cpu,
+         busy_cpu);
   print_rss_fields(&m);
   return 0;
 }
