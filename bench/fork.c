@@ -59,26 +59,27 @@ static void *churn(void *arg) {
   return NULL;
 }
 
-static uint64_t children_faults(void) {
+/* What the waited-for children used so far: page faults, and user and
+ * system time in microseconds (one getrusage for both). */
+struct usage {
+  uint64_t faults;
+  double cpu_us;
+};
+static struct usage children_usage(void) {
   struct rusage ru;
   getrusage(RUSAGE_CHILDREN, &ru);
-  return (uint64_t)ru.ru_minflt + (uint64_t)ru.ru_majflt;
-}
-
-/* The waited-for children's user and system time, in microseconds. */
-static double children_cpu_us(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_CHILDREN, &ru);
-  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
-         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+  return (struct usage){
+      (uint64_t)ru.ru_minflt + (uint64_t)ru.ru_majflt,
+      (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+          (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec)};
 }
 
 /* `forks` forks; returns the median us per fork to wait, the faults per
  * fork in *parent and *child, and the child's CPU time in *cpu (us). */
 static double forks_of(long forks, double *times, double *parent,
                        double *child, double *cpu) {
-  uint64_t p0 = minor_faults(), c0 = children_faults();
-  double u0 = children_cpu_us();
+  uint64_t p0 = minor_faults();
+  struct usage c0 = children_usage();
   for (long i = 0; i < forks; i++) {
     uint64_t t0 = now_ns();
     pid_t pid = xfork();
@@ -99,8 +100,9 @@ static double forks_of(long forks, double *times, double *parent,
     times[i] = (double)(now_ns() - t0) / 1e3;
   }
   *parent = (double)(minor_faults() - p0) / (double)forks;
-  *child = (double)(children_faults() - c0) / (double)forks;
-  *cpu = (children_cpu_us() - u0) / (double)forks;
+  struct usage c1 = children_usage();
+  *child = (double)(c1.faults - c0.faults) / (double)forks;
+  *cpu = (c1.cpu_us - c0.cpu_us) / (double)forks;
   return median(times, (int)forks);
 }
 
