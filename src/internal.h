@@ -705,7 +705,9 @@ static inline size_t pages_of(size_t bytes) {
 struct size_class {
   uint32_t size;     /* block size, a multiple of 16 */
   uint32_t sb_pages; /* superblock size in pages */
-  uint32_t capacity; /* blocks per superblock */
+  /* Blocks per superblock at the largest colour offset: the least (a
+   * superblock's own, in its header, follows its offset). */
+  uint32_t capacity;
   uint32_t carve;    /* blocks carved onto the free list at a time */
   uint64_t recip;    /* ceil(2^40 / size): offset / size without a divide */
   /* size = m * 2^div_shift with m odd, div_inv m's inverse mod 2^32: see
@@ -764,7 +766,7 @@ struct superblock {
   /* Line 0: the owner's. */
   struct block *free;         /* free blocks, for the owner to hand out */
   _Atomic uint32_t xused;     /* blocks out (remote frees not collected) */
-  uint32_t capacity;
+  uint32_t capacity;          /* blocks it holds: see capacity_at */
   uint32_t carved;            /* blocks taken from the never-used tail */
   uint32_t size;
   uint8_t cls;
@@ -796,8 +798,7 @@ struct superblock {
   /* Bytes from the header to the first block: SUPERBLOCK_HEADER, or for a
    * paged class the rest of the header's page, so that every block of a
    * size that is a multiple of PAGE_SIZE is page-aligned (at no cost in
-   * capacity: every superblock keeps room for the largest colour offset,
-   * which with the header is a page). */
+   * capacity: the largest colour offset with the header is a page). */
   uint16_t first_off;
   struct superblock *next, *prev;
   uint64_t stamp; /* in the global store: when it was put there (ns) */

@@ -48,7 +48,7 @@ void sizeclass_init(void) {
     struct size_class *sc = &umpa_class[c];
     sc->size = (uint32_t)size;
     sc->sb_pages = (uint32_t)(sb >> PAGE_SHIFT);
-    /* Every superblock has room for the largest colour offset. */
+    /* At the largest colour offset (see capacity_at in superblock.c). */
     sc->capacity = (uint32_t)((sb - SB_COLOR_MAX - SUPERBLOCK_HEADER) / size);
     if (umpa_opt.check) {
       /* Room at the end for one bit per block (see sb_check_map). */

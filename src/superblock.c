@@ -99,6 +99,20 @@ struct superblock *superblock_new(unsigned cls, struct heap *owner) {
   return sb;
 }
 
+/* The blocks a superblock whose header is at sb holds: as many as fit
+ * between its first block and its end (less the check map's room), so
+ * that only the colour offset in front of the header is lost, not the
+ * largest offset in every superblock.  The class's capacity is the least
+ * of these, at the largest offset. */
+static uint32_t capacity_at(struct superblock *sb, const struct size_class *sc) {
+  size_t room = (size_t)(sb_start(sb) + ((size_t)sc->sb_pages << PAGE_SHIFT) -
+                         sb_blocks(sb));
+  uint32_t cap = (uint32_t)(room / sc->size);
+  if (umpa_opt.check)
+    while ((size_t)cap * sc->size + (cap + 63) / 64 * 8 > room) cap--;
+  return cap;
+}
+
 /* The header of a superblock of class cls with no block carved. */
 UMPA_HOT
 static void init(struct superblock *sb, unsigned cls, struct heap *owner,
@@ -106,7 +120,6 @@ static void init(struct superblock *sb, unsigned cls, struct heap *owner,
   const struct size_class *sc = &umpa_class[cls];
   sb->free = NULL;
   atomic_store_explicit(&sb->xused, 0, memory_order_relaxed);
-  sb->capacity = sc->capacity;
   sb->carved = 0;
   sb->size = sc->size;
   sb->cls = (uint8_t)cls;
@@ -118,7 +131,6 @@ static void init(struct superblock *sb, unsigned cls, struct heap *owner,
   sb->next = sb->prev = NULL;
   sb->recip = sc->recip;
   sb->div_inv = sc->div_inv;
-  sb->div_bound = umpa_opt.check ? 0 : sb->capacity;
   sb->div_shift = sc->div_shift;
   /* Colour offset + header <= PAGE_SIZE: a paged class's first block is
    * the next page, and its capacity is what the class table says. */
@@ -126,6 +138,8 @@ static void init(struct superblock *sb, unsigned cls, struct heap *owner,
                                                   (char *)sb)
                                        : SUPERBLOCK_HEADER);
   sb->div_base = 0u - (uint32_t)sb->first_off * sc->div_inv;
+  sb->capacity = capacity_at(sb, sc);
+  sb->div_bound = umpa_opt.check ? 0 : sb->capacity;
   atomic_store_explicit(&sb->xremote, 0, memory_order_relaxed);
   atomic_store_explicit(&sb->xowner, owner, memory_order_relaxed);
   if (umpa_opt.check) {

@@ -90,6 +90,47 @@ static void test_boundary(void) {
   }
 }
 
+/* Blocks fill every superblock to its end, whatever its header's colour
+ * offset: its capacity is all that fits after the first block, at least
+ * the class's (which is at the largest offset), and above it wherever the
+ * offset left room for a block.  Carving hands out exactly that many, the
+ * last one inside the superblock. */
+static void test_capacity_follows_colour(void) {
+  enum { N = 40 }; /* more than SB_COLORS superblocks side by side */
+  for (unsigned cls = 0; cls < NUM_CLASSES; cls++) {
+    const struct size_class *sc = &umpa_class[cls];
+    size_t bytes = (size_t)sc->sb_pages << PAGE_SHIFT;
+    struct superblock *sbs[N];
+    unsigned above = 0;
+    for (int k = 0; k < N; k++) {
+      struct superblock *sb = sbs[k] = superblock_new(cls, NULL);
+      REQUIRE(sb);
+      char *end = sb_start(sb) + bytes, *first = sb_blocks(sb);
+      size_t cap = sb->capacity;
+      CHECK(cap >= sc->capacity);
+      CHECK(first + cap * sc->size <= end);
+      if (!umpa_opt.check)
+        CHECK_MSG(first + (cap + 1) * sc->size > end,
+                  "class %u: room for another block after %zu", cls, cap);
+      if (cap > sc->capacity) above++;
+      uint32_t carved = 0;
+      while (superblock_carve(sb)) {
+        carved = sb->carved;
+        sb->free = NULL;
+      }
+      CHECK_MSG(carved == cap, "class %u: carved %u of %zu", cls, carved, cap);
+      CHECK(superblock_of(first + cap * sc->size - 1) == sb);
+    }
+    /* Up to 1 KiB the largest offset's room is 4 blocks or more: most
+     * offsets leave room for one. */
+    if (sc->size <= 1024 && !umpa_opt.check)
+      CHECK_MSG(above >= N / 2, "class %u (%u bytes): %u of %d superblocks "
+                "above the class's capacity", cls, (unsigned)sc->size, above, N);
+    for (int k = 0; k < N; k++) superblock_destroy(sbs[k]);
+  }
+  umpa_page_check();
+}
+
 /* A class whose size is a multiple of a page has its blocks at page
  * boundaries (the first one on the page after the header's), with the
  * capacity of the class table, and sb_holds_block (the free path's form of
@@ -475,6 +516,7 @@ int main(void) {
   test_threshold();
   test_carve_a_page_at_a_time();
   test_boundary();
+  test_capacity_follows_colour();
   test_paged();
   test_trim_inside_superblocks();
   test_trim_again();
