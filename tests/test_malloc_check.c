@@ -42,6 +42,30 @@ static void double_free_aligned(void) {
   umpa_free(a);
 }
 
+/* Every class's superblocks filled to the last block, every byte of
+ * every block written: the marks at a superblock's end (one bit per
+ * block, after the blocks, wherever its colour offset put them) and the
+ * blocks must not overlap, or the frees below would see marks the writes
+ * changed, or the blocks bytes the marks changed. */
+static void full_superblocks(void) {
+  enum { MAX_BLOCKS = 3 * 4096 };
+  static unsigned char *b[MAX_BLOCKS];
+  for (unsigned cls = 0; cls < NUM_CLASSES; cls++) {
+    size_t size = umpa_class[cls].size, n = 3 * umpa_class[cls].capacity;
+    REQUIRE(n <= MAX_BLOCKS);
+    for (size_t i = 0; i < n; i++) {
+      REQUIRE((b[i] = umpa_malloc(size)));
+      memset(b[i], (int)(i * 7 + cls), size);
+    }
+    size_t wrong = 0;
+    for (size_t i = 0; i < n; i++)
+      for (size_t k = 0; k < size; k++)
+        wrong += b[i][k] != (unsigned char)(i * 7 + cls);
+    CHECK_MSG(wrong == 0, "class %u: %zu bytes changed", cls, wrong);
+    for (size_t i = 0; i < n; i++) umpa_free(b[i]);
+  }
+}
+
 int main(void) {
   /* CTest runs this with UMPA_CHECK=1 (the library's constructor reads
    * the options before main). */
@@ -60,6 +84,7 @@ int main(void) {
     for (int i = 0; i < 1000; i += 2) keep[i] = umpa_realloc(keep[i], 5000);
     for (int i = 0; i < 1000; i++) umpa_free(keep[i]);
   }
+  full_superblocks();
   /* malloc(0) is marked like any block (glibc's regcomp frees one). */
   for (int i = 0; i < 100; i++) umpa_free(umpa_malloc(0));
   /* mallopt does not turn the marking off. */
