@@ -615,7 +615,7 @@ static void *bin_alloc(struct heap *h, unsigned cls, bool *zero) {
       atomic_store_explicit(&sb->xused, used_of(sb) + 1, memory_order_relaxed);
       return blk;
     }
-    if (zero && sb->zeroed && sb->carved < sb->capacity && !sb->holes) {
+    if (zero && sb->zeroed && sb->carved < sb_main(sb) && !sb->holes) {
       /* Never written since the kernel zeroed it: calloc needs no memset. */
       blk = (struct block *)(sb_blocks(sb) + (size_t)sb->carved++ * sb->size);
       atomic_store_explicit(&sb->xused, used_of(sb) + 1, memory_order_relaxed);

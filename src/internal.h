@@ -800,6 +800,9 @@ struct superblock {
    * size that is a multiple of PAGE_SIZE is page-aligned (at no cost in
    * capacity: the largest colour offset with the header is a page). */
   uint16_t first_off;
+  /* Blocks in front of the header, in the bytes its colour offset skips:
+   * the last `front` of the `capacity` blocks (see capacity_at). */
+  uint16_t front;
   struct superblock *next, *prev;
   uint64_t stamp; /* in the global store: when it was put there (ns) */
   /* In the global store: the heap that put it there, and the links of
@@ -834,9 +837,16 @@ static inline bool sb_holds_block(const struct superblock *sb, const void *p) {
 }
 
 /* The first block: right after the header, or for a paged class at the
- * next page (see first_off). */
+ * next page (see first_off).  Blocks 0 .. capacity - front - 1 follow it
+ * one after another to the superblock's end; the `front` others lie in
+ * front of the header, from the superblock's first byte. */
 static inline char *sb_blocks(struct superblock *sb) {
   return (char *)sb + sb->first_off;
+}
+/* The blocks after the header: those the free path's boundary test
+ * knows (a block in front of the header takes the slow path). */
+static inline uint32_t sb_main(const struct superblock *sb) {
+  return sb->capacity - sb->front;
 }
 
 /* Superblock headers sit at a "colour" offset from the start of their

@@ -68,8 +68,11 @@ static void every_class(void) {
         CHECK(sb->size >= n);
         CHECK((uintptr_t)sb % SUPERBLOCK_HEADER == 0);
         CHECK((uintptr_t)sb - (uintptr_t)sb_start(sb) <= SB_COLOR_MAX);
-        CHECK((char *)p >= sb_blocks(sb) &&
-              (char *)p < sb_blocks(sb) + (size_t)sb->capacity * sb->size);
+        /* Behind the header, or in front of it. */
+        CHECK(((char *)p >= sb_blocks(sb) &&
+               (char *)p < sb_blocks(sb) + (size_t)sb_main(sb) * sb->size) ||
+              ((char *)p >= sb_start(sb) &&
+               (char *)p + sb->size <= (char *)sb));
         CHECK(agreed(p + n - 1) == sb); /* interior */
       }
       blocks[count++] = p;

@@ -10,6 +10,7 @@
 #include "internal.h"
 
 #include <malloc.h>
+#include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -74,7 +75,7 @@ static void test_boundary(void) {
   for (unsigned cls = 0; cls < NUM_CLASSES; cls++) {
     struct superblock *sb = superblock_new(cls, NULL);
     REQUIRE(sb);
-    intptr_t span = (intptr_t)sb->capacity * sb->size;
+    intptr_t span = (intptr_t)sb_main(sb) * sb->size;
     intptr_t lo = (intptr_t)sb_start(sb) - (intptr_t)sb_blocks(sb);
     intptr_t hi = lo + ((intptr_t)umpa_class[cls].sb_pages << PAGE_SHIFT);
     unsigned wrong = 0;
@@ -93,45 +94,148 @@ static void test_boundary(void) {
   }
 }
 
-/* Blocks fill every superblock to its end, whatever its header's colour
- * offset: its capacity is all that fits after the first block, at least
- * the class's (which is at the largest offset), and above it wherever the
- * offset left room for a block.  Carving hands out exactly that many, the
- * last one inside the superblock. */
+/* Blocks fill every superblock, whatever its header's colour offset: all
+ * that fit between the first block and the superblock's end (at least the
+ * class's capacity, which is at the largest offset), then all that fit in
+ * front of the header.  Carving hands out exactly that many, each once,
+ * none over the header, the last behind it inside the superblock; the
+ * boundary test knows those behind the header, superblock_block_of (the
+ * free path's slow form) the others. */
 static void test_capacity_follows_colour(void) {
   enum { N = 40 }; /* more than SB_COLORS superblocks side by side */
+  static unsigned char seen[512 << 10];
   for (unsigned cls = 0; cls < NUM_CLASSES; cls++) {
     const struct size_class *sc = &umpa_class[cls];
     size_t bytes = (size_t)sc->sb_pages << PAGE_SHIFT;
     struct superblock *sbs[N];
-    unsigned above = 0;
+    unsigned above = 0, with_front = 0;
     for (int k = 0; k < N; k++) {
       struct superblock *sb = sbs[k] = superblock_new(cls, NULL);
       REQUIRE(sb);
-      char *end = sb_start(sb) + bytes, *first = sb_blocks(sb);
-      size_t cap = sb->capacity;
-      CHECK(cap >= sc->capacity);
-      CHECK(first + cap * sc->size <= end);
-      if (!umpa_opt.check)
-        CHECK_MSG(first + (cap + 1) * sc->size > end,
-                  "class %u: room for another block after %zu", cls, cap);
-      if (cap > sc->capacity) above++;
-      uint32_t carved = 0;
+      char *start = sb_start(sb), *end = start + bytes, *first = sb_blocks(sb);
+      size_t main = sb_main(sb), front = sb->front;
+      CHECK(main >= sc->capacity);
+      CHECK(first + main * sc->size <= end);
+      if (!umpa_opt.check) {
+        CHECK_MSG(first + (main + 1) * sc->size > end,
+                  "class %u: room for another block after %zu", cls, main);
+        CHECK_MSG(sc->paged || start + (front + 1) * sc->size > (char *)sb,
+                  "class %u: room for another block in front", cls);
+      }
+      CHECK(start + front * sc->size <= (char *)sb);
+      if (main > sc->capacity) above++;
+      with_front += front > 0;
+      /* Every block once, none over the header. */
+      memset(seen, 0, bytes);
+      memset(seen + ((char *)sb - start), 1, SUPERBLOCK_HEADER);
+      size_t got = 0, bad = 0;
       while (superblock_carve(sb)) {
-        carved = sb->carved;
+        for (struct block *b = sb->free; b; b = b->next, got++) {
+          size_t at = (size_t)((char *)b - start);
+          if (at + sc->size > bytes) {
+            bad++;
+            continue;
+          }
+          for (size_t i = 0; i < sc->size; i += 16) bad += seen[at + i]++ != 0;
+          bool behind = (char *)b >= first;
+          if (behind != sb_holds_block(sb, b) && !umpa_opt.check) bad++;
+          if (superblock_block_of(sb, b, "test") != b) bad++;
+        }
         sb->free = NULL;
       }
-      CHECK_MSG(carved == cap, "class %u: carved %u of %zu", cls, carved, cap);
-      CHECK(superblock_of(first + cap * sc->size - 1) == sb);
+      CHECK_MSG(bad == 0, "class %u: %zu blocks misplaced", cls, bad);
+      CHECK_MSG(got == sb->capacity && sb->carved == sb->capacity,
+                "class %u: carved %zu of %u", cls, got, sb->capacity);
+      CHECK(superblock_of(first + main * sc->size - 1) == sb);
     }
     /* Up to 1 KiB the largest offset's room is 4 blocks or more: most
-     * offsets leave room for one. */
-    if (sc->size <= 1024 && !umpa_opt.check)
+     * offsets leave room for one more behind the header, and all but the
+     * smallest for some in front. */
+    if (sc->size <= 1024 && !umpa_opt.check) {
       CHECK_MSG(above >= N / 2, "class %u (%u bytes): %u of %d superblocks "
                 "above the class's capacity", cls, (unsigned)sc->size, above, N);
+      CHECK_MSG(with_front >= N / 2, "class %u: %u of %d superblocks with "
+                "blocks in front", cls, with_front, N);
+    }
     for (int k = 0; k < N; k++) superblock_destroy(sbs[k]);
   }
   umpa_page_check();
+}
+
+/* Blocks in front of a header, as a program meets them: handed out once
+ * the blocks behind it are, the size asked for usable, realloc'd in place,
+ * freed by their owner and by another thread (both through the free
+ * path's slow form), and aligned blocks cut from them freed through
+ * their interior pointer.  No block overlaps another or a header. */
+#define FRONT_MAX 20000
+static void *front_blocks[FRONT_MAX];
+
+static void *free_one(void *p) {
+  umpa_free(p);
+  return NULL;
+}
+
+static void test_front_blocks_via_malloc(void) {
+  static const size_t sizes[] = {16, 48, 200, 1000};
+  for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+    size_t size = sizes[k], n = 0, fronts = 0;
+    unsigned cls = sizeclass_of(size);
+    char *front = NULL;
+    /* Enough for a few superblocks, each giving out its front last. */
+    size_t want = 4 * umpa_class[cls].capacity + 10;
+    REQUIRE(want <= FRONT_MAX);
+    while (n < want) {
+      char *p = umpa_malloc(size);
+      REQUIRE(p);
+      memset(p, (int)(n & 0xff), size);
+      front_blocks[n++] = p;
+      struct superblock *sb = superblock_of(p);
+      if (p < (char *)sb) {
+        fronts++;
+        if (!front) front = p;
+        CHECK(p + size <= (char *)sb);
+        CHECK(umpa_malloc_usable_size(p) == umpa_class[cls].size);
+      }
+    }
+    /* UMPA_CHECK=1 keeps the front empty (see front_at). */
+    CHECK_MSG((fronts > 0) != umpa_opt.check,
+              "%zu bytes: %zu blocks in front of a header", size, fronts);
+    /* Contents intact: no block overlapped another, and headers still
+     * say what they hold. */
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+      unsigned char *p = front_blocks[i];
+      for (size_t j = 0; j < size; j++) bad += p[j] != (unsigned char)(i & 0xff);
+      bad += superblock_of(p)->cls != cls;
+    }
+    CHECK_MSG(bad == 0, "%zu bytes: %zu bytes or headers changed", size, bad);
+    if (front) {
+      CHECK(umpa_realloc(front, size) == front); /* same class: in place */
+      size_t at;
+      for (at = 0; front_blocks[at] != front; at++) {}
+      pthread_t t;
+      REQUIRE(pthread_create(&t, NULL, free_one, front) == 0);
+      pthread_join(t, NULL);
+      front_blocks[at] = NULL;
+    }
+    for (size_t i = 0; i < n; i++) umpa_free(front_blocks[i]);
+  }
+  /* aligned_alloc(64, 100) cuts its block from a 192-byte one (a size
+   * with room to align), so blocks in front of a header come out too. */
+  size_t n = 0, fronts = 0;
+  unsigned cls = sizeclass_of(100 + 64);
+  while (n < 4 * umpa_class[cls].capacity + 10 && n < FRONT_MAX) {
+    char *p = umpa_aligned_alloc(64, 100);
+    REQUIRE(p && ((uintptr_t)p & 63) == 0);
+    memset(p, 7, 100);
+    struct superblock *sb = superblock_of(p);
+    fronts += p < (char *)sb;
+    front_blocks[n++] = p;
+  }
+  for (size_t i = 0; i < n; i++) umpa_free(front_blocks[i]);
+  fprintf(stderr, "front blocks: %zu of %zu aligned ones in front of a "
+          "header\n", fronts, n);
+  umpa_malloc_trim(0);
 }
 
 /* A class whose size is a multiple of a page has its blocks at page
@@ -155,12 +259,12 @@ static void test_paged(void) {
                 cls, first - start);
     else
       CHECK(first == (char *)sb + SUPERBLOCK_HEADER);
-    CHECK(first + (size_t)sb->capacity * sb->size <= start + bytes);
+    CHECK(first + (size_t)sb_main(sb) * sb->size <= start + bytes);
     unsigned wrong = 0;
     for (char *p = start; p < start + bytes; p += 16) {
       intptr_t off = p - first;
       bool block = !umpa_opt.check && off >= 0 &&
-                   off < (intptr_t)sb->capacity * sb->size &&
+                   off < (intptr_t)sb_main(sb) * sb->size &&
                    off % sb->size == 0; /* see test_boundary */
       if (sb_holds_block(sb, p) != block) wrong++;
     }
@@ -536,6 +640,7 @@ int main(void) {
   test_carve_a_page_at_a_time();
   test_boundary();
   test_capacity_follows_colour();
+  test_front_blocks_via_malloc();
   test_paged();
   test_trim_inside_superblocks();
   test_trim_again();
