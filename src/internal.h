@@ -836,6 +836,21 @@ static inline bool sb_holds_block(const struct superblock *sb, const void *p) {
   return q < sb->div_bound;
 }
 
+/* Whether p, a pointer in the superblock's own aligned bytes, is the start
+ * of a block in front of the header (see front_at in superblock.c): below
+ * the header with room for a block before it, and a multiple of the size
+ * from the superblock's first byte, which is page-aligned, so p's offset
+ * in its page.  A multiple of the size below a page gives a quotient
+ * below 256, anything else one above (2^32 - 1) / SMALL_MAX (see
+ * sb_is_boundary).  Never true with UMPA_CHECK=1 (div_bound 0), where
+ * nothing is in front. */
+static inline bool sb_holds_front(const struct superblock *sb, const void *p) {
+  uint32_t q = (uint32_t)((uintptr_t)p & (PAGE_SIZE - 1)) * sb->div_inv;
+  q = (q >> sb->div_shift) | (q << ((32 - sb->div_shift) & 31));
+  return (const char *)p + sb->size <= (const char *)sb &&
+         q < PAGE_SIZE / 16 && sb->div_bound != 0;
+}
+
 /* The first block: right after the header, or for a paged class at the
  * next page (see first_off).  Blocks 0 .. capacity - front - 1 follow it
  * one after another to the superblock's end; the `front` others lie in
@@ -844,7 +859,7 @@ static inline char *sb_blocks(struct superblock *sb) {
   return (char *)sb + sb->first_off;
 }
 /* The blocks after the header: those the free path's boundary test
- * knows (a block in front of the header takes the slow path). */
+ * knows (a block in front of the header takes sb_holds_front's). */
 static inline uint32_t sb_main(const struct superblock *sb) {
   return sb->capacity - sb->front;
 }

@@ -103,7 +103,8 @@ struct superblock *superblock_new(unsigned cls, struct heap *owner) {
  * as fit between its first block and its end (less the check map's room),
  * so that no superblock keeps room for the largest colour offset.  The
  * class's capacity is the least of these, at the largest offset. */
-static uint32_t capacity_at(struct superblock *sb, const struct size_class *sc) {
+static uint32_t capacity_at(struct superblock *sb,
+                            const struct size_class *sc) {
   size_t room = (size_t)(sb_start(sb) + ((size_t)sc->sb_pages << PAGE_SHIFT) -
                          sb_blocks(sb));
   uint32_t cap = (uint32_t)(room / sc->size);
@@ -114,10 +115,11 @@ static uint32_t capacity_at(struct superblock *sb, const struct size_class *sc) 
 
 /* The blocks that fit in front of the header, in the bytes its colour
  * offset skips (2 KiB on average, 3 % of a 64 KiB superblock).  They are
- * handed out last, and their frees take the slow path: the boundary test
- * counts from the first block after the header.  None with UMPA_CHECK=1,
- * whose marks index the blocks after it, nor for a paged class (the
- * offset is less than a block). */
+ * handed out last; the boundary test counts from the first block after
+ * the header, so their frees take a second test out of line
+ * (small_free_front in malloc.c, sb_holds_front).  None with
+ * UMPA_CHECK=1, whose marks index the blocks after it, nor for a paged
+ * class (the offset is less than a block). */
 static uint16_t front_at(struct superblock *sb, const struct size_class *sc) {
   if (umpa_opt.check || sc->paged) return 0;
   return (uint16_t)((size_t)((char *)sb - sb_start(sb)) / sc->size);
@@ -391,7 +393,8 @@ static inline size_t block_index(struct superblock *sb, const void *b) {
 }
 static inline char *block_at(struct superblock *sb, size_t i) {
   size_t main = sb_main(sb);
-  if (i >= main && i < sb->capacity) return sb_start(sb) + (i - main) * sb->size;
+  if (i >= main && i < sb->capacity)
+    return sb_start(sb) + (i - main) * sb->size;
   return sb_blocks(sb) + i * sb->size;
 }
 static inline size_t page_at(struct superblock *sb, const char *a) {
@@ -544,7 +547,8 @@ size_t superblock_trim(struct superblock *sb) {
     /* The end of the carved blocks behind the header (in front of it are
      * the header's page and the header). */
     size_t main = sb_main(sb);
-    char *tail = sb_blocks(sb) + (sb->carved < main ? sb->carved : main) * sb->size;
+    char *tail =
+        sb_blocks(sb) + (sb->carved < main ? sb->carved : main) * sb->size;
     size_t p = page_at(sb, tail), off = (uintptr_t)tail & (PAGE_SIZE - 1);
     if (off && p < pages && !bit_get(release, p))
       memset(tail, 0, PAGE_SIZE - off);

@@ -152,8 +152,9 @@ static void test_capacity_follows_colour(void) {
      * offsets leave room for one more behind the header, and all but the
      * smallest for some in front. */
     if (sc->size <= 1024 && !umpa_opt.check) {
-      CHECK_MSG(above >= N / 2, "class %u (%u bytes): %u of %d superblocks "
-                "above the class's capacity", cls, (unsigned)sc->size, above, N);
+      CHECK_MSG(above >= N / 2,
+                "class %u (%u bytes): %u of %d superblocks above the "
+                "class's capacity", cls, (unsigned)sc->size, above, N);
       CHECK_MSG(with_front >= N / 2, "class %u: %u of %d superblocks with "
                 "blocks in front", cls, with_front, N);
     }
@@ -205,7 +206,8 @@ static void test_front_blocks_via_malloc(void) {
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
       unsigned char *p = front_blocks[i];
-      for (size_t j = 0; j < size; j++) bad += p[j] != (unsigned char)(i & 0xff);
+      for (size_t j = 0; j < size; j++)
+        bad += p[j] != (unsigned char)(i & 0xff);
       bad += superblock_of(p)->cls != cls;
     }
     CHECK_MSG(bad == 0, "%zu bytes: %zu bytes or headers changed", size, bad);
