@@ -51,6 +51,22 @@ static inline struct block *block_of(struct superblock *sb, void *p,
   return superblock_block_of(sb, p, who);
 }
 
+/* The owner's free of block b of sb, once it passed the tests: on the
+ * free list, one block fewer out.  A superblock the heap is not
+ * allocating from does the bookkeeping (relist, release, Hoard's
+ * threshold) only when it leaves its quarter of fullness; the current one
+ * has lo_mark 0.  Nothing else is written: no branch on which superblock
+ * it is (in larson that is random, and it mispredicted 0.35 times per
+ * free), no count in the heap. */
+static inline void own_free(struct heap *h, struct superblock *sb,
+                            struct block *b) {
+  b->next = sb->free;
+  sb->free = b;
+  uint32_t used = atomic_load_explicit(&sb->xused, memory_order_relaxed) - 1;
+  atomic_store_explicit(&sb->xused, used, memory_order_relaxed);
+  if (UMPA_UNLIKELY(used < sb->lo_mark)) heap_free_slow(h, sb);
+}
+
 /* Everything but the owner's free of a plain block pointer: aligned or
  * invalid pointers, double frees, frees by other threads. */
 UMPA_HOT
@@ -68,11 +84,7 @@ static UMPA_NOINLINE void small_free_slow(struct superblock *sb, void *p) {
     return;
   }
   if (b == sb->free) umpa_fatal("umpa: free(%p): double free\n", p);
-  b->next = sb->free;
-  sb->free = b;
-  uint32_t used = atomic_load_explicit(&sb->xused, memory_order_relaxed) - 1;
-  atomic_store_explicit(&sb->xused, used, memory_order_relaxed);
-  if (used < sb->lo_mark) heap_free_slow(h, sb);
+  own_free(h, sb, b);
 }
 
 /* The owner's free of a block in front of the header (see front_at in
@@ -90,20 +102,16 @@ static UMPA_NOINLINE void small_free_front(struct superblock *sb, void *p) {
     small_free_slow(sb, p);
     return;
   }
-  b->next = sb->free;
-  sb->free = b;
-  uint32_t used = atomic_load_explicit(&sb->xused, memory_order_relaxed) - 1;
-  atomic_store_explicit(&sb->xused, used, memory_order_relaxed);
-  if (UMPA_UNLIKELY(used < sb->lo_mark)) heap_free_slow(h, sb);
+  own_free(h, sb, b);
 }
 
 static inline void small_free(struct superblock *sb, void *p) {
   struct heap *h = umpa_tl_heap;
   struct block *b = p;
-  /* One test covers: a block boundary behind the header (never true with
-   * UMPA_CHECK=1), ours, and not the block freed just before (the cheap
-   * double-free check).  The boundary test is one multiply, an add, a
-   * rotate and a compare (see sb_holds_block). */
+  /* A block boundary behind the header (never true with UMPA_CHECK=1;
+   * else the test for one in front, out of line), ours, and not the block
+   * freed just before (the cheap double-free check).  The boundary test
+   * is one multiply, an add, a rotate and a compare (see sb_holds_block). */
   if (UMPA_UNLIKELY(!sb_holds_block(sb, p))) {
     small_free_front(sb, p);
     return;
@@ -114,16 +122,7 @@ static inline void small_free(struct superblock *sb, void *p) {
     small_free_slow(sb, p);
     return;
   }
-  b->next = sb->free;
-  sb->free = b;
-  uint32_t used = atomic_load_explicit(&sb->xused, memory_order_relaxed) - 1;
-  atomic_store_explicit(&sb->xused, used, memory_order_relaxed);
-  /* A superblock the heap is not allocating from does the bookkeeping
-   * (relist, release, Hoard's threshold) only when it leaves its quarter
-   * of fullness; the current one has lo_mark 0.  Nothing else is written:
-   * no branch on which superblock it is (in larson that is random, and it
-   * mispredicted 0.35 times per free), no count in the heap. */
-  if (UMPA_UNLIKELY(used < sb->lo_mark)) heap_free_slow(h, sb);
+  own_free(h, sb, b);
 }
 
 /* ---------------------------------------------------------------------------

@@ -210,13 +210,8 @@ struct superblock *superblock_of_slow(const void *p, struct region **rp) {
 
 static bool restore_page(struct superblock *sb);
 
-/* The blocks in front of the header, after those behind it: all in the
- * header's page, which is there anyway. */
-static bool carve_front(struct superblock *sb) {
-  uint32_t done = sb->carved - sb_main(sb), n = sb->front - done;
-  if (n == 0) return false;
-  if (n > umpa_class[sb->cls].carve) n = umpa_class[sb->cls].carve;
-  char *first = sb_start(sb) + (size_t)done * sb->size;
+/* Put the n blocks from `first` on the free list, as carved. */
+static bool carve_run(struct superblock *sb, char *first, uint32_t n) {
   for (uint32_t i = 0; i + 1 < n; i++)
     ((struct block *)(first + (size_t)i * sb->size))->next =
         (struct block *)(first + (size_t)(i + 1) * sb->size);
@@ -224,6 +219,15 @@ static bool carve_front(struct superblock *sb) {
   sb->free = (struct block *)first;
   sb->carved += n;
   return true;
+}
+
+/* The blocks in front of the header, after those behind it: all in the
+ * header's page, which is there anyway. */
+static bool carve_front(struct superblock *sb) {
+  uint32_t done = sb->carved - sb_main(sb), n = sb->front - done;
+  if (n == 0) return false;
+  if (n > umpa_class[sb->cls].carve) n = umpa_class[sb->cls].carve;
+  return carve_run(sb, sb_start(sb) + (size_t)done * sb->size, n);
 }
 
 UMPA_HOT
@@ -242,13 +246,7 @@ bool superblock_carve(struct superblock *sb) {
   size_t room = PAGE_SIZE - ((uintptr_t)first & (PAGE_SIZE - 1));
   uint32_t in_page = (uint32_t)((room + sb->size - 1) / sb->size);
   if (n > in_page) n = in_page;
-  for (uint32_t i = 0; i + 1 < n; i++)
-    ((struct block *)(first + (size_t)i * sb->size))->next =
-        (struct block *)(first + (size_t)(i + 1) * sb->size);
-  ((struct block *)(first + (size_t)(n - 1) * sb->size))->next = sb->free;
-  sb->free = (struct block *)first;
-  sb->carved += n;
-  return true;
+  return carve_run(sb, first, n);
 }
 
 UMPA_HOT
