@@ -705,8 +705,9 @@ static inline size_t pages_of(size_t bytes) {
 struct size_class {
   uint32_t size;     /* block size, a multiple of 16 */
   uint32_t sb_pages; /* superblock size in pages */
-  /* Blocks per superblock at the largest colour offset: the least (a
-   * superblock's own, in its header, follows its offset). */
+  /* Blocks behind the header at the largest colour offset: the fewest a
+   * superblock of the class holds (its own count, in its header, follows
+   * its offset and adds those in front of the header). */
   uint32_t capacity;
   uint32_t carve;    /* blocks carved onto the free list at a time */
   uint64_t recip;    /* ceil(2^40 / size): offset / size without a divide */
@@ -766,7 +767,7 @@ struct superblock {
   /* Line 0: the owner's. */
   struct block *free;         /* free blocks, for the owner to hand out */
   _Atomic uint32_t xused;     /* blocks out (remote frees not collected) */
-  uint32_t capacity;          /* blocks it holds: see capacity_at */
+  uint32_t capacity;          /* blocks: capacity_at + front_at */
   uint32_t carved;            /* blocks taken from the never-used tail */
   uint32_t size;
   uint8_t cls;
