@@ -99,8 +99,8 @@ static void test_boundary(void) {
  * class's capacity, which is at the largest offset), then all that fit in
  * front of the header.  Carving hands out exactly that many, each once,
  * none over the header, the last behind it inside the superblock; the
- * boundary test knows those behind the header, superblock_block_of (the
- * free path's slow form) the others. */
+ * boundary test knows those behind the header, sb_holds_front those in
+ * front, superblock_block_of (the free path's slow form) all of them. */
 static void test_capacity_follows_colour(void) {
   enum { N = 40 }; /* more than SB_COLORS superblocks side by side */
   static unsigned char seen[512 << 10];
@@ -139,6 +139,7 @@ static void test_capacity_follows_colour(void) {
           for (size_t i = 0; i < sc->size; i += 16) bad += seen[at + i]++ != 0;
           bool behind = (char *)b >= first;
           if (behind != sb_holds_block(sb, b) && !umpa_opt.check) bad++;
+          if (behind == sb_holds_front(sb, b) && !umpa_opt.check) bad++;
           if (superblock_block_of(sb, b, "test") != b) bad++;
         }
         sb->free = NULL;
@@ -165,9 +166,10 @@ static void test_capacity_follows_colour(void) {
 
 /* Blocks in front of a header, as a program meets them: handed out once
  * the blocks behind it are, the size asked for usable, realloc'd in place,
- * freed by their owner and by another thread (both through the free
- * path's slow form), and aligned blocks cut from them freed through
- * their interior pointer.  No block overlaps another or a header. */
+ * freed by their owner (the second boundary test, small_free_front) and
+ * by another thread (the slow path), and aligned blocks cut from them
+ * freed through their interior pointer.  No block overlaps another or a
+ * header. */
 #define FRONT_MAX 20000
 static void *front_blocks[FRONT_MAX];
 
@@ -222,21 +224,28 @@ static void test_front_blocks_via_malloc(void) {
     }
     for (size_t i = 0; i < n; i++) umpa_free(front_blocks[i]);
   }
-  /* aligned_alloc(64, 100) cuts its block from a 192-byte one (a size
-   * with room to align), so blocks in front of a header come out too. */
-  size_t n = 0, fronts = 0;
-  unsigned cls = sizeclass_of(100 + 64);
+  /* aligned_alloc(256, 100) cuts its block from a 384-byte one (100 + 256
+   * - 16 bytes, room to align), its pointer inside the block where the
+   * block is not 256-aligned: in front of a header too. */
+  size_t n = 0, fronts = 0, inside = 0;
+  unsigned cls = sizeclass_of(100 + 256 - 16);
   while (n < 4 * umpa_class[cls].capacity + 10 && n < FRONT_MAX) {
-    char *p = umpa_aligned_alloc(64, 100);
-    REQUIRE(p && ((uintptr_t)p & 63) == 0);
+    char *p = umpa_aligned_alloc(256, 100);
+    REQUIRE(p && ((uintptr_t)p & 255) == 0);
     memset(p, 7, 100);
     struct superblock *sb = superblock_of(p);
-    fronts += p < (char *)sb;
+    if (p < (char *)sb) {
+      fronts++;
+      inside += ((uintptr_t)p - (uintptr_t)sb_start(sb)) %
+                    umpa_class[cls].size != 0;
+    }
     front_blocks[n++] = p;
   }
+  CHECK_MSG((inside > 0) != umpa_opt.check,
+            "%zu aligned pointers inside blocks in front", inside);
   for (size_t i = 0; i < n; i++) umpa_free(front_blocks[i]);
   fprintf(stderr, "front blocks: %zu of %zu aligned ones in front of a "
-          "header\n", fronts, n);
+          "header, %zu of them inside their block\n", fronts, n, inside);
   umpa_malloc_trim(0);
 }
 
