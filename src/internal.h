@@ -722,6 +722,10 @@ struct size_class {
 
 UMPA_HIDDEN extern struct size_class umpa_class[NUM_CLASSES];
 UMPA_HIDDEN void sizeclass_init(void);
+/* How many blocks of `size` bytes fit in `room` bytes of a superblock,
+ * after the header, with UMPA_CHECK=1 the marks at its end too (one bit a
+ * block: see sb_check_map). */
+UMPA_HIDDEN uint32_t sizeclass_fit(size_t room, size_t size);
 
 /* The class of each request size rounded up to 16 bytes, up to SMALL_MAX
  * (2 KiB of table).  One load, and no branch on the size's range: with
@@ -802,7 +806,7 @@ struct superblock {
    * capacity: the largest colour offset with the header is a page). */
   uint16_t first_off;
   /* Blocks in front of the header, in the bytes its colour offset skips:
-   * the last `front` of the `capacity` blocks (see capacity_at). */
+   * the last `front` of the `capacity` blocks (see front_at). */
   uint16_t front;
   struct superblock *next, *prev;
   uint64_t stamp; /* in the global store: when it was put there (ns) */

@@ -40,6 +40,13 @@ static size_t class_size(unsigned c) {
   return ((size_t)2 * FINE_LO << (c / 4)) / 4 * (4 + c % 4 + 1);
 }
 
+uint32_t sizeclass_fit(size_t room, size_t size) {
+  uint32_t n = (uint32_t)(room / size);
+  if (umpa_opt.check) /* room at the end for one bit per block */
+    while ((size_t)n * size + (n + 63) / 64 * 8 > room) n--;
+  return n;
+}
+
 void sizeclass_init(void) {
   for (unsigned c = 0; c < NUM_CLASSES; c++) {
     size_t size = class_size(c);
@@ -49,14 +56,7 @@ void sizeclass_init(void) {
     sc->size = (uint32_t)size;
     sc->sb_pages = (uint32_t)(sb >> PAGE_SHIFT);
     /* At the largest colour offset (see capacity_at in superblock.c). */
-    sc->capacity = (uint32_t)((sb - SB_COLOR_MAX - SUPERBLOCK_HEADER) / size);
-    if (umpa_opt.check) {
-      /* Room at the end for one bit per block (see sb_check_map). */
-      while (SB_COLOR_MAX + SUPERBLOCK_HEADER + (size_t)sc->capacity * size +
-                 (sc->capacity + 63) / 64 * 8 >
-             sb)
-        sc->capacity--;
-    }
+    sc->capacity = sizeclass_fit(sb - SB_COLOR_MAX - SUPERBLOCK_HEADER, size);
     sc->recip = (((uint64_t)1 << 40) + size - 1) / size;
     unsigned shift = (unsigned)__builtin_ctzll(size);
     uint32_t m = (uint32_t)(size >> shift), inv = m; /* right to 3 bits */

@@ -107,10 +107,7 @@ static uint32_t capacity_at(struct superblock *sb,
                             const struct size_class *sc) {
   size_t room = (size_t)(sb_start(sb) + ((size_t)sc->sb_pages << PAGE_SHIFT) -
                          sb_blocks(sb));
-  uint32_t cap = (uint32_t)(room / sc->size);
-  if (umpa_opt.check)
-    while ((size_t)cap * sc->size + (cap + 63) / 64 * 8 > room) cap--;
-  return cap;
+  return sizeclass_fit(room, sc->size);
 }
 
 /* The blocks that fit in front of the header, in the bytes its colour
