@@ -168,25 +168,32 @@ static void release_inner(uintptr_t lo, uintptr_t hi) {
  * take a listed run, so nobody writes what describes its pages; a write
  * after the locks are dropped faults in a zero page, which reads as "empty"
  * in each of these structures.  Only for full trims: otherwise the metadata
- * of populated data is kept so that cache hits never fault. */
+ * of populated data is kept so that cache hits never fault.
+ *
+ * Only runs without memory: the shrink before this emptied the cache, but
+ * a free from another thread may have listed a backed run since (frees
+ * take the order locks, not the trimmer's).  Its backed bits are what
+ * says its pages hold old data: released, they read as "no memory", and a
+ * calloc of the run skipped clearing it (and the next shrink, counting
+ * pages the bits no longer showed, never reached its target). */
 static void trim_metadata(void) {
+  buddy_coalesce(&umpa_buddy); /* bigger runs: more whole pages to give */
   buddy_lock_all();
   for (unsigned k = 0; k <= MAX_ORDER; k++) {
     struct buddy_level *lv = &umpa_buddy.level[k];
     for (int l = 0; l < 2; l++) {
       struct pmeta *list = l ? &lv->warm : &lv->other;
       for (struct pmeta *pm = list->next; pm != list; pm = pm->next) {
+        if (pm->count) continue;
         struct region *r = pm->region;
         size_t lo = pmeta_index(pm), hi = lo + ((size_t)1 << k);
         release_inner((uintptr_t)&r->meta[lo + 1], (uintptr_t)&r->meta[hi]);
         size_t per_page = PAGE_SIZE / sizeof(struct pmeta);
         size_t first = lo / per_page + 1, end = hi / per_page;
         if (end > first) bitmap_clear(r->xmeta_backed, first, end - first);
-        /* A run without memory (after the full shrink, nearly all) has
-         * every bit clear, its head's too: the bitmap page that holds the
-         * head's bit can go, else only the pages after it. */
-        size_t from = pm->count == 0 ? lo : lo + 1;
-        if (from == 0 && hi == r->npages) {
+        /* Without memory, the run has every bit clear, its head's too:
+         * the bitmap page that holds the head's bit can go. */
+        if (lo == 0 && hi == r->npages) {
           /* A wholly free region: the three bitmaps lie end to end and
            * share pages at their seams, which go too. */
           release_inner((uintptr_t)r->xbacked,
@@ -194,7 +201,7 @@ static void trim_metadata(void) {
         } else {
           _Atomic uint64_t *maps[3] = {r->xbacked, r->xheads, r->xcached};
           for (int m = 0; m < 3; m++)
-            release_inner((uintptr_t)maps[m] + (from + 7) / 8,
+            release_inner((uintptr_t)maps[m] + (lo + 7) / 8,
                           (uintptr_t)maps[m] + hi / 8);
         }
         /* The superblock map's page that holds the head's slot stays: a
@@ -213,12 +220,15 @@ static void trim_metadata(void) {
 size_t cache_shrink_to(size_t target_pages) {
   ulock_acquire(&umpa_locks.cache_trim);
   size_t n = shrink(target_pages);
-  if (target_pages == 0) {
-    buddy_coalesce(&umpa_buddy);
-    trim_metadata();
-  }
+  if (target_pages == 0) trim_metadata();
   ulock_release(&umpa_locks.cache_trim);
   return n;
+}
+
+void cache_trim_metadata(void) {
+  ulock_acquire(&umpa_locks.cache_trim);
+  trim_metadata();
+  ulock_release(&umpa_locks.cache_trim);
 }
 
 void cache_note_level(void) {

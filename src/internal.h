@@ -667,8 +667,15 @@ UMPA_HIDDEN size_t cache_held_pages(void);
 /* Note the cache's level after pages were taken from it (for decay). */
 UMPA_HIDDEN void cache_note_level(void);
 UMPA_HIDDEN void cache_enforce(void);
-/* Release cached pages until at most `target` pages remain cached. */
+/* Release cached pages until at most `target` pages remain cached; with
+ * target 0 (a full trim), then also the metadata of the free runs without
+ * memory (cache_trim_metadata). */
 UMPA_HIDDEN size_t cache_shrink_to(size_t target_pages);
+/* The second half of a full trim alone: free runs merged, and the
+ * metadata that describes only pages of free runs without memory given
+ * back.  Frees from other threads may come between the two halves, so a
+ * test runs this after one. */
+UMPA_HIDDEN void cache_trim_metadata(void);
 
 /* Test support: verify every invariant of the buddy structure and the
  * accounting; returns 0 or aborts with a message.  Stops the world by

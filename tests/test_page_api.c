@@ -537,6 +537,38 @@ static void test_trim_metadata(void) {
   umpa_page_check();
 }
 
+/* A full trim empties the cache, then gives back the metadata of free runs.
+ * A free from another thread can list a backed run between the two (frees
+ * take the order locks, not the trimmer's), and that run's backed bits
+ * must stay: released, they read as "no memory here", so a zeroed
+ * allocation of the run skipped clearing the old data, and the next trim
+ * spun, its count of cached pages never falling.  malloc_trim(0) in a loop
+ * beside a thread that freed and calloc'd 256 MiB found it in seconds;
+ * here the free comes between the halves every time.  256 MiB: a run
+ * must span a whole page of the backed bitmap (128 MiB) to lose one. */
+static void test_trim_metadata_after_free(void) {
+  size_t size = (size_t)256 << 20;
+  size_t old = umpa_page_cache_limit((size_t)1 << 30); /* keep it whole */
+  unsigned char *p = userpage_malloc(size, 0);
+  REQUIRE(p);
+  for (size_t i = 0; i < size; i += PG) p[i] = 0xAA;
+  umpa_page_trim(3);
+  userpage_free(p, size);
+  CHECK(st().cached >= size);
+  cache_trim_metadata(); /* what the trimmer did next */
+  umpa_page_check();     /* every free run's count is its bitmap's */
+  unsigned char *q = userpage_malloc(size, UMPA_ZERO);
+  REQUIRE(q);
+  size_t dirty = 0;
+  for (size_t i = 0; i < size; i += PG) dirty += q[i] != 0;
+  CHECK_MSG(dirty == 0, "%zu pages of a zeroed block hold old data", dirty);
+  userpage_free(q, size);
+  umpa_page_trim(3); /* returns: the cached count matches the bitmaps */
+  CHECK(st().cached == 0);
+  umpa_page_cache_limit(old);
+  umpa_page_check();
+}
+
 /* os_move is all or nothing.  A range the kernel refuses to move whole
  * (EFAULT: it spans VMAs that earlier moves split) is moved in halves; if
  * the second half fails, the first is moved back, and if that fails too
@@ -644,6 +676,7 @@ static void test_release_locked(void) {
 int main(void) {
   test_region_growth();
   test_trim_metadata();
+  test_trim_metadata_after_free();
   test_malloc_errors();
   test_beyond_memory();
   test_malloc_basic();
