@@ -570,19 +570,19 @@ static struct superblock *next_superblock(struct heap *h, struct bin *b,
  * the heap if a malloc_trim came since its last tick. */
 #define HEAP_TICK_EVERY 16
 static size_t trim_bins(struct heap *h, size_t *pages);
-static void abandon_orphans_now(void);
+static void retire_orphans_now(void);
 
 /* The orphans of a fork, if any (see heap_after_fork_child): one load. */
-static inline void abandon_orphans(void) {
+static inline void retire_orphans(void) {
   if (UMPA_UNLIKELY(atomic_load_explicit(&umpa_locks.xorphans,
                                          memory_order_relaxed)))
-    abandon_orphans_now();
+    retire_orphans_now();
 }
 
 UMPA_HOT
 static UMPA_NOINLINE void tick(struct heap *h) {
   h->ticks = HEAP_TICK_EVERY - 1; /* this event was the 16th */
-  abandon_orphans();
+  retire_orphans();
   heap_global_flush(h);
   held_age(h);
   largecache_decay_idle();
@@ -728,7 +728,7 @@ struct heap *heap_acquire(void) {
     atomic_store_explicit(&h->xin_use, 1, memory_order_relaxed);
   }
   ulock_release(&umpa_locks.heap_pool);
-  abandon_orphans();
+  retire_orphans();
   return h;
 }
 
@@ -801,7 +801,7 @@ static size_t trim_bins(struct heap *h, size_t *pages) {
 
 size_t heap_trim(struct heap *h) {
   size_t released = 0, pages = 0;
-  abandon_orphans(); /* their memory is the child's to give back */
+  retire_orphans(); /* their memory is the child's to give back */
   /* Other threads' heaps trim themselves on their next tick. */
   atomic_fetch_add_explicit(&trim_epoch, 1, memory_order_relaxed);
   if (h != HEAP_NONE) {
@@ -860,49 +860,46 @@ void heap_unlock_all(void) {
 UMPA_FORK
 void heap_after_fork_child(struct heap *survivor) {
   heap_unlock_all();
-  /* The other threads are gone, and their heaps with them: their
-   * superblocks must go global, so that the child can free their blocks
-   * and reuse their memory.  Not here: that wrote their bins and the
-   * header of every superblock they held, a page copied for each (113
-   * page faults per child in bench/fork with two threads allocating, 32
-   * under glibc), and a child that execs at once needs none of it.  So
-   * the child only notes the fork, on the lock page the unlocking wrote:
-   * every heap in use now but the survivor is an orphan (a heap acquired
-   * later has the new fork_gen).  Its first tick, new heap or trim
-   * abandons them; until then their blocks are freed as remote frees,
-   * which the abandoning collects. */
+  /* The other threads are gone, and their heaps are orphans, which the
+   * child must never use (see retire_orphans_now).  Not retired here:
+   * that writes a line of each, a page copied, and a child that execs at
+   * once needs none of it (giving them away here, as was done once, wrote
+   * their bins and every superblock header they held: 113 page faults
+   * per child in bench/fork with two threads allocating, 32 under glibc).
+   * So the child only notes the fork, on the lock page the unlocking
+   * wrote: every heap in use now but the survivor is an orphan (a heap
+   * acquired later has the new fork_gen).  Its first tick, new heap or
+   * trim retires them; their blocks are freed as remote frees either
+   * way. */
   umpa_locks.fork_gen++;
   umpa_locks.fork_survivor = survivor;
   atomic_store_explicit(&umpa_locks.xorphans, true, memory_order_relaxed);
 }
 
-/* Abandon the orphans of the last fork (see heap_after_fork_child), once:
- * the first caller to clear the flag does.  They are picked under the pool
- * lock, where heaps are acquired (which sets fork_gen), and linked through
- * next_free, unused while in use. */
-static UMPA_NOINLINE void abandon_orphans_now(void) {
+/* Retire the orphans of the last fork (see heap_after_fork_child), once:
+ * the first caller to clear the flag does.  Their threads may have stopped
+ * halfway through an update that no lock covers (a free list and its
+ * count, a carve, a bin's lists, the deferred frees), so nothing of theirs
+ * is read.  Giving their superblocks to the global heap, as a thread's
+ * exit does, handed the child the same block twice (a carve caught between
+ * listing its blocks and counting them) or kept it looping on a superblock
+ * whose count promised a block its list had lost.  A retired heap is out
+ * of use for good (never pooled again): its superblocks keep it as owner,
+ * so the child's frees of their blocks are remote frees that nobody
+ * collects.  What the orphans held is lost to the child, as other
+ * allocators lose other threads' caches: at most what they held at the
+ * fork, which Hoard's threshold bounds. */
+static UMPA_NOINLINE void retire_orphans_now(void) {
   if (!atomic_exchange_explicit(&umpa_locks.xorphans, false,
                                 memory_order_relaxed))
     return;
-  struct heap *orphans = NULL;
   ulock_acquire(&umpa_locks.heap_pool);
   for (struct heap *h = heap_all; h; h = h->next_all)
     if (h != umpa_locks.fork_survivor &&
         h->fork_gen != umpa_locks.fork_gen &&
-        atomic_load_explicit(&h->xin_use, memory_order_relaxed)) {
-      h->next_free = orphans;
-      orphans = h;
-    }
+        atomic_load_explicit(&h->xin_use, memory_order_relaxed))
+      atomic_store_explicit(&h->xin_use, 0, memory_order_relaxed);
   ulock_release(&umpa_locks.heap_pool);
-  while (orphans) {
-    struct heap *h = orphans;
-    orphans = h->next_free;
-    /* Its thread may have been writing its deferred frees when the
-     * process forked (no lock covers them): they are dropped, the blocks
-     * lost to the child, as blocks the thread was freeing. */
-    h->ndeferred = 0;
-    heap_abandon(h);
-  }
 }
 
 size_t heap_held_bytes(size_t *blocks) {

@@ -1156,7 +1156,7 @@ UMPA_HIDDEN uint64_t heap_global_acquires(unsigned cls);
  * superblock run out, or one changing its quarter of fullness). */
 UMPA_HIDDEN uint64_t heap_slow_events(void);
 /* Test hook: the heaps in use (threads' heaps, and a fork child's orphans
- * until they are abandoned). */
+ * until they are retired). */
 UMPA_HIDDEN unsigned heap_count_in_use(void);
 UMPA_HIDDEN size_t heap_trim(struct heap *h);
 /* Bytes of the large blocks the thread heaps hold (held.c), and in
@@ -1204,7 +1204,7 @@ struct fork_locks {
   /* What a child notes of its fork, here as the page is written then
    * anyway: forks so far in this process's line, the heap of the thread
    * that forked (the child's own), and whether other heaps may be left
-   * whose threads did not come along (heap.c, abandon_orphans). */
+   * whose threads did not come along (heap.c, retire_orphans). */
   uint32_t fork_gen;
   struct heap *fork_survivor;
   _Atomic bool xorphans;

@@ -15,7 +15,8 @@
  * fork(): the prepare handler takes every lock of the heap and the page
  * layer, in the order the code nests them (heap locks, then the cache
  * trimmer, then the buddy), so the child starts with consistent structures;
- * in the child the other threads' heaps are abandoned to the global heap.
+ * in the child the other threads' heaps are retired unread: no lock covers
+ * them, and their threads may have stopped halfway through an update.
  * Handlers are registered once, before initialisation is published.
  */
 #include "internal.h"
