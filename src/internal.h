@@ -1062,23 +1062,27 @@ UMPA_HIDDEN void superblock_reorder(struct superblock *sb);
  * cover it (no reservation under a tight RLIMIT_AS, an mprotect refused,
  * a region too far from the others). */
 UMPA_HIDDEN extern _Atomic uint8_t *umpa_sb_map;
-/* The readable window, in granules: [lo, lo + len), len 0 for none.  It
- * only grows: the writer opens the new pages, then stores lo, then len
- * (release); a reader loads len (acquire), then lo, so it pairs an old len
- * with an old or a new lo, which lies inside the new window either way,
- * or a new len with the new lo. */
-UMPA_HIDDEN extern _Atomic size_t umpa_sb_map_lo, umpa_sb_map_len;
+/* The readable window, in granules: [lo, lo + len), len 0 for none, as
+ * one word (lo in the low 32 bits, len in the high ones: 47-bit addresses
+ * have 2^31 granules, and the window spans at most SB_WINDOW_MAX), so that
+ * a reader always sees a pair the writer stored.  It only grows: the
+ * writer opens the new pages, then stores the word (release).  As two
+ * words, a reader could pair the new, lower lo (a region reserved below
+ * the others) with the old len, a window that no longer reached the top:
+ * a free of a block there read "no superblock" and aborted as a foreign
+ * pointer. */
+UMPA_HIDDEN extern _Atomic uint64_t umpa_sb_window;
+static inline uint64_t sb_window_lo(uint64_t w) { return (uint32_t)w; }
+static inline uint64_t sb_window_len(uint64_t w) { return w >> 32; }
 /* The slow path, through the region map.  When it returns NULL and rp is
  * not NULL, *rp is the region p lies in (NULL: p is not umpa's), so that a
  * large block's own lookup need not ask the region map again. */
 UMPA_HIDDEN struct superblock *superblock_of_slow(const void *p,
                                                  struct region **rp);
 static inline unsigned sb_map_shift(uintptr_t a) {
-  size_t len = atomic_load_explicit(&umpa_sb_map_len, memory_order_acquire);
+  uint64_t w = atomic_load_explicit(&umpa_sb_window, memory_order_acquire);
   size_t g = a >> GRANULE_SHIFT;
-  if (UMPA_UNLIKELY(g - atomic_load_explicit(&umpa_sb_map_lo,
-                                             memory_order_relaxed) >= len))
-    return 0;
+  if (UMPA_UNLIKELY(g - sb_window_lo(w) >= sb_window_len(w))) return 0;
   return atomic_load_explicit(&umpa_sb_map[g], memory_order_acquire);
 }
 /* superblock_of, and *rp as superblock_of_slow sets it when it is asked. */

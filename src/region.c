@@ -35,7 +35,7 @@ static struct region *_Atomic regions_head;
 /* The fast superblock map (see superblock_of in internal.h): one byte per
  * 64 KiB of the address space, set up with the first region. */
 _Atomic uint8_t *umpa_sb_map;
-_Atomic size_t umpa_sb_map_lo, umpa_sb_map_len;
+_Atomic uint64_t umpa_sb_window;
 static _Atomic size_t reserved_bytes, metadata_bytes;
 static _Atomic uint64_t regions_made;
 
@@ -61,6 +61,8 @@ struct region *region_of(const void *p) {
  * and mlockall locks what is readable.  Regions are reserved next to one
  * another, so the window is normally little more than they are. */
 #define SB_WINDOW_MAX ((uint64_t)64 << 20)
+_Static_assert(ADDRESS_BITS - GRANULE_SHIFT <= 32 && SB_WINDOW_MAX >> 32 == 0,
+               "the window's lo and len fit one word (umpa_sb_window)");
 
 /* Open r's part of the fast superblock map for writing, and the window
  * around it for reading (reserving the map with the first region).
@@ -73,9 +75,8 @@ static void fast_map_open(struct region *r) {
   if (!umpa_sb_map && os_address_space_limit() / 16 >= len)
     umpa_sb_map = os_reserve(len);
   if (!umpa_sb_map) return;
-  size_t w = atomic_load_explicit(&umpa_sb_map_len, memory_order_relaxed);
-  uint64_t wlo = atomic_load_explicit(&umpa_sb_map_lo, memory_order_relaxed);
-  uint64_t whi = wlo + w;
+  uint64_t win = atomic_load_explicit(&umpa_sb_window, memory_order_relaxed);
+  uint64_t w = sb_window_len(win), wlo = sb_window_lo(win), whi = wlo + w;
   uint64_t glo = r->base >> GRANULE_SHIFT;
   uint64_t ghi = glo + (r->mapped >> (GRANULE_SHIFT - PAGE_SHIFT));
   /* The map in whole pages: glo and ghi rounded out to PAGE_SIZE bytes. */
@@ -92,10 +93,9 @@ static void fast_map_open(struct region *r) {
   if (w && whi < glo) ok = os_open(m + whi, glo - whi, false);
   r->fast_map = ok && os_open(m + glo, ghi - glo, true) &&
                 os_populate(m + glo, ghi - glo, true, NULL) == 0;
-  if (r->fast_map) {
-    atomic_store_explicit(&umpa_sb_map_lo, nlo, memory_order_release);
-    atomic_store_explicit(&umpa_sb_map_len, nhi - nlo, memory_order_release);
-  }
+  if (r->fast_map)
+    atomic_store_explicit(&umpa_sb_window, (nhi - nlo) << 32 | nlo,
+                          memory_order_release);
 }
 
 /* r's superblock map: its part of the fast map when it has one, else its

@@ -126,7 +126,8 @@ static void all_cases(void) {
  * address on either side of the window is answered without reading the
  * map, where a read would fault. */
 static void window(void) {
-  size_t len = atomic_load(&umpa_sb_map_len), lo = atomic_load(&umpa_sb_map_lo);
+  uint64_t w = atomic_load(&umpa_sb_window);
+  size_t len = sb_window_len(w), lo = sb_window_lo(w);
   CHECK(len > 0);
   CHECK_MSG(len <= 64 * MiB, "window of %zu MiB", len >> 20);
   char *p = umpa_malloc(64);
@@ -143,7 +144,7 @@ static int tight(void) {
   /* Set by the parent before exec: no region of a GiB, no fast map. */
   void *p = umpa_malloc(100); /* the first allocation makes a region */
   REQUIRE(p);
-  CHECK(atomic_load(&umpa_sb_map_len) == 0);
+  CHECK(sb_window_len(atomic_load(&umpa_sb_window)) == 0);
   CHECK(!region_of(p)->fast_map);
   umpa_free(p);
   all_cases();
