@@ -473,29 +473,47 @@ static struct pmeta *claimed_head(struct region *r, size_t idx, long backed) {
 }
 
 struct pmeta *buddy_claim_span(struct buddy *b, size_t npages) {
+  /* Aligned as a buddy run of its size is, up to 2 MiB: a superblock's
+   * header is found from its pointer by its size's alignment, and blocks
+   * of 2 MiB and more are 2 MiB aligned.  A span at any page gave
+   * superblocks that overlapped their neighbours' blocks (a helper found
+   * live memory overwritten under ulimit -v). */
+  size_t align = (size_t)1 << log2_floor(npages);
+  if (align > ((size_t)1 << HUGE_ORDER)) align = (size_t)1 << HUGE_ORDER;
   for (struct region *r = region_list(); r; r = r->next) {
     if (r->mapped < npages) continue;
     /* Walk the tags without locks: they are hints, which buddy_claim
-     * checks under the order locks.  A page at a time past allocated
-     * blocks, whose sizes their owners may be changing: this runs only
-     * when address space is short, in place of failing. */
+     * checks under the order locks.  Past an allocated block by the size
+     * its head gives (its owner may be changing it: a hint too), else a
+     * page at a time; this runs only when address space is short, in
+     * place of failing (a page at a time throughout, each failing malloc
+     * at a 2 GB limit took a millisecond). */
     for (size_t i = 0; i + npages <= r->mapped;) {
       uint8_t tag = atomic_load_explicit(&r->meta[i].xtag,
                                          memory_order_acquire);
       if (PM_STATE(tag) != PM_FREE) {
-        i++;
+        uint32_t n = PM_STATE(tag) == PM_USED ? r->meta[i].count : 0;
+        i += n ? n : 1;
         continue;
       }
-      size_t end = i;
-      while (end < r->mapped && end - i < npages) {
+      size_t start = (i + align - 1) & ~(align - 1), end = i;
+      while (end < r->mapped && end < start + npages) {
         uint8_t t = atomic_load_explicit(&r->meta[end].xtag,
                                          memory_order_acquire);
         if (PM_STATE(t) != PM_FREE) break;
         end += (size_t)1 << PM_ORDER(t);
       }
-      if (end - i >= npages && end <= r->mapped) {
-        long backed = buddy_claim(b, r, i, npages);
-        if (backed >= 0) return claimed_head(r, i, backed);
+      if (end >= start + npages && start + npages <= r->mapped) {
+        /* From the free run's head (buddy_claim starts at one), the
+         * pages before the aligned start given back. */
+        long backed = buddy_claim(b, r, i, start - i + npages);
+        if (backed >= 0) {
+          if (start > i) {
+            backed -= (long)bitmap_count(r->xbacked, i, start - i);
+            buddy_free_range(b, r, i, start - i, false);
+          }
+          return claimed_head(r, start, backed);
+        }
       }
       i = end > i ? end : i + 1;
     }

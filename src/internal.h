@@ -503,8 +503,9 @@ UMPA_HIDDEN bool buddy_grow(struct buddy *b, unsigned order);
  * listed free.  NULL when even that cannot be reserved. */
 UMPA_HIDDEN struct pmeta *buddy_grow_short(struct buddy *b, size_t npages);
 /* Claim the first npages pages that free runs side by side cover, in any
- * region: what a power-of-two run cannot give when address space is short
- * (runs that are not buddies never merge).  Same result as
+ * region, aligned as a buddy run of that size is (at most 2 MiB): what a
+ * power-of-two run cannot give when address space is short (runs that
+ * are not buddies never merge).  Same result as
  * buddy_grow_short; NULL if there are none.  Walks every region. */
 UMPA_HIDDEN struct pmeta *buddy_claim_span(struct buddy *b, size_t npages);
 /* Add a new region's pages as free runs. */

@@ -154,6 +154,53 @@ static int child_like_glibc(void) {
   return check_done("test_page_oom (as much as glibc)");
 }
 
+/* Address space full of one-page blocks, of which the middle half of each
+ * 32 pages is freed: free spans of 16 pages side by side with live pages,
+ * none aligned to 64 KiB.  A superblock cut from such a span (the claim of
+ * free runs side by side, when no power-of-two run is left) overlapped
+ * the live pages next to it, which its blocks overwrote: a superblock must
+ * be aligned to its size, and none fits here, so malloc returns NULL. */
+static int child_spans(void) {
+  umpa_free(umpa_malloc(100)); /* the thread's heap first */
+  struct rlimit rl = {vsz_bytes() + 64 * MiB, vsz_bytes() + 64 * MiB};
+  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  enum { MAX = 1 << 16 };
+  static unsigned char *pg[MAX];
+  size_t n = 0;
+  while (n < MAX && (pg[n] = userpage_malloc(4096, 0))) n++;
+  CHECK(n > 1000 && n < MAX);
+  for (size_t i = 0; i < n; i++) {
+    uintptr_t idx = (uintptr_t)pg[i] >> 12;
+    if (idx % 32 >= 8 && idx % 32 < 24) {
+      userpage_free(pg[i], 4096);
+      pg[i] = NULL;
+    } else {
+      memset(pg[i], 0xAB, 4096);
+    }
+  }
+  static char *s[1 << 16];
+  size_t ns = 0;
+  while (ns < sizeof s / sizeof s[0] && (s[ns] = umpa_malloc(600))) {
+    memset(s[ns], 0x11, 600);
+    ns++;
+  }
+  size_t smashed = 0;
+  for (size_t i = 0; i < n; i++)
+    if (pg[i])
+      for (size_t k = 0; k < 4096; k++)
+        if (pg[i][k] != 0xAB) {
+          smashed++;
+          break;
+        }
+  CHECK_MSG(smashed == 0, "%zu live pages overwritten by %zu blocks", smashed,
+            ns);
+  for (size_t i = 0; i < ns; i++) umpa_free(s[i]);
+  for (size_t i = 0; i < n; i++)
+    if (pg[i]) userpage_free(pg[i], 4096);
+  CHECK(umpa_page_check() == 0);
+  return check_done("test_page_oom (spans side by side)");
+}
+
 static void run_child(int (*fn)(void)) {
   pid_t pid = fork();
   REQUIRE(pid >= 0);
@@ -167,5 +214,6 @@ int main(void) {
   run_child(child);
   run_child(child_short);
   run_child(child_like_glibc);
+  run_child(child_spans);
   return check_done("test_page_oom");
 }
