@@ -225,6 +225,15 @@ typedef struct ulock {
 UMPA_HIDDEN void ulock_init(ulock_t *l, int kind);
 UMPA_HIDDEN void ulock_acquire_slow(ulock_t *l);
 UMPA_HIDDEN void ulock_release_slow(ulock_t *l);
+/* Set while the thread forks with every lock of umpa held (from thread.c's
+ * prepare handler to its parent or child handler): its own acquisitions
+ * and releases are no-ops then, as it holds them all.  glibc runs the
+ * prepare handlers in the reverse order of their registration, so one
+ * that a library registered before umpa did (under LD_PRELOAD, in a
+ * constructor that ran before umpa's) runs after umpa's; if it allocated,
+ * it waited forever for a lock its own thread held. */
+UMPA_HIDDEN extern __thread bool umpa_tl_forking
+    __attribute__((tls_model("initial-exec")));
 
 /* Counter bump for a field only written under a lock we hold: a relaxed
  * load/store pair, no locked instruction, yet racy readers stay defined. */
@@ -250,6 +259,7 @@ static inline bool ulock_try(ulock_t *l) {
 }
 
 static inline void ulock_release(ulock_t *l) {
+  if (UMPA_UNLIKELY(umpa_tl_forking)) return;
   if (UMPA_UNLIKELY(atomic_exchange_explicit(&l->xword, 0,
                                              memory_order_release) == 2))
     ulock_release_slow(l);

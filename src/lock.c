@@ -50,7 +50,10 @@ static inline void cpu_relax(void) {
 #endif
 }
 
+__thread bool umpa_tl_forking __attribute__((tls_model("initial-exec")));
+
 void ulock_acquire_slow(ulock_t *l) {
+  if (umpa_tl_forking) return; /* held by this thread's fork */
   note_waiter(l);
   if (l->kind == LOCK_SPIN) {
     for (unsigned spins = 0;; spins++) {

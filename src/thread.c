@@ -17,7 +17,10 @@
  * trimmer, then the buddy), so the child starts with consistent structures;
  * in the child the other threads' heaps are retired unread: no lock covers
  * them, and their threads may have stopped halfway through an update.
- * Handlers are registered once, before initialisation is published.
+ * Handlers are registered once, by the constructor: not inside the first
+ * malloc, which may come from inside pthread_atfork.  A prepare handler
+ * that runs after umpa's may allocate: the thread holds every lock then,
+ * and its own lock calls do nothing (umpa_tl_forking).
  */
 #include "internal.h"
 
@@ -46,10 +49,12 @@ static void fork_prepare(void) {
   cache_lock();
   buddy_lock_all();
   region_lock_all();
+  umpa_tl_forking = true; /* prepare handlers that run after this allocate */
 }
 
 UMPA_FORK
 static void fork_parent(void) {
+  umpa_tl_forking = false;
   region_unlock_all();
   buddy_unlock_all();
   cache_unlock();
@@ -59,6 +64,7 @@ static void fork_parent(void) {
 
 UMPA_FORK
 static void fork_child(void) {
+  umpa_tl_forking = false;
   region_unlock_all();
   buddy_unlock_all();
   cache_unlock();
@@ -77,9 +83,11 @@ void umpa_init(void) {
     sizeclass_init();
     malloc_configure();
     atomic_store_explicit(&init_state, 2, memory_order_release);
-    /* The pthread calls may allocate (through us): the core is ready and
-     * the allocations take the shared heap until state 3. */
-    pthread_atfork(fork_prepare, fork_parent, fork_child);
+    /* The pthread call may allocate (through us): the core is ready and
+     * the allocations take the shared heap until state 3.  The fork
+     * handlers are registered by the constructor, not here: the first
+     * malloc may come from inside pthread_atfork (glibc's table of
+     * handlers grows), whose lock a registration here waited for. */
     pthread_key_create(&heap_key, thread_exit);
     atomic_store_explicit(&init_state, 3, memory_order_release);
     return;
@@ -107,4 +115,5 @@ struct heap *thread_heap_init(void) {
 __attribute__((constructor(101))) static void umpa_constructor(void) {
   umpa_init();
   options_init(); /* the environment is surely set up now */
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
