@@ -27,6 +27,33 @@ static _Atomic size_t large_blocks, large_bytes;
  * direct-slot fast path; 0 turns it off (checked mode). */
 static _Atomic size_t direct_max = SMALL_MAX;
 
+/* Out of memory or address space, while the caches hold freed memory
+ * that other sizes cannot use as it lies: empty superblocks in the store,
+ * spans in the large cache, runs the buddy has not merged.  Under
+ * `ulimit -v`, a program that filled the space with blocks of one size and
+ * freed them all got NULL for every other size.  So a failing request
+ * gives everything back as malloc_trim(0) does, and is tried once more;
+ * only when the caches hold something, so that a program failing again
+ * and again does not pay a trim each time.  True if worth a retry. */
+static UMPA_NOINLINE bool reclaim_for_retry(void) {
+  if (!largecache_bytes() && !heap_store_bytes(-1) && !cache_held_pages())
+    return false;
+  int saved = errno;
+  umpa_malloc_trim(0);
+  errno = saved;
+  return true;
+}
+
+/* heap_alloc_slow, and once more after reclaim_for_retry; errno ENOMEM
+ * when it fails. */
+static UMPA_NOINLINE void *small_alloc_slow(size_t n, bool *zero) {
+  void *p = heap_alloc_slow(umpa_tl_heap, n, zero);
+  if (UMPA_UNLIKELY(!p) && reclaim_for_retry())
+    p = heap_alloc_slow(umpa_tl_heap, n, zero);
+  if (UMPA_UNLIKELY(!p)) errno = ENOMEM;
+  return p;
+}
+
 static inline void *small_alloc(size_t n) {
   struct heap *h = umpa_tl_heap;
   struct superblock *sb = h->direct[sizeclass_of(n)];
@@ -38,9 +65,7 @@ static inline void *small_alloc(size_t n) {
         memory_order_relaxed);
     return b;
   }
-  void *p = heap_alloc_slow(h, n, NULL);
-  if (UMPA_UNLIKELY(!p)) errno = ENOMEM;
-  return p;
+  return small_alloc_slow(n, NULL);
 }
 
 /* The block p lies in: p itself unless aligned blocks were handed out. */
@@ -154,12 +179,14 @@ static unsigned large_flags(size_t pages, bool zero) {
 /* A run of `pages` pages from the large cache, else the page layer; the
  * caller counts it in use. */
 static char *large_run(size_t pages, unsigned flags) {
-  char *p = largecache_take(pages, flags);
-  if (!p) p = largecache_grow(pages, flags);
-  if (p) return p;
-  p = page_alloc(pages, flags, KIND_LARGE);
-  if (p) heap_account_arena((ssize_t)(pages << PAGE_SHIFT));
-  return p; /* errno is ENOMEM */
+  for (int again = 1;; again = 0) {
+    char *p = largecache_take(pages, flags);
+    if (!p) p = largecache_grow(pages, flags);
+    if (p) return p;
+    p = page_alloc(pages, flags, KIND_LARGE);
+    if (p) heap_account_arena((ssize_t)(pages << PAGE_SHIFT));
+    if (p || !again || !reclaim_for_retry()) return p; /* errno: ENOMEM */
+  }
 }
 
 /* Pages of a large block that nobody uses: to the large cache, else the
@@ -448,11 +475,8 @@ void *umpa_calloc(size_t n, size_t size) {
     return large_alloc(total, 0, true);
   }
   bool zero = false;
-  void *p = heap_alloc_slow(umpa_tl_heap, total, &zero);
-  if (!p) {
-    errno = ENOMEM;
-    return NULL;
-  }
+  void *p = small_alloc_slow(total, &zero);
+  if (!p) return NULL;
   if (UMPA_UNLIKELY(umpa_opt.check)) check_on_malloc(p);
   if (!zero) memset(p, 0, total);
   return p;

@@ -201,6 +201,34 @@ static int child_spans(void) {
   return check_done("test_page_oom (spans side by side)");
 }
 
+/* The address space filled with blocks of one size (a page of each
+ * written), all freed: every other size is served again.  The freed memory sits in the caches (spans in
+ * the large cache, empty superblocks in the store), which a failing
+ * request now gives back before it tries once more: before, every small
+ * size failed until the program called malloc_trim. */
+static int child_reuse(void) {
+  struct rlimit rl = {vsz_bytes() + 160 * MiB, vsz_bytes() + 160 * MiB};
+  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  enum { MAX = 4096 };
+  static char *b[MAX];
+  size_t n = 0;
+  while (n < MAX && (b[n] = umpa_malloc(200000))) memset(b[n++], 7, 4096);
+  CHECK(n > 100 && n < MAX);
+  for (size_t i = 0; i < n; i++) umpa_free(b[i]);
+  static const size_t sizes[] = {16, 100, 1000, 5000, 20000, 100000, 10 * MiB};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    char *p = umpa_malloc(sizes[i]);
+    CHECK_MSG(p != NULL, "malloc(%zu) after the fill was freed", sizes[i]);
+    if (p) memset(p, 1, sizes[i]);
+    char *z = umpa_calloc(1, sizes[i]);
+    CHECK_MSG(z != NULL && z[sizes[i] - 1] == 0, "calloc(1, %zu)", sizes[i]);
+    umpa_free(p);
+    umpa_free(z);
+  }
+  CHECK(umpa_page_check() == 0);
+  return check_done("test_page_oom (freed memory reused)");
+}
+
 static void run_child(int (*fn)(void)) {
   pid_t pid = fork();
   REQUIRE(pid >= 0);
@@ -215,5 +243,6 @@ int main(void) {
   run_child(child_short);
   run_child(child_like_glibc);
   run_child(child_spans);
+  run_child(child_reuse);
   return check_done("test_page_oom");
 }
