@@ -539,12 +539,12 @@ struct pmeta *buddy_grow_short(struct buddy *b, size_t npages) {
 
 UMPA_FORK
 void buddy_lock_all(void) {
-  ulock_acquire(&umpa_locks.buddy_grow);
-  for (unsigned k = 0; k <= MAX_ORDER; k++) ulock_acquire(order_lock(k));
+  ulock_acquire_fork(&umpa_locks.buddy_grow);
+  for (unsigned k = 0; k <= MAX_ORDER; k++) ulock_acquire_fork(order_lock(k));
 }
 
 UMPA_FORK
 void buddy_unlock_all(void) {
-  for (unsigned k = MAX_ORDER + 1; k-- > 0;) ulock_release(order_lock(k));
-  ulock_release(&umpa_locks.buddy_grow);
+  for (unsigned k = MAX_ORDER + 1; k-- > 0;) ulock_release_fork(order_lock(k));
+  ulock_release_fork(&umpa_locks.buddy_grow);
 }

@@ -266,9 +266,9 @@ void cache_enforce(void) {
 }
 
 UMPA_FORK
-void cache_lock(void) { ulock_acquire(&umpa_locks.cache_trim); }
+void cache_lock(void) { ulock_acquire_fork(&umpa_locks.cache_trim); }
 UMPA_FORK
-void cache_unlock(void) { ulock_release(&umpa_locks.cache_trim); }
+void cache_unlock(void) { ulock_release_fork(&umpa_locks.cache_trim); }
 
 size_t umpa_page_trim(int severity) {
   page_init();

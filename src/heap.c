@@ -841,10 +841,10 @@ size_t heap_trim(struct heap *h) {
 
 UMPA_FORK
 void heap_lock_all(void) {
-  ulock_acquire(&umpa_locks.heap_pool);
-  ulock_acquire(&umpa_locks.heap_shared);
+  ulock_acquire_fork(&umpa_locks.heap_pool);
+  ulock_acquire_fork(&umpa_locks.heap_shared);
   for (unsigned c = 0; c < NUM_CLASSES; c++)
-    ulock_acquire(&umpa_locks.heap_global[c]);
+    ulock_acquire_fork(&umpa_locks.heap_global[c]);
   store_lock_all(); /* after: global_put stores under the class lock */
 }
 
@@ -852,9 +852,9 @@ UMPA_FORK
 void heap_unlock_all(void) {
   store_unlock_all();
   for (unsigned c = NUM_CLASSES; c-- > 0;)
-    ulock_release(&umpa_locks.heap_global[c]);
-  ulock_release(&umpa_locks.heap_shared);
-  ulock_release(&umpa_locks.heap_pool);
+    ulock_release_fork(&umpa_locks.heap_global[c]);
+  ulock_release_fork(&umpa_locks.heap_shared);
+  ulock_release_fork(&umpa_locks.heap_pool);
 }
 
 UMPA_FORK

@@ -219,7 +219,9 @@ typedef struct ulock {
   _Atomic uint64_t xacquires; /* updated while held, read racily */
   _Atomic uint64_t xwaits;
   _Atomic uint64_t xwaiters_max;
-  int kind;                   /* LOCK_SPIN or LOCK_MUTEX */
+  uint8_t kind;               /* LOCK_SPIN or LOCK_MUTEX */
+  uint8_t fork_held;          /* taken by fork's prepare handler */
+  uint16_t fork_depth;        /* its thread's acquisitions since */
 } ulock_t;
 
 UMPA_HIDDEN void ulock_init(ulock_t *l, int kind);
@@ -227,11 +229,13 @@ UMPA_HIDDEN void ulock_acquire_slow(ulock_t *l);
 UMPA_HIDDEN void ulock_release_slow(ulock_t *l);
 /* Set while the thread forks with every lock of umpa held (from thread.c's
  * prepare handler to its parent or child handler): its own acquisitions
- * and releases are no-ops then, as it holds them all.  glibc runs the
- * prepare handlers in the reverse order of their registration, so one
- * that a library registered before umpa did (under LD_PRELOAD, in a
- * constructor that ran before umpa's) runs after umpa's; if it allocated,
- * it waited forever for a lock its own thread held. */
+ * of those locks (fork_held) only count, and their releases uncount, as
+ * it holds them already.  glibc runs the prepare handlers in the reverse
+ * order of their registration, so one that a library registered before
+ * umpa did (under LD_PRELOAD, in a constructor that ran before umpa's)
+ * runs after umpa's; if it allocated, it waited forever for a lock its
+ * own thread held.  Any other lock (a store stripe no heap had used) is
+ * taken and released as usual. */
 UMPA_HIDDEN extern __thread bool umpa_tl_forking
     __attribute__((tls_model("initial-exec")));
 
@@ -259,10 +263,23 @@ static inline bool ulock_try(ulock_t *l) {
 }
 
 static inline void ulock_release(ulock_t *l) {
-  if (UMPA_UNLIKELY(umpa_tl_forking)) return;
+  if (UMPA_UNLIKELY(l->fork_depth)) { /* see umpa_tl_forking */
+    l->fork_depth--;
+    return;
+  }
   if (UMPA_UNLIKELY(atomic_exchange_explicit(&l->xword, 0,
                                              memory_order_release) == 2))
     ulock_release_slow(l);
+}
+
+/* The fork handlers' acquisition and release (see umpa_tl_forking). */
+static inline void ulock_acquire_fork(ulock_t *l) {
+  ulock_acquire(l);
+  l->fork_held = 1;
+}
+static inline void ulock_release_fork(ulock_t *l) {
+  l->fork_held = 0;
+  ulock_release(l);
 }
 
 /* ---------------------------------------------------------------------------

@@ -892,6 +892,6 @@ size_t largecache_spans(size_t *largest) {
 }
 
 UMPA_FORK
-void largecache_lock_all(void) { ulock_acquire(&umpa_locks.large); }
+void largecache_lock_all(void) { ulock_acquire_fork(&umpa_locks.large); }
 UMPA_FORK
-void largecache_unlock_all(void) { ulock_release(&umpa_locks.large); }
+void largecache_unlock_all(void) { ulock_release_fork(&umpa_locks.large); }

@@ -27,7 +27,9 @@ void ulock_init(ulock_t *l, int kind) {
   atomic_init(&l->xacquires, 0);
   atomic_init(&l->xwaits, 0);
   atomic_init(&l->xwaiters_max, 0);
-  l->kind = kind;
+  l->kind = (uint8_t)kind;
+  l->fork_held = 0;
+  l->fork_depth = 0;
 }
 
 static void note_waiter(ulock_t *l) {
@@ -53,7 +55,10 @@ static inline void cpu_relax(void) {
 __thread bool umpa_tl_forking __attribute__((tls_model("initial-exec")));
 
 void ulock_acquire_slow(ulock_t *l) {
-  if (umpa_tl_forking) return; /* held by this thread's fork */
+  if (umpa_tl_forking && l->fork_held) { /* held by this thread's fork */
+    l->fork_depth++;
+    return;
+  }
   note_waiter(l);
   if (l->kind == LOCK_SPIN) {
     for (unsigned spins = 0;; spins++) {

@@ -362,9 +362,9 @@ bool region_open(struct region *r, size_t idx, size_t n) {
 }
 
 UMPA_FORK
-void region_lock_all(void) { ulock_acquire(&umpa_locks.region_open); }
+void region_lock_all(void) { ulock_acquire_fork(&umpa_locks.region_open); }
 UMPA_FORK
-void region_unlock_all(void) { ulock_release(&umpa_locks.region_open); }
+void region_unlock_all(void) { ulock_release_fork(&umpa_locks.region_open); }
 
 UMPA_HOT
 void region_back_meta(struct region *r, size_t idx, size_t n) {

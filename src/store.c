@@ -473,12 +473,12 @@ UMPA_FORK
 void store_lock_all(void) {
   for (unsigned s = 0, n = used_stripes(); s < n; s++)
     for (unsigned c = 0; c < NUM_CLASSES; c++)
-      ulock_acquire(&stripes[s].list[c].lock);
+      ulock_acquire_fork(&stripes[s].list[c].lock);
 }
 
 UMPA_FORK
 void store_unlock_all(void) {
   for (unsigned s = used_stripes(); s-- > 0;)
     for (unsigned c = NUM_CLASSES; c-- > 0;)
-      ulock_release(&stripes[s].list[c].lock);
+      ulock_release_fork(&stripes[s].list[c].lock);
 }

@@ -20,7 +20,7 @@
  * Handlers are registered once, by the constructor: not inside the first
  * malloc, which may come from inside pthread_atfork.  A prepare handler
  * that runs after umpa's may allocate: the thread holds every lock then,
- * and its own lock calls do nothing (umpa_tl_forking).
+ * and its own acquisitions of them only count (umpa_tl_forking).
  */
 #include "internal.h"
 
@@ -49,7 +49,7 @@ static void fork_prepare(void) {
   cache_lock();
   buddy_lock_all();
   region_lock_all();
-  umpa_tl_forking = true; /* prepare handlers that run after this allocate */
+  umpa_tl_forking = true; /* later prepare handlers may allocate */
 }
 
 UMPA_FORK

@@ -174,9 +174,38 @@ static void test_half_done(void) {
   REQUIRE(pthread_join(t, NULL) == 0);
 }
 
+/* While a thread forks (umpa_tl_forking), its acquisitions of the locks
+ * the prepare handler took only count, and its releases uncount: the locks
+ * stay held until the parent or child handler.  Any other lock (a store
+ * stripe that no heap had used when the handler took the stripes') is
+ * taken and released for real: released as a no-op, it stayed held. */
+static void test_fork_locks(void) {
+  ulock_t held, other;
+  ulock_init(&held, LOCK_SPIN);
+  ulock_init(&other, LOCK_SPIN);
+  ulock_acquire_fork(&held);
+  umpa_tl_forking = true;
+  ulock_acquire(&held); /* a prepare handler that runs after umpa's */
+  ulock_acquire(&held);
+  ulock_release(&held);
+  ulock_release(&held);
+  CHECK(atomic_load(&held.xword) != 0);
+  ulock_acquire(&other);
+  CHECK(atomic_load(&other.xword) != 0);
+  ulock_release(&other);
+  CHECK(atomic_load(&other.xword) == 0);
+  CHECK(ulock_try(&other) && !ulock_try(&held));
+  ulock_release(&other);
+  umpa_tl_forking = false;
+  ulock_release_fork(&held);
+  CHECK(atomic_load(&held.xword) == 0 && held.fork_held == 0 &&
+        held.fork_depth == 0);
+}
+
 int main(int argc, char **argv) {
   int rounds = argc > 1 ? atoi(argv[1]) : (int)test_scaled(100);
   umpa_free(umpa_malloc(1)); /* initialise before the threads race */
+  test_fork_locks();
   test_half_done();
   pthread_t th[THREADS];
   for (uintptr_t i = 0; i < THREADS; i++)

@@ -202,10 +202,11 @@ static int child_spans(void) {
 }
 
 /* The address space filled with blocks of one size (a page of each
- * written), all freed: every other size is served again.  The freed memory sits in the caches (spans in
- * the large cache, empty superblocks in the store), which a failing
- * request now gives back before it tries once more: before, every small
- * size failed until the program called malloc_trim. */
+ * written), all freed: every other size is served again.  The freed
+ * memory sits in the caches (spans in the large cache, empty superblocks
+ * in the store), which a failing request now gives back before it tries
+ * once more: before, every small size failed until the program called
+ * malloc_trim. */
 static int child_reuse(void) {
   struct rlimit rl = {vsz_bytes() + 160 * MiB, vsz_bytes() + 160 * MiB};
   REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
