@@ -492,7 +492,9 @@ struct pmeta *buddy_claim_span(struct buddy *b, size_t npages) {
       uint8_t tag = atomic_load_explicit(&r->meta[i].xtag,
                                          memory_order_acquire);
       if (PM_STATE(tag) != PM_FREE) {
-        uint32_t n = PM_STATE(tag) == PM_USED ? r->meta[i].count : 0;
+        uint32_t n = PM_STATE(tag) == PM_USED
+                         ? __atomic_load_n(&r->meta[i].count, __ATOMIC_RELAXED)
+                         : 0;
         i += n ? n : 1;
         continue;
       }

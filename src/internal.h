@@ -272,13 +272,16 @@ static inline void ulock_release(ulock_t *l) {
     ulock_release_slow(l);
 }
 
-/* The fork handlers' acquisition and release (see umpa_tl_forking). */
+/* The fork handlers' acquisition and release (see umpa_tl_forking), also
+ * used by the others that take every lock (a full trim, the page check),
+ * which a prepare handler running during the fork may call: then the
+ * locks are the fork's, and stay marked. */
 static inline void ulock_acquire_fork(ulock_t *l) {
   ulock_acquire(l);
   l->fork_held = 1;
 }
 static inline void ulock_release_fork(ulock_t *l) {
-  l->fork_held = 0;
+  if (!l->fork_depth) l->fork_held = 0;
   ulock_release(l);
 }
 

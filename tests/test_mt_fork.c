@@ -196,6 +196,11 @@ static void test_fork_locks(void) {
   CHECK(atomic_load(&other.xword) == 0);
   CHECK(ulock_try(&other) && !ulock_try(&held));
   ulock_release(&other);
+  /* A full trim in a prepare handler takes and releases every lock the
+   * fork way: they stay the fork's. */
+  ulock_acquire_fork(&held);
+  ulock_release_fork(&held);
+  CHECK(held.fork_held == 1 && atomic_load(&held.xword) != 0);
   umpa_tl_forking = false;
   ulock_release_fork(&held);
   CHECK(atomic_load(&held.xword) == 0 && held.fork_held == 0 &&

@@ -4,10 +4,11 @@
  * may be initialised first): enough of them that glibc's table of handlers
  * grows with malloc inside pthread_atfork (the process's first malloc,
  * which once registered umpa's own handlers there and waited for the lock
- * pthread_atfork held), and a prepare handler that allocates (glibc runs
- * it after umpa's, which once held every lock of umpa and made it wait
- * forever).
+ * pthread_atfork held), and a prepare handler that allocates and trims
+ * (glibc runs it after umpa's, which once held every lock of umpa and made
+ * it wait forever).
  */
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,9 @@ static void prepare(void) {
   }
   free(p);
   free(q);
+  malloc_trim(0); /* takes every lock of umpa, the fork's own */
+  p = malloc(200);
+  free(p);
 }
 
 static void child(void) {
