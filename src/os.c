@@ -162,12 +162,14 @@ int os_populate(void *p, size_t size, bool empty, uint64_t *faults) {
     if (madvise(p, size, MADV_POPULATE_WRITE) == 0) {
       atomic_store_explicit(&populate_mode, POPULATE_MADVISE,
                             memory_order_relaxed);
-    } else if ((errno == EINVAL || errno == EPERM || errno == ENOSYS) &&
-               umpa_opt.populate == POPULATE_AUTO) {
-      /* A kernel older than 5.14 (EINVAL), or a seccomp filter that
-       * refuses madvise (EPERM, ENOSYS), perhaps installed after it had
-       * worked: with madvise taken for "no memory", every malloc failed.
-       * Asked for by name (UMPA_POPULATE=madvise), it is not replaced. */
+    } else if (umpa_opt.populate == POPULATE_AUTO &&
+               ((errno == EINVAL && mode == POPULATE_AUTO) ||
+                errno == EPERM || errno == ENOSYS)) {
+      /* A kernel older than 5.14 (EINVAL at the first try), or a seccomp
+       * filter that refuses madvise (EPERM, ENOSYS), perhaps installed
+       * after it had worked: with madvise taken for "no memory", every
+       * malloc failed.  Asked for by name (UMPA_POPULATE=madvise), it is
+       * not replaced. */
       atomic_store_explicit(&populate_mode, POPULATE_MAP,
                             memory_order_relaxed);
       err = empty ? populate_map(p, size) : populate_touch(p, size);
