@@ -103,6 +103,17 @@ static inline size_t capture_stderr(void (*fn)(void), char *buf,
   return len;
 }
 
+/* Run fn in a forked child, which exits with what it returns; its wait
+ * status. */
+static inline int child_status(int (*fn)(void)) {
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) _exit(fn());
+  int status;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  return status;
+}
+
 /* Run fn in a forked child with its stderr captured: true if the child
  * aborted (SIGABRT) after printing exactly one line that starts with
  * "umpa: " and contains `expect`. */

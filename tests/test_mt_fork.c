@@ -138,11 +138,7 @@ static int half_done_child(void) {
 }
 
 static void fork_half_done(const char *what) {
-  pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) _exit(half_done_child());
-  int status;
-  REQUIRE(waitpid(pid, &status, 0) == pid);
+  int status = child_status(half_done_child);
   CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
             "%s: child status %#x", what, status);
 }

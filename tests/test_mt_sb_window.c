@@ -15,8 +15,6 @@
 #include "internal.h"
 
 #include <pthread.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 static _Atomic int stop;
 
@@ -46,11 +44,7 @@ static int run(void) {
 int main(void) {
   int runs = (int)test_scaled(200);
   for (int i = 0; i < runs; i++) {
-    pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) _exit(run());
-    int status;
-    REQUIRE(waitpid(pid, &status, 0) == pid);
+    int status = child_status(run);
     CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
               "run %d: child status %#x", i, status);
   }

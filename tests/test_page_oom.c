@@ -231,11 +231,7 @@ static int child_reuse(void) {
 }
 
 static void run_child(int (*fn)(void)) {
-  pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) _exit(fn());
-  int status;
-  waitpid(pid, &status, 0);
+  int status = child_status(fn);
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
