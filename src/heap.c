@@ -50,6 +50,10 @@ UMPA_BIG_BSS static struct heap heap_shared;
 static _Atomic size_t arena_bytes, arena_peak;
 static struct heap *heap_all, *heap_pool;
 static unsigned heaps_made; /* under umpa_locks.heap_pool */
+/* Where heap_acquire's sweep for heaps of dead threads goes on (under
+ * umpa_locks.heap_pool); NULL: from the registry's head. */
+static struct heap *sweep_next;
+static void sweep_all(void);
 /* Bumped by every malloc_trim: a heap that has not seen the latest trims
  * itself on its next tick (its owner alone may touch its bins). */
 static _Atomic uint32_t trim_epoch;
@@ -258,6 +262,13 @@ unsigned heap_count_in_use(void) {
   ulock_acquire(&umpa_locks.heap_pool);
   for (struct heap *h = heap_all; h; h = h->next_all)
     n += atomic_load_explicit(&h->xin_use, memory_order_relaxed) != 0;
+  ulock_release(&umpa_locks.heap_pool);
+  return n;
+}
+
+unsigned heap_count_made(void) {
+  ulock_acquire(&umpa_locks.heap_pool);
+  unsigned n = heaps_made;
   ulock_release(&umpa_locks.heap_pool);
   return n;
 }
@@ -696,9 +707,73 @@ static size_t bare_pooled(void) {
   return pages << PAGE_SHIFT;
 }
 
+/* A thread gives its heap up in a pthread key's destructor, but one whose
+ * first malloc comes in the last round of destructors sets the key after
+ * glibc's last look: its heap stays in use after it is gone, and a
+ * program whose threads each do that (a destructor that logs) would keep
+ * a heap, and what its superblocks hold, a thread.  So a thread that finds
+ * the pool empty checks whether the threads of SWEEP_PROBES heaps in use
+ * are alive, going round the registry, before it makes a new heap; a heap
+ * whose thread is gone is given up, as its thread would have, and pooled.
+ * Dead threads then keep no more heaps than the most that were ever in use
+ * at once, and a pooled heap costs a thread no check (its id, one system
+ * call, is all); malloc_trim checks them all.  Not the heaps of another
+ * fork generation: their threads are in the parent (orphans), or the
+ * survivor's id changed with the fork. */
+#define SWEEP_PROBES 2
+#define SWEEP_STEPS 16 /* heaps looked at, under the pool lock, at most */
+
+static bool sweepable(struct heap *h) {
+  return atomic_load_explicit(&h->xtid, memory_order_relaxed) &&
+         h->fork_gen == umpa_locks.fork_gen;
+}
+
+/* Give h up if its thread is gone. */
+static void sweep_one(struct heap *h) {
+  int tid = atomic_load_explicit(&h->xtid, memory_order_acquire);
+  /* The exchange makes it ours alone: its thread, exiting now, could only
+   * find 0 (heap_abandon). */
+  if (tid && !os_thread_alive(tid) &&
+      atomic_compare_exchange_strong_explicit(&h->xtid, &tid, 0,
+                                              memory_order_acquire,
+                                              memory_order_relaxed))
+    heap_abandon(h);
+}
+
+static void sweep_some(void) {
+  struct heap *pick[SWEEP_PROBES];
+  unsigned n = 0;
+  ulock_acquire(&umpa_locks.heap_pool);
+  struct heap *h = sweep_next;
+  for (unsigned step = 0; step < SWEEP_STEPS && n < SWEEP_PROBES; step++) {
+    if (!h && !(h = heap_all)) break;
+    if (sweepable(h)) pick[n++] = h;
+    h = h->next_all;
+  }
+  sweep_next = h;
+  ulock_release(&umpa_locks.heap_pool);
+  for (unsigned i = 0; i < n; i++) sweep_one(pick[i]);
+}
+
+static void sweep_all(void) {
+  /* The registry only grows at its head, and a heap stays in it. */
+  ulock_acquire(&umpa_locks.heap_pool);
+  struct heap *all = heap_all;
+  ulock_release(&umpa_locks.heap_pool);
+  for (struct heap *h = all; h; h = h->next_all)
+    if (sweepable(h)) sweep_one(h);
+}
+
 struct heap *heap_acquire(void) {
+  int tid = os_thread_id();
   ulock_acquire(&umpa_locks.heap_pool);
   struct heap *h = heap_pool;
+  if (!h) {
+    ulock_release(&umpa_locks.heap_pool);
+    sweep_some();
+    ulock_acquire(&umpa_locks.heap_pool);
+    h = heap_pool;
+  }
   if (h) {
     heap_pool = h->next_free;
     if (h->bare) {
@@ -726,6 +801,7 @@ struct heap *heap_acquire(void) {
     h->trim_seen = atomic_load_explicit(&trim_epoch, memory_order_relaxed);
     h->fork_gen = umpa_locks.fork_gen;
     atomic_store_explicit(&h->xin_use, 1, memory_order_relaxed);
+    atomic_store_explicit(&h->xtid, tid, memory_order_relaxed);
   }
   ulock_release(&umpa_locks.heap_pool);
   retire_orphans();
@@ -735,6 +811,9 @@ struct heap *heap_acquire(void) {
 /* Give every superblock of h away: empty ones to the page layer, the rest
  * to the global heap, where frees that arrive later still find them. */
 void heap_abandon(struct heap *h) {
+  /* Its thread's exit and the sweep (heap_acquire) both come here, the
+   * second only once the first cannot. */
+  atomic_store_explicit(&h->xtid, 0, memory_order_relaxed);
   held_flush(h);
   flush_deferred(h, NULL); /* no adoption: the heap is going */
   for (unsigned c = 0; c < NUM_CLASSES; c++) {
@@ -802,6 +881,7 @@ static size_t trim_bins(struct heap *h, size_t *pages) {
 size_t heap_trim(struct heap *h) {
   size_t released = 0, pages = 0;
   retire_orphans(); /* their memory is the child's to give back */
+  sweep_all();      /* and the heaps of threads gone (heap_acquire) */
   /* Other threads' heaps trim themselves on their next tick. */
   atomic_fetch_add_explicit(&trim_epoch, 1, memory_order_relaxed);
   if (h != HEAP_NONE) {

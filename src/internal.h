@@ -183,6 +183,12 @@ UMPA_HIDDEN uint64_t os_thread_faults(void);
 UMPA_HIDDEN void os_futex_wait(_Atomic uint32_t *addr, uint32_t val);
 UMPA_HIDDEN void os_futex_wake(_Atomic uint32_t *addr, int n);
 UMPA_HIDDEN void os_yield(void);
+/* The calling thread's kernel id. */
+UMPA_HIDDEN int os_thread_id(void);
+/* False only when no thread `tid` exists; true when one does (in this
+ * process or, the id taken again, in another), or when the kernel will not
+ * say (a seccomp filter). */
+UMPA_HIDDEN bool os_thread_alive(int tid);
 /* A full memory barrier in every running thread of the process
  * (membarrier, private expedited; registered on the first call), so that
  * a thread that takes something with plain loads and stores needs no
@@ -1032,6 +1038,10 @@ struct heap {
   struct heap *next_all;  /* registry of every heap ever made */
   struct heap *next_free; /* pool of unused heaps */
   _Atomic int xin_use;
+  /* Its thread's kernel id while in use, 0 otherwise: a heap whose thread
+   * is gone but never gave it up (heap_acquire's sweep) is given up by
+   * whoever swaps this to 0. */
+  _Atomic int xtid;
   uint32_t fork_gen;      /* umpa_locks.fork_gen when it was acquired */
   bool bare;              /* pooled, its front pages given back by a trim
                              (heap_trim): set up again when acquired */
@@ -1176,7 +1186,10 @@ UMPA_HIDDEN void *heap_alloc_slow(struct heap *h, size_t n, bool *zero);
  * current one out of its quarter of fullness: relist it, release it if
  * empty, and enforce Hoard's threshold. */
 UMPA_HIDDEN void heap_free_slow(struct heap *h, struct superblock *sb);
+/* Give up h, the caller's heap at its thread's exit: its superblocks go
+ * to the global heap and the page layer, and h to the pool. */
 UMPA_HIDDEN void heap_abandon(struct heap *h);
+/* A heap for the calling thread (from the pool, or new), or NULL. */
 UMPA_HIDDEN struct heap *heap_acquire(void);
 /* A free into a superblock of the global heap, by any thread; h is the
  * caller's heap (umpa_tl_heap, HEAP_NONE included).  A thread with a heap
@@ -1193,6 +1206,8 @@ UMPA_HIDDEN uint64_t heap_slow_events(void);
 /* Test hook: the heaps in use (threads' heaps, and a fork child's orphans
  * until they are retired). */
 UMPA_HIDDEN unsigned heap_count_in_use(void);
+/* Test hook: the heaps made so far (in use or pooled). */
+UMPA_HIDDEN unsigned heap_count_made(void);
 UMPA_HIDDEN size_t heap_trim(struct heap *h);
 /* Bytes of the large blocks the thread heaps hold (held.c), and in
  * *blocks how many. */

@@ -339,6 +339,18 @@ void os_futex_wake(_Atomic uint32_t *addr, int n) {
 
 void os_yield(void) { sched_yield(); }
 
+int os_thread_id(void) { return (int)syscall(SYS_gettid); }
+
+bool os_thread_alive(int tid) {
+  int saved = errno;
+  /* Signal 0 only checks: nothing is sent.  Not tgkill: getpid would be
+   * one more call, and an id taken meanwhile by another process's thread
+   * only reads as alive. */
+  bool gone = syscall(SYS_tkill, tid, 0) != 0 && errno == ESRCH;
+  errno = saved;
+  return !gone;
+}
+
 bool os_membarrier(void) {
   /* 0: not asked yet, 1: registered, -1: none (a kernel before 4.14).
    * Not under a seccomp filter at all: one whose action for calls it does

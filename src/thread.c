@@ -10,7 +10,9 @@
  * key's destructor gives the heap up when the thread exits; from then on
  * the pointer is the sentinel again and umpa_tl_gone is set, so its
  * allocations (by later destructors) are served from a shared locked heap,
- * never from a new per-thread heap that nobody would give back.
+ * never from a new per-thread heap that nobody would give back.  A first
+ * malloc in glibc's last round of destructors sets the key too late for
+ * the destructor to run: heap_acquire's sweep gives up such heaps.
  *
  * fork(): the prepare handler takes every lock of the heap and the page
  * layer, in the order the code nests them (heap locks, then the cache

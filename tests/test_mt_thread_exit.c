@@ -6,14 +6,18 @@
  * started.  Also: a thread whose destructor allocates after umpa gave its
  * heap up is served without leaking a new heap, and a trim gives back the
  * front pages of the heaps that exited threads left pooled, which serve
- * new threads again.
+ * new threads again.  And a thread whose first malloc comes in the last
+ * round of key destructors, too late for umpa's destructor, does not keep
+ * its heap after it is gone.
  */
 #include "check.h"
 #include "internal.h"
 
+#include <limits.h> /* PTHREAD_DESTRUCTOR_ITERATIONS */
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define PER_THREAD 20000
 #define ROUNDS 8
@@ -131,6 +135,78 @@ static void test_pooled_heaps_trimmed(void) {
   umpa_malloc_trim(0);
 }
 
+/* A key whose destructor sets it again until glibc's last round, and
+ * allocates there for the first time in its thread: umpa's key is set
+ * after glibc's last look at the keys, so umpa's destructor never runs. */
+#define LAST_THREADS 100
+#define LAST_BLOCKS 20
+static pthread_key_t last_key;
+static void *last_blocks[LAST_THREADS][LAST_BLOCKS];
+static _Atomic int last_heaped; /* threads that got a heap there */
+
+/* The key's value: the thread's number << 8 | the round. */
+static void last_destructor(void *v) {
+  uintptr_t round = (uintptr_t)v & 0xFF, t = (uintptr_t)v >> 8;
+  if (round < PTHREAD_DESTRUCTOR_ITERATIONS) {
+    pthread_setspecific(last_key, (void *)((uintptr_t)v + 1));
+    return;
+  }
+  REQUIRE(t < LAST_THREADS);
+  for (int i = 0; i < LAST_BLOCKS; i++) {
+    size_t n = 16 + (size_t)i * 200;
+    last_blocks[t][i] = umpa_malloc(n);
+    REQUIRE(last_blocks[t][i]);
+    memset(last_blocks[t][i], (int)t, n);
+  }
+  if (umpa_tl_heap != HEAP_NONE && !umpa_tl_gone)
+    atomic_fetch_add(&last_heaped, 1);
+}
+
+static void *last_round_thread(void *arg) {
+  /* No malloc before the destructors: keys below 32 need none. */
+  pthread_setspecific(last_key, (void *)((uintptr_t)arg << 8 | 1));
+  return NULL;
+}
+
+/* Each such thread leaves a heap in use; a thread that would make a new
+ * heap finds the dead threads' ones first and gives them up (heap_acquire's
+ * sweep), so they are no more than the most heaps ever in use at once,
+ * however many threads come and go, and a trim gives them all up. */
+static void test_first_malloc_in_last_round(void) {
+  REQUIRE(pthread_key_create(&last_key, last_destructor) == 0);
+  unsigned before = heap_count_in_use(), made = heap_count_made();
+  for (uintptr_t t = 0; t < LAST_THREADS; t++) {
+    pthread_t th;
+    REQUIRE(pthread_create(&th, NULL, last_round_thread, (void *)t) == 0);
+    pthread_join(th, NULL);
+  }
+  CHECK_MSG(last_heaped == LAST_THREADS,
+            "%d of %d threads got a heap in the last round", (int)last_heaped,
+            LAST_THREADS);
+  /* The threads took the pooled heaps first (test_pooled_heaps_trimmed
+   * left 32), then swept.  Two more at most: pthread_join returns before
+   * the kernel reaps the thread, so the thread before may still count as
+   * alive at the next one's sweep. */
+  unsigned now = heap_count_in_use(), more = heap_count_made() - made;
+  CHECK_MSG(more <= 2, "%u heaps made for %d threads, %u in use", more,
+            LAST_THREADS, now);
+  for (int tries = 0; tries < 100 && now > before; tries++) {
+    umpa_malloc_trim(0);
+    now = heap_count_in_use();
+    if (now > before) usleep(10000);
+  }
+  CHECK_MSG(now == before, "%u heaps in use after a trim (%u before)", now,
+            before);
+  /* Their blocks, in the global heap now, are intact and freed here. */
+  for (int t = 0; t < LAST_THREADS; t++)
+    for (int i = 0; i < LAST_BLOCKS; i++) {
+      unsigned char *p = last_blocks[t][i];
+      CHECK(p[0] == (unsigned char)t && p[16 + i * 200 - 1] == (unsigned char)t);
+      umpa_free(p);
+    }
+  umpa_malloc_trim(0);
+}
+
 int main(void) {
   static struct batch batches[2];
   umpa_malloc_trim(0);
@@ -173,6 +249,9 @@ int main(void) {
   CHECK_MSG(after.arena <= start.arena + (start.arena / 10) + (1 << 20),
             "arena %zu after late destructors", after.arena);
   test_pooled_heaps_trimmed();
+  /* ThreadSanitizer ends a thread's state in the last round of key
+   * destructors itself: code it instruments may not run after that. */
+  if (!UNDER_TSAN) test_first_malloc_in_last_round();
   umpa_page_check();
   return check_done("test_mt_thread_exit");
 }
