@@ -479,6 +479,7 @@ struct buddy_level {
   _Atomic uint64_t xlazy;      /* runs listed without trying to merge */
   _Atomic uint64_t xsplits;
   _Atomic uint64_t xmerges;
+  _Atomic uint64_t xputs; /* runs ever listed here (buddy_claim_span) */
 } __attribute__((aligned(UMPA_CACHE_LINE)));
 
 struct buddy {
@@ -490,6 +491,11 @@ struct buddy {
    * a search reads one word instead of a line per order (12 lines for a
    * new superblock's "is there a warm run" on a cold cache). */
   _Atomic uint32_t xfree_orders, xwarm_orders;
+  /* buddy_claim_span's last failed walk: the pages it wanted and the runs
+   * listed by then (the sum of the levels' xputs); under the growth
+   * lock. */
+  size_t claim_failed_pages;
+  uint64_t claim_failed_puts;
 };
 
 UMPA_HIDDEN extern struct buddy umpa_buddy;
@@ -542,8 +548,11 @@ UMPA_HIDDEN struct pmeta *buddy_grow_short(struct buddy *b, size_t npages);
  * region, aligned as a buddy run of that size is (at most 2 MiB): what a
  * power-of-two run cannot give when address space is short (runs that
  * are not buddies never merge).  Same result as
- * buddy_grow_short; NULL if there are none.  Walks every region. */
+ * buddy_grow_short; NULL if there are none.  Walks every region, unless
+ * a walk for as few pages failed and no run was listed since. */
 UMPA_HIDDEN struct pmeta *buddy_claim_span(struct buddy *b, size_t npages);
+/* Test hook: the walks buddy_claim_span made. */
+UMPA_HIDDEN extern _Atomic uint64_t buddy_claim_walks;
 /* Add a new region's pages as free runs. */
 UMPA_HIDDEN void buddy_add_region(struct buddy *b, struct region *r);
 /* Lock/unlock the growth lock and every order of umpa_buddy (fork and

@@ -2,7 +2,8 @@
  * test_page_oom.c - running out of address space under RLIMIT_AS gives
  * NULL + ENOMEM at allocation time, and the process carries on: smaller
  * requests still succeed, freed memory is reused.  A block that fits the
- * limit is served even when its power-of-two run would not.
+ * limit is served even when its power-of-two run would not, and a failing
+ * request is quick to fail again.
  * (Not run under AddressSanitizer, whose shadow memory needs terabytes of
  * address space.)
  */
@@ -230,6 +231,68 @@ static int child_reuse(void) {
   return check_done("test_page_oom (freed memory reused)");
 }
 
+/* A failing request at the limit walks the page layer's metadata for free
+ * runs side by side (buddy_claim_span) once: until a run is freed, another
+ * for as many pages or more fails at once (each walked every region, 230
+ * us a call at a 2 GB limit), while one for fewer pages walks again; a
+ * run freed since lets the next walk find it. */
+static int child_failed_claims(void) {
+  umpa_free(umpa_malloc(100)); /* the thread's heap first */
+  struct rlimit rl = {vsz_bytes() + 64 * MiB, vsz_bytes() + 64 * MiB};
+  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  enum { MAX = 1 << 16 };
+  static char *pg[MAX];
+  size_t n = 0;
+  while (n < MAX && (pg[n] = userpage_malloc(4096, 0))) n++;
+  CHECK(n > 1000 && n < MAX);
+  /* The fill's last request walked for one page and failed: every request
+   * is known to fail until a run is freed. */
+  uint64_t walks = buddy_claim_walks;
+  CHECK(userpage_malloc(2 * 4096, 0) == NULL);
+  CHECK(buddy_claim_walks == walks);
+  userpage_free(pg[--n], 4096);
+  CHECK(userpage_malloc(64 * 4096, 0) == NULL);
+  CHECK(buddy_claim_walks == walks + 1);
+  CHECK(userpage_malloc(64 * 4096, 0) == NULL);
+  CHECK(userpage_malloc(100 * 4096, 0) == NULL);
+  CHECK_MSG(buddy_claim_walks == walks + 1, "%llu walks for three failures",
+            (unsigned long long)(buddy_claim_walks - walks));
+  CHECK(userpage_malloc(2 * 4096, 0) == NULL); /* fewer: walks again */
+  CHECK(userpage_malloc(3 * 4096, 0) == NULL);
+  CHECK(buddy_claim_walks == walks + 2);
+  /* 48 pages side by side, from a 64-page boundary: free runs of 32 and 16
+   * pages, which only a walk joins. */
+  size_t first = SIZE_MAX;
+  for (size_t i = 0; i < n && first == SIZE_MAX; i++) {
+    uintptr_t a = (uintptr_t)pg[i];
+    if ((a >> 12) % 64) continue;
+    size_t found = 0;
+    for (size_t k = 0; k < n; k++) {
+      uintptr_t b = (uintptr_t)pg[k];
+      found += b >= a && b < a + 48 * 4096;
+    }
+    if (found == 48) first = i;
+  }
+  REQUIRE(first != SIZE_MAX);
+  uintptr_t lo = (uintptr_t)pg[first];
+  for (size_t k = 0; k < n; k++)
+    if ((uintptr_t)pg[k] >= lo && (uintptr_t)pg[k] < lo + 48 * 4096) {
+      userpage_free(pg[k], 4096);
+      pg[k] = NULL;
+    }
+  char *span = userpage_malloc(48 * 4096, 0);
+  CHECK_MSG(span == (char *)lo, "48 freed pages at %#lx, got %p",
+            (unsigned long)lo, (void *)span);
+  if (span) {
+    memset(span, 5, 48 * 4096);
+    userpage_free(span, 48 * 4096);
+  }
+  for (size_t i = 0; i < n; i++)
+    if (pg[i]) userpage_free(pg[i], 4096);
+  CHECK(umpa_page_check() == 0);
+  return check_done("test_page_oom (failed walks remembered)");
+}
+
 static void run_child(int (*fn)(void)) {
   int status = child_status(fn);
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -241,5 +304,6 @@ int main(void) {
   run_child(child_like_glibc);
   run_child(child_spans);
   run_child(child_reuse);
+  run_child(child_failed_claims);
   return check_done("test_page_oom");
 }
