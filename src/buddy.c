@@ -499,6 +499,8 @@ static bool claim_known_to_fail(struct buddy *b, size_t npages,
   return known;
 }
 
+static struct pmeta *claim_walk(struct buddy *b, size_t npages);
+
 static void claim_failed(struct buddy *b, size_t npages, uint64_t puts) {
   ulock_acquire(&umpa_locks.buddy_grow);
   if (b->claim_failed_puts != puts || !b->claim_failed_pages ||
@@ -517,6 +519,17 @@ struct pmeta *buddy_claim_span(struct buddy *b, size_t npages) {
   uint64_t puts = puts_so_far(b);
   if (claim_known_to_fail(b, npages, puts)) return NULL;
   atomic_fetch_add_explicit(&buddy_claim_walks, 1, memory_order_relaxed);
+  /* The growth lock keeps the list of regions still (buddy_retire_free
+   * takes regions off it). */
+  ulock_acquire(&umpa_locks.buddy_grow);
+  struct pmeta *pm = claim_walk(b, npages);
+  ulock_release(&umpa_locks.buddy_grow);
+  if (!pm) claim_failed(b, npages, puts);
+  return pm;
+}
+
+/* buddy_claim_span's walk.  Growth lock held. */
+static struct pmeta *claim_walk(struct buddy *b, size_t npages) {
   /* Aligned as a buddy run of its size is, up to 2 MiB: a superblock's
    * header is found from its pointer by its size's alignment, and blocks
    * of 2 MiB and more are 2 MiB aligned.  A span at any page gave
@@ -564,8 +577,65 @@ struct pmeta *buddy_claim_span(struct buddy *b, size_t npages) {
       i = end > i ? end : i + 1;
     }
   }
-  claim_failed(b, npages, puts);
   return NULL;
+}
+
+/* Whether every page of r is in a free run.  All order locks held. */
+static bool all_free(struct region *r) {
+  for (size_t i = 0; i < r->mapped;) {
+    uint8_t tag = atomic_load_explicit(&r->meta[i].xtag, memory_order_relaxed);
+    if (PM_STATE(tag) != PM_FREE) return false;
+    i += (size_t)1 << PM_ORDER(tag);
+  }
+  return true;
+}
+
+/* Under a limit the free part of a region counts against it as its used
+ * part does: after a phase of small blocks freed and trimmed, glibc's
+ * heap gives its address space back and umpa's regions kept it, so a
+ * 64 MiB mmap, a thread's stack or a 64 MiB malloc failed where glibc's
+ * succeeded.  Without a limit address space is no cost, and a region kept
+ * saves the next phase its system calls and faults. */
+size_t buddy_retire_free(struct buddy *b) {
+  if (os_address_space_limit() == SIZE_MAX) return 0;
+  size_t pages = 0;
+  struct region *gone = NULL;
+  ulock_acquire(&umpa_locks.buddy_grow);
+  for (unsigned k = 0; k <= MAX_ORDER; k++) ulock_acquire(order_lock(k));
+  for (struct region *r = region_list(); r; r = r->next) {
+    if (!all_free(r)) continue;
+    size_t backed = bitmap_count(r->xbacked, 0, r->mapped);
+    for (size_t i = 0; i < r->mapped;) {
+      struct pmeta *pm = &r->meta[i];
+      unsigned k = PM_ORDER(atomic_load_explicit(&pm->xtag,
+                                                 memory_order_relaxed));
+      take_free(b, k, pm);
+      atomic_store_explicit(&pm->xtag, PM_TAG(PM_NONE, 0),
+                            memory_order_relaxed);
+      i += (size_t)1 << k;
+    }
+    if (backed) {
+      bitmap_clear(r->xbacked, 0, r->mapped);
+      PC_ADD(xbacked, -backed);
+    }
+    /* Listed for retiring (r->next is the list's until then): `gone`
+     * threads them through their first entry's link, unused now. */
+    r->meta[0].next = (struct pmeta *)gone;
+    gone = r;
+    pages += r->mapped;
+  }
+  for (unsigned k = MAX_ORDER + 1; k-- > 0;) ulock_release(order_lock(k));
+  /* Out of every list, their pages reach no thread: unmapped without the
+   * order locks, which a munmap of populated pages would hold for
+   * milliseconds. */
+  while (gone) {
+    struct region *r = gone;
+    gone = (struct region *)r->meta[0].next;
+    r->meta[0].next = NULL;
+    region_retire(r);
+  }
+  ulock_release(&umpa_locks.buddy_grow);
+  return pages;
 }
 
 struct pmeta *buddy_grow_short(struct buddy *b, size_t npages) {

@@ -410,6 +410,12 @@ UMPA_HIDDEN void region_back_meta(struct region *r, size_t idx, size_t n);
 UMPA_HIDDEN size_t region_reserved_bytes(void);
 UMPA_HIDDEN size_t region_metadata_bytes(void);
 UMPA_HIDDEN uint64_t region_count(void);
+/* Give the address space of r back to the kernel: r is off the region
+ * list and the region map from then on.  Its pages must all be free and
+ * out of the buddy's lists (buddy_retire_free).  Growth lock held. */
+UMPA_HIDDEN void region_retire(struct region *r);
+/* Regions retired so far (tests). */
+UMPA_HIDDEN uint64_t region_retired_count(void);
 
 static inline size_t region_index(const struct region *r, const void *p) {
   return ((uintptr_t)p - r->base) >> PAGE_SHIFT;
@@ -551,6 +557,11 @@ UMPA_HIDDEN struct pmeta *buddy_grow_short(struct buddy *b, size_t npages);
  * buddy_grow_short; NULL if there are none.  Walks every region, unless
  * a walk for as few pages failed and no run was listed since. */
 UMPA_HIDDEN struct pmeta *buddy_claim_span(struct buddy *b, size_t npages);
+/* Under an address-space limit (RLIMIT_AS), give back every region whose
+ * pages are all free (region_retire): a region's free pages count against
+ * the limit, and a program that freed everything could not map memory or
+ * start a thread.  Returns the pages given back; 0 without a limit. */
+UMPA_HIDDEN size_t buddy_retire_free(struct buddy *b);
 /* Test hook: the walks buddy_claim_span made. */
 UMPA_HIDDEN extern _Atomic uint64_t buddy_claim_walks;
 /* Add a new region's pages as free runs. */

@@ -699,6 +699,8 @@ int umpa_malloc_trim(size_t pad) {
   size_t released = heap_trim(umpa_tl_heap);
   released += largecache_flush();
   released += cache_shrink_to(pad >> PAGE_SHIFT) << PAGE_SHIFT;
+  /* Under RLIMIT_AS, the address space of regions left empty. */
+  released += buddy_retire_free(&umpa_buddy) << PAGE_SHIFT;
   return released > 0;
 }
 

@@ -37,7 +37,7 @@ static struct region *_Atomic regions_head;
 _Atomic uint8_t *umpa_sb_map;
 _Atomic uint64_t umpa_sb_window;
 static _Atomic size_t reserved_bytes, metadata_bytes;
-static _Atomic uint64_t regions_made;
+static _Atomic uint64_t regions_made, regions_retired;
 
 UMPA_HOT
 struct region *region_of(const void *p) {
@@ -380,6 +380,75 @@ void region_back_meta(struct region *r, size_t idx, size_t n) {
     i = e;
   }
 }
+
+/* Undo map_register: the slots that point at r read empty again, so that
+ * a region reserved there later registers as a new one would. */
+static void map_unregister(struct region *r) {
+  const uintptr_t slot_size = (uintptr_t)1 << MAP_SLOT_SHIFT;
+  const uintptr_t end = r->base + (r->mapped << PAGE_SHIFT);
+  for (uintptr_t a = r->base; a < end;) {
+    size_t slot = a >> MAP_SLOT_SHIFT;
+    uintptr_t slot_end = (a | (slot_size - 1)) + 1;
+    uintptr_t e = atomic_load_explicit(&region_map[slot], memory_order_acquire);
+    if (e == (uintptr_t)r) {
+      atomic_store_explicit(&region_map[slot], 0, memory_order_release);
+      a = slot_end;
+      continue;
+    }
+    uintptr_t stop = end < slot_end ? end : slot_end;
+    if (e & 1) {
+      struct subtable *t = (struct subtable *)(e & ~(uintptr_t)1);
+      for (; a < stop; a += (uintptr_t)1 << MAP_SUB_SHIFT) {
+        struct region *_Atomic *at =
+            &t->r[(a >> MAP_SUB_SHIFT) & (MAP_SUB_SLOTS - 1)];
+        if (atomic_load_explicit(at, memory_order_relaxed) == r)
+          atomic_store_explicit(at, NULL, memory_order_release);
+      }
+    }
+    a = stop;
+  }
+}
+
+void region_retire(struct region *r) {
+  struct region *head = atomic_load_explicit(&regions_head,
+                                             memory_order_relaxed);
+  if (head == r) {
+    atomic_store_explicit(&regions_head, r->next, memory_order_release);
+  } else {
+    struct region *p = head;
+    while (p && p->next != r) p = p->next;
+    if (p) p->next = r->next;
+  }
+  map_unregister(r);
+  /* The fast map's bytes for r: zero once its last superblock went, but a
+   * mapping someone else makes there must never read as one of ours. */
+  if (r->fast_map) {
+    _Atomic uint8_t *map = sb_map_of(r);
+    for (size_t g = 0; g < r->mapped >> (GRANULE_SHIFT - PAGE_SHIFT); g++)
+      if (atomic_load_explicit(&map[g], memory_order_relaxed))
+        atomic_store_explicit(&map[g], 0, memory_order_release);
+  }
+  size_t bytes = r->mapped << PAGE_SHIFT, open = 0;
+  size_t pieces = (r->mapped + ((size_t)1 << OPEN_ORDER) - 1) >> OPEN_ORDER;
+  for (size_t i = 0; i < pieces; i++)
+    if (bitmap_test(r->xopen, i)) {
+      size_t lo = i << OPEN_ORDER, hi = (i + 1) << OPEN_ORDER;
+      open += ((hi > r->mapped ? r->mapped : hi) - lo) << PAGE_SHIFT;
+    }
+  ulock_acquire(&umpa_locks.region_open);
+  atomic_store_explicit(&opened_bytes, region_opened_bytes() - open,
+                        memory_order_relaxed);
+  ulock_release(&umpa_locks.region_open);
+  os_unmap((void *)r->base, bytes);
+  /* The metadata stays reserved, its memory released (it reads zero: no
+   * run, no head, nothing open): a thread's hint of the block it resized
+   * last may still point into it, and reads it before it trusts it. */
+  os_release((char *)r + PAGE_SIZE, r->meta_size - PAGE_SIZE);
+  atomic_fetch_sub(&reserved_bytes, bytes);
+  atomic_fetch_add(&regions_retired, 1);
+}
+
+uint64_t region_retired_count(void) { return atomic_load(&regions_retired); }
 
 struct region *region_list(void) {
   return atomic_load_explicit(&regions_head, memory_order_acquire);

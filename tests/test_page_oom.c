@@ -3,7 +3,8 @@
  * NULL + ENOMEM at allocation time, and the process carries on: smaller
  * requests still succeed, freed memory is reused.  A block that fits the
  * limit is served even when its power-of-two run would not, and a failing
- * request is quick to fail again.
+ * request is quick to fail again; regions left empty give their address
+ * space back at a trim.
  * (Not run under AddressSanitizer, whose shadow memory needs terabytes of
  * address space.)
  */
@@ -13,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +295,110 @@ static int child_failed_claims(void) {
   return check_done("test_page_oom (failed walks remembered)");
 }
 
+static void *thread_noop(void *arg) { return arg; }
+
+/* The address space filled with small blocks, all freed and trimmed: the
+ * regions they were in are given back, so the program can map memory and
+ * start a thread again, as under glibc.  Before, the empty regions kept
+ * the address space, and a 96 MiB mmap, pthread_create and malloc(64 MiB)
+ * failed. */
+static int child_address_space(void) {
+  umpa_free(umpa_malloc(100)); /* the thread's heap first */
+  uint64_t retired = region_retired_count();
+  struct rlimit rl = {vsz_bytes() + 128 * MiB, vsz_bytes() + 128 * MiB};
+  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  enum { MAX = 1 << 18 };
+  static char *b[MAX];
+  size_t n = 0;
+  while (n < MAX && (b[n] = umpa_malloc(1000))) memset(b[n++], 3, 64);
+  CHECK(n > 10000 && n < MAX);
+  for (size_t i = 0; i < n; i++) umpa_free(b[i]);
+  umpa_malloc_trim(0);
+  CHECK(region_retired_count() > retired);
+  void *m = mmap(NULL, 96 * MiB, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK_MSG(m != MAP_FAILED, "mmap(96 MiB) after the blocks were freed");
+  if (m != MAP_FAILED) munmap(m, 96 * MiB);
+  pthread_t t;
+  int rc = pthread_create(&t, NULL, thread_noop, NULL);
+  CHECK_MSG(rc == 0, "pthread_create: %d", rc);
+  if (rc == 0) pthread_join(t, NULL);
+  char *big = umpa_malloc(64 * MiB);
+  CHECK_MSG(big != NULL, "malloc(64 MiB) after the blocks were freed");
+  if (big) memset(big, 1, 64 * MiB);
+  umpa_free(big);
+  /* And small blocks again, in a new region. */
+  for (size_t i = 0; i < 1000; i++) {
+    b[i] = umpa_malloc(1000);
+    CHECK(b[i] != NULL);
+    if (b[i]) memset(b[i], 4, 1000);
+  }
+  for (size_t i = 0; i < 1000; i++) umpa_free(b[i]);
+  CHECK(umpa_page_check() == 0);
+  return check_done("test_page_oom (address space given back)");
+}
+
+/* Threads that fill the space and empty it again while two of them trim:
+ * regions are made anew under them, and retired where one is left empty
+ * (seldom while the others run: their superblocks spread over every
+ * region; always at the end).  Every block keeps its bytes, and the page
+ * layer's books balance. */
+enum { CHURN_THREADS = 3, CHURN_BLOCKS = 20000 };
+static _Atomic bool churn_stop;
+
+static void *churn(void *arg) {
+  uintptr_t id = (uintptr_t)arg;
+  static char *blocks[CHURN_THREADS][CHURN_BLOCKS];
+  char **b = blocks[id];
+  uint64_t x = 0x9e3779b97f4a7c15u * (id + 1);
+  long bad = 0;
+  while (!atomic_load(&churn_stop)) {
+    size_t n = 0;
+    for (; n < (id == 0 ? 4 : CHURN_BLOCKS); n++) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      /* Thread 0's blocks fill regions of their own (a 32nd of the
+       * limit, 8 MiB), which a trim can retire while the others run. */
+      size_t size = id == 0       ? MiB + x % (6 * MiB)
+                    : x % 8 == 0 ? 40000 + x % 300000
+                                 : 16 + x % 3000;
+      if (!(b[n] = umpa_malloc(size))) break;
+      memset(b[n], (int)(n & 0x7F), 16);
+    }
+    for (size_t i = 0; i < n; i++) {
+      for (int k = 0; k < 16; k++) bad += b[i][k] != (char)(i & 0x7F);
+      umpa_free(b[i]);
+    }
+    if (id == 0) umpa_malloc_trim(0);
+  }
+  return (void *)bad;
+}
+
+static int child_retire_churn(void) {
+  umpa_free(umpa_malloc(100));
+  struct rlimit rl = {vsz_bytes() + 256 * MiB, vsz_bytes() + 256 * MiB};
+  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  uint64_t retired = region_retired_count();
+  pthread_t t[CHURN_THREADS];
+  for (uintptr_t i = 0; i < CHURN_THREADS; i++)
+    REQUIRE(pthread_create(&t[i], NULL, churn, (void *)i) == 0);
+  for (int i = 0; i < 400; i++) {
+    umpa_malloc_trim(0);
+    usleep(2000);
+  }
+  atomic_store(&churn_stop, true);
+  long bad = 0;
+  for (int i = 0; i < CHURN_THREADS; i++) {
+    void *r;
+    pthread_join(t[i], &r);
+    bad += (long)r;
+  }
+  CHECK_MSG(bad == 0, "%ld bytes changed", bad);
+  umpa_malloc_trim(0);
+  CHECK(region_retired_count() > retired);
+  CHECK(umpa_page_check() == 0);
+  return check_done("test_page_oom (regions retired under threads)");
+}
+
 static void run_child(int (*fn)(void)) {
   int status = child_status(fn);
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -305,5 +411,7 @@ int main(void) {
   run_child(child_spans);
   run_child(child_reuse);
   run_child(child_failed_claims);
+  run_child(child_address_space);
+  run_child(child_retire_churn);
   return check_done("test_page_oom");
 }
