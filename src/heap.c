@@ -756,12 +756,16 @@ static void sweep_some(void) {
 }
 
 static void sweep_all(void) {
-  /* The registry only grows at its head, and a heap stays in it. */
+  /* A heap stays in the registry and its link never changes: the walk
+   * goes on after the lock was let go for a check. */
   ulock_acquire(&umpa_locks.heap_pool);
-  struct heap *all = heap_all;
+  for (struct heap *h = heap_all; h; h = h->next_all) {
+    if (!sweepable(h)) continue;
+    ulock_release(&umpa_locks.heap_pool);
+    sweep_one(h); /* gives the heap up: takes the pool lock */
+    ulock_acquire(&umpa_locks.heap_pool);
+  }
   ulock_release(&umpa_locks.heap_pool);
-  for (struct heap *h = all; h; h = h->next_all)
-    if (sweepable(h)) sweep_one(h);
 }
 
 struct heap *heap_acquire(void) {
