@@ -117,12 +117,14 @@ static void put_free(struct buddy *b, unsigned k, struct region *r,
   at->next->prev = pm;
   at->next = pm;
   count_in(&lv->xfree_runs, &b->xfree_orders, k);
-  atomic_store_explicit(
-      &lv->xputs, atomic_load_explicit(&lv->xputs, memory_order_relaxed) + 1,
-      memory_order_relaxed);
   if (backed)
     atomic_fetch_add_explicit(&b->xbacked_free, backed, memory_order_relaxed);
   atomic_store_explicit(&pm->xtag, PM_TAG(PM_FREE, k), memory_order_release);
+  /* After the tag, released: a claim walk that counts this listing (its
+   * acquire) sees the run (see puts_so_far). */
+  atomic_store_explicit(
+      &lv->xputs, atomic_load_explicit(&lv->xputs, memory_order_relaxed) + 1,
+      memory_order_release);
 }
 
 /* Take the free run headed by pm off its list.  Order-k lock held. */

@@ -416,6 +416,10 @@ UMPA_HIDDEN uint64_t region_count(void);
 UMPA_HIDDEN void region_retire(struct region *r);
 /* Regions retired so far (tests). */
 UMPA_HIDDEN uint64_t region_retired_count(void);
+/* Bumped when a region is retired: a pointer into its metadata, which a
+ * later region of the same size may take over, is good only while this
+ * holds still. */
+UMPA_HIDDEN extern _Atomic uint32_t umpa_retire_gen;
 
 static inline size_t region_index(const struct region *r, const void *p) {
   return ((uintptr_t)p - r->base) >> PAGE_SHIFT;
@@ -1046,6 +1050,8 @@ struct heap {
    * region map and the heads bitmap (umpa_realloc checks the head). */
   void *realloc_last;
   struct pmeta *realloc_pm;
+  uint32_t realloc_gen;   /* umpa_retire_gen then: a region retired since
+                             may have its metadata serve another region */
   uint32_t ticks;         /* slow-path events before the next tick */
   uint64_t slow_events;   /* all of them (heap_slow_events) */
   uint8_t stripe;         /* of the store, where it puts empty superblocks */

@@ -34,11 +34,17 @@ static _Atomic size_t direct_max = SMALL_MAX;
  * freed them all got NULL for every other size.  So a failing request
  * gives everything back as malloc_trim(0) does, and is tried once more;
  * only when the caches hold something, so that a program failing again
- * and again does not pay a trim each time.  True if worth a retry. */
+ * and again does not pay a trim each time (under RLIMIT_AS, regions left
+ * empty are retired either way).  True if worth a retry. */
 static UMPA_NOINLINE bool reclaim_for_retry(void) {
-  if (!largecache_bytes() && !heap_store_bytes(-1) && !cache_held_pages())
-    return false;
   int saved = errno;
+  if (!largecache_bytes() && !heap_store_bytes(-1) && !cache_held_pages()) {
+    /* Nothing cached; but under RLIMIT_AS regions left empty hold address
+     * space that a new region needs. */
+    bool retired = buddy_retire_free(&umpa_buddy) != 0;
+    errno = saved;
+    return retired;
+  }
   umpa_malloc_trim(0);
   errno = saved;
   return true;
@@ -504,7 +510,10 @@ size_t umpa_malloc_usable_size(void *p) {
  * of a buffer grown 16 bytes at a time took 10 ns, glibc's 5.5.  A
  * sentinel heap's realloc_last is NULL. */
 static struct pmeta *resized_last(struct heap *h, void *p) {
-  if (p != h->realloc_last) return NULL;
+  if (p != h->realloc_last ||
+      h->realloc_gen !=
+          atomic_load_explicit(&umpa_retire_gen, memory_order_acquire))
+    return NULL;
   struct pmeta *pm = h->realloc_pm;
   if (PM_STATE(atomic_load_explicit(&pm->xtag, memory_order_acquire)) !=
           PM_USED ||
@@ -591,12 +600,22 @@ void *umpa_realloc(void *p, size_t n) {
       if (q && h != HEAP_NONE) {
         h->realloc_last = q;
         h->realloc_pm = q == p ? pm : pmeta_at(q);
+        h->realloc_gen =
+            atomic_load_explicit(&umpa_retire_gen, memory_order_relaxed);
       }
       return q; /* on failure errno is ENOMEM, p unchanged */
     }
   }
+  int saved = errno;
   void *q = do_malloc(n);
-  if (!q) return NULL;
+  if (!q) {
+    /* A shrink that found no room for the copy keeps the block, as glibc's
+     * realloc shrinks in place: out of address space, a program cutting
+     * its buffers down got NULL. */
+    if (n > avail) return NULL;
+    errno = saved;
+    return p;
+  }
   memcpy(q, p, n < avail ? n : avail);
   /* Freed as free() would, without looking the block up again: for a
    * large block shrunk into a small one (a buffer cut down to what it

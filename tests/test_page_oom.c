@@ -304,8 +304,13 @@ static void *thread_noop(void *arg) { return arg; }
  * failed. */
 static int child_address_space(void) {
   umpa_free(umpa_malloc(100)); /* the thread's heap first */
+  /* A large block resized: the thread's hint of it points into its
+   * region's metadata. */
+  char *grown = umpa_realloc(umpa_malloc(MiB), MiB + 4096);
+  REQUIRE(grown && umpa_tl_heap->realloc_last == grown);
+  umpa_free(grown);
   uint64_t retired = region_retired_count();
-  struct rlimit rl = {vsz_bytes() + 128 * MiB, vsz_bytes() + 128 * MiB};
+  struct rlimit rl = {vsz_bytes() + 192 * MiB, vsz_bytes() + 192 * MiB};
   REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
   enum { MAX = 1 << 18 };
   static char *b[MAX];
@@ -315,6 +320,8 @@ static int child_address_space(void) {
   for (size_t i = 0; i < n; i++) umpa_free(b[i]);
   umpa_malloc_trim(0);
   CHECK(region_retired_count() > retired);
+  /* That metadata may serve another region now: the hint is not trusted. */
+  CHECK(umpa_tl_heap->realloc_gen != umpa_retire_gen);
   void *m = mmap(NULL, 96 * MiB, PROT_READ | PROT_WRITE,
                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   CHECK_MSG(m != MAP_FAILED, "mmap(96 MiB) after the blocks were freed");
@@ -399,6 +406,108 @@ static int child_retire_churn(void) {
   return check_done("test_page_oom (regions retired under threads)");
 }
 
+/* The space filled with small blocks and all of them freed, the caches
+ * emptied as a program's frees and the decay leave them (no trim): a
+ * request bigger than any region needs a new one, and gets it once the
+ * failing request retired the empty regions.  Before, only a failure with
+ * something cached trimmed, and it failed until the program called
+ * malloc_trim. */
+static int child_refill(void) {
+  umpa_free(umpa_malloc(100));
+  enum { MAX = 1 << 22 };
+  char **b = mmap(NULL, MAX * sizeof *b, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(b != MAP_FAILED);
+  struct rlimit rl = {vsz_bytes() + 192 * MiB, vsz_bytes() + 192 * MiB};
+  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  size_t n = 0;
+  while (n < MAX && (b[n] = umpa_malloc(100))) memset(b[n++], 1, 100);
+  CHECK(n > 100000 && n < MAX);
+  for (size_t i = 0; i < n; i++) umpa_free(b[i]);
+  heap_trim(umpa_tl_heap);
+  largecache_flush();
+  cache_shrink_to(0);
+  size_t biggest = 0;
+  for (struct region *r = region_list(); r; r = r->next)
+    if (r->mapped > biggest) biggest = r->mapped;
+  size_t size = (biggest << PAGE_SHIFT) + 4096;
+  uint64_t retired = region_retired_count();
+  char *big = umpa_malloc(size);
+  CHECK_MSG(big != NULL, "malloc(%zu MiB) after the blocks were freed",
+            size >> 20);
+  CHECK(region_retired_count() > retired);
+  if (big) memset(big, 2, size);
+  umpa_free(big);
+  CHECK(umpa_page_check() == 0);
+  return check_done("test_page_oom (a failure retires empty regions)");
+}
+
+/* Many rounds of filling the space and emptying it with a trim: each
+ * retires regions and makes new ones, whose metadata mappings take the
+ * retired ones' place.  Before, each retired region left its metadata
+ * reserved: the process grew by about 1 % of its peak a round, and after
+ * 180 rounds under a 600 MB limit a 64 MiB malloc failed. */
+static int child_rounds(void) {
+  umpa_free(umpa_malloc(100));
+  struct rlimit rl = {vsz_bytes() + 96 * MiB, vsz_bytes() + 96 * MiB};
+  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  enum { MAX = 1 << 16 };
+  static char *b[MAX];
+  size_t first = 0, after = 0, vsz3 = 0;
+  for (int round = 0; round < 40; round++) {
+    size_t n = 0;
+    while (n < MAX && (b[n] = umpa_malloc(3000))) memset(b[n++], 5, 64);
+    if (round == 0) first = n;
+    if (round == 39) after = n;
+    for (size_t i = 0; i < n; i++) umpa_free(b[i]);
+    umpa_malloc_trim(0);
+    if (round == 3) vsz3 = vsz_bytes();
+  }
+  size_t vsz = vsz_bytes();
+  CHECK_MSG(vsz <= vsz3 + MiB, "the process grew from %zu to %zu KiB",
+            vsz3 >> 10, vsz >> 10);
+  CHECK_MSG(after + after / 50 >= first, "%zu blocks at first, %zu at last",
+            first, after);
+  CHECK(umpa_page_check() == 0);
+  return check_done("test_page_oom (rounds of fill and trim)");
+}
+
+/* Out of address space, a realloc that shrinks keeps the block when it
+ * cannot copy it, as glibc shrinks in place; before it returned NULL. */
+static int child_shrink(void) {
+  umpa_free(umpa_malloc(100));
+  struct rlimit rl = {vsz_bytes() + 64 * MiB, vsz_bytes() + 64 * MiB};
+  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  enum { MAX = 1 << 14 };
+  static char *b[MAX];
+  size_t n = 0;
+  while (n < MAX && (b[n] = umpa_malloc(11000))) memset(b[n++], 6, 11000);
+  CHECK(n > 1000 && n < MAX);
+  /* The rest of the space goes to the program's own mappings. */
+  for (size_t s = MiB; s >= 4096; s /= 2)
+    while (mmap(NULL, s, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) !=
+           MAP_FAILED) {
+    }
+  size_t failed = 0, changed = 0;
+  static const size_t to[] = {5500, 3000, 100, 40000 - 39999};
+  for (size_t i = 0; i < n; i++) {
+    size_t size = to[i % 4];
+    errno = 0;
+    char *q = umpa_realloc(b[i], size);
+    if (!q) {
+      failed++;
+      continue;
+    }
+    b[i] = q;
+    for (size_t k = 0; k < size; k++) changed += q[k] != 6;
+  }
+  CHECK_MSG(failed == 0, "%zu of %zu shrinks failed", failed, n);
+  CHECK(changed == 0);
+  for (size_t i = 0; i < n; i++) umpa_free(b[i]);
+  CHECK(umpa_page_check() == 0);
+  return check_done("test_page_oom (shrink without room)");
+}
+
 static void run_child(int (*fn)(void)) {
   int status = child_status(fn);
   CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -413,5 +522,8 @@ int main(void) {
   run_child(child_failed_claims);
   run_child(child_address_space);
   run_child(child_retire_churn);
+  run_child(child_refill);
+  run_child(child_rounds);
+  run_child(child_shrink);
   return check_done("test_page_oom");
 }
