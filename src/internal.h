@@ -619,6 +619,9 @@ UMPA_HIDDEN void page_init(void);
  * from the cache by moving pages (a big malloc block: reuse what is cached,
  * fault in the rest only if the program touches it). */
 #define PAGE_WARM 0x100u
+/* Internal flag: only what the regions there are hold; no new region (the
+ * large cache's growth, which takes a stretch it has no use for yet). */
+#define PAGE_NO_GROW 0x200u
 
 /* Take a run of npages pages out of the buddy (head PM_BUSY, count = its
  * backed pages), growing the address space if needed; NULL when the kernel

@@ -209,7 +209,8 @@ struct pmeta *page_take(size_t npages, unsigned flags) {
     buddy_coalesce(&umpa_buddy);
     int saved = errno;
     while (!(pm = buddy_alloc(&umpa_buddy, order, cold)))
-      if (!buddy_grow(&umpa_buddy, order)) {
+      if ((flags & PAGE_NO_GROW) || !buddy_grow(&umpa_buddy, order)) {
+        if (flags & PAGE_NO_GROW) return NULL;
         /* No room for a power-of-two run (address space is short): free
          * runs side by side may hold npages, or a region of that size. */
         pm = buddy_claim_span(&umpa_buddy, npages);
