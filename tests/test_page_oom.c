@@ -36,11 +36,24 @@ static size_t vsz_bytes(void) {
   return size * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* Leave the process `margin` bytes of address space beyond what it has. */
+static void limit_space(size_t margin) {
+  struct rlimit rl = {vsz_bytes() + margin, vsz_bytes() + margin};
+  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+}
+
+/* malloc blocks of `size` into b until malloc fails or max are out, the
+ * first `touch` bytes of each set to `byte`; returns how many. */
+static size_t fill(char **b, size_t max, size_t size, int byte, size_t touch) {
+  size_t n = 0;
+  while (n < max && (b[n] = umpa_malloc(size))) memset(b[n++], byte, touch);
+  return n;
+}
+
 static int child(void) {
   /* Leave 96 MiB of address space: the default 1 GiB region cannot be
    * reserved, smaller regions can. */
-  struct rlimit rl = {vsz_bytes() + 96 * MiB, vsz_bytes() + 96 * MiB};
-  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  limit_space(96 * MiB);
   errno = 0;
   void *big = userpage_malloc(256 * MiB, 0);
   CHECK(big == NULL && errno == ENOMEM);
@@ -76,8 +89,7 @@ static int child(void) {
  * only as far as the block reaches).  The unreserved rest of that region
  * is not umpa's: a page the program maps there is foreign to free. */
 static int child_short(void) {
-  struct rlimit rl = {vsz_bytes() + 96 * MiB, vsz_bytes() + 96 * MiB};
-  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  limit_space(96 * MiB);
   errno = 0;
   char *p = userpage_malloc(72 * MiB, 0); /* a 128 MiB run: too big */
   CHECK(p != NULL && errno == 0);
@@ -138,8 +150,7 @@ static int child_short(void) {
  * of address space left, after small blocks made umpa's first region
  * (which must then be small: a 64 MiB one would leave too little). */
 static int child_like_glibc(void) {
-  struct rlimit rl = {vsz_bytes() + 320 * MiB, vsz_bytes() + 320 * MiB};
-  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  limit_space(320 * MiB);
   char *g = malloc(300 * MiB); /* the system's malloc */
   CHECK(g != NULL);
   free(g);
@@ -165,8 +176,7 @@ static int child_like_glibc(void) {
  * be aligned to its size, and none fits here, so malloc returns NULL. */
 static int child_spans(void) {
   umpa_free(umpa_malloc(100)); /* the thread's heap first */
-  struct rlimit rl = {vsz_bytes() + 64 * MiB, vsz_bytes() + 64 * MiB};
-  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  limit_space(64 * MiB);
   enum { MAX = 1 << 16 };
   static unsigned char *pg[MAX];
   size_t n = 0;
@@ -211,12 +221,10 @@ static int child_spans(void) {
  * once more: before, every small size failed until the program called
  * malloc_trim. */
 static int child_reuse(void) {
-  struct rlimit rl = {vsz_bytes() + 160 * MiB, vsz_bytes() + 160 * MiB};
-  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  limit_space(160 * MiB);
   enum { MAX = 4096 };
   static char *b[MAX];
-  size_t n = 0;
-  while (n < MAX && (b[n] = umpa_malloc(200000))) memset(b[n++], 7, 4096);
+  size_t n = fill(b, MAX, 200000, 7, 4096);
   CHECK(n > 100 && n < MAX);
   for (size_t i = 0; i < n; i++) umpa_free(b[i]);
   static const size_t sizes[] = {16, 100, 1000, 5000, 20000, 100000, 10 * MiB};
@@ -240,8 +248,7 @@ static int child_reuse(void) {
  * run freed since lets the next walk find it. */
 static int child_failed_claims(void) {
   umpa_free(umpa_malloc(100)); /* the thread's heap first */
-  struct rlimit rl = {vsz_bytes() + 64 * MiB, vsz_bytes() + 64 * MiB};
-  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  limit_space(64 * MiB);
   enum { MAX = 1 << 16 };
   static char *pg[MAX];
   size_t n = 0;
@@ -310,12 +317,10 @@ static int child_address_space(void) {
   REQUIRE(grown && umpa_tl_heap->realloc_last == grown);
   umpa_free(grown);
   uint64_t retired = region_retired_count();
-  struct rlimit rl = {vsz_bytes() + 192 * MiB, vsz_bytes() + 192 * MiB};
-  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  limit_space(192 * MiB);
   enum { MAX = 1 << 18 };
   static char *b[MAX];
-  size_t n = 0;
-  while (n < MAX && (b[n] = umpa_malloc(1000))) memset(b[n++], 3, 64);
+  size_t n = fill(b, MAX, 1000, 3, 64);
   CHECK(n > 10000 && n < MAX);
   for (size_t i = 0; i < n; i++) umpa_free(b[i]);
   umpa_malloc_trim(0);
@@ -382,8 +387,7 @@ static void *churn(void *arg) {
 
 static int child_retire_churn(void) {
   umpa_free(umpa_malloc(100));
-  struct rlimit rl = {vsz_bytes() + 256 * MiB, vsz_bytes() + 256 * MiB};
-  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  limit_space(256 * MiB);
   uint64_t retired = region_retired_count();
   pthread_t t[CHURN_THREADS];
   for (uintptr_t i = 0; i < CHURN_THREADS; i++)
@@ -418,10 +422,8 @@ static int child_refill(void) {
   char **b = mmap(NULL, MAX * sizeof *b, PROT_READ | PROT_WRITE,
                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(b != MAP_FAILED);
-  struct rlimit rl = {vsz_bytes() + 192 * MiB, vsz_bytes() + 192 * MiB};
-  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
-  size_t n = 0;
-  while (n < MAX && (b[n] = umpa_malloc(100))) memset(b[n++], 1, 100);
+  limit_space(192 * MiB);
+  size_t n = fill(b, MAX, 100, 1, 100);
   CHECK(n > 100000 && n < MAX);
   for (size_t i = 0; i < n; i++) umpa_free(b[i]);
   heap_trim(umpa_tl_heap);
@@ -449,14 +451,12 @@ static int child_refill(void) {
  * 180 rounds under a 600 MB limit a 64 MiB malloc failed. */
 static int child_rounds(void) {
   umpa_free(umpa_malloc(100));
-  struct rlimit rl = {vsz_bytes() + 96 * MiB, vsz_bytes() + 96 * MiB};
-  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  limit_space(96 * MiB);
   enum { MAX = 1 << 16 };
   static char *b[MAX];
   size_t first = 0, after = 0, vsz3 = 0;
   for (int round = 0; round < 40; round++) {
-    size_t n = 0;
-    while (n < MAX && (b[n] = umpa_malloc(3000))) memset(b[n++], 5, 64);
+    size_t n = fill(b, MAX, 3000, 5, 64);
     if (round == 0) first = n;
     if (round == 39) after = n;
     for (size_t i = 0; i < n; i++) umpa_free(b[i]);
@@ -476,12 +476,10 @@ static int child_rounds(void) {
  * cannot copy it, as glibc shrinks in place; before it returned NULL. */
 static int child_shrink(void) {
   umpa_free(umpa_malloc(100));
-  struct rlimit rl = {vsz_bytes() + 64 * MiB, vsz_bytes() + 64 * MiB};
-  REQUIRE(setrlimit(RLIMIT_AS, &rl) == 0);
+  limit_space(64 * MiB);
   enum { MAX = 1 << 14 };
   static char *b[MAX];
-  size_t n = 0;
-  while (n < MAX && (b[n] = umpa_malloc(11000))) memset(b[n++], 6, 11000);
+  size_t n = fill(b, MAX, 11000, 6, 11000);
   CHECK(n > 1000 && n < MAX);
   /* The rest of the space goes to the program's own mappings. */
   for (size_t s = MiB; s >= 4096; s /= 2)
