@@ -238,7 +238,10 @@ UMPA_API void umpa_free_aligned_sized(void *p, size_t align, size_t size);
  * the global heap's empty superblocks, the pages of their other
  * superblocks that hold no block in use (those blocks stay available), the
  * large-block cache, the front page of each heap that exited threads left
- * for new ones, and the page cache down to `pad` bytes.  Every other
+ * for new ones, and the page cache down to `pad` bytes; the heaps of
+ * threads that ended without giving theirs up are given up; under an
+ * address-space limit (RLIMIT_AS), regions whose pages are all free are
+ * unmapped.  Every other
  * thread's heap does the same to itself within its next 16 allocations or
  * frees that leave the fast path; a thread that makes none keeps what its
  * heap holds.  Thread safe.  Returns 1 if the caller
