@@ -54,9 +54,12 @@ static UMPA_NOINLINE bool reclaim_for_retry(void) {
  * when it fails. */
 static UMPA_NOINLINE void *small_alloc_slow(size_t n, bool *zero) {
   void *p = heap_alloc_slow(umpa_tl_heap, n, zero);
-  if (UMPA_UNLIKELY(!p) && reclaim_for_retry())
-    p = heap_alloc_slow(umpa_tl_heap, n, zero);
-  if (UMPA_UNLIKELY(!p)) errno = ENOMEM;
+  if (UMPA_UNLIKELY(!p)) {
+    /* The failed try set errno: a retry that succeeds puts it back. */
+    int saved = errno;
+    if (reclaim_for_retry()) p = heap_alloc_slow(umpa_tl_heap, n, zero);
+    errno = p ? saved : ENOMEM;
+  }
   return p;
 }
 
@@ -185,13 +188,19 @@ static unsigned large_flags(size_t pages, bool zero) {
 /* A run of `pages` pages from the large cache, else the page layer; the
  * caller counts it in use. */
 static char *large_run(size_t pages, unsigned flags) {
+  int saved = errno;
   for (int again = 1;; again = 0) {
     char *p = largecache_take(pages, flags);
     if (!p) p = largecache_grow(pages, flags);
-    if (p) return p;
-    p = page_alloc(pages, flags, KIND_LARGE);
-    if (p) heap_account_arena((ssize_t)(pages << PAGE_SHIFT));
-    if (p || !again || !reclaim_for_retry()) return p; /* errno: ENOMEM */
+    if (!p) {
+      p = page_alloc(pages, flags, KIND_LARGE);
+      if (p) heap_account_arena((ssize_t)(pages << PAGE_SHIFT));
+    }
+    if (p) {
+      errno = saved; /* a first try that failed set it */
+      return p;
+    }
+    if (!again || !reclaim_for_retry()) return NULL; /* errno: ENOMEM */
   }
 }
 
@@ -594,7 +603,14 @@ void *umpa_realloc(void *p, size_t n) {
   } else {
     avail = large_usable(pm);
     if (n > threshold()) {
+      int saved = errno;
       void *q = large_resize(p, pm, n);
+      /* Once more after the caches gave back what they hold, as malloc
+       * does: growing a block failed where a malloc of its new size
+       * succeeded. */
+      if (UMPA_UNLIKELY(!q) && reclaim_for_retry())
+        q = large_resize(p, pm, n);
+      if (q) errno = saved;
       /* Remembered for the next realloc; not in a sentinel heap, which
        * threads share. */
       if (q && h != HEAP_NONE) {

@@ -434,9 +434,12 @@ static int child_refill(void) {
     if (r->mapped > biggest) biggest = r->mapped;
   size_t size = (biggest << PAGE_SHIFT) + 4096;
   uint64_t retired = region_retired_count();
+  errno = 0;
   char *big = umpa_malloc(size);
   CHECK_MSG(big != NULL, "malloc(%zu MiB) after the blocks were freed",
             size >> 20);
+  /* It failed once, then succeeded: errno as it was, as glibc leaves it. */
+  CHECK_MSG(errno == 0, "errno %d after a malloc that succeeded", errno);
   CHECK(region_retired_count() > retired);
   if (big) memset(big, 2, size);
   umpa_free(big);
@@ -470,6 +473,38 @@ static int child_rounds(void) {
             first, after);
   CHECK(umpa_page_check() == 0);
   return check_done("test_page_oom (rounds of fill and trim)");
+}
+
+/* A large block grown by realloc into memory that the caches hold (the
+ * space filled with 1 MiB blocks, all freed): the caches give it back and
+ * the growth is tried again, as a malloc is.  Before, the realloc failed
+ * where a malloc of the new size succeeded. */
+static int child_realloc_retry(void) {
+  umpa_free(umpa_malloc(100));
+  limit_space(192 * MiB);
+  enum { MAX = 1024 };
+  static char *b[MAX];
+  size_t n = fill(b, MAX, MiB, 8, MiB);
+  CHECK(n > 64 && n < MAX);
+  for (size_t i = 0; i < n; i++) umpa_free(b[i]);
+  char *p = umpa_malloc(100000);
+  REQUIRE(p);
+  memset(p, 9, 100000);
+  size_t size = n / 2 * MiB;
+  errno = 0;
+  char *q = umpa_realloc(p, size);
+  CHECK_MSG(q != NULL, "realloc(100000 -> %zu MiB)", size >> 20);
+  if (q) {
+    CHECK_MSG(errno == 0, "errno %d after a realloc that succeeded", errno);
+    size_t changed = 0;
+    for (size_t k = 0; k < 100000; k++) changed += q[k] != 9;
+    CHECK(changed == 0);
+    memset(q, 1, size);
+    p = q;
+  }
+  umpa_free(p);
+  CHECK(umpa_page_check() == 0);
+  return check_done("test_page_oom (realloc growth after a reclaim)");
 }
 
 /* Out of address space, a realloc that shrinks keeps the block when it
@@ -523,5 +558,6 @@ int main(void) {
   run_child(child_refill);
   run_child(child_rounds);
   run_child(child_shrink);
+  run_child(child_realloc_retry);
   return check_done("test_page_oom");
 }
