@@ -104,11 +104,15 @@ static inline size_t capture_stderr(void (*fn)(void), char *buf,
 }
 
 /* Run fn in a forked child, which exits with what it returns; its wait
- * status. */
+ * status.  The child counts its own checks: inherited ones made every
+ * child after a failed one report failures of its own. */
 static inline int child_status(int (*fn)(void)) {
   pid_t pid = fork();
   REQUIRE(pid >= 0);
-  if (pid == 0) _exit(fn());
+  if (pid == 0) {
+    check_failures = check_count = 0;
+    _exit(fn());
+  }
   int status;
   REQUIRE(waitpid(pid, &status, 0) == pid);
   return status;
