@@ -185,9 +185,8 @@ UMPA_HIDDEN void os_futex_wake(_Atomic uint32_t *addr, int n);
 UMPA_HIDDEN void os_yield(void);
 /* The calling thread's kernel id. */
 UMPA_HIDDEN int os_thread_id(void);
-/* False only when no thread `tid` exists; true when one does (in this
- * process or, the id taken again, in another), or when the kernel will not
- * say (a seccomp filter). */
+/* False only when this process has no thread `tid`; true when it has, or
+ * when the kernel will not say (a seccomp filter). */
 UMPA_HIDDEN bool os_thread_alive(int tid);
 /* A full memory barrier in every running thread of the process
  * (membarrier, private expedited; registered on the first call), so that

@@ -343,10 +343,11 @@ int os_thread_id(void) { return (int)syscall(SYS_gettid); }
 
 bool os_thread_alive(int tid) {
   int saved = errno;
-  /* Signal 0 only checks: nothing is sent.  Not tgkill: getpid would be
-   * one more call, and an id taken meanwhile by another process's thread
-   * only reads as alive. */
-  bool gone = syscall(SYS_tkill, tid, 0) != 0 && errno == ESRCH;
+  /* Signal 0 only checks: nothing is sent.  tgkill, not tkill: it is what
+   * raise and abort call, so a seccomp filter that kills on calls it does
+   * not list lets it through; and an id another process took meanwhile
+   * reads as gone, as our thread is. */
+  bool gone = syscall(SYS_tgkill, getpid(), tid, 0) != 0 && errno == ESRCH;
   errno = saved;
   return !gone;
 }
