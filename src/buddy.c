@@ -490,28 +490,7 @@ static uint64_t puts_so_far(struct buddy *b) {
   return n;
 }
 
-/* Whether a walk for npages is known to fail (nothing listed since one
- * for as few failed); else note `puts` for the walk about to start. */
-static bool claim_known_to_fail(struct buddy *b, size_t npages,
-                                uint64_t puts) {
-  ulock_acquire(&umpa_locks.buddy_grow);
-  bool known = b->claim_failed_pages && b->claim_failed_puts == puts &&
-               npages >= b->claim_failed_pages;
-  ulock_release(&umpa_locks.buddy_grow);
-  return known;
-}
-
 static struct pmeta *claim_walk(struct buddy *b, size_t npages);
-
-static void claim_failed(struct buddy *b, size_t npages, uint64_t puts) {
-  ulock_acquire(&umpa_locks.buddy_grow);
-  if (b->claim_failed_puts != puts || !b->claim_failed_pages ||
-      npages < b->claim_failed_pages) {
-    b->claim_failed_pages = npages;
-    b->claim_failed_puts = puts;
-  }
-  ulock_release(&umpa_locks.buddy_grow);
-}
 
 struct pmeta *buddy_claim_span(struct buddy *b, size_t npages) {
   /* Each failing malloc at the address-space limit walked every region's
@@ -519,14 +498,22 @@ struct pmeta *buddy_claim_span(struct buddy *b, size_t npages) {
    * sum is read before the walk, so a run listed during it makes the next
    * caller walk again. */
   uint64_t puts = puts_so_far(b);
-  if (claim_known_to_fail(b, npages, puts)) return NULL;
-  atomic_fetch_add_explicit(&buddy_claim_walks, 1, memory_order_relaxed);
   /* The growth lock keeps the list of regions still (buddy_retire_free
-   * takes regions off it). */
+   * takes regions off it) and guards the record of the last failure. */
   ulock_acquire(&umpa_locks.buddy_grow);
+  if (b->claim_failed_pages && b->claim_failed_puts == puts &&
+      npages >= b->claim_failed_pages) {
+    ulock_release(&umpa_locks.buddy_grow); /* known to fail */
+    return NULL;
+  }
+  atomic_fetch_add_explicit(&buddy_claim_walks, 1, memory_order_relaxed);
   struct pmeta *pm = claim_walk(b, npages);
+  if (!pm && (b->claim_failed_puts != puts || !b->claim_failed_pages ||
+              npages < b->claim_failed_pages)) {
+    b->claim_failed_pages = npages;
+    b->claim_failed_puts = puts;
+  }
   ulock_release(&umpa_locks.buddy_grow);
-  if (!pm) claim_failed(b, npages, puts);
   return pm;
 }
 

@@ -50,6 +50,17 @@ static size_t fill(char **b, size_t max, size_t size, int byte, size_t touch) {
   return n;
 }
 
+/* The thread's heap set up, then the rest of 64 MiB of address space
+ * filled with one-page blocks into pg; returns how many. */
+static size_t fill_pages(char **pg, size_t max) {
+  umpa_free(umpa_malloc(100));
+  limit_space(64 * MiB);
+  size_t n = 0;
+  while (n < max && (pg[n] = userpage_malloc(4096, 0))) n++;
+  CHECK(n > 1000 && n < max);
+  return n;
+}
+
 static int child(void) {
   /* Leave 96 MiB of address space: the default 1 GiB region cannot be
    * reserved, smaller regions can. */
@@ -175,13 +186,9 @@ static int child_like_glibc(void) {
  * the live pages next to it, which its blocks overwrote: a superblock must
  * be aligned to its size, and none fits here, so malloc returns NULL. */
 static int child_spans(void) {
-  umpa_free(umpa_malloc(100)); /* the thread's heap first */
-  limit_space(64 * MiB);
   enum { MAX = 1 << 16 };
-  static unsigned char *pg[MAX];
-  size_t n = 0;
-  while (n < MAX && (pg[n] = userpage_malloc(4096, 0))) n++;
-  CHECK(n > 1000 && n < MAX);
+  static char *pg[MAX];
+  size_t n = fill_pages(pg, MAX);
   for (size_t i = 0; i < n; i++) {
     uintptr_t idx = (uintptr_t)pg[i] >> 12;
     if (idx % 32 >= 8 && idx % 32 < 24) {
@@ -201,7 +208,7 @@ static int child_spans(void) {
   for (size_t i = 0; i < n; i++)
     if (pg[i])
       for (size_t k = 0; k < 4096; k++)
-        if (pg[i][k] != 0xAB) {
+        if ((unsigned char)pg[i][k] != 0xAB) {
           smashed++;
           break;
         }
@@ -247,13 +254,9 @@ static int child_reuse(void) {
  * us a call at a 2 GB limit), while one for fewer pages walks again; a
  * run freed since lets the next walk find it. */
 static int child_failed_claims(void) {
-  umpa_free(umpa_malloc(100)); /* the thread's heap first */
-  limit_space(64 * MiB);
   enum { MAX = 1 << 16 };
   static char *pg[MAX];
-  size_t n = 0;
-  while (n < MAX && (pg[n] = userpage_malloc(4096, 0))) n++;
-  CHECK(n > 1000 && n < MAX);
+  size_t n = fill_pages(pg, MAX);
   /* The fill's last request walked for one page and failed: every request
    * is known to fail until a run is freed. */
   uint64_t walks = buddy_claim_walks;
