@@ -317,6 +317,12 @@ struct region *region_create(unsigned order) {
   for (;; shift--) {
     size_t size = (size_t)1 << shift;
     struct region *r = region_try(shift, size >> PAGE_SHIFT, size);
+    /* The size the request needs, at no aligned address: any 4 MiB
+     * boundary does, as for a short region.  Under RLIMIT_AS a 128 MiB
+     * hole left by retired regions, 4 MiB off the alignment, could not
+     * take a 128 MiB block. */
+    if (!r && shift == need && size > ((size_t)1 << MAP_SUB_SHIFT))
+      r = region_try(shift, size >> PAGE_SHIFT, (size_t)1 << MAP_SUB_SHIFT);
     if (r) {
       errno = saved;
       return r;
