@@ -318,9 +318,9 @@ struct region *region_create(unsigned order) {
     size_t size = (size_t)1 << shift;
     struct region *r = region_try(shift, size >> PAGE_SHIFT, size);
     /* The size the request needs, at no aligned address: any 4 MiB
-     * boundary does, as for a short region.  Under RLIMIT_AS a 128 MiB
-     * hole left by retired regions, 4 MiB off the alignment, could not
-     * take a 128 MiB block. */
+     * boundary does, as for a short region.  Under RLIMIT_AS the 160 MiB
+     * hole that retired regions left, aligned to 64 MiB only, could not
+     * take a 128 MiB region, nor the 256 MiB that aligning one costs. */
     if (!r && shift == need && size > ((size_t)1 << MAP_SUB_SHIFT))
       r = region_try(shift, size >> PAGE_SHIFT, (size_t)1 << MAP_SUB_SHIFT);
     if (r) {
