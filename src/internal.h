@@ -46,6 +46,11 @@
 #else
 #define UMPA_BIG_BSS
 #endif
+/* For the few zero-initialised flags that every process reads and then
+ * writes at its start (the init states): in .bss the read mapped the zero
+ * page and the write copied it, two faults each; .data shares its page
+ * with the GOT, which the dynamic loader has written by then. */
+#define UMPA_EARLY_DATA __attribute__((section(".data")))
 
 /* ---------------------------------------------------------------------------
  * Geometry.

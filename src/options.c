@@ -131,7 +131,7 @@ static bool apply(const struct option_def *o, const char *v) {
 }
 
 /* 0: not parsed, 1: being parsed, 2: done. */
-static _Atomic int options_state;
+UMPA_EARLY_DATA static _Atomic int options_state;
 
 void options_init(void) {
   if (atomic_load_explicit(&options_state, memory_order_acquire) == 2) return;

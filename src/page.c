@@ -15,7 +15,8 @@
 #include <string.h>
 
 struct page_counters umpa_pc;
-static _Atomic int page_state; /* 0 new, 1 initialising, 2 ready */
+UMPA_EARLY_DATA static _Atomic int page_state; /* 0 new, 1 initialising,
+                                                   2 ready */
 /* Populates this large or larger have their faults measured. */
 #define POPULATE_MEASURED ((size_t)1 << 20)
 

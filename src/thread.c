@@ -34,7 +34,7 @@ __thread bool umpa_tl_gone __attribute__((tls_model("initial-exec")));
 
 /* 0 new, 1 the core is being set up, 2 core ready (hooks being
  * registered), 3 everything ready. */
-static _Atomic int init_state;
+UMPA_EARLY_DATA static _Atomic int init_state;
 static pthread_key_t heap_key;
 
 static void thread_exit(void *arg) {
