@@ -246,12 +246,7 @@ static struct region *region_try(unsigned shift, size_t mapped,
   }
   /* The header and bitmaps are read on every call: back them now, so that
    * cache hits never fault on the layer's own bookkeeping. */
-  if (os_populate(m, hot_bytes, true, NULL) != 0) {
-    os_unmap(base, reserve);
-    os_release(m, meta_size);
-    meta_give(m, meta_size);
-    return NULL;
-  }
+  if (os_populate(m, hot_bytes, true, NULL) != 0) goto fail;
   struct region *r = (struct region *)m;
   r->base = (uintptr_t)base;
   r->npages = npages;
@@ -273,12 +268,8 @@ static struct region *region_try(unsigned shift, size_t mapped,
    * opened for a region that then fails reads zero, as gaps do. */
   fast_map_open(r);
   if ((!r->fast_map && os_populate(m + hot_bytes, sb_map_bytes, true, NULL)) ||
-      !map_register(r)) {
-    os_unmap(base, reserve);
-    os_release(m, meta_size);
-    meta_give(m, meta_size);
-    return NULL;
-  }
+      !map_register(r))
+    goto fail;
   if (r->thp) os_advise_huge(base, reserve);
   r->next = atomic_load_explicit(&regions_head, memory_order_relaxed);
   atomic_store_explicit(&regions_head, r, memory_order_release);
@@ -286,6 +277,11 @@ static struct region *region_try(unsigned shift, size_t mapped,
   atomic_fetch_add(&metadata_bytes, meta_size);
   atomic_fetch_add(&regions_made, 1);
   return r;
+fail:
+  os_unmap(base, reserve);
+  os_release(m, meta_size);
+  meta_give(m, meta_size);
+  return NULL;
 }
 
 /* Unless UMPA_REGION_SIZE is given, the first region is 64 MiB and each

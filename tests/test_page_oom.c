@@ -36,6 +36,12 @@ static size_t vsz_bytes(void) {
   return size * (size_t)sysconf(_SC_PAGESIZE);
 }
 
+/* A child's stderr to /dev/null, for the messages it is expected to make. */
+static void quiet_stderr(void) {
+  int null = open("/dev/null", O_WRONLY);
+  if (null >= 0) dup2(null, 2);
+}
+
 /* Leave the process `margin` bytes of address space beyond what it has. */
 static void limit_space(size_t margin) {
   struct rlimit rl = {vsz_bytes() + margin, vsz_bytes() + margin};
@@ -124,8 +130,7 @@ static int child_short(void) {
     pid_t pid = fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
-      int null = open("/dev/null", O_WRONLY);
-      if (null >= 0) dup2(null, 2);
+      quiet_stderr();
       userpage_free(q, 4096); /* must abort: not umpa's */
       _exit(0);
     }
@@ -522,23 +527,21 @@ static int child_realloc_retry(void) {
  * only at an address aligned to its size: it failed as ASLR placed the
  * hole (one run in seven here, and once in CI).  Now the region takes any
  * 4 MiB boundary. */
+static size_t layout_k;
+
+static int realloc_in_layout(void) {
+  if (layout_k)
+    REQUIRE(mmap(NULL, layout_k << 22, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+                 -1, 0) != MAP_FAILED);
+  quiet_stderr();
+  realloc_after_fill(1);
+  return check_failures ? 1 : 0;
+}
+
 static int child_realloc_layouts(void) {
   size_t failed = 0;
-  for (size_t k = 0; k < 32; k++) {
-    pid_t pid = fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      if (k)
-        REQUIRE(mmap(NULL, k << 22, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                     0) != MAP_FAILED);
-      check_failures = check_count = 0;
-      int null = open("/dev/null", O_WRONLY);
-      if (null >= 0) dup2(null, 2);
-      realloc_after_fill(1);
-      _exit(check_failures ? 1 : 0);
-    }
-    int status;
-    REQUIRE(waitpid(pid, &status, 0) == pid);
+  for (layout_k = 0; layout_k < 32; layout_k++) {
+    int status = child_status(realloc_in_layout);
     failed += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
   }
   CHECK_MSG(failed == 0, "the realloc failed in %zu of 32 layouts", failed);
