@@ -161,7 +161,10 @@ void options_init(void) {
     if (i == NUM_OPTIONS || (seen & 1u << i)) continue;
     seen |= 1u << i;
     const struct option_def *o = &option_table[i];
-    if (!apply(o, *env + strlen(o->name) + 1)) continue; /* as if unset */
+    const char *v = *env + strlen(o->name) + 1;
+    /* An empty value is unset, with no warning: a script that passes
+     * UMPA_CHECK=$CHECK on made every process print one. */
+    if (*v == '\0' || !apply(o, v)) continue; /* as if unset */
     /* Cache limits given explicitly are exact; by default they adapt. */
     if (o->target == &umpa_opt.page_cache) umpa_opt.page_cache_fixed = true;
     if (o->target == &umpa_opt.large_cache) umpa_opt.large_cache_fixed = true;

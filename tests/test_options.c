@@ -1,14 +1,18 @@
 /*
  * test_options.c - UMPA_* environment options: size syntax, invalid
- * values (warned about and ignored), and that the parsed values reach the
- * page layer.
+ * values (warned about and ignored), empty ones (unset, silently), and
+ * that the parsed values reach the page layer.
  */
 #include "check.h"
 #include "internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 extern char **environ;
+
+static struct umpa_page_stats st;
+static void parse_now(void) { umpa_page_stats(&st); }
 
 int main(void) {
   size_t v;
@@ -44,12 +48,23 @@ int main(void) {
                  "UMPA_THP=maybe",
                  "UMPA_LARGE_CACHE=lots",
                  "UMPA_DECAY_MS=7",
+                 "UMPA_MALLOC_POPULATE=",
+                 "UMPA_CHECK=",
+                 "UMPA_CHECK=1", /* the first entry counts, empty or not */
                  NULL};
   char **saved = environ;
   environ = env;
-  struct umpa_page_stats st;
-  umpa_page_stats(&st);
+  char warned[2048];
+  capture_stderr(parse_now, warned, sizeof warned);
   environ = saved;
+  /* Each invalid value named once; an empty one (a script's
+   * UMPA_CHECK=$X with X unset) is unset without a word. */
+  CHECK(strstr(warned, "UMPA_REGION_SIZE=3M") != NULL);
+  CHECK(strstr(warned, "UMPA_THP=maybe") != NULL);
+  CHECK(strstr(warned, "UMPA_LARGE_CACHE=lots") != NULL);
+  CHECK(strstr(warned, "UMPA_PAGE_LOCK=mutex") == NULL);
+  CHECK(strstr(warned, "UMPA_MALLOC_POPULATE") == NULL);
+  CHECK(strstr(warned, "UMPA_CHECK") == NULL);
   CHECK(st.cache_limit == (size_t)12 << 20);
   CHECK(umpa_opt.page_cache_fixed);
   CHECK(st.lock_kind == 1);
@@ -60,6 +75,7 @@ int main(void) {
   CHECK(!umpa_opt.large_cache_fixed);
   CHECK(umpa_opt.check == 0);
   CHECK(umpa_opt.decay_ms == 7);
+  CHECK(umpa_opt.malloc_populate == 0);
   /* Parsed once: later changes to the environment do not apply. */
   setenv("UMPA_PAGE_CACHE", "1M", 1);
   options_init();
