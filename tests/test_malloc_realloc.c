@@ -1,5 +1,7 @@
 /*
- * test_malloc_realloc.c - realloc of large blocks: within its pages a block
+ * test_malloc_realloc.c - realloc of small blocks: in place while at least
+ * half used (umpa_realloc's own test), moved otherwise, contents kept;
+ * realloc of large blocks: within its pages a block
  * stays where it is; growth never copies and
  * leaves the grown part to fault in; a block grown by doubling grows in
  * place over the cached span it was cut from, so a second chain reuses
@@ -313,8 +315,46 @@ static void test_realloc_moved_freed(void) {
   umpa_free(q);
 }
 
+/* A small block stays where it is while it stays at least half used, and
+ * moves (contents kept) when it outgrows its block or shrinks below half;
+ * blocks of 32 bytes and less never move down.  An aligned block, which
+ * umpa_realloc leaves to realloc_slow, keeps its contents either way. */
+static void test_realloc_small_in_place(void) {
+  static const size_t sizes[] = {1, 16, 24, 100, 1000, 3000, 5000, 20000};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    unsigned char *p = umpa_malloc(sizes[i]);
+    size_t u = umpa_malloc_usable_size(p);
+    CHECK(u >= sizes[i]);
+    for (size_t j = 0; j < u; j++) p[j] = (unsigned char)(j * 7 + i);
+    CHECK(umpa_realloc(p, u) == p);
+    CHECK(umpa_realloc(p, u / 2 + 1) == p);
+    unsigned char *q = umpa_realloc(p, u / 4 ? u / 4 : 1);
+    CHECK_MSG(u <= 32 ? q == p : q != p, "usable %zu: %p -> %p", u,
+              (void *)p, (void *)q);
+    size_t kept = u / 4 ? u / 4 : 1;
+    bool same = true;
+    for (size_t j = 0; j < kept; j++)
+      if (q[j] != (unsigned char)(j * 7 + i)) same = false;
+    unsigned char *r = umpa_realloc(q, u + 1);
+    CHECK(r != NULL && r != q);
+    for (size_t j = 0; j < kept; j++)
+      if (r[j] != (unsigned char)(j * 7 + i)) same = false;
+    CHECK_MSG(same, "contents of a %zu-byte block lost", sizes[i]);
+    umpa_free(r);
+  }
+  unsigned char *a = umpa_memalign(256, 200);
+  CHECK(a != NULL && ((uintptr_t)a & 255) == 0);
+  memset(a, 0x5a, 200);
+  unsigned char *b = umpa_realloc(a, 180);
+  CHECK(b != NULL && b[0] == 0x5a && b[179] == 0x5a);
+  b = umpa_realloc(b, 5000);
+  CHECK(b != NULL && b[0] == 0x5a && b[179] == 0x5a);
+  umpa_free(b);
+}
+
 int main(void) {
   decay_off();
+  test_realloc_small_in_place();
   test_realloc_moved_freed();
   test_realloc_same_pages();
   test_realloc_steps();
