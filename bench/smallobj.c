@@ -6,6 +6,8 @@
  *          the fast path.
  *   lifo   allocate a batch of 1000 (random 16..1024), free them newest
  *          first: building and tearing down a structure.
+ *   calloc the same through calloc(1, n): zeroed structures (every block
+ *          reused, so each is cleared).
  *   random 4096 live blocks of 16..2048 bytes; each step frees one chosen
  *          at random and puts a block of a random size in its place (a
  *          cache or a server's live objects in steady state; one untimed
@@ -41,7 +43,7 @@
 #define LIVE_BIG 65536 /* random_big: live blocks, a power of two */
 #define RANDOM_MAX 2048
 
-enum { PAIR, LIFO, RANDOM, RANDOM_BIG, MIXED, NPAT };
+enum { PAIR, LIFO, CALLOC, RANDOM, RANDOM_BIG, MIXED, NPAT };
 
 struct worker {
   pthread_t tid;
@@ -142,6 +144,20 @@ static void *work(void *arg) {
   }
   lap(w, &t, LIFO);
 
+  k = 0;
+  for (long b = 0; b < w->pairs / BATCH; b++) {
+    for (int i = 0; i < BATCH; i++, k++) {
+      batch[i] = calloc(1, small[k & (NSIZES - 1)]);
+      if (!batch[i]) {
+        perror("calloc");
+        exit(1);
+      }
+      batch[i][0] = (char)i;
+    }
+    for (int i = BATCH - 1; i >= 0; i--) free(batch[i]);
+  }
+  lap(w, &t, CALLOC);
+
   replace_random(w, &t, RANDOM, live, LIVE, wide, w->pairs, &rng);
   replace_random(w, &t, RANDOM_BIG, live, LIVE_BIG, small, w->pairs / 4,
                  &rng);
@@ -205,6 +221,7 @@ int main(int argc, char **argv) {
   double ns[NPAT + 1] = {
       (double)pattern_ns[PAIR] / (double)pairs,
       (double)pattern_ns[LIFO] / (double)pairs,
+      (double)pattern_ns[CALLOC] / (double)pairs,
       (double)pattern_ns[RANDOM] / (double)pairs,
       (double)pattern_ns[RANDOM_BIG] / (double)(pairs / 4),
       ((double)pattern_ns[MIXED] - touch) / (double)mixed_ops,
@@ -213,15 +230,18 @@ int main(int argc, char **argv) {
   printf("smallobj: %d threads, %ld pairs (pair, lifo batches of %d), %ld "
          "mixed requests (10%% of 64 KiB..4 MiB, ring of %d)\n",
          threads, pairs, BATCH, mixed_ops, RING);
-  printf("ns per malloc+free pair: pair %.1f, lifo %.1f, random %.1f, "
-         "random_big %.1f, mixed %.1f (+ %.1f writing large blocks)\n",
-         ns[0], ns[1], ns[2], ns[3], ns[4], ns[5]);
+  printf("ns per malloc+free pair: pair %.1f, lifo %.1f, calloc %.1f, "
+         "random %.1f, random_big %.1f, mixed %.1f (+ %.1f writing large "
+         "blocks)\n",
+         ns[0], ns[1], ns[2], ns[3], ns[4], ns[5], ns[6]);
   print_rss_text(&m);
   /* mixed_all: an allocator may populate a block in malloc or leave its
    * pages to fault in the writes, so only the sum compares them all. */
-  printf("result: bench=smallobj threads=%d pair=%.2f lifo=%.2f random=%.2f "
-         "random_big=%.2f mixed=%.2f mixed_touch=%.2f mixed_all=%.2f",
-         threads, ns[0], ns[1], ns[2], ns[3], ns[4], ns[5], ns[4] + ns[5]);
+  printf("result: bench=smallobj threads=%d pair=%.2f lifo=%.2f calloc=%.2f "
+         "random=%.2f random_big=%.2f mixed=%.2f mixed_touch=%.2f "
+         "mixed_all=%.2f",
+         threads, ns[0], ns[1], ns[2], ns[3], ns[4], ns[5], ns[6],
+         ns[5] + ns[6]);
   print_rss_fields(&m);
   return 0;
 }

@@ -63,17 +63,23 @@ static UMPA_NOINLINE void *small_alloc_slow(size_t n, bool *zero) {
   return p;
 }
 
-static inline void *small_alloc(size_t n) {
-  struct heap *h = umpa_tl_heap;
-  struct superblock *sb = h->direct[sizeclass_of(n)];
+/* Pop a block off sb's free list (the thread's current superblock of its
+ * class): malloc's fast path, no lock and no atomic read-modify-write;
+ * NULL when the list is empty. */
+static inline void *direct_pop(struct superblock *sb) {
   struct block *b = sb->free;
   if (UMPA_LIKELY(b)) {
     sb->free = b->next;
     atomic_store_explicit(
         &sb->xused, atomic_load_explicit(&sb->xused, memory_order_relaxed) + 1,
         memory_order_relaxed);
-    return b;
   }
+  return b;
+}
+
+static inline void *small_alloc(size_t n) {
+  void *p = direct_pop(umpa_tl_heap->direct[sizeclass_of(n)]);
+  if (UMPA_LIKELY(p)) return p;
   return small_alloc_slow(n, NULL);
 }
 
@@ -422,16 +428,8 @@ static inline bool direct_path(size_t n) {
 static inline void *do_malloc(size_t n) {
   /* The fast path is a leaf: everything else is a tail call away. */
   if (UMPA_LIKELY(direct_path(n))) {
-    struct superblock *sb = umpa_tl_heap->direct[sizeclass_of(n)];
-    struct block *b = sb->free;
-    if (UMPA_LIKELY(b)) {
-      sb->free = b->next;
-      atomic_store_explicit(
-          &sb->xused,
-          atomic_load_explicit(&sb->xused, memory_order_relaxed) + 1,
-          memory_order_relaxed);
-      return b;
-    }
+    void *p = direct_pop(umpa_tl_heap->direct[sizeclass_of(n)]);
+    if (UMPA_LIKELY(p)) return p;
   }
   return malloc_slow(n);
 }
@@ -484,6 +482,15 @@ void *umpa_calloc(size_t n, size_t size) {
   if (__builtin_mul_overflow(n, size, &total) || total > (size_t)PTRDIFF_MAX) {
     errno = ENOMEM;
     return NULL;
+  }
+  /* malloc's fast path, then the clearing: a block from the free list has
+   * been used, so there is nothing to learn of it, and the way through
+   * small_alloc_slow and the heap's bin (which knows when a block never
+   * written is carved, and skips the memset then) cost every calloc 115
+   * instructions more than a malloc. */
+  if (UMPA_LIKELY(direct_path(total))) {
+    void *p = direct_pop(umpa_tl_heap->direct[sizeclass_of(total)]);
+    if (UMPA_LIKELY(p)) return memset(p, 0, total);
   }
   if (total > threshold()) {
     umpa_init();
