@@ -209,9 +209,9 @@ struct pmeta *page_take(size_t npages, unsigned flags) {
     /* Merge what lazy frees left apart before reserving more space. */
     buddy_coalesce(&umpa_buddy);
     int saved = errno;
-    while (!(pm = buddy_alloc(&umpa_buddy, order, cold)))
-      if ((flags & PAGE_NO_GROW) || !buddy_grow(&umpa_buddy, order)) {
-        if (flags & PAGE_NO_GROW) return NULL;
+    while (!(pm = buddy_alloc(&umpa_buddy, order, cold))) {
+      if (flags & PAGE_NO_GROW) return NULL;
+      if (!buddy_grow(&umpa_buddy, order)) {
         /* No room for a power-of-two run (address space is short): free
          * runs side by side may hold npages, or a region of that size. */
         pm = buddy_claim_span(&umpa_buddy, npages);
@@ -219,6 +219,7 @@ struct pmeta *page_take(size_t npages, unsigned flags) {
         if (pm) errno = saved;
         return pm;
       }
+    }
   }
   if (pm->count) cache_note_level();
   size_t run = (size_t)1 << order;
