@@ -576,6 +576,21 @@ static void *large_resize(void *p, struct pmeta *pm, size_t n) {
   return q;
 }
 
+/* Whether a small block of `avail` bytes stays where it is for a realloc
+ * to n: while it is at least half used (a block of 32 bytes or less, the
+ * smallest classes, never moves down). */
+static inline bool realloc_keeps(size_t n, size_t avail) {
+  return n <= avail && (n >= avail / 2 || avail <= 32);
+}
+
+/* realloc's cheap check of free, before anything is copied: b is the
+ * block h freed last into sb, its own superblock. */
+static inline bool freed_last(struct heap *h, struct superblock *sb,
+                              const void *b) {
+  return atomic_load_explicit(&sb->xowner, memory_order_relaxed) == h &&
+         b == sb->free;
+}
+
 /* Every case of realloc; umpa_realloc answers the commonest first. */
 UMPA_HOT
 static UMPA_NOINLINE void *realloc_slow(void *p, size_t n) {
@@ -599,15 +614,10 @@ static UMPA_NOINLINE void *realloc_slow(void *p, size_t n) {
   size_t avail;
   if (sb) {
     struct block *b = block_of(sb, p, "realloc");
-    /* The cheap check of free, before the bytes are copied: the block the
-     * owner freed last. */
-    if (UMPA_UNLIKELY(atomic_load_explicit(&sb->xowner, memory_order_relaxed) ==
-                          h &&
-                      b == sb->free))
+    if (UMPA_UNLIKELY(freed_last(h, sb, b)))
       umpa_fatal("umpa: realloc(%p): block was freed already\n", p);
     avail = sb->size - (size_t)((char *)p - (char *)b);
-    /* Keep the block while it is at least half used. */
-    if (n <= avail && (n >= avail / 2 || avail <= 32)) return p;
+    if (realloc_keeps(n, avail)) return p;
   } else {
     avail = large_usable(pm);
     if (n > threshold()) {
@@ -666,11 +676,8 @@ void *umpa_realloc(void *p, size_t n) {
     unsigned shift = sb_map_shift((uintptr_t)p);
     if (shift) {
       struct superblock *sb = sb_header_at((uintptr_t)p, shift);
-      size_t avail = sb->size;
-      if (sb_holds_block(sb, p) && n <= avail &&
-          (n >= avail / 2 || avail <= 32) &&
-          !(atomic_load_explicit(&sb->xowner, memory_order_relaxed) == h &&
-            (struct block *)p == sb->free))
+      if (sb_holds_block(sb, p) && realloc_keeps(n, sb->size) &&
+          !freed_last(h, sb, p))
         return p;
     } else if (p == h->realloc_last) {
       struct pmeta *pm = resized_last(h, p);
