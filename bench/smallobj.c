@@ -89,6 +89,27 @@ static void mixed_step(char **ring, size_t *sizes, long s, uint64_t *rng,
   sizes[s] = size;
 }
 
+/* The lifo patterns: batches of BATCH blocks (sizes from `small`), each
+ * written and then freed newest first, `pairs` blocks in all; through
+ * calloc(1, n) when `zeroed`.  Inlined with a constant flag, so the malloc
+ * loop has no test of it. */
+static inline void lifo_batches(char **batch, const size_t *small, long pairs,
+                                bool zeroed) {
+  long k = 0;
+  for (long b = 0; b < pairs / BATCH; b++) {
+    for (int i = 0; i < BATCH; i++, k++) {
+      size_t n = small[k & (NSIZES - 1)];
+      batch[i] = zeroed ? calloc(1, n) : malloc(n);
+      if (!batch[i]) {
+        perror(zeroed ? "calloc" : "malloc");
+        exit(1);
+      }
+      batch[i][0] = (char)i;
+    }
+    for (int i = BATCH - 1; i >= 0; i--) free(batch[i]);
+  }
+}
+
 /* The random patterns: fill n live slots (a power of two; untimed), then
  * `steps` times free a slot chosen at random and put a block of the next
  * size in its place, then free them all (untimed). */
@@ -134,28 +155,10 @@ static void *work(void *arg) {
   }
   lap(w, &t, PAIR);
 
-  long k = 0;
-  for (long b = 0; b < w->pairs / BATCH; b++) {
-    for (int i = 0; i < BATCH; i++, k++) {
-      batch[i] = xmalloc(small[k & (NSIZES - 1)]);
-      batch[i][0] = (char)i;
-    }
-    for (int i = BATCH - 1; i >= 0; i--) free(batch[i]);
-  }
+  lifo_batches(batch, small, w->pairs, false);
   lap(w, &t, LIFO);
 
-  k = 0;
-  for (long b = 0; b < w->pairs / BATCH; b++) {
-    for (int i = 0; i < BATCH; i++, k++) {
-      batch[i] = calloc(1, small[k & (NSIZES - 1)]);
-      if (!batch[i]) {
-        perror("calloc");
-        exit(1);
-      }
-      batch[i][0] = (char)i;
-    }
-    for (int i = BATCH - 1; i >= 0; i--) free(batch[i]);
-  }
+  lifo_batches(batch, small, w->pairs, true);
   lap(w, &t, CALLOC);
 
   replace_random(w, &t, RANDOM, live, LIVE, wide, w->pairs, &rng);
