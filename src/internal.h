@@ -1061,6 +1061,9 @@ struct heap {
                              may have its metadata serve another region */
   uint32_t ticks;         /* slow-path events before the next tick */
   uint64_t slow_events;   /* all of them (heap_slow_events) */
+  uint64_t idle_swept;    /* when a tick last looked for empty
+                             superblocks (sweep_idle in heap.c) */
+  uint64_t idle;          /* classes it found one in, a bit a class */
   uint8_t stripe;         /* of the store, where it puts empty superblocks */
   uint8_t sweep;          /* the stripe its last tick aged besides its own */
   uint32_t trim_seen;     /* the last malloc_trim it trimmed itself for */

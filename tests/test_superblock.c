@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define PER_CLASS 6 /* superblocks per class: their header colours differ */
 #define CARVES 3    /* carves checked per superblock: each touches a page */
@@ -645,6 +646,70 @@ static void test_trim_again(void) {
   umpa_page_check();
 }
 
+/* Slow-path events until the heap has ticked at least twice since the
+ * call (a tick comes every 16): superblocks of 64-byte blocks filled, then
+ * freed. */
+static void *tick_blocks[48 * 1100];
+static void make_ticks(void) {
+  uint64_t start = heap_slow_events();
+  size_t n = 0;
+  while (heap_slow_events() - start < 40 &&
+         n < sizeof tick_blocks / sizeof *tick_blocks) {
+    tick_blocks[n] = umpa_malloc(64);
+    REQUIRE(tick_blocks[n]);
+    n++;
+  }
+  CHECK_MSG(heap_slow_events() - start >= 40, "%zu mallocs, %llu slow paths",
+            n, (unsigned long long)(heap_slow_events() - start));
+  while (n) umpa_free(tick_blocks[--n]);
+}
+
+/* A class that needs a superblock takes the empty current superblock of
+ * another class of its size that a tick found idle (steal_idle), cut for
+ * its own size; the class it came from gets another one. */
+#define STEAL_BLOCKS 40
+static void test_idle_superblock_taken(void) {
+  const size_t from_size = 2000, to_size = 3000;
+  unsigned from = sizeclass_of(from_size), to = sizeclass_of(to_size);
+  REQUIRE(from != to &&
+          umpa_class[from].sb_pages == umpa_class[to].sb_pages);
+  umpa_malloc_trim(0); /* neither class has a superblock now */
+  char *p = umpa_malloc(from_size);
+  REQUIRE(p);
+  struct superblock *sb = superblock_of(p);
+  REQUIRE(sb && sb->cls == from);
+  memset(p, 0x5a, from_size);
+  umpa_free(p); /* its class's current superblock, empty */
+  usleep(30 * 1000); /* past the sweeps' period (IDLE_SWEEP_NS) */
+  make_ticks();
+  char *q[STEAL_BLOCKS];
+  for (int i = 0; i < STEAL_BLOCKS; i++) {
+    q[i] = umpa_malloc(to_size);
+    REQUIRE(q[i]);
+    memset(q[i], i + 1, to_size);
+  }
+  CHECK_MSG(superblock_of(q[0]) == sb,
+            "%zu bytes: superblock %p, not the idle one of %zu bytes (%p)",
+            to_size, (void *)superblock_of(q[0]), from_size, (void *)sb);
+  CHECK(sb->cls == to && sb->size == umpa_class[to].size);
+  char *r = umpa_malloc(from_size);
+  REQUIRE(r);
+  CHECK_MSG(superblock_of(r) != sb && superblock_of(r)->cls == from,
+            "%zu bytes: a block in the superblock given to %zu", from_size,
+            to_size);
+  for (int i = 0; i < STEAL_BLOCKS; i++) {
+    size_t wrong = 0;
+    for (size_t k = 0; k < to_size; k++) wrong += q[i][k] != (char)(i + 1);
+    CHECK_MSG(wrong == 0, "block %d of %zu bytes: %zu bytes overwritten", i,
+              to_size, wrong);
+    umpa_free(q[i]);
+  }
+  umpa_free(r);
+  CHECK(heap_masks_agree());
+  umpa_malloc_trim(0);
+  CHECK(umpa_page_check() == 0);
+}
+
 int main(void) {
   test_classes();
   test_threshold();
@@ -655,5 +720,6 @@ int main(void) {
   test_paged();
   test_trim_inside_superblocks();
   test_trim_again();
+  test_idle_superblock_taken();
   return check_done("test_superblock");
 }
