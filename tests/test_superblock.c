@@ -664,15 +664,19 @@ static void make_ticks(void) {
   while (n) umpa_free(tick_blocks[--n]);
 }
 
-/* A class that needs a superblock takes the empty current superblock of
- * another class of its size that a tick found idle (steal_idle), cut for
- * its own size; the class it came from gets another one. */
-#define STEAL_BLOCKS 40
+/* A class that holds a superblock and needs another takes the empty
+ * current superblock of another class of its size that a tick found idle
+ * (steal_idle), cut for its own size; the class it came from gets another
+ * one. */
+static char *steal_blocks[400];
 static void test_idle_superblock_taken(void) {
   const size_t from_size = 2000, to_size = 3000;
   unsigned from = sizeclass_of(from_size), to = sizeclass_of(to_size);
   REQUIRE(from != to &&
           umpa_class[from].sb_pages == umpa_class[to].sb_pages);
+  /* Blocks for two superblocks and some of a third. */
+  size_t n = 2 * (size_t)umpa_class[to].capacity + 8;
+  REQUIRE(n <= sizeof steal_blocks / sizeof *steal_blocks);
   umpa_malloc_trim(0); /* neither class has a superblock now */
   char *p = umpa_malloc(from_size);
   REQUIRE(p);
@@ -682,27 +686,31 @@ static void test_idle_superblock_taken(void) {
   umpa_free(p); /* its class's current superblock, empty */
   usleep(30 * 1000); /* past the sweeps' period (IDLE_SWEEP_NS) */
   make_ticks();
-  char *q[STEAL_BLOCKS];
-  for (int i = 0; i < STEAL_BLOCKS; i++) {
-    q[i] = umpa_malloc(to_size);
-    REQUIRE(q[i]);
-    memset(q[i], i + 1, to_size);
+  size_t in_sb = 0;
+  for (size_t i = 0; i < n; i++) {
+    char *q = steal_blocks[i] = umpa_malloc(to_size);
+    REQUIRE(q);
+    memset(q, (int)(i % 251) + 1, to_size);
+    in_sb += superblock_of(q) == sb;
   }
-  CHECK_MSG(superblock_of(q[0]) == sb,
-            "%zu bytes: superblock %p, not the idle one of %zu bytes (%p)",
-            to_size, (void *)superblock_of(q[0]), from_size, (void *)sb);
-  CHECK(sb->cls == to && sb->size == umpa_class[to].size);
+  CHECK_MSG(in_sb > 0 && sb->cls == to && sb->size == umpa_class[to].size,
+            "%zu blocks of %zu bytes: none in the idle superblock of %zu "
+            "bytes (%p)", n, to_size, from_size, (void *)sb);
+  CHECK_MSG(superblock_of(steal_blocks[0]) != sb,
+            "%zu bytes: the class's first superblock taken from another",
+            to_size);
   char *r = umpa_malloc(from_size);
   REQUIRE(r);
   CHECK_MSG(superblock_of(r) != sb && superblock_of(r)->cls == from,
             "%zu bytes: a block in the superblock given to %zu", from_size,
             to_size);
-  for (int i = 0; i < STEAL_BLOCKS; i++) {
+  for (size_t i = 0; i < n; i++) {
     size_t wrong = 0;
-    for (size_t k = 0; k < to_size; k++) wrong += q[i][k] != (char)(i + 1);
-    CHECK_MSG(wrong == 0, "block %d of %zu bytes: %zu bytes overwritten", i,
+    for (size_t k = 0; k < to_size; k++)
+      wrong += steal_blocks[i][k] != (char)(i % 251 + 1);
+    CHECK_MSG(wrong == 0, "block %zu of %zu bytes: %zu bytes overwritten", i,
               to_size, wrong);
-    umpa_free(q[i]);
+    umpa_free(steal_blocks[i]);
   }
   umpa_free(r);
   CHECK(heap_masks_agree());
