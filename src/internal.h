@@ -1064,6 +1064,7 @@ struct heap {
   uint64_t idle_swept;    /* when a tick last looked for empty
                              superblocks (sweep_idle in heap.c) */
   uint64_t idle;          /* classes it found one in, a bit a class */
+  uint8_t idle_sweeps[NUM_CLASSES]; /* sweeps in a row that found each so */
   uint8_t stripe;         /* of the store, where it puts empty superblocks */
   uint8_t sweep;          /* the stripe its last tick aged besides its own */
   uint32_t trim_seen;     /* the last malloc_trim it trimmed itself for */

@@ -18,6 +18,10 @@
 #define PER_CLASS 6 /* superblocks per class: their header colours differ */
 #define CARVES 3    /* carves checked per superblock: each touches a page */
 
+static uint32_t used_of_test(struct superblock *sb) {
+  return atomic_load_explicit(&sb->xused, memory_order_relaxed);
+}
+
 static uintptr_t page_of(const void *p) {
   return (uintptr_t)p & ~(uintptr_t)(PAGE_SIZE - 1);
 }
@@ -718,6 +722,39 @@ static void test_idle_superblock_taken(void) {
   CHECK(umpa_page_check() == 0);
 }
 
+/* A class whose bin the heap's ticks find idle for a second (40 sweeps,
+ * at least 25 ms apart) gives its empty superblock to the store, from
+ * where it goes back to the page layer; a class with a block out keeps
+ * its superblock. */
+static void test_idle_superblock_retired(void) {
+  const size_t idle_size = 20000, busy_size = 3000;
+  unsigned idle_cls = sizeclass_of(idle_size), busy_cls = sizeclass_of(busy_size);
+  umpa_malloc_trim(0);
+  char *p = umpa_malloc(idle_size), *keep = umpa_malloc(busy_size);
+  REQUIRE(p && keep);
+  struct superblock *sb = superblock_of(p), *busy = superblock_of(keep);
+  umpa_free(p);
+  struct heap *h = umpa_tl_heap;
+  struct bin *b = &h->bins[idle_cls];
+  REQUIRE(b->current == sb && used_of_test(sb) == 0);
+  uint64_t start = mono_ns();
+  for (int i = 0; i < 100 && b->current == sb; i++) {
+    usleep(30 * 1000);
+    make_ticks();
+  }
+  double secs = (double)(mono_ns() - start) / 1e9;
+  CHECK_MSG(b->current == &umpa_sb_empty && !b->spare,
+            "%zu bytes: the idle superblock still held after %.2f s",
+            idle_size, secs);
+  CHECK_MSG(secs >= 0.9, "%zu bytes: superblock gone after %.2f s, not 1 s",
+            idle_size, secs);
+  CHECK(h->bins[busy_cls].current == busy);
+  umpa_free(keep);
+  CHECK(heap_masks_agree());
+  umpa_malloc_trim(0);
+  CHECK(umpa_page_check() == 0);
+}
+
 int main(void) {
   test_classes();
   test_threshold();
@@ -729,5 +766,6 @@ int main(void) {
   test_trim_inside_superblocks();
   test_trim_again();
   test_idle_superblock_taken();
+  test_idle_superblock_retired();
   return check_done("test_superblock");
 }
