@@ -484,14 +484,19 @@ static void collect_listed(struct bin *b, struct superblock *sb) {
   }
 }
 
+/* Bin cls's spare, which it then no longer holds. */
+static struct superblock *spare_out(struct bin *b, unsigned cls) {
+  struct superblock *sb = b->spare;
+  b->spare = NULL;
+  held_add(b, cls, -1);
+  return sb;
+}
+
 /* Hoard's invariant: give the emptiest superblock to the global heap. */
 static void enforce_threshold(struct bin *b, unsigned cls) {
   if (bin_used(b) >= b->mark) return;
   if (b->spare) {
-    struct superblock *sb = b->spare;
-    b->spare = NULL;
-    held_add(b, cls, -1);
-    store_put(sb);
+    store_put(spare_out(b, cls));
     return;
   }
   for (unsigned g = 0; g < SB_GROUPS; g++) {
@@ -574,22 +579,25 @@ static void check_pending(struct bin *b) {
  * in the store. */
 #define IDLE_RETIRE_SWEEPS 40
 
+/* Whether bin b's current superblock is a real one with no block out. */
+static bool current_empty(struct bin *b) {
+  return b->current != &umpa_sb_empty && used_of(b->current) == 0;
+}
+
+/* Bin c's current superblock, which it then no longer holds. */
+static struct superblock *current_out(struct heap *h, unsigned c) {
+  struct superblock *sb = h->bins[c].current;
+  set_current(h, c, &umpa_sb_empty);
+  held_add(&h->bins[c], c, -1);
+  return sb;
+}
+
 /* Bin c's empty superblocks (its spare, its current one if empty) to the
  * store. */
 static void retire_idle(struct heap *h, unsigned c) {
   struct bin *b = &h->bins[c];
-  if (b->spare) {
-    struct superblock *sb = b->spare;
-    b->spare = NULL;
-    held_add(b, c, -1);
-    store_put(sb);
-  }
-  struct superblock *sb = b->current;
-  if (sb != &umpa_sb_empty && used_of(sb) == 0) {
-    set_current(h, c, &umpa_sb_empty);
-    held_add(b, c, -1);
-    store_put(sb);
-  }
+  if (b->spare) store_put(spare_out(b, c));
+  if (current_empty(b)) store_put(current_out(h, c));
 }
 
 static void sweep_idle(struct heap *h, uint64_t now) {
@@ -599,8 +607,7 @@ static void sweep_idle(struct heap *h, uint64_t now) {
   uint64_t idle = 0;
   for (unsigned c = 0; c < NUM_CLASSES; c++) {
     struct bin *b = &h->bins[c];
-    if (!b->spare &&
-        (b->current == &umpa_sb_empty || used_of(b->current) != 0)) {
+    if (!b->spare && !current_empty(b)) {
       h->idle_sweeps[c] = 0;
       continue;
     }
@@ -624,16 +631,12 @@ static struct superblock *steal_idle(struct heap *h, unsigned cls) {
     if (umpa_class[c].sb_pages != pages) continue;
     h->idle &= ~((uint64_t)1 << c); /* taken, or found in use */
     struct bin *b = &h->bins[c];
-    struct superblock *sb = b->spare;
-    bool current = !sb;
-    if (current) {
-      sb = b->current;
-      if (sb == &umpa_sb_empty || used_of(sb) != 0) continue;
-    }
-    if (sb->holes) continue; /* trimmed: recut refuses it */
-    if (current) set_current(h, c, &umpa_sb_empty);
-    else b->spare = NULL;
-    held_add(b, c, -1);
+    struct superblock *sb =
+        b->spare ? b->spare : current_empty(b) ? b->current : NULL;
+    if (!sb || sb->holes) continue; /* in use again, or trimmed: recut
+                                       refuses it */
+    if (sb == b->spare) spare_out(b, c);
+    else current_out(h, c);
     superblock_recut(sb, cls);
     return sb;
   }
@@ -973,9 +976,7 @@ static size_t trim_bins(struct heap *h, size_t *pages) {
         *pages += superblock_trim(sb);
     if (b->spare) {
       released += (size_t)umpa_class[c].sb_pages << PAGE_SHIFT;
-      superblock_destroy(b->spare);
-      b->spare = NULL;
-      held_add(b, c, -1);
+      superblock_destroy(spare_out(b, c));
     }
   }
   superblock_chunk_drop(h);

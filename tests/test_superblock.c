@@ -18,10 +18,6 @@
 #define PER_CLASS 6 /* superblocks per class: their header colours differ */
 #define CARVES 3    /* carves checked per superblock: each touches a page */
 
-static uint32_t used_of_test(struct superblock *sb) {
-  return atomic_load_explicit(&sb->xused, memory_order_relaxed);
-}
-
 static uintptr_t page_of(const void *p) {
   return (uintptr_t)p & ~(uintptr_t)(PAGE_SIZE - 1);
 }
@@ -736,7 +732,7 @@ static void test_idle_superblock_retired(void) {
   umpa_free(p);
   struct heap *h = umpa_tl_heap;
   struct bin *b = &h->bins[idle_cls];
-  REQUIRE(b->current == sb && used_of_test(sb) == 0);
+  REQUIRE(b->current == sb && atomic_load(&sb->xused) == 0);
   uint64_t start = mono_ns();
   for (int i = 0; i < 100 && b->current == sb; i++) {
     usleep(30 * 1000);
