@@ -34,7 +34,7 @@
  * its own kind: a second one evicts the first.  Its memory is what the
  * program touched in it, unknown until it leaves; in a program whose lazy
  * blocks are dense (Figure 7's ring) none is held, and their blocks come
- * populated anyway (largecache_populate_ahead), which no slot holds.
+ * populated anyway (largecache_ahead), which no slot holds.
  *
  * A held block is in use for the page layer (its tag), and free for
  * malloc: PMF_HELD makes a free, realloc or malloc_usable_size of it a

@@ -626,6 +626,11 @@ UMPA_HIDDEN void page_init(void);
 /* Internal flag: only what the regions there are hold; no new region (the
  * large cache's growth, which takes a stretch it has no use for yet). */
 #define PAGE_NO_GROW 0x200u
+/* Internal flag, with UMPA_LAZY|PAGE_WARM, for a large malloc block: if
+ * its pages turn out to lack memory, populate them, as long as
+ * largecache_ahead allows (see largecache_may_populate).  The page layer
+ * ignores it (the block stays lazy). */
+#define PAGE_AHEAD 0x400u
 
 /* Take a run of npages pages out of the buddy (head PM_BUSY, count = its
  * backed pages), growing the address space if needed; NULL when the kernel
@@ -1345,15 +1350,22 @@ UMPA_HIDDEN void store_unlock_all(void);
 /* Park a freed large block (head pm); false if it does not qualify (the
  * caller then frees it to the page layer). */
 UMPA_HIDDEN bool largecache_put(void *p, struct pmeta *pm);
-/* Whether a large malloc block of `pages` pages should be populated when
- * it is handed out rather than left to fault in: true while the lazy
- * blocks freed lately were touched all but a few pages (at least
- * LC_SAMPLE of them asked), for blocks above 128 KiB and up to 16 MiB,
- * and at most LC_SAMPLE blocks since the last lazy block freed touched
- * whole: then blocks stay lazy until one is, so a program whose blocks
- * turn sparse is noticed after at most that many populated for nothing.
- * MADV_POPULATE_WRITE costs a quarter less than the faults it replaces. */
-UMPA_HIDDEN bool largecache_populate_ahead(size_t pages);
+/* Whether a large malloc block of `pages` pages may be populated when it
+ * is handed out rather than left to fault in: true while the lazy blocks
+ * freed lately were touched all but a few pages (at least LC_SAMPLE of
+ * them asked), for blocks above 128 KiB and up to 16 MiB, while fewer than
+ * LC_SAMPLE blocks were populated since the last lazy block freed touched
+ * whole.  The caller passes PAGE_AHEAD; largecache_ahead decides once the
+ * block is known to need memory. */
+UMPA_HIDDEN bool largecache_may_populate(size_t pages);
+/* The flags for a block with pages without memory, taken with `flags`:
+ * with PAGE_AHEAD, populated (UMPA_LAZY and PAGE_WARM cleared), spending
+ * one of the LC_SAMPLE blocks, if any is left; else lazy.  So a program
+ * whose blocks turn sparse is noticed after at most LC_SAMPLE blocks
+ * populated for nothing, and only blocks that needed memory count:
+ * MADV_POPULATE_WRITE costs half to three quarters of the faults it
+ * replaces. */
+UMPA_HIDDEN unsigned largecache_ahead(unsigned flags);
 /* A cached block of exactly `pages` pages (the surplus of a bigger span
  * stays cached), or NULL.  `flags` (UMPA_ZERO, UMPA_LAZY|PAGE_WARM) say
  * how the pages without memory are treated, as for page_alloc. */
@@ -1388,7 +1400,7 @@ UMPA_HIDDEN void *largecache_grow(size_t pages, unsigned flags);
  * kernel (mincore) cost more than the faults of its pages. */
 UMPA_HIDDEN void largecache_assume_touched(struct pmeta *pm);
 /* Whether the lazy blocks freed lately had most of their pages untouched
- * (the share that decides largecache_populate_ahead is below its mark). */
+ * (the share that decides largecache_may_populate is below its mark). */
 UMPA_HIDDEN bool largecache_lazy_sparse(void);
 /* The pages with memory that the cached span pm was listed with (for
  * umpa_page_check, under the cache's lock). */

@@ -180,15 +180,14 @@ static void large_inuse(ssize_t blocks, ssize_t bytes) {
  * touches them, as glibc's mmap does: programs reserve buffers they never
  * fill, and a block bigger than the memory free would be populated into
  * the OOM killer.  While the program's blocks have been touched whole,
- * the rest is populated instead, a quarter cheaper than its faults
- * (docs/ARCHITECTURE.md).  UMPA_MALLOC_POPULATE (default 0) populates
+ * the rest may be populated instead, cheaper than its faults (PAGE_AHEAD:
+ * docs/ARCHITECTURE.md).  UMPA_MALLOC_POPULATE (default 0) populates
  * fresh blocks up to a size always.  `zero` adds UMPA_ZERO (calloc). */
 static unsigned large_flags(size_t pages, bool zero) {
   unsigned z = zero ? UMPA_ZERO : 0;
-  if ((pages << PAGE_SHIFT) > umpa_opt.malloc_populate &&
-      !largecache_populate_ahead(pages))
-    return UMPA_LAZY | PAGE_WARM | z;
-  return z;
+  if ((pages << PAGE_SHIFT) <= umpa_opt.malloc_populate) return z;
+  return UMPA_LAZY | PAGE_WARM | z |
+         (largecache_may_populate(pages) ? PAGE_AHEAD : 0);
 }
 
 /* A run of `pages` pages from the large cache, else the page layer; the
@@ -199,7 +198,8 @@ static char *large_run(size_t pages, unsigned flags) {
     char *p = largecache_take(pages, flags);
     if (!p) p = largecache_grow(pages, flags);
     if (!p) {
-      p = page_alloc(pages, flags, KIND_LARGE);
+      /* A warm run, or one of a new region: decided before it is known. */
+      p = page_alloc(pages, largecache_ahead(flags), KIND_LARGE);
       if (p) heap_account_arena((ssize_t)(pages << PAGE_SHIFT));
     }
     if (p) {
@@ -339,7 +339,7 @@ static void large_free(struct region *r, void *p, bool hold) {
  * enough, p unchanged. */
 static void *large_move(void *p, struct pmeta *pm, size_t old, size_t pages,
                         unsigned flags) {
-  char *q = largecache_take_room(pages, flags | UMPA_LAZY);
+  char *q = largecache_take_room(pages, (flags | UMPA_LAZY) & ~PAGE_AHEAD);
   if (!q) return NULL;
   struct pmeta *qm = pmeta_at(q);
   large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
@@ -567,7 +567,7 @@ static void *large_resize(void *p, struct pmeta *pm, size_t n) {
     void *moved = large_move(p, pm, old, pages, fl);
     if (moved) return moved;
   }
-  void *q = page_resize(p, pm, old, pages, fl);
+  void *q = page_resize(p, pm, old, pages, largecache_ahead(fl));
   if (q) {
     ssize_t delta = ((ssize_t)pages - (ssize_t)old) * (ssize_t)PAGE_SIZE;
     large_inuse(0, delta);

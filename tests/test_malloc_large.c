@@ -861,6 +861,56 @@ static void test_touch_share(void) {
   umpa_page_check();
 }
 
+/* Only a block that needs memory spends one of the blocks a lazy one's
+ * free allows to be populated: blocks the cache serves whole spent them
+ * all before, and a ring whose lazy blocks are freed long after their
+ * malloc (Figure 7's) had two thirds of its new pages fault in. */
+static void test_ahead_spent_on_need(void) {
+  /* Fresh blocks touched whole until the share is at the mark (one comes
+   * populated) and then a lazy one, whose free allows the next 8. */
+  bool seen_populated = false, lazy = false;
+  char *p = NULL;
+  for (int i = 0; i < 96 && !lazy; i++) {
+    umpa_malloc_trim(0);
+    p = umpa_malloc(MiB);
+    REQUIRE(p);
+    size_t res = resident_pages(p, MiB);
+    if (res == MiB / 4096) seen_populated = true;
+    else if (seen_populated && res == 0) lazy = true;
+    memset(p, 2, MiB);
+    if (!lazy) umpa_free(p);
+  }
+  REQUIRE_MSG(lazy, "no lazy block after a populated one (%d)", seen_populated);
+  umpa_free(p);
+  held_flush(umpa_tl_heap); /* to the cache, where its free asks */
+  /* Served whole from the cache (not held: the flags are asked for). */
+  for (int i = 0; i < 3 * 8; i++) {
+    char *q = umpa_malloc(MiB);
+    REQUIRE(q);
+    CHECK(resident_pages(q, MiB) == MiB / 4096);
+    memset(q, 3, MiB);
+    umpa_free(q);
+    held_flush(umpa_tl_heap);
+  }
+  int populated = 0, first = -1;
+  for (int i = 0; i < 9; i++) {
+    umpa_malloc_trim(0);
+    char *q = umpa_malloc(MiB);
+    REQUIRE(q);
+    bool whole = resident_pages(q, MiB) == MiB / 4096;
+    populated += whole;
+    if (whole && first < 0) first = i;
+    memset(q, 4, MiB);
+    umpa_free(q);
+    held_flush(umpa_tl_heap);
+  }
+  CHECK_MSG(first == 0 && populated == 8,
+            "%d of 9 fresh blocks populated, the first the %dth", populated,
+            first + 1);
+  umpa_malloc_trim(0);
+  umpa_page_check();
+}
+
 static void test_lazy_big(void) {
   /* Only what is touched is resident, as with glibc's mmap. */
   umpa_malloc_trim(0);
@@ -939,6 +989,7 @@ int main(void) {
   test_superblock_cut_no_release();
   test_lazy_big();
   test_touch_share();
+  test_ahead_spent_on_need();
   test_small_lazy_cached();
   umpa_malloc_trim(0);
   umpa_page_check();
