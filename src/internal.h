@@ -1362,9 +1362,10 @@ UMPA_HIDDEN bool largecache_may_populate(size_t pages);
  * with PAGE_AHEAD, populated (UMPA_LAZY and PAGE_WARM cleared), spending
  * one of the LC_SAMPLE blocks, if any is left; else lazy.  So a program
  * whose blocks turn sparse is noticed after at most LC_SAMPLE blocks
- * populated for nothing, and only blocks that needed memory count:
+ * populated for nothing, and only blocks that needed memory count.
  * MADV_POPULATE_WRITE costs half to three quarters of the faults it
- * replaces. */
+ * replaces on fresh mappings, less of a saving where the page tables
+ * exist (docs/ARCHITECTURE.md). */
 UMPA_HIDDEN unsigned largecache_ahead(unsigned flags);
 /* A cached block of exactly `pages` pages (the surplus of a bigger span
  * stays cached), or NULL.  `flags` (UMPA_ZERO, UMPA_LAZY|PAGE_WARM) say
