@@ -1014,6 +1014,8 @@ struct bin {
   _Atomic size_t xheld;      /* superblocks held (all groups and current) */
   _Atomic size_t xused_snap; /* blocks out, as of the last slow path */
   _Atomic uint32_t xpending; /* full superblocks got remote frees */
+  uint32_t as_pages;         /* blocks handed out as pages while the bin
+                                held no superblock (heap_as_pages) */
   struct superblock *stored; /* the newest of those this heap put in the
                                 global store (its stripe's lock) */
 };
@@ -1224,6 +1226,14 @@ UMPA_HIDDEN size_t heap_arena_bytes(size_t *peak);
  * heap).  With zero != NULL, *zero becomes true if the block is known to
  * read as zero.  NULL when out of memory. */
 UMPA_HIDDEN void *heap_alloc_slow(struct heap *h, size_t n, bool *zero);
+/* Whether the caller's request of n bytes (a class of whole pages' size,
+ * n <= SMALL_MAX) is to be served as a large block, not from a
+ * superblock: one of the first few of its class while h's bin holds no
+ * superblock of it (see heap.c).  Counts it when so.  h may be a
+ * sentinel (then false). */
+UMPA_HIDDEN bool heap_as_pages(struct heap *h, size_t n);
+#define HEAP_AS_PAGES_FIRST 4              /* blocks per class and heap */
+#define HEAP_AS_PAGES_MAX ((size_t)8 << 10) /* the largest class so served */
 /* After a free by the owner took a superblock that is not the bin's
  * current one out of its quarter of fullness: relist it, release it if
  * empty, and enforce Hoard's threshold. */

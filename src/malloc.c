@@ -50,9 +50,25 @@ static UMPA_NOINLINE bool reclaim_for_retry(void) {
   return true;
 }
 
+static void *large_alloc(size_t n, size_t align, bool zero);
+
 /* heap_alloc_slow, and once more after reclaim_for_retry; errno ENOMEM
  * when it fails. */
 static UMPA_NOINLINE void *small_alloc_slow(size_t n, bool *zero) {
+  /* A thread's first malloc sets up its heap first: its first block of
+   * 5 KiB is one of the few its class serves as pages too. */
+  if (n > PAGE_SIZE / 2 &&
+      heap_as_pages(umpa_tl_heap != HEAP_NONE ? umpa_tl_heap
+                                               : thread_heap_init(),
+                    n)) {
+    int saved = errno;
+    void *p = large_alloc(n, 0, zero != NULL);
+    if (p) {
+      if (zero) *zero = true;
+      return p;
+    }
+    errno = saved; /* a superblock may still be had */
+  }
   void *p = heap_alloc_slow(umpa_tl_heap, n, zero);
   if (UMPA_UNLIKELY(!p)) {
     /* The failed try set errno: a retry that succeeds puts it back. */
@@ -620,6 +636,9 @@ static UMPA_NOINLINE void *realloc_slow(void *p, size_t n) {
     if (realloc_keeps(n, avail)) return p;
   } else {
     avail = large_usable(pm);
+    /* A class's first few blocks are pages (heap_as_pages): one of them
+     * grown or cut within its pages stays. */
+    if (n <= threshold() && realloc_keeps(n, avail)) return p;
     if (n > threshold()) {
       int saved = errno;
       void *q = large_resize(p, pm, n);

@@ -26,6 +26,8 @@
 #include "check.h"
 #include "internal.h"
 
+#include "as_pages.h"
+
 #define MiB ((size_t)1 << 20)
 
 /* Both maps agree on p; returns the superblock (NULL if none). */
@@ -53,6 +55,7 @@ static void one_map(const void *p) {
 /* Blocks of every small size: each lies in a superblock whose header both
  * ways name, sits in the superblock's first page, and describes it. */
 static void every_class(void) {
+  past_as_pages();
   enum { N = 64 };
   static char *blocks[N * 40];
   size_t count = 0;

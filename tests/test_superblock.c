@@ -9,6 +9,8 @@
 #include "check.h"
 #include "internal.h"
 
+#include "as_pages.h"
+
 #include <malloc.h>
 #include <pthread.h>
 #include <string.h>
@@ -185,10 +187,15 @@ static void test_front_blocks_via_malloc(void) {
     size_t size = sizes[k], n = 0, fronts = 0;
     unsigned cls = sizeclass_of(size);
     char *front = NULL;
-    /* Enough for a few superblocks, each giving out its front last. */
-    size_t want = 4 * umpa_class[cls].capacity + 10;
+    /* Enough for a few superblocks, each giving out its front last, and
+     * more while none had a front: a header's colour offset follows the
+     * superblock's address, and for 1000 bytes only one in four leaves
+     * room for a block (several superblocks in a row had none). */
+    size_t want = 4 * umpa_class[cls].capacity + 10,
+           most = 40 * (size_t)umpa_class[cls].capacity;
+    if (most > FRONT_MAX) most = FRONT_MAX;
     REQUIRE(want <= FRONT_MAX);
-    while (n < want) {
+    while (n < want || (fronts == 0 && !umpa_opt.check && n < most)) {
       char *p = umpa_malloc(size);
       REQUIRE(p);
       memset(p, (int)(n & 0xff), size);
@@ -230,7 +237,11 @@ static void test_front_blocks_via_malloc(void) {
    * block is not 256-aligned: in front of a header too. */
   size_t n = 0, fronts = 0, inside = 0;
   unsigned cls = sizeclass_of(100 + 256 - 16);
-  while (n < 4 * umpa_class[cls].capacity + 10 && n < FRONT_MAX) {
+  /* More while no pointer fell inside a block in front (as above). */
+  size_t want = 4 * umpa_class[cls].capacity + 10,
+         most = 40 * (size_t)umpa_class[cls].capacity;
+  while ((n < want || (inside == 0 && !umpa_opt.check && n < most)) &&
+         n < FRONT_MAX) {
     char *p = umpa_aligned_alloc(256, 100);
     REQUIRE(p && ((uintptr_t)p & 255) == 0);
     memset(p, 7, 100);
@@ -338,6 +349,89 @@ static void test_classes(void) {
     prev = c;
   }
   CHECK_MSG(bad == 0, "%u sizes in the wrong class", bad);
+}
+
+/* A heap serves the first HEAP_AS_PAGES_FIRST blocks of each class of
+ * 4-8 KiB as pages (heap_as_pages): page-aligned large blocks of whole
+ * pages, which free, realloc, calloc and malloc_usable_size treat as any
+ * other, from another thread too; the class's next block is in a
+ * superblock, and classes below a page or above 8 KiB get superblocks at
+ * once.  In a thread of its own: a new heap, no class used yet. */
+#define AS_PAGES_SIZE 5000
+static void *as_pages_thread(void *arg) {
+  char **out = arg;
+  const size_t page = PAGE_SIZE;
+  /* UMPA_CHECK=1 (test_superblock_checked) gives every class superblocks:
+   * its marks are per superblock block. */
+  const bool pages = !umpa_opt.check;
+  unsigned cls = sizeclass_of(AS_PAGES_SIZE);
+  for (int i = 0; i <= HEAP_AS_PAGES_FIRST; i++) {
+    char *p = out[i] = umpa_malloc(AS_PAGES_SIZE);
+    REQUIRE(p);
+    struct superblock *sb = superblock_of(p);
+    if (pages && i < HEAP_AS_PAGES_FIRST)
+      CHECK_MSG(!sb && (uintptr_t)p % page == 0 &&
+                    umpa_malloc_usable_size(p) == 2 * page,
+                "block %d of %d bytes: %p, usable %zu, superblock %p", i,
+                AS_PAGES_SIZE, (void *)p, umpa_malloc_usable_size(p),
+                (void *)sb);
+    else
+      CHECK_MSG(sb && sb->cls == cls &&
+                    umpa_malloc_usable_size(p) == umpa_class[cls].size,
+                "block %d of %d bytes not in a superblock of its class", i,
+                AS_PAGES_SIZE);
+    memset(p, i + 1, AS_PAGES_SIZE);
+  }
+  char *one = umpa_malloc(page), *below = umpa_malloc(3000),
+       *above = umpa_malloc(9000);
+  REQUIRE(one && below && above);
+  CHECK(!superblock_of(one) == pages && umpa_malloc_usable_size(one) == page);
+  CHECK(superblock_of(below) && superblock_of(above));
+  umpa_free(one);
+  umpa_free(below);
+  umpa_free(above);
+  /* calloc after the same pages were dirtied and freed. */
+  char *dirty = umpa_malloc(6000);
+  REQUIRE(dirty);
+  CHECK(!superblock_of(dirty) == pages);
+  memset(dirty, 0xab, umpa_malloc_usable_size(dirty));
+  umpa_free(dirty);
+  char *z = umpa_calloc(1, 6000);
+  REQUIRE(z);
+  CHECK(!superblock_of(z) == pages);
+  size_t nonzero = 0;
+  for (size_t k = 0; k < 6000; k++) nonzero += z[k] != 0;
+  CHECK_MSG(nonzero == 0, "calloc: %zu bytes not zero", nonzero);
+  /* realloc within its pages keeps it; below half of them moves it. */
+  memset(z, 0x33, 6000);
+  char *g = umpa_realloc(z, 7000);
+  REQUIRE(g);
+  if (pages) CHECK(g == z);
+  memset(g + 6000, 0x33, 1000);
+  char *small = umpa_realloc(g, 1000);
+  REQUIRE(small);
+  CHECK(small != g && superblock_of(small));
+  size_t wrong = 0;
+  for (size_t k = 0; k < 1000; k++) wrong += small[k] != 0x33;
+  CHECK_MSG(wrong == 0, "realloc: %zu bytes lost", wrong);
+  umpa_free(small);
+  return NULL;
+}
+
+static void test_as_pages(void) {
+  char *blocks[HEAP_AS_PAGES_FIRST + 1];
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, as_pages_thread, blocks) == 0);
+  REQUIRE(pthread_join(t, NULL) == 0);
+  /* Freed by this thread, after their owner's exit. */
+  for (int i = 0; i <= HEAP_AS_PAGES_FIRST; i++) {
+    size_t wrong = 0;
+    for (size_t k = 0; k < AS_PAGES_SIZE; k++)
+      wrong += blocks[i][k] != (char)(i + 1);
+    CHECK_MSG(wrong == 0, "block %d: %zu bytes overwritten", i, wrong);
+    umpa_free(blocks[i]);
+  }
+  CHECK(umpa_page_check() == 0);
 }
 
 /* The fast path serves every size up to the large threshold, past 1 KiB
@@ -753,6 +847,8 @@ static void test_idle_superblock_retired(void) {
 
 int main(void) {
   test_classes();
+  test_as_pages();
+  past_as_pages(); /* the rest expect superblocks */
   test_threshold();
   test_carve_a_page_at_a_time();
   test_boundary();
