@@ -1226,11 +1226,12 @@ UMPA_HIDDEN size_t heap_arena_bytes(size_t *peak);
  * heap).  With zero != NULL, *zero becomes true if the block is known to
  * read as zero.  NULL when out of memory. */
 UMPA_HIDDEN void *heap_alloc_slow(struct heap *h, size_t n, bool *zero);
-/* Whether the caller's request of n bytes (a class of whole pages' size,
- * n <= SMALL_MAX) is to be served as a large block, not from a
- * superblock: one of the first few of its class while h's bin holds no
- * superblock of it (see heap.c).  Counts it when so.  h may be a
- * sentinel (then false). */
+/* Whether the caller's request of n bytes (n <= SMALL_MAX) is to be
+ * served as a large block of whole pages, not from a superblock: true for
+ * one of the first HEAP_AS_PAGES_FIRST requests of a class of PAGE_SIZE to
+ * HEAP_AS_PAGES_MAX bytes while h's bin holds no superblock of it, never
+ * with UMPA_CHECK=1 (see heap.c).  Counts it when so.  h is the caller's
+ * own heap, or a sentinel (then false). */
 UMPA_HIDDEN bool heap_as_pages(struct heap *h, size_t n);
 #define HEAP_AS_PAGES_FIRST 4              /* blocks per class and heap */
 #define HEAP_AS_PAGES_MAX ((size_t)8 << 10) /* the largest class so served */
