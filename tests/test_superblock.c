@@ -189,8 +189,10 @@ static void test_front_blocks_via_malloc(void) {
     char *front = NULL;
     /* Enough for a few superblocks, each giving out its front last, and
      * more while none had a front: a header's colour offset follows the
-     * superblock's address, and for 1000 bytes only one in four leaves
-     * room for a block (several superblocks in a row had none). */
+     * superblock's address, superblocks cut one after another from a
+     * chunk take consecutive colours, and for 1000 bytes the first eight
+     * colours leave no room in front (five superblocks from colour 0 had
+     * none). */
     size_t want = 4 * umpa_class[cls].capacity + 10,
            most = 40 * (size_t)umpa_class[cls].capacity;
     if (most > FRONT_MAX) most = FRONT_MAX;
