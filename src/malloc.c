@@ -633,12 +633,8 @@ static UMPA_NOINLINE void *realloc_slow(void *p, size_t n) {
     if (UMPA_UNLIKELY(freed_last(h, sb, b)))
       umpa_fatal("umpa: realloc(%p): block was freed already\n", p);
     avail = sb->size - (size_t)((char *)p - (char *)b);
-    if (realloc_keeps(n, avail)) return p;
   } else {
     avail = large_usable(pm);
-    /* A class's first few blocks are pages (heap_as_pages): one of them
-     * grown or cut within its pages stays. */
-    if (n <= threshold() && realloc_keeps(n, avail)) return p;
     if (n > threshold()) {
       int saved = errno;
       void *q = large_resize(p, pm, n);
@@ -659,6 +655,9 @@ static UMPA_NOINLINE void *realloc_slow(void *p, size_t n) {
       return q; /* on failure errno is ENOMEM, p unchanged */
     }
   }
+  /* A block that stays at least half used stays: a small one, or one of
+   * the pages a class's first few blocks are (heap_as_pages). */
+  if (realloc_keeps(n, avail)) return p;
   int saved = errno;
   void *q = do_malloc(n);
   if (!q) {
