@@ -92,6 +92,8 @@ struct umpa_options {
   int page_lock;        /* UMPA_PAGE_LOCK: LOCK_SPIN or LOCK_MUTEX */
   int populate;         /* UMPA_POPULATE: POPULATE_* */
   int thp;              /* UMPA_THP: advise regions MADV_HUGEPAGE */
+  int collapse;         /* UMPA_COLLAPSE: populate whole 2 MiB pieces as
+                           huge pages (MADV_COLLAPSE) */
   size_t malloc_populate; /* UMPA_MALLOC_POPULATE: populate malloc blocks
                              up to this size up front */
   size_t large_cache;   /* UMPA_LARGE_CACHE: bytes of freed large blocks
@@ -142,11 +144,15 @@ UMPA_HIDDEN void *os_reserve(size_t size);
  * of VMAs, or the commit limit under vm.overcommit_memory=2). */
 UMPA_HIDDEN bool os_open(void *p, size_t size, bool write);
 /* Back [p, p+size) with memory now, keeping what backed pages hold.
- * `empty` says the range holds no data, so it may be replaced wholesale.
+ * `empty` says the range holds no data, so it may be replaced wholesale,
+ * and its whole 2 MiB pieces may get huge pages (UMPA_COLLAPSE).
  * Returns 0 or an errno value (ENOMEM when the kernel has no memory for
  * it).  *faults receives the page faults the call took. */
 UMPA_HIDDEN int os_populate(void *p, size_t size, bool empty,
                             uint64_t *faults);
+/* How many times a huge-page collapse failed or was slow, so that the next
+ * pieces went by small pages (tests). */
+UMPA_HIDDEN unsigned os_collapse_backoffs(void);
 /* Drop the memory of [p, p+size); the range stays reserved and reads zero. */
 UMPA_HIDDEN void os_release(void *p, size_t size);
 /* Replace [p, p+size) by a fresh mapping, which drops its memory and lets
