@@ -160,27 +160,32 @@ static int populate_map(void *p, size_t size) {
  * (Linux 6.1), which puts one zeroed huge page under the piece without
  * advising the mapping (no MADV_HUGEPAGE, so no split mapping and no huge
  * page later under a small run that reuses the range).  Here that took
- * 45-85 us a MiB against 410-490 for 4 KiB pages (scratch loop over fresh
- * 8 MiB ranges).  The kernel may have to compact memory for a huge page:
- * a collapse that fails, or that took more CPU time than populating the
- * piece by small pages would (COLLAPSE_SLOW_NS), makes the next pieces, twice as
- * many each time in a row, go by small pages; a kernel or a filter that
- * refuses the call the first time it is made (EINVAL: no MADV_COLLAPSE or
- * THP set to never; EPERM, ENOSYS: seccomp) is not asked again. */
+ * 185-250 us a piece against 0.8-1 ms by 4 KiB pages.  But a huge page can
+ * cost more than its small pages: the kernel may have to compact memory
+ * for one, and on this VM the host takes back the guest's free memory in
+ * 2 MiB blocks (free page reporting), so a huge page is made of memory the
+ * host must back again, 5-9 ms a piece once the recently freed ones are
+ * used up, where small pages come from memory freed lately.  So a collapse
+ * that fails, or takes longer than the piece's small pages would
+ * (COLLAPSE_SLOW_NS), stops collapsing for a while: a second, twice as
+ * long each time in a row, up to a minute (at most one slow collapse a
+ * second, under 1 % of the time); a fast one ends the back-off.  A kernel
+ * or a filter that refuses the call the first time it is made (EINVAL: no
+ * MADV_COLLAPSE, or huge pages set to never; EPERM, ENOSYS: seccomp) is
+ * not asked again. */
 #define COLLAPSE_SLOW_NS 1000000u
-#define COLLAPSE_BACKOFF_MIN 16u
-#define COLLAPSE_BACKOFF_MAX 4096u
+#define COLLAPSE_PAUSE_MIN_NS 1000000000u
+#define COLLAPSE_PAUSE_MAX_NS (64 * (uint64_t)COLLAPSE_PAUSE_MIN_NS)
 static _Atomic int collapse_state; /* 0 untried, 1 works, -1 refused */
-static _Atomic unsigned collapse_skip, collapse_backoff;
-
+static _Atomic uint64_t collapse_until, collapse_pause; /* ns */
 static _Atomic unsigned collapse_slowed; /* back-offs so far (tests) */
 
-/* The calling thread's CPU time: a collapse's own work, compaction
- * included, where the wall clock also counts the time the thread waited
- * for the CPU (on a loaded machine, a slice of another thread's). */
-static uint64_t thread_cpu_ns(void) {
+/* The fine clock (vDSO): the coarse one ticks every 4 ms.  Wall time, not
+ * the thread's CPU time: on a VM the host's work of backing a page is
+ * steal time, which the guest does not count as the thread's. */
+static uint64_t fine_now_ns(void) {
   struct timespec t;
-  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t) != 0) return 0;
+  if (clock_gettime(CLOCK_MONOTONIC, &t) != 0) return 0;
   return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
@@ -188,12 +193,12 @@ unsigned os_collapse_backoffs(void) {
   return atomic_load_explicit(&collapse_slowed, memory_order_relaxed);
 }
 
-static void collapse_back_off(void) {
+static void collapse_back_off(uint64_t now) {
   atomic_fetch_add_explicit(&collapse_slowed, 1, memory_order_relaxed);
-  unsigned b = atomic_load_explicit(&collapse_backoff, memory_order_relaxed);
-  b = b ? (b < COLLAPSE_BACKOFF_MAX ? 2 * b : b) : COLLAPSE_BACKOFF_MIN;
-  atomic_store_explicit(&collapse_backoff, b, memory_order_relaxed);
-  atomic_store_explicit(&collapse_skip, b, memory_order_relaxed);
+  uint64_t p = atomic_load_explicit(&collapse_pause, memory_order_relaxed);
+  p = p ? (p < COLLAPSE_PAUSE_MAX_NS ? 2 * p : p) : COLLAPSE_PAUSE_MIN_NS;
+  atomic_store_explicit(&collapse_pause, p, memory_order_relaxed);
+  atomic_store_explicit(&collapse_until, now + p, memory_order_relaxed);
 }
 
 /* Try to make the empty 2 MiB piece at c (aligned) one huge page with
@@ -202,29 +207,25 @@ static void collapse_back_off(void) {
 static bool collapse_piece(char *c) {
   if (atomic_load_explicit(&collapse_state, memory_order_relaxed) < 0)
     return false;
-  unsigned skip = atomic_load_explicit(&collapse_skip, memory_order_relaxed);
-  if (skip) {
-    /* Racing threads may each skip the same count: a few pieces more. */
-    atomic_store_explicit(&collapse_skip, skip - 1, memory_order_relaxed);
+  uint64_t t0 = fine_now_ns();
+  /* Racing threads may each try once more after a slow one: harmless. */
+  if (t0 < atomic_load_explicit(&collapse_until, memory_order_relaxed))
     return false;
-  }
-  uint64_t t0 = thread_cpu_ns(), w0 = os_now_ns();
   if (madvise(c, PAGE_SIZE, MADV_POPULATE_WRITE) != 0) return false;
   int ok = madvise(c, (size_t)1 << HUGE_SHIFT, MADV_COLLAPSE) == 0;
-  uint64_t took = thread_cpu_ns() - t0;
-  /* Waits (reclaim writing pages out) are not CPU time: a wall time 20
-   * times the limit counts too, which a preempted thread seldom reaches. */
-  if (os_now_ns() - w0 > 20 * (uint64_t)COLLAPSE_SLOW_NS) took = UINT64_MAX;
+  uint64_t t1 = fine_now_ns();
   if (!ok && (errno == EINVAL || errno == EPERM || errno == ENOSYS) &&
       atomic_load_explicit(&collapse_state, memory_order_relaxed) == 0) {
     atomic_store_explicit(&collapse_state, -1, memory_order_relaxed);
     return false;
   }
-  if (!ok || took > COLLAPSE_SLOW_NS) {
-    collapse_back_off();
+  /* A preempted thread may find a fast collapse slow: a pause for nothing,
+   * which costs only the difference. */
+  if (!ok || t1 - t0 > COLLAPSE_SLOW_NS) {
+    collapse_back_off(t1);
   } else {
     atomic_store_explicit(&collapse_state, 1, memory_order_relaxed);
-    atomic_store_explicit(&collapse_backoff, 0, memory_order_relaxed);
+    atomic_store_explicit(&collapse_pause, 0, memory_order_relaxed);
   }
   return ok;
 }
