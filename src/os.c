@@ -231,7 +231,8 @@ static bool collapse_piece(char *c) {
 }
 
 /* Populate the empty range [p, p+size) with MADV_POPULATE_WRITE, its whole
- * 2 MiB pieces as huge pages where the kernel gives them; 0 or ENOMEM. */
+ * 2 MiB pieces as huge pages where the kernel gives them; 0 or the errno
+ * of the populate that failed. */
 static int populate_huge(char *p, size_t size) {
   const uintptr_t huge = (uintptr_t)1 << HUGE_SHIFT;
   char *lo = (char *)(((uintptr_t)p + huge - 1) & ~(huge - 1));
@@ -240,34 +241,27 @@ static int populate_huge(char *p, size_t size) {
   for (char *c = lo; c < hi; c += huge) {
     if (!collapse_piece(c)) continue;
     if (c > from && madvise(from, (size_t)(c - from), MADV_POPULATE_WRITE))
-      return ENOMEM;
+      return errno;
     from = c + huge;
   }
   char *end = p + size;
   if (end > from && madvise(from, (size_t)(end - from), MADV_POPULATE_WRITE))
-    return ENOMEM;
+    return errno;
   return 0;
 }
 
-int os_populate(void *p, size_t size, bool empty, uint64_t *faults) {
-  int saved = errno;
-  uint64_t before = faults ? os_thread_faults() : 0; /* a system call */
-  int mode = atomic_load_explicit(&populate_mode, memory_order_relaxed);
-  if (mode == POPULATE_AUTO) mode = umpa_opt.populate;
-  int err = 0;
-  if (mode == POPULATE_MADVISE && empty && umpa_opt.collapse &&
-      size >= ((size_t)1 << HUGE_SHIFT) &&
-      atomic_load_explicit(&populate_mode, memory_order_relaxed) ==
-          POPULATE_MADVISE) {
-    /* MADV_POPULATE_WRITE has worked before: the kernel is 5.14 or later. */
-    err = populate_huge(p, size);
-  } else if (mode == POPULATE_AUTO || mode == POPULATE_MADVISE) {
+/* Populate [p, p+size) by small pages, the way `mode` says (switching
+ * to MAP_POPULATE for good where madvise is refused); 0 or an errno. */
+static int populate_small(void *p, size_t size, bool empty, int mode) {
+  if (mode == POPULATE_AUTO || mode == POPULATE_MADVISE) {
     if (madvise(p, size, MADV_POPULATE_WRITE) == 0) {
       atomic_store_explicit(&populate_mode, POPULATE_MADVISE,
                             memory_order_relaxed);
-    } else if (umpa_opt.populate == POPULATE_AUTO &&
-               ((errno == EINVAL && mode == POPULATE_AUTO) ||
-                errno == EPERM || errno == ENOSYS)) {
+      return 0;
+    }
+    if (umpa_opt.populate == POPULATE_AUTO &&
+        ((errno == EINVAL && mode == POPULATE_AUTO) || errno == EPERM ||
+         errno == ENOSYS)) {
       /* A kernel older than 5.14 (EINVAL at the first try), or a seccomp
        * filter that refuses madvise (EPERM, ENOSYS), perhaps installed
        * after it had worked: with madvise taken for "no memory", every
@@ -275,16 +269,32 @@ int os_populate(void *p, size_t size, bool empty, uint64_t *faults) {
        * not replaced. */
       atomic_store_explicit(&populate_mode, POPULATE_MAP,
                             memory_order_relaxed);
-      err = empty ? populate_map(p, size) : populate_touch(p, size);
-    } else {
-      /* ENOMEM: no memory; EFAULT/EHWPOISON: treat as no memory too. */
-      err = ENOMEM;
+      return empty ? populate_map(p, size) : populate_touch(p, size);
     }
-  } else if (mode == POPULATE_MAP && empty) {
-    err = populate_map(p, size);
-  } else {
-    err = populate_touch(p, size);
+    /* ENOMEM: no memory; EFAULT/EHWPOISON: treat as no memory too. */
+    return ENOMEM;
   }
+  if (mode == POPULATE_MAP && empty) return populate_map(p, size);
+  return populate_touch(p, size);
+}
+
+int os_populate(void *p, size_t size, bool empty, uint64_t *faults) {
+  int saved = errno;
+  uint64_t before = faults ? os_thread_faults() : 0; /* a system call */
+  int known = atomic_load_explicit(&populate_mode, memory_order_relaxed);
+  int mode = known == POPULATE_AUTO ? umpa_opt.populate : known;
+  int err = -1;
+  if (known == POPULATE_MADVISE && empty && umpa_opt.collapse &&
+      size >= ((size_t)1 << HUGE_SHIFT)) {
+    /* MADV_POPULATE_WRITE has worked before: the kernel is 5.14 or later.
+     * Refused since (a seccomp filter: EPERM, ENOSYS), the range goes the
+     * small pages' way, which takes another road; what its pieces got is
+     * zero, and the range was empty. */
+    err = populate_huge(p, size);
+    if (err == EPERM || err == ENOSYS) err = -1;
+    else if (err) err = ENOMEM;
+  }
+  if (err < 0) err = populate_small(p, size, empty, mode);
   if (faults) *faults = os_thread_faults() - before;
   errno = saved;
   return err;
