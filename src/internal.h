@@ -151,8 +151,11 @@ UMPA_HIDDEN bool os_open(void *p, size_t size, bool write);
 UMPA_HIDDEN int os_populate(void *p, size_t size, bool empty,
                             uint64_t *faults);
 /* How many times a huge-page collapse failed or was slow, so that the next
- * pieces went by small pages (tests). */
+ * pieces went by small pages until populating repaid it (tests). */
 UMPA_HIDDEN unsigned os_collapse_backoffs(void);
+/* Let the next piece be collapsed without first populating 40 ms' worth by
+ * small pages (tests). */
+UMPA_HIDDEN void os_collapse_arm(void);
 /* Drop the memory of [p, p+size); the range stays reserved and reads zero. */
 UMPA_HIDDEN void os_release(void *p, size_t size);
 /* Replace [p, p+size) by a fresh mapping, which drops its memory and lets

@@ -164,25 +164,30 @@ static int populate_map(void *p, size_t size) {
  * cost more than its small pages: the kernel may have to compact memory
  * for one, and on this VM the host takes back the guest's free memory in
  * 2 MiB blocks (free page reporting), so a huge page is made of memory the
- * host must back again, 5-9 ms a piece once the recently freed ones are
- * used up, where small pages come from memory freed lately.  So a collapse
- * that fails, or takes longer than the piece's small pages would
- * (COLLAPSE_SLOW_NS), stops collapsing for a while: a second, twice as
- * long each time in a row, up to a minute (at most one slow collapse a
- * second, under 1 % of the time); a fast one ends the back-off.  A kernel
- * or a filter that refuses the call the first time it is made (EINVAL: no
- * MADV_COLLAPSE, or huge pages set to never; EPERM, ENOSYS: seccomp) is
- * not asked again. */
-#define COLLAPSE_SLOW_NS 1000000u
-#define COLLAPSE_PAUSE_MIN_NS 1000000000u
-#define COLLAPSE_PAUSE_MAX_NS (64 * (uint64_t)COLLAPSE_PAUSE_MIN_NS)
+ * host must back again, 5-9 ms a piece unless huge pages were freed
+ * lately, where small pages come from memory freed lately.  One such
+ * collapse made bench/smallobj's mixed phase, which populates 11 MiB in
+ * big ranges, 19 % slower.  So collapsing is paid for by populating: it
+ * is tried only once the process spent COLLAPSE_FIRST_NS populating big
+ * ranges by small pages, and a collapse that fails or takes longer than
+ * the piece's small pages would (COLLAPSE_SLOW_NS, wall time: the host's
+ * work is steal time, outside the thread's CPU time) must be repaid
+ * COLLAPSE_REPAY times over the same way before the next try.  What
+ * collapsing can lose is then a share of the populating (under 5 % once
+ * repaid, and the first slow one a fifth of the first 40 ms), while fast
+ * ones go on.  A kernel or a filter that refuses the call the first time
+ * it is made (EINVAL: no MADV_COLLAPSE, or huge pages set to never; EPERM,
+ * ENOSYS: seccomp) is not asked again. */
+#define COLLAPSE_SLOW_NS 1000000
+#define COLLAPSE_FIRST_NS 40000000
+#define COLLAPSE_REPAY 20
+#define COLLAPSE_DEBT_MAX_NS 2000000000 /* a stall past 100 ms counts so */
 static _Atomic int collapse_state; /* 0 untried, 1 works, -1 refused */
-static _Atomic uint64_t collapse_until, collapse_pause; /* ns */
-static _Atomic unsigned collapse_slowed; /* back-offs so far (tests) */
+/* Populating time (ns) earned towards the next try: it may try at 0. */
+static _Atomic int64_t collapse_credit = -COLLAPSE_FIRST_NS;
+static _Atomic unsigned collapse_slowed; /* slow or failed ones (tests) */
 
-/* The fine clock (vDSO): the coarse one ticks every 4 ms.  Wall time, not
- * the thread's CPU time: on a VM the host's work of backing a page is
- * steal time, which the guest does not count as the thread's. */
+/* The fine clock (vDSO): the coarse one ticks every 4 ms. */
 static uint64_t fine_now_ns(void) {
   struct timespec t;
   if (clock_gettime(CLOCK_MONOTONIC, &t) != 0) return 0;
@@ -193,41 +198,50 @@ unsigned os_collapse_backoffs(void) {
   return atomic_load_explicit(&collapse_slowed, memory_order_relaxed);
 }
 
-static void collapse_back_off(uint64_t now) {
-  atomic_fetch_add_explicit(&collapse_slowed, 1, memory_order_relaxed);
-  uint64_t p = atomic_load_explicit(&collapse_pause, memory_order_relaxed);
-  p = p ? (p < COLLAPSE_PAUSE_MAX_NS ? 2 * p : p) : COLLAPSE_PAUSE_MIN_NS;
-  atomic_store_explicit(&collapse_pause, p, memory_order_relaxed);
-  atomic_store_explicit(&collapse_until, now + p, memory_order_relaxed);
+void os_collapse_arm(void) {
+  atomic_store_explicit(&collapse_credit, 0, memory_order_relaxed);
 }
 
 /* Try to make the empty 2 MiB piece at c (aligned) one huge page with
  * memory; false leaves it to be populated by small pages (its first page
  * may have memory then, which populating again keeps). */
 static bool collapse_piece(char *c) {
-  if (atomic_load_explicit(&collapse_state, memory_order_relaxed) < 0)
+  if (atomic_load_explicit(&collapse_state, memory_order_relaxed) < 0 ||
+      atomic_load_explicit(&collapse_credit, memory_order_relaxed) < 0)
     return false;
   uint64_t t0 = fine_now_ns();
-  /* Racing threads may each try once more after a slow one: harmless. */
-  if (t0 < atomic_load_explicit(&collapse_until, memory_order_relaxed))
-    return false;
   if (madvise(c, PAGE_SIZE, MADV_POPULATE_WRITE) != 0) return false;
   int ok = madvise(c, (size_t)1 << HUGE_SHIFT, MADV_COLLAPSE) == 0;
-  uint64_t t1 = fine_now_ns();
+  uint64_t took = fine_now_ns() - t0;
   if (!ok && (errno == EINVAL || errno == EPERM || errno == ENOSYS) &&
       atomic_load_explicit(&collapse_state, memory_order_relaxed) == 0) {
     atomic_store_explicit(&collapse_state, -1, memory_order_relaxed);
     return false;
   }
-  /* A preempted thread may find a fast collapse slow: a pause for nothing,
+  /* A preempted thread may find a fast collapse slow: a debt for nothing,
    * which costs only the difference. */
-  if (!ok || t1 - t0 > COLLAPSE_SLOW_NS) {
-    collapse_back_off(t1);
+  if (!ok || took > COLLAPSE_SLOW_NS) {
+    atomic_fetch_add_explicit(&collapse_slowed, 1, memory_order_relaxed);
+    int64_t debt = took < COLLAPSE_SLOW_NS ? COLLAPSE_SLOW_NS : (int64_t)took;
+    debt *= COLLAPSE_REPAY;
+    atomic_store_explicit(&collapse_credit,
+                          debt < COLLAPSE_DEBT_MAX_NS ? -debt
+                                                      : -COLLAPSE_DEBT_MAX_NS,
+                          memory_order_relaxed);
   } else {
     atomic_store_explicit(&collapse_state, 1, memory_order_relaxed);
-    atomic_store_explicit(&collapse_pause, 0, memory_order_relaxed);
   }
   return ok;
+}
+
+/* MADV_POPULATE_WRITE over [p, p+size) by small pages, the time it took
+ * earned towards collapsing; 0 or its errno. */
+static int populate_earning(char *p, size_t size) {
+  uint64_t t0 = fine_now_ns();
+  if (madvise(p, size, MADV_POPULATE_WRITE) != 0) return errno;
+  atomic_fetch_add_explicit(&collapse_credit, (int64_t)(fine_now_ns() - t0),
+                            memory_order_relaxed);
+  return 0;
 }
 
 /* Populate the empty range [p, p+size) with MADV_POPULATE_WRITE, its whole
@@ -240,14 +254,12 @@ static int populate_huge(char *p, size_t size) {
   char *from = p; /* the start of what is left to populate by small pages */
   for (char *c = lo; c < hi; c += huge) {
     if (!collapse_piece(c)) continue;
-    if (c > from && madvise(from, (size_t)(c - from), MADV_POPULATE_WRITE))
-      return errno;
+    int err = c > from ? populate_earning(from, (size_t)(c - from)) : 0;
+    if (err) return err;
     from = c + huge;
   }
   char *end = p + size;
-  if (end > from && madvise(from, (size_t)(end - from), MADV_POPULATE_WRITE))
-    return errno;
-  return 0;
+  return end > from ? populate_earning(from, (size_t)(end - from)) : 0;
 }
 
 /* Populate [p, p+size) by small pages, the way `mode` says (switching

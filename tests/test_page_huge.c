@@ -5,7 +5,8 @@
  * and writing again keep the other bytes, and lazy blocks get none.
  *
  * Run twice by CTest: as is, and with UMPA_COLLAPSE=0, where no huge page
- * may appear.  A kernel that has no MADV_COLLAPSE for anonymous memory
+ * may appear.  A process collapses only after populating a while by small
+ * pages (os.c); the test says when that was paid (os_collapse_arm).  A kernel that has no MADV_COLLAPSE for anonymous memory
  * (before 6.1, or transparent huge pages set to "never") is found by a
  * probe of the test's own; the test then says so and checks that umpa
  * fell back to small pages with the same contents.
@@ -105,15 +106,30 @@ int main(void) {
   bool want = kernel && !off;
 
   /* A populated block of 8 MiB and three pages: 2 MiB aligned, so its
-   * first four pieces are whole; the three pages stay small. */
+   * first four pieces are whole; the three pages stay small.  A process
+   * collapses only once it has spent 40 ms populating by small pages:
+   * this one has not, so its first block gets none. */
   size_t size = 4 * HUGE + 3 * PG;
   umpa_page_trim(3); /* no cached pages: the block is fresh */
   unsigned char *p = userpage_malloc(size, 0);
   REQUIRE(p);
   CHECK(((uintptr_t)p & (HUGE - 1)) == 0);
+  CHECK_MSG(huge_bytes_at(p) == 0, "%zu KiB of huge pages before any "
+            "populating was paid\n", huge_bytes_at(p) / KiB);
+  CHECK(resident(p, size) == size / PG);
+  CHECK(all_zero(p, size));
+  userpage_free(p, size);
+  umpa_page_trim(3);
+
+  /* Paid (as a test may say): the same block again, in huge pages. */
+  os_collapse_arm();
+  p = userpage_malloc(size, 0);
+  REQUIRE(p);
+  CHECK(((uintptr_t)p & (HUGE - 1)) == 0);
   size_t huge = huge_bytes_at(p);
-  /* A collapse that failed or was slow (the kernel compacting, or busy)
-   * sends the next pieces to small pages: allowed, and counted. */
+  /* A collapse that failed or was slow (the kernel compacting, the host
+   * backing the memory again, or the thread preempted) sends the next
+   * pieces to small pages: allowed, and counted. */
   unsigned backoffs = os_collapse_backoffs();
   if (want)
     CHECK_MSG(huge >= 4 * HUGE || (backoffs && huge <= 4 * HUGE),
