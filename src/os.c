@@ -187,12 +187,15 @@ static _Atomic int collapse_state; /* 0 untried, 1 works, -1 refused */
 static _Atomic int64_t collapse_credit = -COLLAPSE_FIRST_NS;
 static _Atomic unsigned collapse_slowed; /* slow or failed ones (tests) */
 
-/* The fine clock (vDSO): the coarse one ticks every 4 ms. */
-static uint64_t fine_now_ns(void) {
+/* A clock in ns, read from the vDSO; 0 if it cannot be read. */
+static uint64_t clock_ns(clockid_t id) {
   struct timespec t;
-  if (clock_gettime(CLOCK_MONOTONIC, &t) != 0) return 0;
+  if (clock_gettime(id, &t) != 0) return 0;
   return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
+
+/* The fine clock: the coarse one (os_now_ns) ticks every 4 ms. */
+static uint64_t fine_now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 
 unsigned os_collapse_backoffs(void) {
   return atomic_load_explicit(&collapse_slowed, memory_order_relaxed);
@@ -500,9 +503,7 @@ bool os_membarrier(void) {
 UMPA_HOT
 uint64_t os_now_ns(void) {
   /* The coarse clock is read from the vDSO without entering the kernel. */
-  struct timespec t;
-  if (clock_gettime(CLOCK_MONOTONIC_COARSE, &t) != 0) return 0;
-  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+  return clock_ns(CLOCK_MONOTONIC_COARSE);
 }
 
 void os_write_stderr(const char *s, size_t len) {
