@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -217,6 +218,20 @@ static inline int check_done(const char *name) {
   fprintf(stderr, "%s: %d checks, %d failed\n", name, check_count,
           check_failures);
   return check_failures ? 1 : 0;
+}
+
+/* How many of the 4 KiB pages of [p, p+bytes) are resident (mincore);
+ * p is page-aligned.  Thread-safe: the vector is on the stack, in steps. */
+static inline size_t resident_pages(const void *p, size_t bytes) {
+  unsigned char vec[1024];
+  const size_t step = sizeof vec * 4096;
+  size_t r = 0;
+  for (size_t off = 0; off < bytes; off += step) {
+    size_t len = bytes - off < step ? bytes - off : step;
+    REQUIRE(mincore((char *)p + off, len, vec) == 0);
+    for (size_t i = 0; i < len / 4096; i++) r += vec[i] & 1;
+  }
+  return r;
 }
 
 #endif

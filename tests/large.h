@@ -34,17 +34,6 @@ static inline long resident_kib(void) {
   return rss * 4;
 }
 
-/* How many of the pages of [p, p+bytes) are resident (mincore). */
-static inline size_t resident_pages(void *p, size_t bytes) {
-  static unsigned char vec[1 << 16];
-  size_t n = bytes / 4096;
-  REQUIRE(n <= sizeof vec);
-  REQUIRE(mincore(p, bytes, vec) == 0);
-  size_t r = 0;
-  for (size_t i = 0; i < n; i++) r += vec[i] & 1;
-  return r;
-}
-
 /* Of every `step`-th byte of [p, p+n), how many are not zero. */
 static inline size_t nonzero_bytes(const char *p, size_t n, size_t step) {
   size_t k = 0;

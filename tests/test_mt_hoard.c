@@ -486,14 +486,9 @@ static void test_store_stripes(void) {
 static pthread_barrier_t tw_bar;
 static void *tw_small[TW_SMALL_N];
 
-static size_t resident_pages(struct superblock *sb) {
+static size_t sb_resident(struct superblock *sb) {
   size_t pages = umpa_class[sb->cls].sb_pages;
-  unsigned char vec[256];
-  REQUIRE(pages <= sizeof vec);
-  REQUIRE(mincore(sb_start(sb), pages << PAGE_SHIFT, vec) == 0);
-  size_t n = 0;
-  for (size_t i = 0; i < pages; i++) n += vec[i] & 1;
-  return n;
+  return resident_pages(sb_start(sb), pages << PAGE_SHIFT);
 }
 
 static void *trim_worker(void *arg) {
@@ -527,19 +522,19 @@ static void *trim_worker(void *arg) {
     if (atomic_load(&sbs[k]->xowner) == self) {
       mine_kept[own] = kept[k];
       mine[own++] = sbs[k];
-      before += resident_pages(sbs[k]);
+      before += sb_resident(sbs[k]);
     }
   pthread_barrier_wait(&tw_bar); /* the main thread trims */
   pthread_barrier_wait(&tw_bar);
   size_t untouched = 0;
-  for (size_t k = 0; k < own; k++) untouched += resident_pages(mine[k]);
+  for (size_t k = 0; k < own; k++) untouched += sb_resident(mine[k]);
   /* Slow-path events of another class: superblocks run out. */
   for (size_t i = 0; i < TW_SMALL_N; i++) REQUIRE((tw_small[i] = umpa_malloc(TW_SMALL)));
   for (size_t i = 0; i < TW_SMALL_N; i++) umpa_free(tw_small[i]);
   size_t after = 0, holed = 0, floor = 0;
   for (size_t k = 0; k < own; k++) {
     struct superblock *sb = mine[k];
-    after += resident_pages(sb);
+    after += sb_resident(sb);
     holed += sb->holes != 0;
     /* What must stay: the header's page, those of the kept block, and
      * those of the trim's record of the pages gone (a free block, on a

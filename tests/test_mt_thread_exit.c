@@ -103,12 +103,8 @@ static void run_pooled_threads(void) {
 /* Of the front pages of the heaps in pooled[], how many are resident. */
 static size_t heap_front_resident(size_t front) {
   size_t resident = 0;
-  for (int i = 0; i < POOLED; i++) {
-    unsigned char vec[8];
-    REQUIRE(front <= sizeof vec);
-    REQUIRE(mincore(pooled[i], front << PAGE_SHIFT, vec) == 0);
-    for (size_t k = 0; k < front; k++) resident += vec[k] & 1;
-  }
+  for (int i = 0; i < POOLED; i++)
+    resident += resident_pages(pooled[i], front << PAGE_SHIFT);
   return resident;
 }
 

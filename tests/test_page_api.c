@@ -24,14 +24,7 @@ static struct umpa_page_stats st(void) {
 }
 
 /* Pages of [p, p+n pages) that are resident. */
-static size_t resident(void *p, size_t n) {
-  unsigned char vec[4096];
-  REQUIRE(n <= sizeof vec);
-  REQUIRE(mincore(p, n * PG, vec) == 0);
-  size_t r = 0;
-  for (size_t i = 0; i < n; i++) r += vec[i] & 1;
-  return r;
-}
+static size_t resident(void *p, size_t n) { return resident_pages(p, n * PG); }
 
 static void fill(void *p, size_t bytes, unsigned seed) {
   unsigned char *c = p;

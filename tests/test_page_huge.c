@@ -73,16 +73,6 @@ static bool kernel_collapses(void) {
   return ok;
 }
 
-static size_t resident(const void *p, size_t bytes) {
-  static unsigned char vec[16384];
-  size_t n = bytes / PG;
-  REQUIRE(n <= sizeof vec);
-  REQUIRE(mincore((void *)p, bytes, vec) == 0);
-  size_t r = 0;
-  for (size_t i = 0; i < n; i++) r += vec[i] & 1;
-  return r;
-}
-
 static bool all_zero(const unsigned char *p, size_t bytes) {
   for (size_t i = 0; i < bytes; i++)
     if (p[i]) return false;
@@ -116,7 +106,7 @@ int main(void) {
   CHECK(((uintptr_t)p & (HUGE - 1)) == 0);
   CHECK_MSG(huge_bytes_at(p) == 0, "%zu KiB of huge pages before any "
             "populating was paid\n", huge_bytes_at(p) / KiB);
-  CHECK(resident(p, size) == size / PG);
+  CHECK(resident_pages(p, size) == size / PG);
   CHECK(all_zero(p, size));
   userpage_free(p, size);
   umpa_page_trim(3);
@@ -141,19 +131,19 @@ int main(void) {
     printf("%u collapses failed or were slow: %zu KiB of huge pages\n",
            backoffs, huge / KiB);
   bool all = want && huge >= 4 * HUGE;
-  CHECK(resident(p, size) == size / PG);
+  CHECK(resident_pages(p, size) == size / PG);
   CHECK(all_zero(p, size));
   fill(p, size, 1);
 
   /* Half of the second piece given back: it reads as zero, the rest keeps
    * its bytes, and committed again it is zero and resident. */
   CHECK(userpage_release(p + HUGE + HUGE / 2, HUGE / 2) == 0);
-  CHECK(resident(p + HUGE + HUGE / 2, HUGE / 2) == 0);
+  CHECK(resident_pages(p + HUGE + HUGE / 2, HUGE / 2) == 0);
   CHECK(all_zero(p + HUGE + HUGE / 2, HUGE / 2));
   CHECK(filled(p, HUGE + HUGE / 2, 1));
   CHECK(filled(p + 2 * HUGE, size - 2 * HUGE, 1 + (unsigned)(2 * HUGE / 64)));
   CHECK(userpage_commit(p + HUGE + HUGE / 2, HUGE / 2) == 0);
-  CHECK(resident(p, size) == size / PG);
+  CHECK(resident_pages(p, size) == size / PG);
   CHECK(all_zero(p + HUGE + HUGE / 2, HUGE / 2));
 
   /* A whole piece given back frees its huge page.  Committed again it is
@@ -163,21 +153,21 @@ int main(void) {
   CHECK(userpage_release(p + 3 * HUGE, HUGE) == 0);
   CHECK(huge_bytes_at(p) + (all ? HUGE : 0) == before);
   CHECK(huge_bytes_at(p) + HUGE >= before);
-  CHECK(resident(p + 3 * HUGE, HUGE) == 0);
+  CHECK(resident_pages(p + 3 * HUGE, HUGE) == 0);
   CHECK(userpage_commit(p + 3 * HUGE, HUGE) == 0);
-  CHECK(resident(p + 3 * HUGE, HUGE) == HUGE / PG);
+  CHECK(resident_pages(p + 3 * HUGE, HUGE) == HUGE / PG);
   CHECK(huge_bytes_at(p) + (all ? HUGE : 0) == before);
   CHECK(all_zero(p + 3 * HUGE, HUGE));
   CHECK(filled(p, HUGE, 1));
   userpage_free(p, size);
   umpa_page_trim(3);
-  CHECK(resident(p, size) == 0);
+  CHECK(resident_pages(p, size) == 0);
   CHECK(huge_bytes_at(p) == 0);
 
   /* A lazy block is not populated, so it gets no huge page. */
   unsigned char *l = userpage_malloc(4 * HUGE, UMPA_LAZY);
   REQUIRE(l);
-  CHECK(resident(l, 4 * HUGE) == 0);
+  CHECK(resident_pages(l, 4 * HUGE) == 0);
   l[0] = 1;
   CHECK(huge_bytes_at(l) == 0);
   userpage_free(l, 4 * HUGE);
@@ -186,7 +176,7 @@ int main(void) {
   /* Under 2 MiB there is no whole piece. */
   unsigned char *s = userpage_malloc(HUGE - PG, 0);
   REQUIRE(s);
-  CHECK(resident(s, HUGE - PG) == (HUGE - PG) / PG);
+  CHECK(resident_pages(s, HUGE - PG) == (HUGE - PG) / PG);
   CHECK(huge_bytes_at(s) == 0);
   CHECK(all_zero(s, HUGE - PG));
   userpage_free(s, HUGE - PG);
