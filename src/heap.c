@@ -795,14 +795,18 @@ void *heap_alloc_slow(struct heap *h, size_t n, bool *zero) {
 
 UMPA_HOT
 void heap_free_slow(struct heap *h, struct superblock *sb) {
-  struct bin *b = &h->bins[sb->cls];
+  /* The class before retire_empty: a store over its cap destroys sb, and
+   * its header may then read zero, belong to another superblock or, under
+   * mlockall, be unmapped (test_malloc_mlock with UMPA_PAGE_CACHE=0). */
+  unsigned cls = sb->cls;
+  struct bin *b = &h->bins[cls];
   if (used_of(sb) == 0) {
     list_out(b, sb);
     retire_empty(b, sb);
   } else {
     relist(b, sb);
   }
-  enforce_threshold(b, sb->cls);
+  enforce_threshold(b, cls);
   snapshot(b);
   /* Last: a tick may trim the heap, sb's list included. */
   slow_event(h);
