@@ -6,10 +6,11 @@
  *
  * Run twice by CTest: as is, and with UMPA_COLLAPSE=0, where no huge page
  * may appear.  A process collapses only after populating a while by small
- * pages (os.c); the test says when that was paid (os_collapse_arm).  A kernel that has no MADV_COLLAPSE for anonymous memory
- * (before 6.1, or transparent huge pages set to "never") is found by a
- * probe of the test's own; the test then says so and checks that umpa
- * fell back to small pages with the same contents.
+ * pages (os.c); the test says when that was paid (os_collapse_arm).  A
+ * kernel that has no MADV_COLLAPSE for anonymous memory (before 6.1, or
+ * transparent huge pages set to "never") is found by a probe of the
+ * test's own; the test then says so and checks that umpa fell back to
+ * small pages with the same contents.
  */
 #define _GNU_SOURCE
 #include "check.h"
@@ -105,7 +106,7 @@ int main(void) {
   REQUIRE(p);
   CHECK(((uintptr_t)p & (HUGE - 1)) == 0);
   CHECK_MSG(huge_bytes_at(p) == 0, "%zu KiB of huge pages before any "
-            "populating was paid\n", huge_bytes_at(p) / KiB);
+            "populating was paid", huge_bytes_at(p) / KiB);
   CHECK(resident_pages(p, size) == size / PG);
   CHECK(all_zero(p, size));
   userpage_free(p, size);
@@ -123,9 +124,9 @@ int main(void) {
   unsigned backoffs = os_collapse_backoffs();
   if (want)
     CHECK_MSG(huge >= 4 * HUGE || (backoffs && huge <= 4 * HUGE),
-              "%zu KiB of huge pages, %u back-offs\n", huge / KiB, backoffs);
+              "%zu KiB of huge pages, %u back-offs", huge / KiB, backoffs);
   else
-    CHECK_MSG(huge == 0 && backoffs == 0, "%zu KiB of huge pages\n",
+    CHECK_MSG(huge == 0 && backoffs == 0, "%zu KiB of huge pages",
               huge / KiB);
   if (backoffs)
     printf("%u collapses failed or were slow: %zu KiB of huge pages\n",
