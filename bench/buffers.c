@@ -20,6 +20,9 @@
  *             placed for a huge page.
  *   sparse4m  malloc(4 MiB), a byte written in its first and in its last
  *             MiB: a big buffer reserved for the largest request.
+ *   sparsevar malloc of 1 MiB to 1.875 MiB, eight sizes in turn, a byte
+ *             written per 64 KiB: a buffer sized to each request and
+ *             used in part (no size comes back before four others).
  * With T threads every thread runs the same patterns at once (a barrier
  * between patterns); the figure is wall time per pair of one thread, so
  * perfect scaling keeps it constant.
@@ -32,10 +35,10 @@
 #include <string.h>
 
 enum { B64K, B256K, ALIGN4K, ALIGN64K, CALLOC, SHRINK, SPARSE, AL64K, AL2M,
-       SPARSE4M, NPAT };
+       SPARSE4M, SPARSEVAR, NPAT };
 static const char *const names[NPAT] = {
-    "64k",      "256k",  "align4k", "align64k", "calloc", "shrink",
-    "sparse1m", "al64k", "al2m",    "sparse4m"};
+    "64k",   "256k", "align4k",  "align64k", "calloc",   "shrink",
+    "sparse1m", "al64k", "al2m", "sparse4m", "sparsevar"};
 
 struct worker {
   pthread_t tid;
@@ -68,9 +71,9 @@ static void *aligned(size_t align, size_t size) {
 
 /* calloc clears 100000 bytes a pair: a tenth as many; al2m and sparse4m
  * map their block afresh a pair under some allocators (80 us with glibc
- * for al2m): a hundredth. */
+ * for al2m): a hundredth; sparsevar writes 16-30 pages a pair: a tenth. */
 static long pairs_of(int pattern, long pairs) {
-  return pattern == CALLOC                       ? pairs / 10
+  return pattern == CALLOC || pattern == SPARSEVAR  ? pairs / 10
          : pattern == AL2M || pattern == SPARSE4M ? pairs / 100
                                                   : pairs;
 }
@@ -118,6 +121,12 @@ static void pair(int pattern, long i) {
       p[(size_t)i % MiB] = (char)i;
       p[3 * MiB + (size_t)i % MiB] = (char)i;
       break;
+    case SPARSEVAR: {
+      size_t n = MiB + (size_t)(i % 8) * (MiB / 8);
+      p = xmalloc(n);
+      for (size_t at = (size_t)i % 4096; at < n; at += 64 * KiB) p[at] = (char)i;
+      break;
+    }
     default: /* SHRINK */
       p = xmalloc(64 * KiB);
       p[0] = (char)i;
@@ -174,8 +183,8 @@ int main(int argc, char **argv) {
   double ns[NPAT];
   for (int p = 0; p < NPAT; p++)
     ns[p] = (double)pattern_ns[p] / (double)pairs_of(p, pairs);
-  printf("buffers: %d threads, %ld pairs each (calloc %ld, al2m and "
-         "sparse4m %ld): ns per pair:",
+  printf("buffers: %d threads, %ld pairs each (calloc and sparsevar %ld, "
+         "al2m and sparse4m %ld): ns per pair:",
          threads, pairs, pairs_of(CALLOC, pairs), pairs_of(AL2M, pairs));
   for (int p = 0; p < NPAT; p++) printf(" %s %.1f", names[p], ns[p]);
   printf("\n");

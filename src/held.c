@@ -18,10 +18,10 @@
  * events), malloc_trim from any thread, the thread's exit (an atomic
  * exchange each).  Held, a buffer of which
  * the program writes only a few pages also escapes the mincore that the
- * large cache asks on its every free to learn which pages have memory:
+ * large cache asked on its every free to learn which pages have memory:
  * a 512 KiB or 1 MiB buffer with one page written cost 2.3-2.6 us a pair
  * (glibc: under 0.1).  A block that leaves the slots goes to the cache,
- * which asks then.  A thread thus holds at most 1 MiB this way, less than its
+ * which asks then, or flags it loose (largecache.c).  A thread thus holds at most 1 MiB this way, less than its
  * Hoard allowance of empty superblocks; a thread that stops calling
  * malloc keeps them until a trim or its exit, as it keeps its spares.
  *
@@ -110,7 +110,7 @@ void *held_take(size_t pages, bool zero, size_t align) {
      * 0 again. */
     atomic_store_explicit(&h->xheld_pages[i], 0, memory_order_relaxed);
     if (!pm) continue;
-    if ((zero && !(pm->flags & PMF_FULL)) ||
+    if ((zero && (pm->flags & (PMF_FULL | PMF_LOOSE)) != PMF_FULL) ||
         ((uintptr_t)pmeta_addr(pm) & (align - 1))) {
       /* Clearing it would populate what the program left untouched, which
        * the large cache keeps as holes that read as zero: not for calloc.
@@ -129,12 +129,13 @@ void *held_take(size_t pages, bool zero, size_t align) {
   return NULL;
 }
 
-/* Whether pm may be held as the big one: lazy with pages unaccounted for
- * (a populated block is one the program fills), while lazy blocks are
- * found sparse. */
+/* Whether pm may be held as the big one: lazy with pages unaccounted for,
+ * or counted whole without asking (loose), while lazy blocks are found
+ * sparse; a populated block is one the program fills. */
 static bool big_ok(struct pmeta *pm) {
   return pm->count <= HEAP_HELD_BIG_PAGES &&
-         (pm->flags & (PMF_UNKNOWN | PMF_FULL)) == PMF_UNKNOWN &&
+         ((pm->flags & PMF_LOOSE) ||
+          (pm->flags & (PMF_UNKNOWN | PMF_FULL)) == PMF_UNKNOWN) &&
          largecache_lazy_sparse();
 }
 

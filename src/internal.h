@@ -211,6 +211,9 @@ UMPA_HIDDEN bool os_thread_alive(int tid);
 UMPA_HIDDEN bool os_membarrier(void);
 /* A monotonic clock in ns, coarse (a few ms): for ageing, not timing. */
 UMPA_HIDDEN uint64_t os_now_ns(void);
+/* The same, fine (a vDSO read of CLOCK_MONOTONIC): for timing what the
+ * allocator does; 0 if it cannot be read. */
+UMPA_HIDDEN uint64_t os_fine_ns(void);
 UMPA_HIDDEN void os_write_stderr(const char *s, size_t len);
 UMPA_HIDDEN UMPA_NORETURN void os_abort(void);
 /* The environment block, or NULL before libc has set it up. */
@@ -330,6 +333,8 @@ enum pm_kind { KIND_PAGE = 1, KIND_SUPERBLOCK = 2, KIND_LARGE = 3, KIND_META = 4
 #define PMF_UNKNOWN 0x02u /* the owner may have touched unbacked pages */
 #define PMF_CACHED 0x04u  /* a large malloc block parked in the large cache */
 #define PMF_HELD 0x08u    /* a freed large malloc block a thread holds (held.c) */
+#define PMF_LOOSE 0x10u   /* bits set without asking the kernel: pages counted
+                             as backed may have no memory (largecache.c) */
 
 struct region;
 
@@ -711,6 +716,10 @@ UMPA_HIDDEN void page_refresh_backed(struct region *r, size_t idx, size_t n);
  * a set bit means "may hold data"; the pages not touched fault in when
  * they are, and calloc clears them). */
 UMPA_HIDDEN void page_assume_backed(struct region *r, size_t idx, size_t n);
+/* Make the bits of [idx, idx+n), which only its caller may touch, exact
+ * again after page_assume_backed: cleared, then set where the kernel says
+ * a page is resident (page_refresh_backed). */
+UMPA_HIDDEN void page_exact_backed(struct region *r, size_t idx, size_t n);
 
 /* remap.c: moving pages between places by mremap. */
 /* Move the contents of n pages at (rs, is) to (rd, id), keeping any pages
@@ -1423,6 +1432,10 @@ UMPA_HIDDEN void largecache_assume_touched(struct pmeta *pm);
 /* Whether the lazy blocks freed lately had most of their pages untouched
  * (the share that decides largecache_may_populate is below its mark). */
 UMPA_HIDDEN bool largecache_lazy_sparse(void);
+/* For tests: while lazy blocks are sparse, no free asks the kernel about
+ * its block before time t (os_fine_ns); 0 lets the next one ask,
+ * UINT64_MAX none (until an ask allowed otherwise sets it again). */
+UMPA_HIDDEN void largecache_ask_after(uint64_t t);
 /* The pages with memory that the cached span pm was listed with (for
  * umpa_page_check, under the cache's lock). */
 UMPA_HIDDEN size_t largecache_listed_backed(struct pmeta *pm);

@@ -58,6 +58,7 @@ _Static_assert(LC_MIN_PAGES >= 4, "a span's last page is past its links");
 #define LC_CLASSES 48
 #define LC_KEEP_DIV 8                  /* decay keeps 1/8 of live memory */
 #define LC_ALIGNED_LOOKS 64            /* spans looked into for a window */
+#define LC_ASK_SHARE 64                /* time per time asking, if sparse */
 
 /* Sentinels of the class lists and of the LRU list (most recent first). */
 static struct pmeta lc_list[LC_CLASSES];
@@ -82,6 +83,9 @@ static _Atomic unsigned lc_samples; /* frees that asked the kernel */
 /* Blocks that may still be populated ahead before a lazy one's free has
  * confirmed that the program touches its blocks whole. */
 static _Atomic unsigned lc_credit;
+/* While lazy blocks are sparse, no free asks the kernel before this time
+ * (os_fine_ns): see settle_backed. */
+static _Atomic uint64_t lc_ask_after;
 
 static unsigned class_of(size_t pages) {
   unsigned k = log2_floor(pages); /* pages >= 8: k >= 3 */
@@ -496,6 +500,83 @@ void largecache_assume_touched(struct pmeta *pm) {
   }
 }
 
+/* Learn which pages of a freed lazy block pm have memory: one mincore,
+ * which also tells whether the program touches its blocks whole
+ * (lc_touched, lc_credit). */
+static void ask_kernel(struct pmeta *pm) {
+  struct region *r = pm->region;
+  size_t idx = pmeta_index(pm), pages = pm->count;
+  atomic_store_explicit(&lc_samples, atomic_load(&lc_samples) + 1,
+                        memory_order_relaxed);
+  size_t had = bitmap_count(r->xbacked, idx, pages);
+  page_refresh_backed(r, idx, pages);
+  /* Pages with memory, as the cache will count them. */
+  size_t now = bitmap_count(r->xbacked, idx, pages);
+  if (had < pages) { /* a resized block may be flagged yet full */
+    /* Races between two frees lose an update, no more. */
+    unsigned t = atomic_load_explicit(&lc_touched, memory_order_relaxed);
+    unsigned share = (unsigned)((now - had) * 256 / (pages - had));
+    atomic_store_explicit(&lc_touched, t - t / 8 + share / 8,
+                          memory_order_relaxed);
+    /* A block touched whole vouches for LC_SAMPLE more populated
+     * ahead; any other stops them at once. */
+    atomic_store_explicit(&lc_credit,
+                          share >= LC_DENSE_SHARE ? LC_SAMPLE : 0,
+                          memory_order_relaxed);
+  }
+  pm->flags &= (uint8_t)~PMF_UNKNOWN;
+  if (now == pages) pm->flags |= PMF_FULL;
+}
+
+/* Settle the bits of a freed block pm whose owner may have touched pages
+ * they do not show (PMF_UNKNOWN), or that counts pages as backed that may
+ * not be (PMF_LOOSE), before the cache lists it.  While the program
+ * touches its blocks whole, each lazy one asks the kernel (they are the
+ * samples that keep the share true).  While it leaves them sparse, asking
+ * can be most of what a free costs: the mincore of a 2-4 MiB block written
+ * a page in 16 took 8-16 us, where tcmalloc's whole malloc and free took
+ * under 1 us and glibc's (mmap and munmap) 1.5-5.6.  So then a free asks
+ * (and makes a loose block's bits exact again) only when the last ask
+ * took at most 1/LC_ASK_SHARE of the time since it began; the others
+ * count the block as backed whole and flag it loose.  That is safe, as a
+ * set bit only says "may hold data"; what it costs is where the bits are
+ * used: a calloc would clear, and so fault in, pages the program never
+ * touched (fill makes a loose block's bits exact first), and the cache's
+ * figures count its pages with memory high until it is released or asked
+ * about again. */
+static void settle_backed(struct pmeta *pm) {
+  bool unknown = (pm->flags & PMF_UNKNOWN) != 0;
+  if (unknown && !largecache_lazy_sparse()) {
+    ask_kernel(pm);
+    return;
+  }
+  struct region *r = pm->region;
+  size_t idx = pmeta_index(pm), pages = pm->count;
+  uint64_t t0 = os_fine_ns();
+  /* Racing frees may both ask, no more. */
+  if (t0 < atomic_load_explicit(&lc_ask_after, memory_order_relaxed)) {
+    if (unknown) {
+      page_assume_backed(r, idx, pages);
+      pm->flags = (uint8_t)((pm->flags & ~PMF_UNKNOWN) | PMF_FULL | PMF_LOOSE);
+    }
+    return;
+  }
+  if (unknown) {
+    ask_kernel(pm); /* a loose block stays loose: its bits only grew */
+  } else {
+    page_exact_backed(r, idx, pages);
+    pm->flags &= (uint8_t)~(PMF_LOOSE | PMF_FULL);
+    if (bitmap_count(r->xbacked, idx, pages) == pages) pm->flags |= PMF_FULL;
+  }
+  uint64_t spent = os_fine_ns() - t0;
+  atomic_store_explicit(&lc_ask_after, t0 + LC_ASK_SHARE * spent,
+                        memory_order_relaxed);
+}
+
+void largecache_ask_after(uint64_t t) {
+  atomic_store_explicit(&lc_ask_after, t, memory_order_relaxed);
+}
+
 UMPA_HOT
 bool largecache_put(void *p, struct pmeta *pm) {
   size_t pages = pm->count;
@@ -522,7 +603,8 @@ bool largecache_put(void *p, struct pmeta *pm) {
     __builtin_prefetch(&r->meta[idx - 1]);
   }
   /* A block populated lazily: learn which pages the program touched (one
-   * mincore), and keep it as a span with holes.  A small block is taken
+   * mincore, or while blocks are sparse most often not: settle_backed),
+   * and keep it as a span with holes.  A small block is taken
    * as touched whole, as it nearly always is: the mincore cost more than
    * the block's own faults (git's 32-128 KiB buffers).  So also when the
    * cache does not take it (one of a few pages), or the
@@ -534,28 +616,7 @@ bool largecache_put(void *p, struct pmeta *pm) {
   largecache_assume_touched(pm);
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES || pages > limit)
     return false;
-  if (pm->flags & PMF_UNKNOWN) {
-    atomic_store_explicit(&lc_samples, atomic_load(&lc_samples) + 1,
-                          memory_order_relaxed);
-    size_t had = bitmap_count(r->xbacked, idx, pages);
-    page_refresh_backed(r, idx, pages);
-    /* Pages with memory, as the cache will count them. */
-    size_t now = bitmap_count(r->xbacked, idx, pages);
-    if (had < pages) { /* a resized block may be flagged yet full */
-      /* Races between two frees lose an update, no more. */
-      unsigned t = atomic_load_explicit(&lc_touched, memory_order_relaxed);
-      unsigned share = (unsigned)((now - had) * 256 / (pages - had));
-      atomic_store_explicit(&lc_touched, t - t / 8 + share / 8,
-                            memory_order_relaxed);
-      /* A block touched whole vouches for LC_SAMPLE more populated
-       * ahead; any other stops them at once. */
-      atomic_store_explicit(&lc_credit,
-                            share >= LC_DENSE_SHARE ? LC_SAMPLE : 0,
-                            memory_order_relaxed);
-    }
-    pm->flags &= (uint8_t)~PMF_UNKNOWN;
-    if (now == pages) pm->flags |= PMF_FULL;
-  }
+  if (pm->flags & (PMF_UNKNOWN | PMF_LOOSE)) settle_backed(pm);
   (void)p;
   lock_and_decay();
   size_t backed = pm->flags & PMF_FULL ? pages
@@ -581,10 +642,20 @@ UMPA_HOT
 static void *fill(struct pmeta *pm, unsigned flags) {
   struct region *r = pm->region;
   size_t idx = pmeta_index(pm), pages = pm->count;
+  if ((pm->flags & PMF_LOOSE) && (flags & (UMPA_ZERO | UMPA_LAZY)) != UMPA_LAZY) {
+    /* Cleared as loose, the pages the program never touched would fault
+     * in: calloc(4 MiB) after the free of a block written a page in 16
+     * took 78-88 us instead of 17-22.  A block asked for populated must
+     * be, too. */
+    page_exact_backed(r, idx, pages);
+    pm->flags &= (uint8_t)~(PMF_LOOSE | PMF_FULL);
+    if (bitmap_count(r->xbacked, idx, pages) == pages) pm->flags |= PMF_FULL;
+  }
   if (pm->flags & PMF_FULL) {
     if (flags & UMPA_ZERO) memset(pmeta_addr(pm), 0, pages << PAGE_SHIFT);
     return pmeta_addr(pm);
   }
+  uint8_t loose = pm->flags & PMF_LOOSE;
   if ((flags & PAGE_AHEAD) && bitmap_count(r->xbacked, idx, pages) < pages)
     flags = largecache_ahead(flags);
   if (page_prepare(r, idx, pages, flags, NULL) != 0) {
@@ -592,10 +663,11 @@ static void *fill(struct pmeta *pm, unsigned flags) {
     drop(pm);
     return NULL;
   }
-  pm->flags = !(flags & UMPA_LAZY) ||
-                      bitmap_count(r->xbacked, idx, pages) == pages
-                  ? PMF_FULL
-                  : PMF_UNKNOWN;
+  pm->flags = (uint8_t)((!(flags & UMPA_LAZY) ||
+                                  bitmap_count(r->xbacked, idx, pages) == pages
+                              ? PMF_FULL
+                              : PMF_UNKNOWN) |
+                         loose);
   return pmeta_addr(pm);
 }
 

@@ -371,6 +371,7 @@ static void *large_move(void *p, struct pmeta *pm, size_t old, size_t pages,
     qm->flags |= PMF_FULL;
   else
     qm->flags &= (uint8_t)~PMF_FULL;
+  qm->flags |= (uint8_t)(pm->flags & PMF_LOOSE);   /* its bits moved too */
   pm->flags &= (uint8_t)~(PMF_FULL | PMF_UNKNOWN); /* no memory left there */
   large_free(pm->region, p, false); /* no memory left to reuse */
   PC_ADD(xgrow_moved, 1);

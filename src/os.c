@@ -197,6 +197,8 @@ static uint64_t clock_ns(clockid_t id) {
 /* The fine clock: the coarse one (os_now_ns) ticks every 4 ms. */
 static uint64_t fine_now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 
+uint64_t os_fine_ns(void) { return fine_now_ns(); }
+
 unsigned os_collapse_backoffs(void) {
   return atomic_load_explicit(&collapse_slowed, memory_order_relaxed);
 }

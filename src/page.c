@@ -195,6 +195,13 @@ void page_refresh_backed(struct region *r, size_t idx, size_t n) {
   if (os_has_swap()) release_runs(r, idx, n, false, false);
 }
 
+void page_exact_backed(struct region *r, size_t idx, size_t n) {
+  size_t was = bitmap_count(r->xbacked, idx, n);
+  bitmap_clear(r->xbacked, idx, n);
+  PC_ADD(xbacked, -was);
+  page_refresh_backed(r, idx, n);
+}
+
 /* ---------------------------------------------------------------------------
  * Taking and publishing blocks.
  * ------------------------------------------------------------------------- */
@@ -391,6 +398,7 @@ void page_join(struct pmeta *a, struct pmeta *b) {
   size_t ib = pmeta_index(b);
   a->count += b->count;
   if (!(b->flags & PMF_FULL)) a->flags &= (uint8_t)~PMF_FULL;
+  a->flags |= (uint8_t)(b->flags & PMF_LOOSE);
   bitmap_clear_bit(r->xheads, ib);
   atomic_store_explicit(&b->xtag, PM_TAG(PM_NONE, 0), memory_order_relaxed);
 }

@@ -684,6 +684,9 @@ static void test_superblock_from_cache(void) {
   REQUIRE(p);
   memset(p, 1, big);
   umpa_free(p);
+  /* While lazy blocks are found sparse (earlier tests' bursts of frees ask
+   * the kernel about one), the thread holds it: cache it. */
+  held_flush(umpa_tl_heap);
   long f = faults();
   char *q = umpa_malloc(small);
   REQUIRE(q);
@@ -727,8 +730,10 @@ static void test_superblock_inside_span(void) {
   REQUIRE_MSG(touched == lazy + MiB, "%p does not follow %p",
               (void *)touched, (void *)lazy);
   memset(touched, 1, 2 * MiB);
+  largecache_ask_after(0); /* its free asks: else the lazy block is loose */
   umpa_free(lazy);
   umpa_free(touched);
+  held_flush(umpa_tl_heap); /* as in test_superblock_from_cache */
   long f = faults();
   char *q = umpa_malloc(20000); /* a class no other test uses */
   REQUIRE(q);
@@ -759,6 +764,7 @@ static void cut_window(size_t written, size_t small) {
   memset(w, 1, written);
   char *after = umpa_malloc(64 * KiB); /* ends the span */
   REQUIRE(after);
+  largecache_ask_after(0); /* as in test_superblock_inside_span */
   umpa_free(lazy);
   umpa_free(w);
   held_flush(umpa_tl_heap); /* the thread held them for itself: cache them */
@@ -823,7 +829,9 @@ static void test_superblock_cut_no_release(void) {
 /* While the program touches its large blocks whole, they come populated
  * (and are cached whole without a mincore); a program whose blocks turn
  * sparse is noticed within a few blocks (one in 8 stays lazy, and its free
- * asks), and from then on its blocks are lazy and counted as they are. */
+ * asks), and from then on its blocks are lazy and counted as they are
+ * when their frees ask.  Each free here may ask, as when the last ask was
+ * long enough ago (test_loose_blocks has the frees that may not). */
 static void test_touch_share(void) {
   int populated = 0;
   for (int i = 0; i < 48; i++) { /* lc_touched climbs back to the mark */
@@ -834,6 +842,7 @@ static void test_touch_share(void) {
     if (i >= 24) populated += resident_pages(p, MiB) == MiB / 4096;
     if (zero) CHECK(nonzero_bytes(p, MiB, 512) == 0);
     memset(p, 1, MiB);
+    largecache_ask_after(0);
     umpa_free(p);
     held_flush(umpa_tl_heap); /* held for a malloc of its size: cache it */
     CHECK(counted_backed(p, MiB) == MiB / 4096);
@@ -848,6 +857,7 @@ static void test_touch_share(void) {
     char *p = umpa_malloc(2 * MiB);
     REQUIRE(p);
     p[4096] = 1;
+    largecache_ask_after(0);
     umpa_free(p);
     size_t n = counted_backed(p, 2 * MiB);
     if (n == 2 * MiB / 4096) {
@@ -860,6 +870,91 @@ static void test_touch_share(void) {
   CHECK_MSG(whole <= 8 && last_whole < 8,
             "%d sparse blocks populated or taken as whole, the last the %dth",
             whole, last_whole + 1);
+  umpa_malloc_trim(0);
+  umpa_page_check();
+}
+
+/* While lazy blocks are sparse, a free asks the kernel which pages the
+ * program touched only when the last ask is long enough ago (its mincore
+ * was most of what a free cost): the other blocks are counted as having
+ * memory whole and flagged loose.  calloc of a loose block still reads
+ * zero, and does not fault in the pages the program never touched; a
+ * block asked for populated gets them; a free that may ask again makes
+ * the bits exact. */
+static void test_loose_blocks(void) {
+  const size_t n = 4 * MiB, pages = n / 4096;
+  for (int i = 0; i < 64 && !largecache_lazy_sparse(); i++) {
+    umpa_malloc_trim(0);
+    char *p = umpa_malloc(n);
+    REQUIRE(p);
+    p[0] = 1;
+    largecache_ask_after(0);
+    umpa_free(p);
+    held_flush(umpa_tl_heap);
+  }
+  REQUIRE_MSG(largecache_lazy_sparse(), "lazy blocks not found sparse");
+  umpa_malloc_trim(0);
+  char *p = umpa_malloc(n);
+  REQUIRE(p);
+  CHECK_MSG(resident_pages(p, n) == 0, "%zu pages resident in a lazy block",
+            resident_pages(p, n));
+  for (size_t i = 0; i < n; i += 16 * 4096) p[i] = 5;
+  largecache_ask_after(UINT64_MAX);
+  umpa_free(p);
+  held_flush(umpa_tl_heap);
+  CHECK_MSG(counted_backed(p, n) == pages, "%zu of %zu pages counted",
+            counted_backed(p, n), pages);
+  umpa_page_check();
+  long f0 = faults();
+  char *z = umpa_calloc(1, n);
+  long took = faults() - f0;
+  REQUIRE(z);
+  CHECK(z == p);
+  CHECK_MSG(nonzero_bytes(z, n, 1) == 0, "%zu bytes of calloc's block not zero",
+            nonzero_bytes(z, n, 1));
+  /* Pages the program never touched are left to fault in where it touches
+   * them, or get cached pages moved in (page_prepare): cleared as loose,
+   * each faulted in. */
+  if (!UNDER_ASAN)
+    CHECK_MSG(took < 16, "%ld faults in calloc, %zu pages untouched", took,
+              pages - pages / 16);
+  umpa_free(z);
+  held_flush(umpa_tl_heap);
+  /* Loose again, and taken by a malloc that asks for its pages populated
+   * (UMPA_MALLOC_POPULATE): every page has memory. */
+  umpa_malloc_trim(0);
+  p = umpa_malloc(n);
+  REQUIRE(p);
+  p[0] = 1;
+  umpa_free(p);
+  held_flush(umpa_tl_heap);
+  CHECK(counted_backed(p, n) == pages);
+  size_t was = umpa_opt.malloc_populate;
+  umpa_opt.malloc_populate = 8 * MiB;
+  char *f = umpa_malloc(n);
+  umpa_opt.malloc_populate = was;
+  REQUIRE(f);
+  CHECK(f == p);
+  CHECK_MSG(resident_pages(f, n) == pages, "%zu of %zu pages populated",
+            resident_pages(f, n), pages);
+  umpa_free(f);
+  held_flush(umpa_tl_heap);
+  /* A loose block whose free may ask is counted as it is. */
+  umpa_malloc_trim(0);
+  p = umpa_malloc(n);
+  REQUIRE(p);
+  p[0] = 1;
+  umpa_free(p);
+  held_flush(umpa_tl_heap);
+  char *q = umpa_malloc(n);
+  REQUIRE(q);
+  CHECK(q == p);
+  largecache_ask_after(0);
+  umpa_free(q);
+  held_flush(umpa_tl_heap);
+  CHECK_MSG(counted_backed(q, n) == 1, "%zu pages counted, 1 touched",
+            counted_backed(q, n));
+  largecache_ask_after(0);
   umpa_malloc_trim(0);
   umpa_page_check();
 }
@@ -997,6 +1092,7 @@ int main(void) {
   test_superblock_cut_no_release();
   test_lazy_big();
   test_touch_share();
+  test_loose_blocks();
   test_ahead_spent_on_need();
   test_small_lazy_cached();
   umpa_malloc_trim(0);
