@@ -980,9 +980,11 @@ static void test_ahead_spent_on_need(void) {
     if (res == MiB / 4096) seen_populated = true;
     else if (seen_populated && res == 0) lazy = true;
     memset(p, 2, MiB);
+    largecache_ask_after(0); /* learning the share: each free asks */
     if (!lazy) umpa_free(p);
   }
   REQUIRE_MSG(lazy, "no lazy block after a populated one (%d)", seen_populated);
+  largecache_ask_after(0);
   umpa_free(p);
   held_flush(umpa_tl_heap); /* to the cache, where its free asks */
   /* Served whole from the cache (not held: the flags are asked for). */

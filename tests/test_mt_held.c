@@ -77,6 +77,7 @@ static void set_lazy_mode(bool sparse) {
     char *p = umpa_malloc(200 * KiB);
     REQUIRE(p);
     if (!sparse) memset(p, 1, 200 * KiB);
+    largecache_ask_after(0); /* its free asks, whatever the last cost */
     umpa_free(p);
     held_flush(umpa_tl_heap); /* held, as a size just asked for */
     umpa_malloc_trim(0); /* the next one lazy again, not the same pages */
