@@ -124,7 +124,8 @@ static void pair(int pattern, long i) {
     case SPARSEVAR: {
       size_t n = MiB + (size_t)(i % 8) * (MiB / 8);
       p = xmalloc(n);
-      for (size_t at = (size_t)i % 4096; at < n; at += 64 * KiB) p[at] = (char)i;
+      for (size_t at = (size_t)i % 4096; at < n; at += 64 * KiB)
+        p[at] = (char)i;
       break;
     }
     default: /* SHRINK */

@@ -21,9 +21,10 @@
  * large cache asked on its every free to learn which pages have memory:
  * a 512 KiB or 1 MiB buffer with one page written cost 2.3-2.6 us a pair
  * (glibc: under 0.1).  A block that leaves the slots goes to the cache,
- * which asks then, or flags it loose (largecache.c).  A thread thus holds at most 1 MiB this way, less than its
- * Hoard allowance of empty superblocks; a thread that stops calling
- * malloc keeps them until a trim or its exit, as it keeps its spares.
+ * which asks then, or flags it loose (largecache.c).  A thread thus holds
+ * at most 1 MiB this way, less than its Hoard allowance of empty
+ * superblocks; a thread that stops calling malloc keeps them until a trim
+ * or its exit, as it keeps its spares.
  *
  * Bigger buffers used lightly pay that mincore too, and more: 4.7 us a pair
  * for 4 MiB with two bytes written, 2.8 us for aligned_alloc(2 MiB, 2 MiB)

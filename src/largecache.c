@@ -536,8 +536,8 @@ static void ask_kernel(struct pmeta *pm) {
  * can be most of what a free costs: the mincore of a 2-4 MiB block written
  * a page in 16 took 8-16 us, where tcmalloc's whole malloc and free took
  * under 1 us and glibc's (mmap and munmap) 1.5-5.6.  So then a free asks
- * (and makes a loose block's bits exact again) only when the last ask
- * took at most 1/LC_ASK_SHARE of the time since it began; the others
+ * (and makes a loose block's bits exact again) only once the time since
+ * the last ask began is LC_ASK_SHARE times what that ask took; the others
  * count the block as backed whole and flag it loose.  That is safe, as a
  * set bit only says "may hold data"; what it costs is where the bits are
  * used: a calloc would clear, and so fault in, pages the program never
@@ -642,7 +642,8 @@ UMPA_HOT
 static void *fill(struct pmeta *pm, unsigned flags) {
   struct region *r = pm->region;
   size_t idx = pmeta_index(pm), pages = pm->count;
-  if ((pm->flags & PMF_LOOSE) && (flags & (UMPA_ZERO | UMPA_LAZY)) != UMPA_LAZY) {
+  if ((pm->flags & PMF_LOOSE) &&
+      (flags & (UMPA_ZERO | UMPA_LAZY)) != UMPA_LAZY) {
     /* Cleared as loose, the pages the program never touched would fault
      * in: calloc(4 MiB) after the free of a block written a page in 16
      * took 78-88 us instead of 17-22.  A block asked for populated must
