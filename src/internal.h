@@ -349,7 +349,7 @@ struct pmeta {
   _Atomic uint8_t xtag;      /* PM_TAG(state, order) */
   uint8_t kind;              /* used head: enum pm_kind */
   uint8_t flags;             /* used head: PMF_* */
-  uint8_t spare;
+  _Atomic uint8_t xarena;    /* a cached span's ends: its arena (largecache.c) */
 };
 
 /* ---------------------------------------------------------------------------
@@ -1318,7 +1318,6 @@ struct fork_locks {
   ulock_t buddy_grow;                     /* region creation */
   ulock_t region_open;                    /* regions' pieces opened */
   ulock_t cache_trim;                     /* one page-cache trimmer */
-  ulock_t large;                          /* the large-block cache */
   ulock_t heap_pool;                      /* the heaps: list and pool */
   ulock_t heap_shared;                    /* the heap of gone threads */
   ulock_t heap_global[NUM_CLASSES];       /* the global heap, per class */
@@ -1478,6 +1477,9 @@ UMPA_HIDDEN void largecache_decay_idle(void);
 /* Give every cached block back to the page layer; returns bytes. */
 UMPA_HIDDEN size_t largecache_flush(void);
 UMPA_HIDDEN size_t largecache_bytes(void);
+/* The arenas the cache has opened: one, until threads of other arenas
+ * free or take large blocks. */
+UMPA_HIDDEN unsigned largecache_arenas(void);
 /* The spans the cache holds; *largest gets the biggest one's bytes. */
 UMPA_HIDDEN size_t largecache_spans(size_t *largest);
 UMPA_HIDDEN void largecache_lock_all(void);

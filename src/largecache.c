@@ -32,13 +32,12 @@
  * Spans are listed by size class (four per power of two), most recently
  * freed first; the links live in the page layer's entries for the span's
  * second and third pages, so a span needs no memory of its own.  A span's
- * head is marked in its region's `xcached` bitmap, changed only under the
- * cache's lock, so a neighbour is recognised without reading another
- * thread's block.  One lock: large requests are
- * rare next to small ones, and each one costs page-layer work anyway.  The
- * memory the cache holds is bounded (UMPA_LARGE_CACHE, and twice the
- * memory in use by default); past it, the spans freed longest ago go back
- * to the page layer, whose own cache limit then applies.
+ * head is marked in its region's `xcached` bitmap, changed only under an
+ * arena's lock (below), so a neighbour is recognised without reading
+ * another thread's block.  The memory the cache holds is bounded
+ * (UMPA_LARGE_CACHE, and twice the memory in use by default); past it,
+ * the spans freed longest ago go back to the page layer, whose own cache
+ * limit then applies.
  */
 #include "internal.h"
 
@@ -60,22 +59,48 @@ _Static_assert(LC_MIN_PAGES >= 4, "a span's last page is past its links");
 #define LC_ALIGNED_LOOKS 64            /* spans looked into for a window */
 #define LC_ASK_SHARE 64                /* time per time asking, if sparse */
 
-/* Sentinels of the class lists and of the LRU list (most recent first). */
-static struct pmeta lc_list[LC_CLASSES];
-static struct pmeta lc_lru;
-static size_t lc_count[LC_CLASSES];
-/* Bit c: class c's list holds a span.  The searches visit those classes
- * alone: a class's sentinel is a cache line read even when its list is
- * empty, and a request that found its span several classes up read every
- * sentinel on the way (a new superblock's search in Figure 7, a process's
- * first large blocks). */
-static uint64_t lc_classes;
+/* The cache is cut into arenas, each a cache of its own: lists, lock and
+ * clock.  A thread frees into, and takes from first, the arena its heap's
+ * index picks; only when its own has no span that fits does it look into
+ * the fullest other one.  With one lock for all, two threads whose large
+ * blocks all met in the cache waited for each other and moved its lists'
+ * lines between their cores at every call (bench/malloc's buffers_mt:
+ * sparsevar took 1044 ns a pair at two threads against 353 at one, and
+ * 752 with arenas; mimalloc 337).  Spans of different arenas never merge.  A span's arena is written in
+ * the entries at both its ends (`xarena`) before its marks are set, and a
+ * neighbour's is read after its mark, so a holder of one arena's lock
+ * recognises its own spans among the others' without reading theirs. */
+#define LC_ARENAS 8
+
+struct lc_arena {
+  ulock_t lock;
+  bool ready;
+  /* Bit c: class c's list holds a span.  The searches visit those classes
+   * alone: a class's sentinel is a cache line read even when its list is
+   * empty, and a request that found its span several classes up read every
+   * sentinel on the way (a new superblock's search in Figure 7, a process's
+   * first large blocks). */
+  uint64_t classes;
+  uint64_t now; /* the clock at the last lock */
+  uint64_t age, late_at; /* see age_in_force */
+  size_t count[LC_CLASSES];
+  /* Sentinels of the class lists and of the LRU list (most recent first). */
+  struct pmeta list[LC_CLASSES];
+  struct pmeta lru;
+  /* Written under the lock, read without: */
+  _Atomic size_t xpages;  /* pages in spans */
+  _Atomic size_t xbacked; /* of those, pages with memory */
+} __attribute__((aligned(64)));
 _Static_assert(LC_CLASSES <= 64, "one bit a class");
-/* Written under umpa_locks.large: */
-static _Atomic size_t lc_pages;  /* pages in spans */
-static _Atomic size_t lc_backed; /* of those, pages with memory */
-static uint64_t lc_now;          /* the clock at the last lock */
-static bool lc_ready;
+_Static_assert(LC_ARENAS <= 255, "an arena's index is a byte");
+
+static struct lc_arena lc_arenas[LC_ARENAS];
+/* Arenas [0, lc_used) have held spans: the others are never looked at. */
+static _Atomic unsigned lc_used = 1;
+/* Whether more than one arena is in use: then the `xcached` bits, whose
+ * words spans of two arenas may share, change by locked instructions. */
+static _Atomic bool lc_shared;
+
 /* Of the pages without memory that recent lazy blocks were handed out
  * with, the share (of 256) the program touched before freeing them. */
 static _Atomic unsigned lc_touched = 256;
@@ -95,9 +120,9 @@ static unsigned class_of(size_t pages) {
 }
 
 /* The classes from `first` (a class_of, so below 64) up that hold a span
- * (umpa_locks.large held). */
-static uint64_t classes_from(unsigned first) {
-  return lc_classes & ~(((uint64_t)1 << first) - 1);
+ * in arena a (its lock held). */
+static uint64_t classes_from(struct lc_arena *a, unsigned first) {
+  return a->classes & ~(((uint64_t)1 << first) - 1);
 }
 
 /* A cached span's bookkeeping lives in the page layer's entries for its
@@ -143,23 +168,56 @@ static size_t backed_in(struct pmeta *pm, size_t from, size_t n) {
 }
 
 UMPA_HOT
-static void count_span(struct pmeta *pm, size_t b, int sign) {
-  atomic_store_explicit(&lc_pages,
-                        atomic_load(&lc_pages) + (size_t)sign * pm->count,
+static void count_span(struct lc_arena *a, struct pmeta *pm, size_t b,
+                       int sign) {
+  atomic_store_explicit(&a->xpages,
+                        atomic_load(&a->xpages) + (size_t)sign * pm->count,
                         memory_order_relaxed);
-  atomic_store_explicit(&lc_backed, atomic_load(&lc_backed) + (size_t)sign * b,
+  atomic_store_explicit(&a->xbacked, atomic_load(&a->xbacked) + (size_t)sign * b,
                         memory_order_relaxed);
   PC_ADD(xidle, (size_t)sign * pm->count);
 }
 
-/* One bit of `xcached`.  Only umpa_locks.large's holder writes the
- * bitmap, so a load and a store do: a locked or took 20 cycles, and a
- * large malloc and free set or clear eight of these bits. */
+/* Pages in spans, and of those pages with memory, in all arenas. */
+static size_t total_pages(void) {
+  size_t n = 0;
+  for (unsigned i = 0, used = atomic_load_explicit(&lc_used, memory_order_relaxed);
+       i < used; i++)
+    n += atomic_load_explicit(&lc_arenas[i].xpages, memory_order_relaxed);
+  return n;
+}
+
+static size_t total_backed(void) {
+  size_t n = 0;
+  for (unsigned i = 0, used = atomic_load_explicit(&lc_used, memory_order_relaxed);
+       i < used; i++)
+    n += atomic_load_explicit(&lc_arenas[i].xbacked, memory_order_relaxed);
+  return n;
+}
+
+/* One bit of `xcached`.  While one arena is in use, only its lock's holder
+ * writes the bitmap, so a load and a store do: a locked or took 20 cycles,
+ * and a large malloc and free set or clear eight of these bits.  Set with
+ * release, after the span's `xarena` entries (see mark_ends). */
 static inline void mark_bit(_Atomic uint64_t *map, size_t i, bool on) {
   _Atomic uint64_t *w = &map[i >> 6];
-  uint64_t bit = (uint64_t)1 << (i & 63),
-           v = atomic_load_explicit(w, memory_order_relaxed);
-  atomic_store_explicit(w, on ? v | bit : v & ~bit, memory_order_relaxed);
+  uint64_t bit = (uint64_t)1 << (i & 63);
+  if (atomic_load_explicit(&lc_shared, memory_order_relaxed)) {
+    if (on) atomic_fetch_or_explicit(w, bit, memory_order_release);
+    else atomic_fetch_and_explicit(w, ~bit, memory_order_release);
+    return;
+  }
+  uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
+  atomic_store_explicit(w, on ? v | bit : v & ~bit, memory_order_release);
+}
+
+/* Whether page i of r is an end of a span listed in arena a: its mark,
+ * then the arena written before it. */
+static inline bool own_mark(struct lc_arena *a, struct region *r, size_t i) {
+  uint64_t w = atomic_load_explicit(&r->xcached[i >> 6], memory_order_acquire);
+  return (w >> (i & 63)) & 1 &&
+         atomic_load_explicit(&r->meta[i].xarena, memory_order_relaxed) ==
+             (uint8_t)(a - lc_arenas);
 }
 
 /* A listed span is marked at both ends: its head's and its last page's
@@ -169,58 +227,58 @@ static inline void mark_bit(_Atomic uint64_t *map, size_t i, bool on) {
  * backwards, a word per 64 pages: with spans of up to 256 MiB that search
  * took 8.8 M of Figure 7's 217 M instructions (callgrind), 520 a free.
  * Entries inside a block are otherwise unused (LC_MIN_PAGES >= 4 keeps
- * the mark off the links), and only umpa_locks.large's holder writes them while
+ * the mark off the links), and only its arena's lock holder writes them while
  * the bit is set.  Every other test of the bitmap is at a block's head,
  * which a span's last page never is. */
 UMPA_HOT
-static void mark_ends(struct pmeta *pm, bool on) {
+static void mark_ends(struct lc_arena *a, struct pmeta *pm, bool on) {
   size_t idx = pmeta_index(pm), last = idx + pm->count - 1;
-  if (on) pm[pm->count - 1].count = pm->count;
+  if (on) {
+    uint8_t id = (uint8_t)(a - lc_arenas);
+    pm[pm->count - 1].count = pm->count;
+    atomic_store_explicit(&pm->xarena, id, memory_order_relaxed);
+    atomic_store_explicit(&pm[pm->count - 1].xarena, id, memory_order_relaxed);
+  }
   mark_bit(pm->region->xcached, idx, on);
   mark_bit(pm->region->xcached, last, on);
 }
 
-/* List a span (umpa_locks.large held); `recent` puts it first in LRU
+/* List a span (its arena's lock held); `recent` puts it first in LRU
  * order, else it keeps the LRU place its node already has.  `backed` is
  * its pages with memory when the caller knows them, else SIZE_MAX:
  * counting them costs a scan of the span's bits, kept in the node for its
  * lifetime. */
 UMPA_HOT
-static void list_span(struct pmeta *pm, bool recent, size_t backed) {
-  if (!lc_ready) {
-    for (unsigned c = 0; c < LC_CLASSES; c++)
-      lc_list[c].next = lc_list[c].prev = &lc_list[c];
-    lc_lru.next = lc_lru.prev = &lc_lru;
-    lc_ready = true;
-  }
+static void list_span(struct lc_arena *a, struct pmeta *pm, bool recent,
+                      size_t backed) {
   unsigned c = class_of(pm->count);
   struct pmeta *n = class_link(pm);
-  n->prev = &lc_list[c];
-  n->next = lc_list[c].next;
-  lc_list[c].next->prev = n;
-  lc_list[c].next = n;
-  lc_count[c]++;
-  lc_classes |= (uint64_t)1 << c;
+  n->prev = &a->list[c];
+  n->next = a->list[c].next;
+  a->list[c].next->prev = n;
+  a->list[c].next = n;
+  a->count[c]++;
+  a->classes |= (uint64_t)1 << c;
   if (recent) {
     struct pmeta *l = lru_link(pm);
-    l->stamp = lc_now;
-    l->prev = &lc_lru;
-    l->next = lc_lru.next;
-    lc_lru.next->prev = l;
-    lc_lru.next = l;
+    l->stamp = a->now;
+    l->prev = &a->lru;
+    l->next = a->lru.next;
+    a->lru.next->prev = l;
+    a->lru.next = l;
   }
   if (backed == SIZE_MAX) backed = backed_in(pm, 0, pm->count);
   if (backed == pm->count) pm->flags |= PMF_FULL;
   n->count = (uint32_t)backed;
   pm->flags |= PMF_CACHED;
-  mark_ends(pm, true);
-  count_span(pm, backed, 1);
+  mark_ends(a, pm, true);
+  count_span(a, pm, backed, 1);
 }
 
-/* Take a listed span off its lists (umpa_locks.large held); `keep_lru`
+/* Take a listed span off its lists (its arena's lock held); `keep_lru`
  * leaves its LRU place to a span that is listed again at once. */
 UMPA_HOT
-static void unlist_span(struct pmeta *pm, bool keep_lru) {
+static void unlist_span(struct lc_arena *a, struct pmeta *pm, bool keep_lru) {
   struct pmeta *n = class_link(pm);
   n->prev->next = n->next;
   n->next->prev = n->prev;
@@ -230,14 +288,14 @@ static void unlist_span(struct pmeta *pm, bool keep_lru) {
     l->next->prev = l->prev;
   }
   unsigned c = class_of(pm->count);
-  if (--lc_count[c] == 0) lc_classes &= ~((uint64_t)1 << c);
+  if (--a->count[c] == 0) a->classes &= ~((uint64_t)1 << c);
   pm->flags &= (uint8_t)~PMF_CACHED;
-  mark_ends(pm, false);
-  count_span(pm, n->count, -1);
+  mark_ends(a, pm, false);
+  count_span(a, pm, n->count, -1);
 }
 
 /* Take the free run that starts at page pos of r, or its first `room`
- * pages (umpa_locks.large held).  Returns the pages taken (0: none free
+ * pages (its arena's lock held).  Returns the pages taken (0: none free
  * there) and their backed count in *backed. */
 UMPA_HOT
 static size_t claim_run(struct region *r, size_t pos, size_t room,
@@ -255,7 +313,7 @@ static size_t claim_run(struct region *r, size_t pos, size_t room,
 }
 
 /* Merge the block pm (with `*backed` pages of memory) with the cached span
- * that ends right before it, if any (umpa_locks.large held); returns the
+ * that ends right before it, if any (its arena's lock held); returns the
  * head of the result.  A span grows this way past the largest block the cache
  * takes, up to LC_SPAN_MAX_PAGES (the cap bounds what one decay releases
  * at once), so that a new stretch (largecache_grow) merges with the span
@@ -270,35 +328,37 @@ static size_t claim_run(struct region *r, size_t pos, size_t room,
  * them when nothing fit ("hole fit", which by itself took 15 % more faults
  * in the whole run), and 7.9 with neither. */
 UMPA_HOT
-static struct pmeta *merge_back(struct pmeta *pm, size_t *backed) {
+static struct pmeta *merge_back(struct lc_arena *a, struct pmeta *pm,
+                                size_t *backed) {
   struct region *r = pm->region;
   size_t idx = pmeta_index(pm);
   if (idx == 0) return pm;
-  /* The span ending at idx, by its marks (see mark_ends). */
-  if (!bitmap_test(r->xcached, idx - 1)) return pm;
+  /* The span of a's ending at idx, by its marks (see mark_ends). */
+  if (!own_mark(a, r, idx - 1)) return pm;
   size_t len = r->meta[idx - 1].count, h = idx - len;
-  if (len > idx || !bitmap_test(r->xcached, h) || r->meta[h].count != len ||
+  if (len > idx || !own_mark(a, r, h) || r->meta[h].count != len ||
       len + pm->count > LC_SPAN_MAX_PAGES)
     return pm;
   struct pmeta *prev = &r->meta[h];
   *backed += listed_backed(prev);
-  unlist_span(prev, false);
+  unlist_span(a, prev, false);
   page_join(prev, pm);
   return prev;
 }
 
 /* Merge the block pm (with `*backed` pages of memory) with cached spans
  * and free runs around it; returns the head of the result and its pages
- * with memory in *backed (umpa_locks.large held).  Free runs without memory are
+ * with memory in *backed (its arena's lock held).  Free runs without memory are
  * merged too, up to the block's own size: a fresh block came from an
  * aligned power-of-two run whose unused tail follows it, and a span that
  * takes the tail in can serve a bigger request later, or merge with the
  * span after the tail.  The bound keeps the cache from holding much
  * address space that has no memory. */
 UMPA_HOT
-static struct pmeta *coalesce(struct pmeta *pm, size_t *backed) {
+static struct pmeta *coalesce(struct lc_arena *a, struct pmeta *pm,
+                              size_t *backed) {
   size_t cold_room = pm->count;
-  pm = merge_back(pm, backed);
+  pm = merge_back(a, pm, backed);
   struct region *r = pm->region;
   size_t idx = pmeta_index(pm);
   /* Forwards: free runs and cached spans, as long as they follow. */
@@ -308,10 +368,11 @@ static struct pmeta *coalesce(struct pmeta *pm, size_t *backed) {
                                                 : 0;
     if (next >= r->mapped || room == 0) break;
     if (bitmap_test(r->xcached, next)) {
+      if (!own_mark(a, r, next)) break; /* another arena's */
       struct pmeta *nx = &r->meta[next];
       if (nx->count > room) break;
       *backed += listed_backed(nx);
-      unlist_span(nx, false);
+      unlist_span(a, nx, false);
       page_join(pm, nx);
       continue;
     }
@@ -334,10 +395,10 @@ static struct pmeta *coalesce(struct pmeta *pm, size_t *backed) {
 }
 
 /* Return a block taken out of the cache to the page layer's free runs
- * (umpa_locks.large held or not: the block is nobody else's).  Neither this nor
+ * (an arena's lock held or not: the block is nobody else's).  Neither this nor
  * give_back brings the page cache under its limit: that releases whole
  * 2 MiB pieces, 20-200 us each, which would stall every thread waiting for
- * umpa_locks.large and land on whatever malloc happened to cut a span (a new
+ * an arena's lock and land on whatever malloc happened to cut a span (a new
  * superblock's, in Figure 7's 4-32 KiB bins).  largecache_put enforces
  * the limit once, after the lock, on the free path. */
 UMPA_HOT
@@ -358,18 +419,18 @@ static void give_back(struct pmeta *pm) {
 /* Give at least `excess` backed pages (or all it has) back to the page
  * layer from the span freed longest ago: a tail long enough to hold them,
  * the front staying listed in its LRU place, or the whole span
- * (umpa_locks.large held).  Returns the backed pages given back. */
+ * (its arena's lock held).  Returns the backed pages given back. */
 UMPA_HOT
-static size_t evict(size_t excess) {
-  if (!lc_ready || lc_lru.prev == &lc_lru) return 0;
-  struct pmeta *pm = of_lru_link(lc_lru.prev);
+static size_t evict(struct lc_arena *a, size_t excess) {
+  if (!a->ready || a->lru.prev == &a->lru) return 0;
+  struct pmeta *pm = of_lru_link(a->lru.prev);
   size_t pages = pm->count, backed = listed_backed(pm);
   size_t tail_len = excess + (pages - backed); /* holds >= excess backed */
   bool split = tail_len + LC_MIN_PAGES <= pages;
-  unlist_span(pm, split);
+  unlist_span(a, pm, split);
   if (split) {
     struct pmeta *tail = page_split(pm, pages - tail_len);
-    list_span(pm, false, SIZE_MAX);
+    list_span(a, pm, false, SIZE_MAX);
     backed -= listed_backed(pm);
     pm = tail;
   }
@@ -378,7 +439,7 @@ static size_t evict(size_t excess) {
 }
 
 /* The age at which a span's memory decays, UMPA_DECAY_MS to 16 times that
- * (umpa_locks.large): doubled whenever a span is taken that waited half of
+ * (per arena, under its lock): doubled whenever a span is taken that waited half of
  * it or more (a span that waited all of it has gone: only those taken in the
  * second half of their age can raise it), halved after a whole age
  * without one, and back to UMPA_DECAY_MS at a full trim.  A program that
@@ -386,42 +447,40 @@ static size_t evict(size_t excess) {
  * 50 ms and more for a request they fit) would otherwise lose them to
  * decay and fault them in again; one that reuses its blocks at once, or
  * not at all, keeps the short age. */
-static uint64_t lc_age, lc_late_at;
-
 static uint64_t age_most(uint64_t base) {
   return base > UINT64_MAX / 16 ? UINT64_MAX : 16 * base;
 }
 
-static uint64_t age_in_force(uint64_t base) {
-  if (lc_age < base) lc_age = base;
-  if (lc_age > age_most(base)) lc_age = age_most(base); /* option changed */
-  if (lc_age > base && lc_now - lc_late_at >= lc_age) {
-    lc_age /= 2;
-    lc_late_at = lc_now;
+static uint64_t age_in_force(struct lc_arena *a, uint64_t base) {
+  if (a->age < base) a->age = base;
+  if (a->age > age_most(base)) a->age = age_most(base); /* option changed */
+  if (a->age > base && a->now - a->late_at >= a->age) {
+    a->age /= 2;
+    a->late_at = a->now;
   }
-  return lc_age < base ? base : lc_age;
+  return a->age < base ? base : a->age;
 }
 
-/* A span is taken (umpa_locks.large held). */
+/* A span of arena a is taken (its lock held). */
 UMPA_HOT
-static void took(struct pmeta *pm) {
+static void took(struct lc_arena *a, struct pmeta *pm) {
   uint64_t base = decay_age_ns();
-  if (!base || lc_now < lru_link(pm)->stamp) return;
-  if (lc_age < base) lc_age = base;
-  if (lc_now - lru_link(pm)->stamp >= lc_age / 2) {
-    lc_late_at = lc_now;
-    lc_age = lc_age > age_most(base) / 2 ? age_most(base) : 2 * lc_age;
+  if (!base || a->now < lru_link(pm)->stamp) return;
+  if (a->age < base) a->age = base;
+  if (a->now - lru_link(pm)->stamp >= a->age / 2) {
+    a->late_at = a->now;
+    a->age = a->age > age_most(base) / 2 ? age_most(base) : 2 * a->age;
   }
 }
 
 /* Whether the cache holds more memory than decay leaves it: an eighth of
  * the memory in use. */
 static bool above_keep(void) {
-  return atomic_load_explicit(&lc_backed, memory_order_relaxed) >
+  return total_backed() >
          pages_live() / LC_KEEP_DIV;
 }
 
-/* Age the cache (umpa_locks.large held): spans nobody took for the age in force
+/* Age the cache (its arena's lock held): spans nobody took for the age in force
  * (UMPA_DECAY_MS, longer while spans are taken late) give their memory
  * back to the kernel, the oldest first.  A program that
  * reuses its large blocks keeps them; one that has moved on stops paying
@@ -434,31 +493,73 @@ static bool above_keep(void) {
  * Without a background thread the clock is read here, on the large paths,
  * which cost far more than the read, and on the small paths' ticks. */
 UMPA_HOT
-static void decay_locked(void) {
-  lc_now = os_now_ns();
+static void decay_locked(struct lc_arena *a) {
+  a->now = os_now_ns();
   uint64_t age = decay_age_ns();
-  if (!age || !lc_ready || !lc_now) return;
-  age = age_in_force(age);
-  while (lc_lru.prev != &lc_lru && above_keep()) {
-    struct pmeta *pm = of_lru_link(lc_lru.prev);
+  if (!age || !a->ready || !a->now) return;
+  age = age_in_force(a, age);
+  while (a->lru.prev != &a->lru && above_keep()) {
+    struct pmeta *pm = of_lru_link(a->lru.prev);
     /* Stamps are taken under the lock from the same clock: never ahead. */
-    if (lc_now - lru_link(pm)->stamp < age) break;
-    unlist_span(pm, false);
+    if (a->now - lru_link(pm)->stamp < age) break;
+    unlist_span(a, pm, false);
     page_release_block(pm, true);
     give_back(pm);
   }
 }
 
-static void lock_and_decay(void) {
-  ulock_acquire(&umpa_locks.large);
-  decay_locked();
+/* Lock arena a, its lists set up on the first lock. */
+static void arena_lock(struct lc_arena *a) {
+  ulock_acquire(&a->lock);
+  if (UMPA_UNLIKELY(!a->ready)) {
+    for (unsigned c = 0; c < LC_CLASSES; c++)
+      a->list[c].next = a->list[c].prev = &a->list[c];
+    a->lru.next = a->lru.prev = &a->lru;
+    a->ready = true;
+  }
+}
+
+static void lock_and_decay(struct lc_arena *a) {
+  arena_lock(a);
+  decay_locked(a);
+}
+
+/* A first use of arena i past the first: from now on two arenas' spans
+ * may share words of `xcached`, so every holder must change them by
+ * locked instructions.  The flag is set first; taking and dropping every
+ * arena's lock then waits out a holder that read it before, and every
+ * later holder sees it. */
+static UMPA_NOINLINE void arena_open(unsigned i) {
+  atomic_store(&lc_shared, true);
+  for (unsigned j = 0; j < LC_ARENAS; j++) {
+    ulock_acquire(&lc_arenas[j].lock);
+    ulock_release(&lc_arenas[j].lock);
+  }
+  unsigned used = atomic_load(&lc_used);
+  while (used <= i && !atomic_compare_exchange_weak(&lc_used, &used, i + 1)) {
+  }
+}
+
+/* The calling thread's arena, which its heap's index picks (the first for
+ * a thread without a heap yet). */
+static struct lc_arena *my_arena(void) {
+  struct heap *h = umpa_tl_heap;
+  unsigned i = h != HEAP_NONE ? h->stripe % LC_ARENAS : 0;
+  if (UMPA_UNLIKELY(i >= atomic_load_explicit(&lc_used, memory_order_acquire)))
+    arena_open(i);
+  return &lc_arenas[i];
 }
 
 UMPA_HOT
 void largecache_decay_idle(void) {
-  if (!decay_age_ns() || !above_keep() || !ulock_try(&umpa_locks.large)) return;
-  decay_locked();
-  ulock_release(&umpa_locks.large);
+  if (!decay_age_ns() || !above_keep()) return;
+  for (unsigned i = 0, used = atomic_load_explicit(&lc_used, memory_order_relaxed);
+       i < used; i++) {
+    struct lc_arena *a = &lc_arenas[i];
+    if (!ulock_try(&a->lock)) continue;
+    decay_locked(a);
+    ulock_release(&a->lock);
+  }
 }
 
 UMPA_HOT
@@ -618,17 +719,16 @@ bool largecache_put(void *p, struct pmeta *pm) {
     return false;
   if (pm->flags & (PMF_UNKNOWN | PMF_LOOSE)) settle_backed(pm);
   (void)p;
-  lock_and_decay();
+  struct lc_arena *a = my_arena();
+  lock_and_decay(a);
   size_t backed = pm->flags & PMF_FULL ? pages
                                        : bitmap_count(r->xbacked, idx, pages);
-  pm = coalesce(pm, &backed);
-  list_span(pm, true, backed);
+  pm = coalesce(a, pm, &backed);
+  list_span(a, pm, true, backed);
   size_t cached;
-  while ((cached = atomic_load_explicit(&lc_backed, memory_order_relaxed)) >
-             limit &&
-         evict(cached - limit)) {
+  while ((cached = total_backed()) > limit && evict(a, cached - limit)) {
   }
-  ulock_release(&umpa_locks.large);
+  ulock_release(&a->lock);
   cache_enforce();
   return true;
 }
@@ -673,24 +773,24 @@ static void *fill(struct pmeta *pm, unsigned flags) {
 }
 
 /* Take the listed span pm off its lists and cut it to its first `pages`
- * pages (umpa_locks.large held): the rest stays cached as a span of its own, or
+ * pages (its arena's lock held): the rest stays cached as a span of its own, or
  * goes back to the page layer when too small for one. */
 UMPA_HOT
-static void take_front(struct pmeta *pm, size_t pages) {
+static void take_front(struct lc_arena *a, struct pmeta *pm, size_t pages) {
   prefetch_list_neighbours(pm);
   __builtin_prefetch(pm + pages, 1);       /* the surplus's head */
   __builtin_prefetch(&pm->region->xheads[(pmeta_index(pm) + pages) >> 6], 1);
   __builtin_prefetch(pm + pm->count - 1, 1); /* its last entry */
   size_t had = listed_backed(pm);
-  took(pm);
-  unlist_span(pm, false);
+  took(a, pm);
+  unlist_span(a, pm, false);
   struct region *r = pm->region;
   size_t surplus = pm->count - pages, idx = pmeta_index(pm);
   if (surplus >= LC_MIN_PAGES) {
     /* The surplus's memory: what the span had less what the front takes
      * (the front is the smaller part to count). */
     size_t left = had == 0 ? 0 : had - backed_in(pm, 0, pages);
-    list_span(page_split(pm, pages), true, left);
+    list_span(a, page_split(pm, pages), true, left);
   } else if (surplus) {
     pm->count = (uint32_t)pages;
     PC_ADD(xin_use, -surplus);
@@ -700,39 +800,36 @@ static void take_front(struct pmeta *pm, size_t pages) {
   }
 }
 
-UMPA_HOT
-void *largecache_take(size_t pages, unsigned flags) {
-  if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES ||
-      atomic_load_explicit(&lc_pages, memory_order_relaxed) < pages / 4)
-    return NULL;
-  lock_and_decay();
-  /* Best fit among a few looks (each is a cache miss): the span that needs
-   * the fewest pages populated, then the smallest class, then the lowest
-   * address (which packs blocks low and leaves the free space above them
-   * in one piece). */
+/* Best fit in arena a (its lock held) among a few looks (each is a cache
+ * miss): the span that needs the fewest pages populated, then the smallest
+ * class, then the lowest address (which packs blocks low and leaves the
+ * free space above them in one piece).  NULL if none is big enough; the
+ * pages it lacks memory for in *need. */
+static struct pmeta *best_fit(struct lc_arena *a, size_t pages, size_t *need) {
   struct pmeta *pm = NULL;
   size_t pm_need = 0;
   unsigned first = class_of(pages);
-  for (uint64_t m = classes_from(first); m; m &= m - 1) {
+  for (uint64_t m = classes_from(a, first); m; m &= m - 1) {
     unsigned c = (unsigned)__builtin_ctzll(m);
     int looks = c == first ? 8 : 4;
-    for (struct pmeta *n = lc_list[c].next; n != &lc_list[c] && looks--;
+    for (struct pmeta *n = a->list[c].next; n != &a->list[c] && looks--;
          n = n->next) {
       struct pmeta *cand = of_class_link(n);
       if (cand->count < pages) continue;
       /* It needs at least the pages the whole span lacks memory for: a
        * candidate that cannot beat the best so far is not counted. */
       if (pm && n->count < pages && pages - n->count > pm_need) continue;
-      size_t need = (cand->flags & PMF_FULL) ? 0
-                    : n->count == 0
-                        ? pages
-                        : pages - bitmap_count(cand->region->xbacked,
-                                               pmeta_index(cand), pages);
-      if (!pm || need < pm_need ||
-          (need == pm_need && class_of(cand->count) == class_of(pm->count) &&
+      size_t cand_need = (cand->flags & PMF_FULL) ? 0
+                         : n->count == 0
+                             ? pages
+                             : pages - bitmap_count(cand->region->xbacked,
+                                                    pmeta_index(cand), pages);
+      if (!pm || cand_need < pm_need ||
+          (cand_need == pm_need &&
+           class_of(cand->count) == class_of(pm->count) &&
            (uintptr_t)cand < (uintptr_t)pm)) {
         pm = cand;
-        pm_need = need;
+        pm_need = cand_need;
       }
     }
     /* A warm fit ends the search; while only cold ones are found, the
@@ -741,15 +838,52 @@ void *largecache_take(size_t pages, unsigned flags) {
      * faulted 2 % more). */
     if (pm && !pm_need) break;
   }
+  *need = pm_need;
+  return pm;
+}
+
+/* The arena other than `own` that holds the most pages in spans, if it
+ * holds at least `pages`: where a thread looks when its own has nothing
+ * that fits, before the page layer's fresh pages (a thread that frees
+ * what another mallocs would otherwise strand them). */
+static struct lc_arena *fullest_other(struct lc_arena *own, size_t pages) {
+  struct lc_arena *best = NULL;
+  size_t most = pages ? pages - 1 : 0;
+  for (unsigned i = 0, used = atomic_load_explicit(&lc_used, memory_order_relaxed);
+       i < used; i++) {
+    size_t n = atomic_load_explicit(&lc_arenas[i].xpages, memory_order_relaxed);
+    if (&lc_arenas[i] != own && n > most) {
+      best = &lc_arenas[i];
+      most = n;
+    }
+  }
+  return best;
+}
+
+UMPA_HOT
+void *largecache_take(size_t pages, unsigned flags) {
+  if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES ||
+      total_pages() < pages / 4)
+    return NULL;
+  struct lc_arena *a = my_arena();
+  lock_and_decay(a);
+  size_t need;
+  struct pmeta *pm = best_fit(a, pages, &need);
+  if (!pm) {
+    ulock_release(&a->lock);
+    if (!(a = fullest_other(a, pages))) return NULL;
+    lock_and_decay(a);
+    pm = best_fit(a, pages, &need);
+  }
   /* Populating part of a span is worth it only when the page layer has no
    * warm run to give instead (a hit there costs no fault).  With no span
    * at all, largecache_grow carves the block from a new stretch. */
-  if (!pm || (pm_need && buddy_has_warm(&umpa_buddy, log2_ceil(pages)))) {
-    ulock_release(&umpa_locks.large);
+  if (!pm || (need && buddy_has_warm(&umpa_buddy, log2_ceil(pages)))) {
+    ulock_release(&a->lock);
     return NULL;
   }
-  take_front(pm, pages);
-  ulock_release(&umpa_locks.large);
+  take_front(a, pm, pages);
+  ulock_release(&a->lock);
   return fill(pm, flags);
 }
 
@@ -761,14 +895,18 @@ bool largecache_extend(struct pmeta *pm, size_t pages, unsigned flags) {
    * that a block with no span after it costs no lock. */
   if (pages <= old || next >= r->mapped || !bitmap_test(r->xcached, next))
     return false;
-  lock_and_decay();
+  /* Whose span it is, as a hint; own_mark says for sure under the lock. */
+  unsigned id = atomic_load_explicit(&r->meta[next].xarena, memory_order_relaxed);
+  if (id >= atomic_load_explicit(&lc_used, memory_order_relaxed)) return false;
+  struct lc_arena *a = &lc_arenas[id];
+  lock_and_decay(a);
   struct pmeta *nx = &r->meta[next];
-  if (!bitmap_test(r->xcached, next) || nx->count < need) {
-    ulock_release(&umpa_locks.large);
+  if (!own_mark(a, r, next) || nx->count < need) {
+    ulock_release(&a->lock);
     return false;
   }
-  take_front(nx, need);
-  ulock_release(&umpa_locks.large);
+  take_front(a, nx, need);
+  ulock_release(&a->lock);
   /* The front gets its memory as a taken block does, before it joins: on
    * failure fill gives it back to the page layer and the block is as it
    * was. */
@@ -780,30 +918,34 @@ bool largecache_extend(struct pmeta *pm, size_t pages, unsigned flags) {
   return true;
 }
 
-/* Hand a piece cut from a span back to the cache, or to the page layer
- * when it is too small to be a span (umpa_locks.large held); `backed` as for
+/* Hand a piece cut from a span back to arena a, or to the page layer
+ * when it is too small to be a span (a's lock held); `backed` as for
  * list_span. */
-static void shed(struct pmeta *pm, bool recent, size_t backed) {
-  if (pm->count >= LC_MIN_PAGES) list_span(pm, recent, backed);
+static void shed(struct lc_arena *a, struct pmeta *pm, bool recent,
+                 size_t backed) {
+  if (pm->count >= LC_MIN_PAGES) list_span(a, pm, recent, backed);
   else drop(pm);
 }
 
 void *largecache_take_room(size_t pages, unsigned flags) {
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES / 2 ||
-      atomic_load_explicit(&lc_pages, memory_order_relaxed) < 2 * pages)
+      total_pages() < 2 * pages)
     return NULL;
-  lock_and_decay();
+  /* The thread's own arena alone: a move that finds no room there grows
+   * the block by the page layer's means. */
+  struct lc_arena *a = my_arena();
+  lock_and_decay(a);
   /* Among the first few spans of each class from the top, the one with
    * the most memory, then the largest: buffers moved side by side split
    * it in halves, quarters, ..., each with its room (best fit put each
    * right after the last, and every growth moved again). */
   struct pmeta *pm = NULL;
   size_t pm_backed = 0;
-  for (uint64_t m = classes_from(class_of(2 * pages)); m;) {
+  for (uint64_t m = classes_from(a, class_of(2 * pages)); m;) {
     unsigned c = 63u - (unsigned)__builtin_clzll(m);
     m &= ~((uint64_t)1 << c);
     int looks = 8;
-    for (struct pmeta *n = lc_list[c].next; n != &lc_list[c] && looks--;
+    for (struct pmeta *n = a->list[c].next; n != &a->list[c] && looks--;
          n = n->next) {
       struct pmeta *cand = of_class_link(n);
       if (cand->count < 2 * pages) continue;
@@ -816,18 +958,18 @@ void *largecache_take_room(size_t pages, unsigned flags) {
     }
   }
   if (!pm) {
-    ulock_release(&umpa_locks.large);
+    ulock_release(&a->lock);
     return NULL;
   }
-  took(pm);
-  unlist_span(pm, false);
+  took(a, pm);
+  unlist_span(a, pm, false);
   /* Centred: the front and the room are each at least half the block
    * (the span holds twice the block), so no piece is empty. */
   struct pmeta *blk = page_split(pm, (pm->count - pages) / 2);
   struct pmeta *room = page_split(blk, pages);
-  shed(pm, true, SIZE_MAX);
-  shed(room, true, SIZE_MAX);
-  ulock_release(&umpa_locks.large);
+  shed(a, pm, true, SIZE_MAX);
+  shed(a, room, true, SIZE_MAX);
+  ulock_release(&a->lock);
   return fill(blk, flags);
 }
 
@@ -854,41 +996,57 @@ static size_t aligned_window(struct pmeta *pm, size_t pages) {
   return SIZE_MAX;
 }
 
-UMPA_HOT
-void *largecache_take_aligned(size_t pages, unsigned kind) {
-  if (atomic_load_explicit(&lc_backed, memory_order_relaxed) < pages)
-    return NULL;
-  ulock_acquire(&umpa_locks.large);
-  /* The smallest classes first: a superblock should not cut into the big
-   * spans that large requests need whole.  Each look is a cache miss or
-   * two, each miss here costs the caller fresh pages: its header and
-   * first blocks fault in, 6 to 9 faults of 1.5 us.  So a few looks per
-   * class, up to LC_ALIGNED_LOOKS spans with memory enough, and a span
-   * with too little memory costs only the load of its count. */
-  struct pmeta *pm = NULL;
-  size_t off = 0;
+/* In arena a (its lock held), a span with an aligned window of `pages`
+ * pages that all have memory, the window's offset in *off; NULL if none.
+ * The smallest classes first: a superblock should not cut into the big
+ * spans that large requests need whole.  Each look is a cache miss or
+ * two, each miss here costs the caller fresh pages: its header and first
+ * blocks fault in, 6 to 9 faults of 1.5 us.  So a few looks per class, up
+ * to LC_ALIGNED_LOOKS spans with memory enough, and a span with too
+ * little memory costs only the load of its count. */
+static struct pmeta *aligned_fit(struct lc_arena *a, size_t pages,
+                                 size_t *off) {
   int looks = LC_ALIGNED_LOOKS, visits = 4 * LC_ALIGNED_LOOKS;
-  for (uint64_t m = classes_from(class_of(pages));
-       m && !pm && looks > 0 && visits > 0; m &= m - 1) {
+  for (uint64_t m = classes_from(a, class_of(pages));
+       m && looks > 0 && visits > 0; m &= m - 1) {
     unsigned c = (unsigned)__builtin_ctzll(m);
     int in_class = 8;
-    for (struct pmeta *n = lc_list[c].next;
-         n != &lc_list[c] && in_class > 0 && visits-- > 0; n = n->next) {
+    for (struct pmeta *n = a->list[c].next;
+         n != &a->list[c] && in_class > 0 && visits-- > 0; n = n->next) {
       struct pmeta *cand = of_class_link(n);
       if (listed_backed(cand) < pages) continue;
       in_class--;
       size_t skip = aligned_window(cand, pages);
       if (skip != SIZE_MAX) {
-        pm = cand;
-        off = skip;
-        break;
+        *off = skip;
+        return cand;
       }
       if (--looks == 0) break;
     }
   }
+  return NULL;
+}
+
+UMPA_HOT
+void *largecache_take_aligned(size_t pages, unsigned kind) {
+  if (total_backed() < pages) return NULL;
+  /* The thread's own arena first, then the others with memory enough. */
+  struct lc_arena *own = my_arena(), *a = own;
+  size_t off = 0;
+  arena_lock(a);
+  struct pmeta *pm = aligned_fit(a, pages, &off);
   if (!pm) {
-    ulock_release(&umpa_locks.large);
-    return NULL;
+    ulock_release(&a->lock);
+    for (unsigned i = 0, used = atomic_load_explicit(&lc_used, memory_order_relaxed);
+         i < used && !pm; i++) {
+      a = &lc_arenas[i];
+      if (a == own ||
+          atomic_load_explicit(&a->xbacked, memory_order_relaxed) < pages)
+        continue;
+      arena_lock(a);
+      if (!(pm = aligned_fit(a, pages, &off))) ulock_release(&a->lock);
+    }
+    if (!pm) return NULL;
   }
   /* The pieces' memory from the span's: the window has it in every page,
    * and of the front and the back only the shorter is counted (counting
@@ -900,15 +1058,15 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
   size_t front_backed = off <= back
                             ? backed_in(pm, 0, off)
                             : had - pages - backed_in(pm, off + pages, back);
-  took(pm);
-  unlist_span(pm, off >= LC_MIN_PAGES);
+  took(a, pm);
+  unlist_span(a, pm, off >= LC_MIN_PAGES);
   struct pmeta *win = pm;
   if (off) {
     win = page_split(pm, off);
-    shed(pm, false, front_backed);
+    shed(a, pm, false, front_backed);
   }
-  if (back) shed(page_split(win, pages), true, had - front_backed - pages);
-  ulock_release(&umpa_locks.large);
+  if (back) shed(a, page_split(win, pages), true, had - front_backed - pages);
+  ulock_release(&a->lock);
   win->kind = (uint8_t)kind;
   win->flags = PMF_FULL;
   return pmeta_addr(win);
@@ -947,50 +1105,79 @@ void *largecache_grow(size_t pages, unsigned flags) {
   /* Nobody touched it yet: its backed bits are exact. */
   pm->flags &= (uint8_t)~PMF_UNKNOWN;
   heap_account_arena((ssize_t)(chunk << PAGE_SHIFT));
-  lock_and_decay();
+  struct lc_arena *a = my_arena();
+  lock_and_decay(a);
   /* The stretch's bits are counted before it merges with the span that
    * ends before it: at most 64 MiB's worth, where the merged surplus's
    * could be 256 MiB's. */
   size_t backed = backed_in(pm, 0, chunk);
-  pm = merge_back(pm, &backed);
+  pm = merge_back(a, pm, &backed);
   size_t front = backed_in(pm, 0, pages);
-  list_span(page_split(pm, pages), true, backed - front);
-  ulock_release(&umpa_locks.large);
+  list_span(a, page_split(pm, pages), true, backed - front);
+  ulock_release(&a->lock);
   return fill(pm, flags);
 }
 
 size_t largecache_flush(void) {
   size_t released = 0;
-  ulock_acquire(&umpa_locks.large);
-  lc_age = 0; /* an empty cache starts again from UMPA_DECAY_MS */
-  size_t cached;
-  while ((cached = atomic_load_explicit(&lc_pages, memory_order_relaxed)) != 0) {
-    released += evict(cached);
-    if (atomic_load_explicit(&lc_pages, memory_order_relaxed) == cached) break;
+  for (unsigned i = 0, used = atomic_load_explicit(&lc_used, memory_order_relaxed);
+       i < used; i++) {
+    struct lc_arena *a = &lc_arenas[i];
+    arena_lock(a);
+    a->age = 0; /* an empty cache starts again from UMPA_DECAY_MS */
+    size_t cached;
+    while ((cached = atomic_load_explicit(&a->xpages, memory_order_relaxed)) !=
+           0) {
+      released += evict(a, cached);
+      if (atomic_load_explicit(&a->xpages, memory_order_relaxed) == cached)
+        break;
+    }
+    ulock_release(&a->lock);
   }
-  ulock_release(&umpa_locks.large);
   cache_enforce();
   return released << PAGE_SHIFT;
 }
 
-size_t largecache_bytes(void) {
-  return atomic_load_explicit(&lc_pages, memory_order_relaxed) << PAGE_SHIFT;
+size_t largecache_bytes(void) { return total_pages() << PAGE_SHIFT; }
+
+unsigned largecache_arenas(void) {
+  return atomic_load_explicit(&lc_used, memory_order_relaxed);
 }
 
 size_t largecache_spans(size_t *largest) {
   size_t spans = 0, most = 0;
-  ulock_acquire(&umpa_locks.large);
-  for (unsigned c = 0; c < LC_CLASSES && lc_ready; c++) spans += lc_count[c];
-  /* The largest is in the highest class that holds any. */
-  for (unsigned c = LC_CLASSES; c-- > 0 && lc_ready && !most;)
-    for (struct pmeta *n = lc_list[c].next; n != &lc_list[c]; n = n->next)
-      if (of_class_link(n)->count > most) most = of_class_link(n)->count;
-  ulock_release(&umpa_locks.large);
+  for (unsigned i = 0, used = atomic_load_explicit(&lc_used, memory_order_relaxed);
+       i < used; i++) {
+    struct lc_arena *a = &lc_arenas[i];
+    arena_lock(a);
+    for (unsigned c = 0; c < LC_CLASSES; c++) spans += a->count[c];
+    /* The largest is in the highest class that holds any. */
+    bool found = false;
+    for (unsigned c = LC_CLASSES; c-- > 0 && !found;)
+      for (struct pmeta *n = a->list[c].next; n != &a->list[c]; n = n->next) {
+        found = true;
+        if (of_class_link(n)->count > most) most = of_class_link(n)->count;
+      }
+    ulock_release(&a->lock);
+  }
   *largest = most << PAGE_SHIFT;
   return spans;
 }
 
+/* fork: every arena's lock once more than one may be in use, else the
+ * first's.  The first is taken before the flag is read: a thread opening
+ * an arena sets lc_shared before it takes any lock, and then waits for
+ * the first (arena_open), so none can be in another arena unseen. */
+static unsigned lc_forked;
+
 UMPA_FORK
-void largecache_lock_all(void) { ulock_acquire_fork(&umpa_locks.large); }
+void largecache_lock_all(void) {
+  ulock_acquire_fork(&lc_arenas[0].lock);
+  unsigned n = atomic_load(&lc_shared) ? LC_ARENAS : 1;
+  for (unsigned i = 1; i < n; i++) ulock_acquire_fork(&lc_arenas[i].lock);
+  lc_forked = n;
+}
 UMPA_FORK
-void largecache_unlock_all(void) { ulock_release_fork(&umpa_locks.large); }
+void largecache_unlock_all(void) {
+  for (unsigned i = lc_forked; i-- > 0;) ulock_release_fork(&lc_arenas[i].lock);
+}

@@ -1,0 +1,160 @@
+/*
+ * test_mt_large.c - threads malloc, write, check and free large blocks of
+ * 64 KiB-4 MiB at once, so that the large-block cache's arenas are all in
+ * use: some blocks written whole and some a page in 16 (loose spans),
+ * some calloc'd and checked zero, some grown by realloc (into the span
+ * after them, which may be another arena's), and many handed to the next
+ * thread to free (into the freeing thread's arena, next to spans of the
+ * arena that cut them).  One thread trims now and then.  At the end every
+ * block is freed, the caches trimmed and the page layer checked.
+ */
+#include "check.h"
+#include "internal.h"
+
+#include <pthread.h>
+#include <string.h>
+
+#define THREADS 4
+#define SLOTS 16
+#define MAILBOX 32
+#define PAGE 4096
+#define KiB ((size_t)1 << 10)
+
+struct blk {
+  unsigned char *p;
+  size_t n;
+  unsigned seed;
+  bool whole; /* every byte written, else a byte a page in 16 */
+};
+
+static _Atomic(struct blk *) mailbox[MAILBOX];
+static _Atomic int failures;
+static long iterations = 2500;
+
+static uint64_t next_rand(uint64_t *r) {
+  *r ^= *r << 13;
+  *r ^= *r >> 7;
+  *r ^= *r << 17;
+  return *r;
+}
+
+static void bad(const char *what, size_t at) {
+  fprintf(stderr, "failure: %s at byte %zu\n", what, at);
+  atomic_fetch_add(&failures, 1);
+}
+
+static unsigned char byte_at(const struct blk *b, size_t i) {
+  return (unsigned char)(b->seed + i / PAGE * 7 + i);
+}
+
+/* The bytes a block holds: all of them, or the first of every 16th page
+ * (the rest of a sparse block is never written nor read). */
+static void fill(struct blk *b) {
+  if (b->whole) {
+    for (size_t i = 0; i < b->n; i++) b->p[i] = byte_at(b, i);
+  } else {
+    for (size_t i = 0; i < b->n; i += 16 * PAGE) b->p[i] = byte_at(b, i);
+  }
+}
+
+static bool check(const struct blk *b, size_t n) {
+  if (b->whole) {
+    for (size_t i = 0; i < n; i += 509)
+      if (b->p[i] != byte_at(b, i)) {
+        bad("content", i);
+        return false;
+      }
+  } else {
+    for (size_t i = 0; i < n; i += 16 * PAGE)
+      if (b->p[i] != byte_at(b, i)) {
+        bad("sparse content", i);
+        return false;
+      }
+  }
+  return true;
+}
+
+static void release(struct blk *b) {
+  check(b, b->n);
+  umpa_free(b->p);
+  umpa_free(b);
+}
+
+static void *worker(void *arg) {
+  uintptr_t id = (uintptr_t)arg;
+  uint64_t r = 0x9E3779B97F4A7C15ull * (id + 1);
+  struct blk *slot[SLOTS] = {0};
+  for (long it = 0; it < iterations; it++) {
+    if (id == 0 && it % 500 == 499) umpa_malloc_trim(0);
+    unsigned i = (unsigned)(next_rand(&r) % SLOTS);
+    struct blk *b = slot[i];
+    uint64_t what = next_rand(&r) % 16;
+    if (b && what == 0) {
+      /* Grown by half: in place into a span after it, or moved. */
+      size_t n = b->n + b->n / 2;
+      unsigned char *q = umpa_realloc(b->p, n);
+      if (!q) {
+        bad("realloc", n);
+        continue;
+      }
+      b->p = q;
+      if (!check(b, b->n)) continue;
+      b->n = n;
+      fill(b);
+      continue;
+    }
+    if (b) {
+      slot[i] = NULL;
+      /* Every third block goes to the next thread to free. */
+      unsigned m = (unsigned)(next_rand(&r) % MAILBOX);
+      if (what % 3 == 1) b = atomic_exchange(&mailbox[m], b);
+      if (b) release(b);
+    }
+    b = umpa_malloc(sizeof *b);
+    if (!b) {
+      bad("malloc of a record", 0);
+      continue;
+    }
+    b->n = 64 * KiB + (size_t)(next_rand(&r) % (4032 * KiB));
+    b->seed = (unsigned)next_rand(&r);
+    b->whole = what % 4 == 0;
+    bool zero = what % 5 == 2;
+    b->p = zero ? umpa_calloc(1, b->n) : umpa_malloc(b->n);
+    if (!b->p) {
+      bad("malloc", b->n);
+      umpa_free(b);
+      continue;
+    }
+    if (zero)
+      for (size_t k = 0; k < b->n; k += 4093)
+        if (b->p[k] != 0) {
+          bad("calloc not zero", k);
+          break;
+        }
+    fill(b);
+    slot[i] = b;
+  }
+  for (unsigned i = 0; i < SLOTS; i++)
+    if (slot[i]) release(slot[i]);
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1) iterations = atol(argv[1]);
+  pthread_t th[THREADS];
+  for (uintptr_t i = 0; i < THREADS; i++)
+    REQUIRE(pthread_create(&th[i], NULL, worker, (void *)i) == 0);
+  for (int i = 0; i < THREADS; i++) pthread_join(th[i], NULL);
+  CHECK_MSG(largecache_arenas() >= 2, "%u large-cache arenas used",
+            largecache_arenas());
+  for (unsigned m = 0; m < MAILBOX; m++) {
+    struct blk *b = atomic_exchange(&mailbox[m], NULL);
+    if (b) release(b);
+  }
+  CHECK(atomic_load(&failures) == 0);
+  umpa_malloc_trim(0);
+  CHECK(umpa_page_check() == 0);
+  CHECK_MSG(largecache_bytes() == 0, "%zu bytes cached after a trim",
+            largecache_bytes());
+  return check_done("test_mt_large");
+}
