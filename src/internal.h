@@ -1318,6 +1318,8 @@ struct fork_locks {
   ulock_t buddy_grow;                     /* region creation */
   ulock_t region_open;                    /* regions' pieces opened */
   ulock_t cache_trim;                     /* one page-cache trimmer */
+  ulock_t large;                          /* the large-block cache's first
+                                             arena (largecache.c) */
   ulock_t heap_pool;                      /* the heaps: list and pool */
   ulock_t heap_shared;                    /* the heap of gone threads */
   ulock_t heap_global[NUM_CLASSES];       /* the global heap, per class */

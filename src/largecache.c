@@ -73,7 +73,6 @@ _Static_assert(LC_MIN_PAGES >= 4, "a span's last page is past its links");
 #define LC_ARENAS 8
 
 struct lc_arena {
-  ulock_t lock;
   bool ready;
   /* Bit c: class c's list holds a span.  The searches visit those classes
    * alone: a class's sentinel is a cache line read even when its list is
@@ -95,6 +94,22 @@ _Static_assert(LC_CLASSES <= 64, "one bit a class");
 _Static_assert(LC_ARENAS <= 255, "an arena's index is a byte");
 
 static struct lc_arena lc_arenas[LC_ARENAS];
+
+/* The arenas' locks: the first's on the page of locks fork takes
+ * (internal.h), so that a program with one thread forks writing no page
+ * more than before the arenas; the others a line each on a page of their
+ * own, which a fork writes once two arenas are open (the fork_locks page
+ * has no room left for them). */
+static struct order_lock lc_locks[LC_ARENAS - 1]
+    __attribute__((aligned(PAGE_SIZE)));
+
+static inline ulock_t *arena_lock_at(unsigned i) {
+  return i == 0 ? &umpa_locks.large : &lc_locks[i - 1].lock;
+}
+
+static inline ulock_t *arena_mutex(struct lc_arena *a) {
+  return arena_lock_at((unsigned)(a - lc_arenas));
+}
 /* Arenas [0, lc_used) have held spans: the others are never looked at. */
 static _Atomic unsigned lc_used = 1;
 /* Whether more than one arena is in use: then the `xcached` bits, whose
@@ -510,7 +525,7 @@ static void decay_locked(struct lc_arena *a) {
 
 /* Lock arena a, its lists set up on the first lock. */
 static void arena_lock(struct lc_arena *a) {
-  ulock_acquire(&a->lock);
+  ulock_acquire(arena_mutex(a));
   if (UMPA_UNLIKELY(!a->ready)) {
     for (unsigned c = 0; c < LC_CLASSES; c++)
       a->list[c].next = a->list[c].prev = &a->list[c];
@@ -532,8 +547,8 @@ static void lock_and_decay(struct lc_arena *a) {
 static UMPA_NOINLINE void arena_open(unsigned i) {
   atomic_store(&lc_shared, true);
   for (unsigned j = 0; j < LC_ARENAS; j++) {
-    ulock_acquire(&lc_arenas[j].lock);
-    ulock_release(&lc_arenas[j].lock);
+    ulock_acquire(arena_lock_at(j));
+    ulock_release(arena_lock_at(j));
   }
   unsigned used = atomic_load(&lc_used);
   while (used <= i && !atomic_compare_exchange_weak(&lc_used, &used, i + 1)) {
@@ -556,9 +571,9 @@ void largecache_decay_idle(void) {
   for (unsigned i = 0, used = atomic_load_explicit(&lc_used, memory_order_relaxed);
        i < used; i++) {
     struct lc_arena *a = &lc_arenas[i];
-    if (!ulock_try(&a->lock)) continue;
+    if (!ulock_try(arena_mutex(a))) continue;
     decay_locked(a);
-    ulock_release(&a->lock);
+    ulock_release(arena_mutex(a));
   }
 }
 
@@ -728,7 +743,7 @@ bool largecache_put(void *p, struct pmeta *pm) {
   size_t cached;
   while ((cached = total_backed()) > limit && evict(a, cached - limit)) {
   }
-  ulock_release(&a->lock);
+  ulock_release(arena_mutex(a));
   cache_enforce();
   return true;
 }
@@ -870,7 +885,7 @@ void *largecache_take(size_t pages, unsigned flags) {
   size_t need;
   struct pmeta *pm = best_fit(a, pages, &need);
   if (!pm) {
-    ulock_release(&a->lock);
+    ulock_release(arena_mutex(a));
     if (!(a = fullest_other(a, pages))) return NULL;
     lock_and_decay(a);
     pm = best_fit(a, pages, &need);
@@ -879,11 +894,11 @@ void *largecache_take(size_t pages, unsigned flags) {
    * warm run to give instead (a hit there costs no fault).  With no span
    * at all, largecache_grow carves the block from a new stretch. */
   if (!pm || (need && buddy_has_warm(&umpa_buddy, log2_ceil(pages)))) {
-    ulock_release(&a->lock);
+    ulock_release(arena_mutex(a));
     return NULL;
   }
   take_front(a, pm, pages);
-  ulock_release(&a->lock);
+  ulock_release(arena_mutex(a));
   return fill(pm, flags);
 }
 
@@ -902,11 +917,11 @@ bool largecache_extend(struct pmeta *pm, size_t pages, unsigned flags) {
   lock_and_decay(a);
   struct pmeta *nx = &r->meta[next];
   if (!own_mark(a, r, next) || nx->count < need) {
-    ulock_release(&a->lock);
+    ulock_release(arena_mutex(a));
     return false;
   }
   take_front(a, nx, need);
-  ulock_release(&a->lock);
+  ulock_release(arena_mutex(a));
   /* The front gets its memory as a taken block does, before it joins: on
    * failure fill gives it back to the page layer and the block is as it
    * was. */
@@ -958,7 +973,7 @@ void *largecache_take_room(size_t pages, unsigned flags) {
     }
   }
   if (!pm) {
-    ulock_release(&a->lock);
+    ulock_release(arena_mutex(a));
     return NULL;
   }
   took(a, pm);
@@ -969,7 +984,7 @@ void *largecache_take_room(size_t pages, unsigned flags) {
   struct pmeta *room = page_split(blk, pages);
   shed(a, pm, true, SIZE_MAX);
   shed(a, room, true, SIZE_MAX);
-  ulock_release(&a->lock);
+  ulock_release(arena_mutex(a));
   return fill(blk, flags);
 }
 
@@ -1036,7 +1051,7 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
   arena_lock(a);
   struct pmeta *pm = aligned_fit(a, pages, &off);
   if (!pm) {
-    ulock_release(&a->lock);
+    ulock_release(arena_mutex(a));
     for (unsigned i = 0, used = atomic_load_explicit(&lc_used, memory_order_relaxed);
          i < used && !pm; i++) {
       a = &lc_arenas[i];
@@ -1044,7 +1059,7 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
           atomic_load_explicit(&a->xbacked, memory_order_relaxed) < pages)
         continue;
       arena_lock(a);
-      if (!(pm = aligned_fit(a, pages, &off))) ulock_release(&a->lock);
+      if (!(pm = aligned_fit(a, pages, &off))) ulock_release(arena_mutex(a));
     }
     if (!pm) return NULL;
   }
@@ -1066,7 +1081,7 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
     shed(a, pm, false, front_backed);
   }
   if (back) shed(a, page_split(win, pages), true, had - front_backed - pages);
-  ulock_release(&a->lock);
+  ulock_release(arena_mutex(a));
   win->kind = (uint8_t)kind;
   win->flags = PMF_FULL;
   return pmeta_addr(win);
@@ -1114,7 +1129,7 @@ void *largecache_grow(size_t pages, unsigned flags) {
   pm = merge_back(a, pm, &backed);
   size_t front = backed_in(pm, 0, pages);
   list_span(a, page_split(pm, pages), true, backed - front);
-  ulock_release(&a->lock);
+  ulock_release(arena_mutex(a));
   return fill(pm, flags);
 }
 
@@ -1132,7 +1147,7 @@ size_t largecache_flush(void) {
       if (atomic_load_explicit(&a->xpages, memory_order_relaxed) == cached)
         break;
     }
-    ulock_release(&a->lock);
+    ulock_release(arena_mutex(a));
   }
   cache_enforce();
   return released << PAGE_SHIFT;
@@ -1158,7 +1173,7 @@ size_t largecache_spans(size_t *largest) {
         found = true;
         if (of_class_link(n)->count > most) most = of_class_link(n)->count;
       }
-    ulock_release(&a->lock);
+    ulock_release(arena_mutex(a));
   }
   *largest = most << PAGE_SHIFT;
   return spans;
@@ -1172,12 +1187,12 @@ static unsigned lc_forked;
 
 UMPA_FORK
 void largecache_lock_all(void) {
-  ulock_acquire_fork(&lc_arenas[0].lock);
+  ulock_acquire_fork(arena_lock_at(0));
   unsigned n = atomic_load(&lc_shared) ? LC_ARENAS : 1;
-  for (unsigned i = 1; i < n; i++) ulock_acquire_fork(&lc_arenas[i].lock);
+  for (unsigned i = 1; i < n; i++) ulock_acquire_fork(arena_lock_at(i));
   lc_forked = n;
 }
 UMPA_FORK
 void largecache_unlock_all(void) {
-  for (unsigned i = lc_forked; i-- > 0;) ulock_release_fork(&lc_arenas[i].lock);
+  for (unsigned i = lc_forked; i-- > 0;) ulock_release_fork(arena_lock_at(i));
 }
