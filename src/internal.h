@@ -349,7 +349,8 @@ struct pmeta {
   _Atomic uint8_t xtag;      /* PM_TAG(state, order) */
   uint8_t kind;              /* used head: enum pm_kind */
   uint8_t flags;             /* used head: PMF_* */
-  _Atomic uint8_t xarena;    /* a cached span's ends: its arena (largecache.c) */
+  _Atomic uint8_t xarena;    /* a cached span's ends: its arena
+                                (largecache.c) */
 };
 
 /* ---------------------------------------------------------------------------

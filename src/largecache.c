@@ -66,10 +66,11 @@ _Static_assert(LC_MIN_PAGES >= 4, "a span's last page is past its links");
  * blocks all met in the cache waited for each other and moved its lists'
  * lines between their cores at every call (bench/malloc's buffers_mt:
  * sparsevar took 1044 ns a pair at two threads against 353 at one, and
- * 752 with arenas; mimalloc 337).  Spans of different arenas never merge.  A span's arena is written in
- * the entries at both its ends (`xarena`) before its marks are set, and a
- * neighbour's is read after its mark, so a holder of one arena's lock
- * recognises its own spans among the others' without reading theirs. */
+ * 752 with arenas; mimalloc 337).  Spans of different arenas never merge.
+ * A span's arena is written in the entries at both its ends (`xarena`)
+ * before its marks are set, and a neighbour's is read after its mark, so
+ * a holder of one arena's lock recognises its own spans among the others'
+ * without reading theirs. */
 #define LC_ARENAS 8
 
 struct lc_arena {
@@ -110,8 +111,13 @@ static inline ulock_t *arena_lock_at(unsigned i) {
 static inline ulock_t *arena_mutex(struct lc_arena *a) {
   return arena_lock_at((unsigned)(a - lc_arenas));
 }
+
 /* Arenas [0, lc_used) have held spans: the others are never looked at. */
 static _Atomic unsigned lc_used = 1;
+
+static unsigned arenas_used(void) {
+  return atomic_load_explicit(&lc_used, memory_order_relaxed);
+}
 /* Whether more than one arena is in use: then the `xcached` bits, whose
  * words spans of two arenas may share, change by locked instructions. */
 static _Atomic bool lc_shared;
@@ -188,7 +194,8 @@ static void count_span(struct lc_arena *a, struct pmeta *pm, size_t b,
   atomic_store_explicit(&a->xpages,
                         atomic_load(&a->xpages) + (size_t)sign * pm->count,
                         memory_order_relaxed);
-  atomic_store_explicit(&a->xbacked, atomic_load(&a->xbacked) + (size_t)sign * b,
+  atomic_store_explicit(&a->xbacked,
+                        atomic_load(&a->xbacked) + (size_t)sign * b,
                         memory_order_relaxed);
   PC_ADD(xidle, (size_t)sign * pm->count);
 }
@@ -196,16 +203,14 @@ static void count_span(struct lc_arena *a, struct pmeta *pm, size_t b,
 /* Pages in spans, and of those pages with memory, in all arenas. */
 static size_t total_pages(void) {
   size_t n = 0;
-  for (unsigned i = 0, used = atomic_load_explicit(&lc_used, memory_order_relaxed);
-       i < used; i++)
+  for (unsigned i = 0, used = arenas_used(); i < used; i++)
     n += atomic_load_explicit(&lc_arenas[i].xpages, memory_order_relaxed);
   return n;
 }
 
 static size_t total_backed(void) {
   size_t n = 0;
-  for (unsigned i = 0, used = atomic_load_explicit(&lc_used, memory_order_relaxed);
-       i < used; i++)
+  for (unsigned i = 0, used = arenas_used(); i < used; i++)
     n += atomic_load_explicit(&lc_arenas[i].xbacked, memory_order_relaxed);
   return n;
 }
@@ -454,14 +459,14 @@ static size_t evict(struct lc_arena *a, size_t excess) {
 }
 
 /* The age at which a span's memory decays, UMPA_DECAY_MS to 16 times that
- * (per arena, under its lock): doubled whenever a span is taken that waited half of
- * it or more (a span that waited all of it has gone: only those taken in the
- * second half of their age can raise it), halved after a whole age
- * without one, and back to UMPA_DECAY_MS at a full trim.  A program that
- * takes spans back late (a ring of varied blocks: Figure 7's spans wait
- * 50 ms and more for a request they fit) would otherwise lose them to
- * decay and fault them in again; one that reuses its blocks at once, or
- * not at all, keeps the short age. */
+ * (per arena, under its lock): doubled whenever a span is taken that
+ * waited half of it or more (a span that waited all of it has gone: only
+ * those taken in the second half of their age can raise it), halved after
+ * a whole age without one, and back to UMPA_DECAY_MS at a full trim.  A
+ * program that takes spans back late (a ring of varied blocks: Figure 7's
+ * spans wait 50 ms and more for a request they fit) would otherwise lose
+ * them to decay and fault them in again; one that reuses its blocks at
+ * once, or not at all, keeps the short age. */
 static uint64_t age_most(uint64_t base) {
   return base > UINT64_MAX / 16 ? UINT64_MAX : 16 * base;
 }
@@ -568,8 +573,7 @@ static struct lc_arena *my_arena(void) {
 UMPA_HOT
 void largecache_decay_idle(void) {
   if (!decay_age_ns() || !above_keep()) return;
-  for (unsigned i = 0, used = atomic_load_explicit(&lc_used, memory_order_relaxed);
-       i < used; i++) {
+  for (unsigned i = 0, used = arenas_used(); i < used; i++) {
     struct lc_arena *a = &lc_arenas[i];
     if (!ulock_try(arena_mutex(a))) continue;
     decay_locked(a);
@@ -864,8 +868,7 @@ static struct pmeta *best_fit(struct lc_arena *a, size_t pages, size_t *need) {
 static struct lc_arena *fullest_other(struct lc_arena *own, size_t pages) {
   struct lc_arena *best = NULL;
   size_t most = pages ? pages - 1 : 0;
-  for (unsigned i = 0, used = atomic_load_explicit(&lc_used, memory_order_relaxed);
-       i < used; i++) {
+  for (unsigned i = 0, used = arenas_used(); i < used; i++) {
     size_t n = atomic_load_explicit(&lc_arenas[i].xpages, memory_order_relaxed);
     if (&lc_arenas[i] != own && n > most) {
       best = &lc_arenas[i];
@@ -911,8 +914,9 @@ bool largecache_extend(struct pmeta *pm, size_t pages, unsigned flags) {
   if (pages <= old || next >= r->mapped || !bitmap_test(r->xcached, next))
     return false;
   /* Whose span it is, as a hint; own_mark says for sure under the lock. */
-  unsigned id = atomic_load_explicit(&r->meta[next].xarena, memory_order_relaxed);
-  if (id >= atomic_load_explicit(&lc_used, memory_order_relaxed)) return false;
+  unsigned id =
+      atomic_load_explicit(&r->meta[next].xarena, memory_order_relaxed);
+  if (id >= arenas_used()) return false;
   struct lc_arena *a = &lc_arenas[id];
   lock_and_decay(a);
   struct pmeta *nx = &r->meta[next];
@@ -1052,8 +1056,7 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
   struct pmeta *pm = aligned_fit(a, pages, &off);
   if (!pm) {
     ulock_release(arena_mutex(a));
-    for (unsigned i = 0, used = atomic_load_explicit(&lc_used, memory_order_relaxed);
-         i < used && !pm; i++) {
+    for (unsigned i = 0, used = arenas_used(); i < used && !pm; i++) {
       a = &lc_arenas[i];
       if (a == own ||
           atomic_load_explicit(&a->xbacked, memory_order_relaxed) < pages)
@@ -1135,8 +1138,7 @@ void *largecache_grow(size_t pages, unsigned flags) {
 
 size_t largecache_flush(void) {
   size_t released = 0;
-  for (unsigned i = 0, used = atomic_load_explicit(&lc_used, memory_order_relaxed);
-       i < used; i++) {
+  for (unsigned i = 0, used = arenas_used(); i < used; i++) {
     struct lc_arena *a = &lc_arenas[i];
     arena_lock(a);
     a->age = 0; /* an empty cache starts again from UMPA_DECAY_MS */
@@ -1155,14 +1157,11 @@ size_t largecache_flush(void) {
 
 size_t largecache_bytes(void) { return total_pages() << PAGE_SHIFT; }
 
-unsigned largecache_arenas(void) {
-  return atomic_load_explicit(&lc_used, memory_order_relaxed);
-}
+unsigned largecache_arenas(void) { return arenas_used(); }
 
 size_t largecache_spans(size_t *largest) {
   size_t spans = 0, most = 0;
-  for (unsigned i = 0, used = atomic_load_explicit(&lc_used, memory_order_relaxed);
-       i < used; i++) {
+  for (unsigned i = 0, used = arenas_used(); i < used; i++) {
     struct lc_arena *a = &lc_arenas[i];
     arena_lock(a);
     for (unsigned c = 0; c < LC_CLASSES; c++) spans += a->count[c];
