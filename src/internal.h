@@ -1439,7 +1439,7 @@ UMPA_HIDDEN bool largecache_lazy_sparse(void);
  * UINT64_MAX none (until an ask allowed otherwise sets it again). */
 UMPA_HIDDEN void largecache_ask_after(uint64_t t);
 /* The pages with memory that the cached span pm was listed with (for
- * umpa_page_check, under the cache's lock). */
+ * umpa_page_check, under its arena's lock). */
 UMPA_HIDDEN size_t largecache_listed_backed(struct pmeta *pm);
 
 /* held.c: a thread's freed large blocks, kept whole for its next malloc of
