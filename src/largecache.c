@@ -648,6 +648,16 @@ static void ask_kernel(struct pmeta *pm) {
   if (now == pages) pm->flags |= PMF_FULL;
 }
 
+/* Make a loose block's bits exact again (its pages the caller's alone):
+ * cleared, then set where the kernel says a page is resident. */
+static void make_exact(struct pmeta *pm) {
+  struct region *r = pm->region;
+  size_t idx = pmeta_index(pm), pages = pm->count;
+  page_exact_backed(r, idx, pages);
+  pm->flags &= (uint8_t)~(PMF_LOOSE | PMF_FULL);
+  if (bitmap_count(r->xbacked, idx, pages) == pages) pm->flags |= PMF_FULL;
+}
+
 /* Settle the bits of a freed block pm whose owner may have touched pages
  * they do not show (PMF_UNKNOWN), or that counts pages as backed that may
  * not be (PMF_LOOSE), before the cache lists it.  While the program
@@ -684,9 +694,7 @@ static void settle_backed(struct pmeta *pm) {
   if (unknown) {
     ask_kernel(pm); /* a loose block stays loose: its bits only grew */
   } else {
-    page_exact_backed(r, idx, pages);
-    pm->flags &= (uint8_t)~(PMF_LOOSE | PMF_FULL);
-    if (bitmap_count(r->xbacked, idx, pages) == pages) pm->flags |= PMF_FULL;
+    make_exact(pm);
   }
   uint64_t spent = os_fine_ns() - t0;
   atomic_store_explicit(&lc_ask_after, t0 + LC_ASK_SHARE * spent,
@@ -767,9 +775,7 @@ static void *fill(struct pmeta *pm, unsigned flags) {
      * in: calloc(4 MiB) after the free of a block written a page in 16
      * took 78-88 us instead of 17-22.  A block asked for populated must
      * be, too. */
-    page_exact_backed(r, idx, pages);
-    pm->flags &= (uint8_t)~(PMF_LOOSE | PMF_FULL);
-    if (bitmap_count(r->xbacked, idx, pages) == pages) pm->flags |= PMF_FULL;
+    make_exact(pm);
   }
   if (pm->flags & PMF_FULL) {
     if (flags & UMPA_ZERO) memset(pmeta_addr(pm), 0, pages << PAGE_SHIFT);

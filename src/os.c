@@ -195,9 +195,7 @@ static uint64_t clock_ns(clockid_t id) {
 }
 
 /* The fine clock: the coarse one (os_now_ns) ticks every 4 ms. */
-static uint64_t fine_now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
-
-uint64_t os_fine_ns(void) { return fine_now_ns(); }
+uint64_t os_fine_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 
 unsigned os_collapse_backoffs(void) {
   return atomic_load_explicit(&collapse_slowed, memory_order_relaxed);
@@ -214,10 +212,10 @@ static bool collapse_piece(char *c) {
   if (atomic_load_explicit(&collapse_state, memory_order_relaxed) < 0 ||
       atomic_load_explicit(&collapse_credit, memory_order_relaxed) < 0)
     return false;
-  uint64_t t0 = fine_now_ns();
+  uint64_t t0 = os_fine_ns();
   if (madvise(c, PAGE_SIZE, MADV_POPULATE_WRITE) != 0) return false;
   int ok = madvise(c, (size_t)1 << HUGE_SHIFT, MADV_COLLAPSE) == 0;
-  uint64_t took = fine_now_ns() - t0;
+  uint64_t took = os_fine_ns() - t0;
   if (!ok && (errno == EINVAL || errno == EPERM || errno == ENOSYS) &&
       atomic_load_explicit(&collapse_state, memory_order_relaxed) == 0) {
     atomic_store_explicit(&collapse_state, -1, memory_order_relaxed);
@@ -242,9 +240,9 @@ static bool collapse_piece(char *c) {
 /* MADV_POPULATE_WRITE over [p, p+size) by small pages, the time it took
  * earned towards collapsing; 0 or its errno. */
 static int populate_earning(char *p, size_t size) {
-  uint64_t t0 = fine_now_ns();
+  uint64_t t0 = os_fine_ns();
   if (madvise(p, size, MADV_POPULATE_WRITE) != 0) return errno;
-  atomic_fetch_add_explicit(&collapse_credit, (int64_t)(fine_now_ns() - t0),
+  atomic_fetch_add_explicit(&collapse_credit, (int64_t)(os_fine_ns() - t0),
                             memory_order_relaxed);
   return 0;
 }
