@@ -161,6 +161,11 @@ static inline size_t rand_between(uint64_t *state, size_t lo, size_t hi) {
   return lo + (size_t)(xorshift64_next(state) % (hi - lo + 1));
 }
 
+/* MiB of resident memory above `start` (0 if below). */
+static inline double mib_above(size_t rss, size_t start) {
+  return rss > start ? (double)(rss - start) / (double)MiB : 0;
+}
+
 /* Peak resident set of the process so far (getrusage), in KiB. */
 static inline long maxrss_kb(void) {
   struct rusage ru;

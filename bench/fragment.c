@@ -38,10 +38,6 @@ struct outcome {
   double live;                 /* MiB in the blocks that stay */
 };
 
-static double mib_above(size_t rss, size_t start) {
-  return rss > start ? (double)(rss - start) / (double)MiB : 0;
-}
-
 static struct outcome run(const struct pattern *pat, size_t bytes,
                           size_t start, struct rss_marks *m) {
   size_t n = bytes / ((pat->min + pat->max) / 2);
