@@ -352,6 +352,27 @@ fail:
   return -1;
 }
 
+long buddy_claim_within(struct buddy *b, struct region *r, size_t idx,
+                        size_t n) {
+  /* The run holding idx: its head is idx aligned down to some order k
+   * (a head whose run ends before idx, or a block in use, ends the
+   * search). */
+  for (unsigned k = 0; k <= r->order; k++) {
+    size_t h = idx & ~(((size_t)1 << k) - 1);
+    uint8_t tag = atomic_load_explicit(&r->meta[h].xtag, memory_order_acquire);
+    if (PM_STATE(tag) == PM_NONE) continue;
+    if (PM_STATE(tag) != PM_FREE || h + ((size_t)1 << PM_ORDER(tag)) <= idx)
+      return -1;
+    if (h == idx) return buddy_claim(b, r, idx, n);
+    long got = buddy_claim(b, r, h, idx + n - h);
+    if (got < 0) return -1;
+    got -= (long)bitmap_count(r->xbacked, h, idx - h);
+    buddy_free_range(b, r, h, idx - h, false);
+    return got;
+  }
+  return -1;
+}
+
 size_t buddy_claim_warm(struct buddy *b, struct region *r, size_t pos) {
   if (pos >= r->mapped) return 0;
   struct pmeta *pm = &r->meta[pos];

@@ -349,8 +349,10 @@ struct pmeta {
   _Atomic uint8_t xtag;      /* PM_TAG(state, order) */
   uint8_t kind;              /* used head: enum pm_kind */
   uint8_t flags;             /* used head: PMF_* */
-  _Atomic uint8_t xarena;    /* a cached span's ends: its arena
-                                (largecache.c) */
+  _Atomic uint8_t xmark;     /* a cached span's ends: its arena
+                                (largecache.c); a stored superblock's
+                                first two pages: its class and stripe
+                                (store.c) */
 };
 
 /* ---------------------------------------------------------------------------
@@ -544,9 +546,14 @@ UMPA_HIDDEN void buddy_free(struct buddy *b, struct region *r, size_t idx,
 UMPA_HIDDEN void buddy_free_range(struct buddy *b, struct region *r, size_t idx,
                                   size_t n, bool full);
 /* Take the pages [idx, idx+n) of r out of the free runs if they are all
- * free; returns the number of backed pages taken, or -1 (nothing changed). */
+ * free; returns the number of backed pages taken, or -1 (nothing changed).
+ * The caller owns page idx-1 (a free run holding idx starts there). */
 UMPA_HIDDEN long buddy_claim(struct buddy *b, struct region *r, size_t idx,
                              size_t n);
+/* The same where a free run may begin before idx: its part before idx
+ * goes back to the free lists. */
+UMPA_HIDDEN long buddy_claim_within(struct buddy *b, struct region *r,
+                                    size_t idx, size_t n);
 /* If the free run starting at page pos of r is fully backed, take it (the
  * caller owns pos-1, so a free run holding pos starts there) and return
  * its pages; else 0.  Used to grow a block over its free neighbour. */
@@ -661,6 +668,11 @@ UMPA_HIDDEN void *page_alloc(size_t npages, unsigned flags, unsigned kind);
 /* The same; *fresh says every page came zeroed from the kernel. */
 UMPA_HIDDEN void *page_alloc_ex(size_t npages, unsigned flags, unsigned kind,
                                 bool *fresh);
+/* Allocate the npages pages from p (in a region) for owner `kind`, as
+ * page_alloc would, if they are all free now; else NULL (errno as it was):
+ * for a caller that made a free run there (store_spill_for). */
+UMPA_HIDDEN void *page_alloc_at(void *p, size_t npages, unsigned flags,
+                                unsigned kind);
 /* Resize an allocated block (userpage_realloc without the checks): shrink
  * in place, grow in place or move by remapping; UMPA_NOMOVE fails with
  * ENOMEM instead of moving.  NULL (errno ENOMEM) leaves it unchanged. */
@@ -1376,6 +1388,21 @@ UMPA_HIDDEN size_t heap_store_bytes(int cls);
 /* fork: every lock of the stripes any heap used (after the class locks). */
 UMPA_HIDDEN void store_lock_all(void);
 UMPA_HIDDEN void store_unlock_all(void);
+/* Whether a large block of `pages` pages should try store_spill_for: the
+ * page layer has no warm free run of its size, the store holds
+ * superblocks, and the tries are not backing off after failures (each
+ * false answer while they are counts one skipped try). */
+UMPA_HIDDEN bool store_may_spill(size_t pages);
+/* Once store_may_spill said so, before a large block of `pages` pages
+ * takes memory without data: find
+ * a window of 2^log2_ceil(pages) pages that holds only free runs and
+ * stored superblocks, and give those superblocks back so that the
+ * window's pages merge into free runs with memory.  Returns the window's
+ * first byte (for page_alloc_at), or NULL when none was found or none was
+ * looked for.  Any thread; takes the store's list locks one at a time. */
+UMPA_HIDDEN void *store_spill_for(size_t pages);
+/* Windows store_spill_for has given back so far (for tests). */
+UMPA_HIDDEN uint64_t store_spills(void);
 
 /* largecache.c: freed large malloc blocks kept whole, reused best fit. */
 /* Park a freed large block (head pm); false if it does not qualify (the
@@ -1400,8 +1427,12 @@ UMPA_HIDDEN bool largecache_may_populate(size_t pages);
 UMPA_HIDDEN unsigned largecache_ahead(unsigned flags);
 /* A cached block of exactly `pages` pages (the surplus of a bigger span
  * stays cached), or NULL.  `flags` (UMPA_ZERO, UMPA_LAZY|PAGE_WARM) say
- * how the pages without memory are treated, as for page_alloc. */
-UMPA_HIDDEN void *largecache_take(size_t pages, unsigned flags);
+ * how the pages without memory are treated, as for page_alloc.  With
+ * `declined`, a best fit that lacks memory for half its pages or more is
+ * not taken while store_may_spill says stored superblocks may give a warm
+ * run instead: NULL, and *declined set. */
+UMPA_HIDDEN void *largecache_take(size_t pages, unsigned flags,
+                                  bool *declined);
 /* Grow the large block pm, in use, to `pages` pages in place over the
  * cached span that starts right after it, whose rest stays cached: a block
  * cut from the front of a span (largecache_take, largecache_grow) can so

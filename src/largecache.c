@@ -67,7 +67,7 @@ _Static_assert(LC_MIN_PAGES >= 4, "a span's last page is past its links");
  * lines between their cores at every call (bench/malloc's buffers_mt:
  * sparsevar took 1044 ns a pair at two threads against 353 at one, and
  * 752 with arenas; mimalloc 337).  Spans of different arenas never merge.
- * A span's arena is written in the entries at both its ends (`xarena`)
+ * A span's arena is written in the entries at both its ends (`xmark`)
  * before its marks are set, and a neighbour's is read after its mark, so
  * a holder of one arena's lock recognises its own spans among the others'
  * without reading theirs. */
@@ -218,7 +218,7 @@ static size_t total_backed(void) {
 /* One bit of `xcached`.  While one arena is in use, only its lock's holder
  * writes the bitmap, so a load and a store do: a locked or took 20 cycles,
  * and a large malloc and free set or clear eight of these bits.  Set with
- * release, after the span's `xarena` entries (see mark_ends). */
+ * release, after the span's `xmark` entries (see mark_ends). */
 static inline void mark_bit(_Atomic uint64_t *map, size_t i, bool on) {
   _Atomic uint64_t *w = &map[i >> 6];
   uint64_t bit = (uint64_t)1 << (i & 63);
@@ -236,7 +236,7 @@ static inline void mark_bit(_Atomic uint64_t *map, size_t i, bool on) {
 static inline bool own_mark(struct lc_arena *a, struct region *r, size_t i) {
   uint64_t w = atomic_load_explicit(&r->xcached[i >> 6], memory_order_acquire);
   return (w >> (i & 63)) & 1 &&
-         atomic_load_explicit(&r->meta[i].xarena, memory_order_relaxed) ==
+         atomic_load_explicit(&r->meta[i].xmark, memory_order_relaxed) ==
              (uint8_t)(a - lc_arenas);
 }
 
@@ -256,8 +256,8 @@ static void mark_ends(struct lc_arena *a, struct pmeta *pm, bool on) {
   if (on) {
     uint8_t id = (uint8_t)(a - lc_arenas);
     pm[pm->count - 1].count = pm->count;
-    atomic_store_explicit(&pm->xarena, id, memory_order_relaxed);
-    atomic_store_explicit(&pm[pm->count - 1].xarena, id, memory_order_relaxed);
+    atomic_store_explicit(&pm->xmark, id, memory_order_relaxed);
+    atomic_store_explicit(&pm[pm->count - 1].xmark, id, memory_order_relaxed);
   }
   mark_bit(pm->region->xcached, idx, on);
   mark_bit(pm->region->xcached, last, on);
@@ -885,7 +885,7 @@ static struct lc_arena *fullest_other(struct lc_arena *own, size_t pages) {
 }
 
 UMPA_HOT
-void *largecache_take(size_t pages, unsigned flags) {
+void *largecache_take(size_t pages, unsigned flags, bool *declined) {
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES ||
       total_pages() < pages / 4)
     return NULL;
@@ -898,6 +898,16 @@ void *largecache_take(size_t pages, unsigned flags) {
     if (!(a = fullest_other(a, pages))) return NULL;
     lock_and_decay(a);
     pm = best_fit(a, pages, &need);
+  }
+  /* A fit that lacks memory for half its pages or more (a stretch's
+   * fresh end, say) is worth less than stored superblocks that merge into
+   * a warm run: after a phase of small blocks, the large blocks took the
+   * stretch that the first of them had grown, and faulted it in beside
+   * the phase's memory (store.c, "Spilling"). */
+  if (pm && declined && need >= pages / 2 && store_may_spill(pages)) {
+    ulock_release(arena_mutex(a));
+    *declined = true;
+    return NULL;
   }
   /* Populating part of a span is worth it only when the page layer has no
    * warm run to give instead (a hit there costs no fault).  With no span
@@ -921,7 +931,7 @@ bool largecache_extend(struct pmeta *pm, size_t pages, unsigned flags) {
     return false;
   /* Whose span it is, as a hint; own_mark says for sure under the lock. */
   unsigned id =
-      atomic_load_explicit(&r->meta[next].xarena, memory_order_relaxed);
+      atomic_load_explicit(&r->meta[next].xmark, memory_order_relaxed);
   if (id >= arenas_used()) return false;
   struct lc_arena *a = &lc_arenas[id];
   lock_and_decay(a);

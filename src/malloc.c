@@ -206,12 +206,27 @@ static unsigned large_flags(size_t pages, bool zero) {
          (largecache_may_populate(pages) ? PAGE_AHEAD : 0);
 }
 
-/* A run of `pages` pages from the large cache, else the page layer; the
- * caller counts it in use. */
+/* A run of `pages` pages where stored superblocks gave way to it (their
+ * window merged into free runs with memory), or NULL. */
+static char *spilled_run(size_t pages, unsigned flags) {
+  void *w = store_spill_for(pages);
+  char *p = w ? page_alloc_at(w, pages, largecache_ahead(flags), KIND_LARGE)
+              : NULL;
+  if (p) heap_account_arena((ssize_t)(pages << PAGE_SHIFT));
+  return p;
+}
+
+/* A run of `pages` pages from the large cache (or from memory the store
+ * gives up for it), else the page layer; the caller counts it in use. */
 static char *large_run(size_t pages, unsigned flags) {
   int saved = errno;
   for (int again = 1;; again = 0) {
-    char *p = largecache_take(pages, flags);
+    bool declined = false;
+    char *p = largecache_take(pages, flags, &declined);
+    if (!p && (declined || store_may_spill(pages))) {
+      p = spilled_run(pages, flags);
+      if (!p && declined) p = largecache_take(pages, flags, NULL);
+    }
     if (!p) p = largecache_grow(pages, flags);
     if (!p) {
       /* A warm run, or one of a new region: decided before it is known. */

@@ -272,6 +272,9 @@ static bool commit_refused(size_t npages, unsigned flags) {
          !os_may_commit(npages << PAGE_SHIFT);
 }
 
+static void *page_ready_block(struct pmeta *pm, size_t npages, unsigned flags,
+                              unsigned kind, bool *fresh);
+
 UMPA_HOT
 void *page_alloc(size_t npages, unsigned flags, unsigned kind) {
   return page_alloc_ex(npages, flags, kind, NULL);
@@ -291,6 +294,33 @@ void *page_alloc_ex(size_t npages, unsigned flags, unsigned kind,
     errno = ENOMEM;
     return NULL;
   }
+  return page_ready_block(pm, npages, flags, kind, fresh);
+}
+
+void *page_alloc_at(void *p, size_t npages, unsigned flags, unsigned kind) {
+  struct region *r = region_of(p);
+  if (!r || npages == 0) return NULL;
+  size_t idx = region_index(r, p);
+  long backed = buddy_claim_within(&umpa_buddy, r, idx, npages);
+  if (backed < 0) return NULL;
+  struct pmeta *pm = &r->meta[idx];
+  pm->region = r;
+  pm->count = (uint32_t)backed;
+  atomic_store_explicit(&pm->xtag, PM_TAG(PM_BUSY, 0), memory_order_relaxed);
+  if (backed) cache_note_level();
+  int saved = errno;
+  void *q = page_ready_block(pm, npages, flags, kind, NULL);
+  errno = saved;
+  return q;
+}
+
+/* A run taken out of the free lists (head PM_BUSY, count = its backed
+ * pages) made a block of `kind`: its pages prepared as `flags` ask, then
+ * published.  NULL (errno ENOMEM, the run freed again) when they cannot
+ * be. */
+UMPA_HOT
+static void *page_ready_block(struct pmeta *pm, size_t npages, unsigned flags,
+                              unsigned kind, bool *fresh) {
   struct region *r = pm->region;
   size_t idx = pmeta_index(pm);
   size_t backed = pm->count, moved = 0;

@@ -166,12 +166,29 @@ static void class_gone(unsigned cls) {
     atomic_fetch_or(&umpa_class_masks.xstored, (uint64_t)1 << cls);
 }
 
+/* A stored superblock is marked in the page entries of its first two
+ * pages: its class (with STORED_MARK) in the first, its stripe + 1 in the
+ * second, each written only under the lock of its list.  store_spill_for
+ * reads them, atomic bytes of the page layer's metadata, to find windows
+ * of stored superblocks without reading a header that may not be its to
+ * read (and, in a locked process, may even be closed), and to know which
+ * list's lock to take. */
+#define STORED_MARK 0x80u /* above any large-cache arena (largecache.c) */
+
+static void mark_stored(struct superblock *sb, unsigned s1, unsigned cls) {
+  struct pmeta *pm = pmeta_at(sb_start(sb));
+  uint8_t m = s1 ? (uint8_t)(STORED_MARK | cls) : 0;
+  atomic_store_explicit(&pm[1].xmark, (uint8_t)s1, memory_order_relaxed);
+  atomic_store_explicit(&pm->xmark, m, memory_order_release);
+}
+
 /* Take sb off its stripe's list and its heap's list (its list's lock
  * held). */
 UMPA_HOT
 static void unlink_locked(struct superblock *sb) {
   unsigned cls = sb->cls, s = stripe_of(sb);
   struct store_list *l = &stripes[s].list[cls];
+  mark_stored(sb, 0, 0);
   if (sb->owner_prev) sb->owner_prev->owner_next = sb->owner_next;
   else sb->last_owner->bins[cls].stored = sb->owner_next;
   if (sb->owner_next) sb->owner_next->owner_prev = sb->owner_prev;
@@ -298,6 +315,7 @@ struct superblock *store_add(struct superblock *sb, uint64_t now, size_t cap) {
     return sb;
   }
   sb->group = SB_STORED;
+  mark_stored(sb, s + 1, cls);
   sb->stamp = now;
   sb->last_owner = owner;
   sb->owner_prev = NULL;
@@ -467,6 +485,167 @@ size_t heap_store_bytes(int cls) {
     n += atomic_load_explicit(&stripes[s].list[cls].xcount,
                               memory_order_relaxed);
   return n * ((size_t)umpa_class[cls].sb_pages << PAGE_SHIFT);
+}
+
+/* ---------------------------------------------------------------------------
+ * Spilling: stored superblocks give way to a large block.
+ *
+ * A program that frees a phase's small blocks and then allocates large
+ * ones (a compiler between passes, a loader that parses and then builds)
+ * left the store holding its empty superblocks and the page cache the
+ * free runs between them, 64 KiB pieces that merge into no run a large
+ * block can take: the large blocks came from fresh pages, and the phase's
+ * memory stayed resident beside them until it decayed (8 M blocks of 48
+ * bytes, freed, then 400 blocks of 1 MiB: peak RSS 727 MiB, mimalloc 474,
+ * glibc 550).  Spilling the oldest stored superblocks instead brought the
+ * peak down, but those rarely freed a whole run, and a ring of small and
+ * large blocks (smallobj mixed) spent 40-80 % more time rebuilding them.
+ * So only a whole window of the block's size, every piece of it a free run
+ * or a stored superblock, is given back, and the block takes the warm run
+ * its pieces merge into.
+ * ------------------------------------------------------------------------- */
+
+#define SPILL_LOOK 64 /* stored superblocks looked at per try, at most */
+#define SPILL_BACKOFF 6 /* after k failed tries in a row, skip 2^k - 1 */
+
+/* The backoff: tries to skip, and the store's pages at the last failure
+ * (a store grown by a window's worth since may hold new windows). */
+static _Atomic unsigned spill_fails, spill_skip;
+static _Atomic size_t spill_mark;
+static _Atomic uint64_t spills; /* windows given back, for tests */
+
+uint64_t store_spills(void) {
+  return atomic_load_explicit(&spills, memory_order_relaxed);
+}
+
+/* A stored superblock's class and stripe at page idx of r, from its marks
+ * (as a hint, unless its list's lock is held); false if none is marked. */
+static bool stored_at(struct region *r, size_t idx, unsigned *cls,
+                      unsigned *s) {
+  uint8_t m = atomic_load_explicit(&r->meta[idx].xmark, memory_order_acquire);
+  if (!(m & STORED_MARK)) return false;
+  unsigned s1 =
+      atomic_load_explicit(&r->meta[idx + 1].xmark, memory_order_relaxed);
+  if (!s1 || s1 > STORE_STRIPES) return false;
+  *cls = m & (STORED_MARK - 1);
+  *s = s1 - 1;
+  return *cls < NUM_CLASSES;
+}
+
+/* Walk the window [lo, end) of r piece by piece: a free run, or a stored
+ * superblock (`take`: taken off its list onto *gone).  False at the first
+ * piece that is neither, or (with `take`) a superblock that left the
+ * store meanwhile. */
+static bool walk_window(struct region *r, size_t lo, size_t end, bool take,
+                        struct superblock **gone) {
+  for (size_t i = lo; i < end;) {
+    uint8_t tag =
+        atomic_load_explicit(&r->meta[i].xtag, memory_order_acquire);
+    if (PM_STATE(tag) == PM_FREE) {
+      i += (size_t)1 << PM_ORDER(tag);
+      continue;
+    }
+    unsigned cls, s, shift;
+    if (PM_STATE(tag) != PM_USED || !stored_at(r, i, &cls, &s) ||
+        !(shift = region_superblock_shift(r, region_addr(r, i))))
+      return false;
+    if (take) {
+      struct store_list *l = &stripes[s].list[cls];
+      unsigned c2, s2;
+      ulock_acquire(&l->lock);
+      /* Under its list's lock the marks are exact, and the header is the
+       * store's to read. */
+      bool here = stored_at(r, i, &c2, &s2) && c2 == cls && s2 == s;
+      if (here)
+        *gone = remove_locked(
+            sb_header_at((uintptr_t)region_addr(r, i), shift), *gone);
+      ulock_release(&l->lock);
+      if (!here) return false;
+    }
+    i += (size_t)1 << (shift - PAGE_SHIFT);
+  }
+  return true;
+}
+
+/* Give back the stored superblocks of the window of 2^order pages that
+ * holds address a, if it holds nothing else but free runs; returns the
+ * window's first byte, or NULL. */
+static void *spill_window(uintptr_t a, unsigned order) {
+  struct region *r = region_of((void *)a);
+  if (!r || order > r->order) return NULL;
+  size_t lo = region_index(r, (void *)a) & ~(((size_t)1 << order) - 1),
+         end = lo + ((size_t)1 << order);
+  if (end > r->mapped || !walk_window(r, lo, end, false, NULL)) return NULL;
+  struct superblock *gone = NULL;
+  bool whole = walk_window(r, lo, end, true, &gone);
+  destroy_chain(gone); /* to the page layer, whole window or not */
+  return whole && gone ? region_addr(r, lo) : NULL;
+}
+
+/* Up to `room` stored superblocks of list l, oldest first: the addresses
+ * of their windows of 2^order pages, into w[] (no two alike in a row). */
+static unsigned windows_of(struct store_list *l, unsigned order,
+                           uintptr_t *w, unsigned room) {
+  uintptr_t mask = ~(((uintptr_t)PAGE_SIZE << order) - 1);
+  unsigned n = 0;
+  ulock_acquire(&l->lock);
+  for (struct superblock *sb = l->tail; sb && n < room; sb = sb->prev) {
+    uintptr_t win = (uintptr_t)sb_start(sb) & mask;
+    if (!n || w[n - 1] != win) w[n++] = win;
+  }
+  ulock_release(&l->lock);
+  return n;
+}
+
+bool store_may_spill(size_t pages) {
+  unsigned order = log2_ceil(pages);
+  if (order >= UMPA_PAGE_ORDERS || buddy_has_warm(&umpa_buddy, order))
+    return false;
+  size_t stored = store_pages(), window = (size_t)1 << order;
+  if (stored < window / 4) return false;
+  /* A program whose windows all hold live blocks would pay the look on
+   * every large block that misses the caches. */
+  unsigned skip = atomic_load_explicit(&spill_skip, memory_order_relaxed);
+  if (skip &&
+      stored < atomic_load_explicit(&spill_mark, memory_order_relaxed) + window) {
+    atomic_store_explicit(&spill_skip, skip - 1, memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+void *store_spill_for(size_t pages) {
+  unsigned order = log2_ceil(pages);
+  uintptr_t w[SPILL_LOOK];
+  unsigned looked = 0, used = used_stripes();
+  struct heap *h = umpa_tl_heap;
+  unsigned own = h != HEAP_NONE ? h->stripe : 0;
+  for (unsigned i = 0; i < used && looked < SPILL_LOOK; i++) {
+    unsigned s = (own + i) % used;
+    uint64_t classes =
+        atomic_load_explicit(&stripes[s].xclasses, memory_order_relaxed);
+    for (; classes && looked < SPILL_LOOK; classes &= classes - 1) {
+      unsigned c = (unsigned)__builtin_ctzll(classes);
+      unsigned n =
+          windows_of(&stripes[s].list[c], order, w, SPILL_LOOK - looked);
+      looked += n;
+      for (unsigned k = 0; k < n; k++) {
+        void *win = spill_window(w[k], order);
+        if (win) {
+          atomic_fetch_add_explicit(&spills, 1, memory_order_relaxed);
+          atomic_store_explicit(&spill_fails, 0, memory_order_relaxed);
+          atomic_store_explicit(&spill_skip, 0, memory_order_relaxed);
+          return win;
+        }
+      }
+    }
+  }
+  unsigned f = atomic_load_explicit(&spill_fails, memory_order_relaxed);
+  if (f < SPILL_BACKOFF) f++;
+  atomic_store_explicit(&spill_fails, f, memory_order_relaxed);
+  atomic_store_explicit(&spill_mark, store_pages(), memory_order_relaxed);
+  atomic_store_explicit(&spill_skip, (1u << f) - 1, memory_order_relaxed);
+  return NULL;
 }
 
 UMPA_FORK

@@ -1071,6 +1071,51 @@ static void test_lazy_big(void) {
   }
 }
 
+/* A phase of small blocks, all freed, then large ones: the empty
+ * superblocks the store kept give way where a window of a large block's
+ * size holds nothing else, their pages merge into a warm run, and the
+ * large blocks take those runs instead of fresh pages (store.c,
+ * "Spilling"). */
+static void test_phase_spill(void) {
+  umpa_malloc_trim(0);
+  const size_t n = 400000, big = 8;
+  char **v = umpa_malloc(n * sizeof *v);
+  REQUIRE(v);
+  for (size_t i = 0; i < n; i++) {
+    v[i] = umpa_malloc(48);
+    REQUIRE(v[i]);
+    memset(v[i], 7, 48);
+  }
+  for (size_t i = 0; i < n; i++) umpa_free(v[i]);
+  size_t stored = heap_store_bytes(-1);
+  REQUIRE_MSG(stored >= big * MiB, "%zu bytes stored", stored);
+  char *b[8];
+  long f0 = faults();
+  for (size_t k = 0; k < big; k++) {
+    b[k] = umpa_malloc(MiB);
+    REQUIRE(b[k]);
+    memset(b[k], (int)k + 1, MiB);
+  }
+  long took = faults() - f0;
+  size_t left = heap_store_bytes(-1);
+  CHECK_MSG(left + big * MiB / 2 <= stored,
+            "%zu bytes stored before the large blocks, %zu after", stored,
+            left);
+  /* Every page of 8 fresh MiB would fault: 2048. */
+  if (!UNDER_ASAN)
+    CHECK_MSG(took < (long)(big * MiB / 4096 / 4),
+              "%ld faults for %zu MiB of large blocks", took, big);
+  CHECK(store_masks_agree());
+  for (size_t k = 0; k < big; k++) {
+    CHECK(nonzero_bytes(b[k], MiB, 4096) == MiB / 4096);
+    CHECK(b[k][MiB - 1] == (char)(k + 1));
+    umpa_free(b[k]);
+  }
+  umpa_free(v);
+  umpa_malloc_trim(0);
+  umpa_page_check();
+}
+
 int main(void) {
   decay_off();
   test_ring_footprint();
@@ -1099,6 +1144,7 @@ int main(void) {
   test_loose_blocks();
   test_ahead_spent_on_need();
   test_small_lazy_cached();
+  test_phase_spill();
   umpa_malloc_trim(0);
   umpa_page_check();
   return check_done("test_malloc_large");
