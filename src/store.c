@@ -513,6 +513,11 @@ size_t heap_store_bytes(int cls) {
 static _Atomic unsigned spill_fails, spill_skip;
 static _Atomic size_t spill_mark;
 static _Atomic uint64_t spills; /* windows given back, for tests */
+/* Where the last window given back ended: superblocks made one after
+ * another lie side by side, so the next window is likely there, and
+ * looking at it costs no walk of a list (whose headers are each a cache
+ * miss). */
+static _Atomic uintptr_t spill_next;
 
 uint64_t store_spills(void) {
   return atomic_load_explicit(&spills, memory_order_relaxed);
@@ -597,6 +602,17 @@ static unsigned windows_of(struct store_list *l, unsigned order,
   return n;
 }
 
+/* A window of 2^order pages from win was given back. */
+static void *spilled(void *win, unsigned order) {
+  atomic_fetch_add_explicit(&spills, 1, memory_order_relaxed);
+  atomic_store_explicit(&spill_fails, 0, memory_order_relaxed);
+  atomic_store_explicit(&spill_skip, 0, memory_order_relaxed);
+  atomic_store_explicit(&spill_next,
+                        (uintptr_t)win + ((uintptr_t)PAGE_SIZE << order),
+                        memory_order_relaxed);
+  return win;
+}
+
 bool store_may_spill(size_t pages) {
   unsigned order = log2_ceil(pages);
   if (order >= UMPA_PAGE_ORDERS || buddy_has_warm(&umpa_buddy, order))
@@ -616,6 +632,9 @@ bool store_may_spill(size_t pages) {
 
 void *store_spill_for(size_t pages) {
   unsigned order = log2_ceil(pages);
+  uintptr_t next = atomic_load_explicit(&spill_next, memory_order_relaxed);
+  void *win = next ? spill_window(next, order) : NULL;
+  if (win) return spilled(win, order);
   uintptr_t w[SPILL_LOOK];
   unsigned looked = 0, used = used_stripes();
   struct heap *h = umpa_tl_heap;
@@ -629,15 +648,8 @@ void *store_spill_for(size_t pages) {
       unsigned n =
           windows_of(&stripes[s].list[c], order, w, SPILL_LOOK - looked);
       looked += n;
-      for (unsigned k = 0; k < n; k++) {
-        void *win = spill_window(w[k], order);
-        if (win) {
-          atomic_fetch_add_explicit(&spills, 1, memory_order_relaxed);
-          atomic_store_explicit(&spill_fails, 0, memory_order_relaxed);
-          atomic_store_explicit(&spill_skip, 0, memory_order_relaxed);
-          return win;
-        }
-      }
+      for (unsigned k = 0; k < n; k++)
+        if ((win = spill_window(w[k], order))) return spilled(win, order);
     }
   }
   unsigned f = atomic_load_explicit(&spill_fails, memory_order_relaxed);
