@@ -47,7 +47,7 @@ static size_t live_recent(void) {
   size_t live = pages_live();
   uint64_t win = decay_age_ns();
   if (!win) win = 50 * 1000000ull;
-  uint64_t now = os_now_ns(),
+  uint64_t now = now_coarse(),
            start = atomic_load_explicit(&live_window, memory_order_relaxed);
   /* (A window another thread opened after `now` was read is not over.) */
   if (now > start && now - start >= win &&
@@ -241,8 +241,9 @@ void cache_note_level(void) {
 static void decay(void) {
   uint64_t age = decay_age_ns();
   if (!age || atomic_load_explicit(&limit_fixed, memory_order_relaxed)) return;
-  uint64_t now = os_now_ns(), start = atomic_load(&epoch_ns);
-  if (!now || now - start < age ||
+  uint64_t now = now_coarse(), start = atomic_load(&epoch_ns);
+  /* (An interval another thread began after `now` was read is not over.) */
+  if (!now || now < start || now - start < age ||
       !atomic_compare_exchange_strong(&epoch_ns, &start, now))
     return;
   size_t idle = atomic_exchange(&low_water, cache_held_pages());

@@ -211,6 +211,29 @@ UMPA_HIDDEN bool os_thread_alive(int tid);
 UMPA_HIDDEN bool os_membarrier(void);
 /* A monotonic clock in ns, coarse (a few ms): for ageing, not timing. */
 UMPA_HIDDEN uint64_t os_now_ns(void);
+/* The coarse clock as read when the thread's current large-block call
+ * began (clock_scope_begin), 0 outside one.  The caches' limits and decay
+ * read the clock four times a large free and as often again for each
+ * piece an aligned malloc gives back (12 reads, 60 of its 560 ns): within
+ * a call, now_coarse gives them that one reading.  A reading so taken may
+ * be older than another thread's, by as long as the call has run, so
+ * whoever compares it with a time another thread stored allows for that
+ * (the large cache's arenas keep their clock monotonic; the windows of
+ * cache.c ignore a start after it). */
+UMPA_HIDDEN extern __thread uint64_t umpa_tl_now
+    __attribute__((tls_model("initial-exec")));
+static inline uint64_t now_coarse(void) {
+  uint64_t t = umpa_tl_now;
+  return t ? t : os_now_ns();
+}
+/* Open a scope in which now_coarse returns one reading (nested scopes keep
+ * the outer one's); pass what it returns to clock_scope_end. */
+static inline uint64_t clock_scope_begin(void) {
+  uint64_t was = umpa_tl_now;
+  if (!was) umpa_tl_now = os_now_ns();
+  return was;
+}
+static inline void clock_scope_end(uint64_t was) { umpa_tl_now = was; }
 /* The same, fine (a vDSO read of CLOCK_MONOTONIC): for timing what the
  * allocator does; 0 if it cannot be read. */
 UMPA_HIDDEN uint64_t os_fine_ns(void);

@@ -514,7 +514,10 @@ static bool above_keep(void) {
  * which cost far more than the read, and on the small paths' ticks. */
 UMPA_HOT
 static void decay_locked(struct lc_arena *a) {
-  a->now = os_now_ns();
+  /* Never back: stamps are taken from it, and a reading taken before the
+   * lock (now_coarse) may be older than another holder's. */
+  uint64_t now = now_coarse();
+  if (now > a->now) a->now = now;
   uint64_t age = decay_age_ns();
   if (!age || !a->ready || !a->now) return;
   age = age_in_force(a, age);

@@ -220,6 +220,7 @@ static char *spilled_run(size_t pages, unsigned flags) {
  * gives up for it), else the page layer; the caller counts it in use. */
 static char *large_run(size_t pages, unsigned flags) {
   int saved = errno;
+  uint64_t clock = clock_scope_begin();
   for (int again = 1;; again = 0) {
     bool declined = false;
     char *p = largecache_take(pages, flags, &declined);
@@ -235,10 +236,13 @@ static char *large_run(size_t pages, unsigned flags) {
     }
     if (p) {
       errno = saved; /* a first try that failed set it */
+      clock_scope_end(clock);
       return p;
     }
-    if (!again || !reclaim_for_retry()) return NULL; /* errno: ENOMEM */
+    if (!again || !reclaim_for_retry()) break; /* errno: ENOMEM */
   }
+  clock_scope_end(clock);
+  return NULL;
 }
 
 /* Pages of a large block that nobody uses: to the large cache, else the
@@ -277,8 +281,12 @@ static void *large_alloc_aligned(size_t pages, size_t align, bool zero) {
   char *p = held_take(pages, zero, align);
   if (p) return p;
   size_t extra = (align >> PAGE_SHIFT) - 1;
+  uint64_t clock = clock_scope_begin(); /* the run and both pieces */
   p = large_run(pages + extra, large_flags(pages, zero));
-  if (!p) return NULL;
+  if (!p) {
+    clock_scope_end(clock);
+    return NULL;
+  }
   char *a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
   size_t front = (size_t)(a - p) >> PAGE_SHIFT, back = extra - front;
   struct pmeta *pm = pmeta_at(p);
@@ -288,6 +296,7 @@ static void *large_alloc_aligned(size_t pages, size_t align, bool zero) {
     pm = rest;
   }
   if (back) large_give_back_piece(page_split(pm, pages));
+  clock_scope_end(clock);
   large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
   return a;
 }
@@ -342,7 +351,9 @@ static struct pmeta *large_head(struct region *r, void *p, const char *who) {
 UMPA_HOT
 void large_release(struct pmeta *pm) {
   large_inuse(-1, -(ssize_t)((size_t)pm->count << PAGE_SHIFT));
+  uint64_t clock = clock_scope_begin();
   large_give_back(pm);
+  clock_scope_end(clock);
 }
 
 /* Free the large block p (in region r); `hold`: the thread may keep it

@@ -500,6 +500,11 @@ bool os_membarrier(void) {
          syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
 }
 
+/* Here rather than with the other thread-locals of thread.c: the page
+ * layer reads it, and a program linking the page layer alone (the page
+ * API's tests) must not pull thread.c's constructor in with it. */
+__thread uint64_t umpa_tl_now __attribute__((tls_model("initial-exec")));
+
 UMPA_HOT
 uint64_t os_now_ns(void) {
   /* The coarse clock is read from the vDSO without entering the kernel. */
