@@ -1429,8 +1429,12 @@ UMPA_HIDDEN uint64_t store_spills(void);
 
 /* largecache.c: freed large malloc blocks kept whole, reused best fit. */
 /* Park a freed large block (head pm); false if it does not qualify (the
- * caller then frees it to the page layer). */
-UMPA_HIDDEN bool largecache_put(void *p, struct pmeta *pm);
+ * caller then frees it to the page layer).  `freed`: the program had the
+ * block, whose bits may need settling (settle_backed); false for a piece
+ * of a run never handed out, whose bits stay as they are (a loose one
+ * loose: asking about pages nobody touched tells nothing new, and reading
+ * the clock for the gate was a tenth of an aligned malloc's time). */
+UMPA_HIDDEN bool largecache_put(struct pmeta *pm, bool freed);
 /* Whether a large malloc block of `pages` pages may be populated when it
  * is handed out rather than left to fault in: true while the lazy blocks
  * freed lately were touched all but a few pages (at least LC_SAMPLE of

@@ -709,7 +709,7 @@ void largecache_ask_after(uint64_t t) {
 }
 
 UMPA_HOT
-bool largecache_put(void *p, struct pmeta *pm) {
+bool largecache_put(struct pmeta *pm, bool freed) {
   size_t pages = pm->count;
   size_t limit = umpa_opt.large_cache >> PAGE_SHIFT;
   if (!umpa_opt.large_cache_fixed) {
@@ -747,8 +747,7 @@ bool largecache_put(void *p, struct pmeta *pm) {
   largecache_assume_touched(pm);
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES || pages > limit)
     return false;
-  if (pm->flags & (PMF_UNKNOWN | PMF_LOOSE)) settle_backed(pm);
-  (void)p;
+  if (freed && (pm->flags & (PMF_UNKNOWN | PMF_LOOSE))) settle_backed(pm);
   struct lc_arena *a = my_arena();
   lock_and_decay(a);
   size_t backed = pm->flags & PMF_FULL ? pages

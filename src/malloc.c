@@ -246,11 +246,11 @@ static char *large_run(size_t pages, unsigned flags) {
 }
 
 /* Pages of a large block that nobody uses: to the large cache, else the
- * page layer. */
-static void large_give_back(struct pmeta *pm) {
+ * page layer.  `freed`: the program had them (see largecache_put). */
+static void large_give_back(struct pmeta *pm, bool freed) {
   void *head = pmeta_addr(pm);
   size_t pages = pm->count;
-  if (largecache_put(head, pm)) return;
+  if (largecache_put(pm, freed)) return;
   page_free(head, pages, KIND_LARGE, "free");
   heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
 }
@@ -266,7 +266,7 @@ static void large_give_back_piece(struct pmeta *pm) {
     pm->flags &= (uint8_t)~(PMF_UNKNOWN | PMF_FULL);
     if (backed == pm->count) pm->flags |= PMF_FULL;
   }
-  large_give_back(pm);
+  large_give_back(pm, false);
 }
 
 /* A block of `pages` pages at an address aligned to align (a power of two
@@ -352,7 +352,7 @@ UMPA_HOT
 void large_release(struct pmeta *pm) {
   large_inuse(-1, -(ssize_t)((size_t)pm->count << PAGE_SHIFT));
   uint64_t clock = clock_scope_begin();
-  large_give_back(pm);
+  large_give_back(pm, true);
   clock_scope_end(clock);
 }
 

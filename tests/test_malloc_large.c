@@ -956,6 +956,23 @@ static void test_loose_blocks(void) {
   held_flush(umpa_tl_heap);
   CHECK_MSG(counted_backed(q, n) == 1, "%zu pages counted, 1 touched",
             counted_backed(q, n));
+  /* The pieces an aligned malloc cuts off a loose span and gives back at
+   * once were never handed out: they stay loose even when a free could
+   * ask (asking about them tells nothing new). */
+  p = cached_loose(n);
+  char *head = umpa_malloc(64 * KiB); /* the piece's neighbour, in use */
+  CHECK(head == p);
+  largecache_ask_after(0);
+  void *a = NULL;
+  REQUIRE(umpa_posix_memalign(&a, MiB, MiB) == 0);
+  CHECK((char *)a >= p + 64 * KiB && (char *)a < p + n);
+  if ((char *)a > p + 64 * KiB) { /* else the run was aligned: no piece */
+    struct pmeta *front = pmeta_at(p + 64 * KiB);
+    CHECK_MSG(front->flags & PMF_LOOSE,
+              "a front piece of %zu pages made exact", (size_t)front->count);
+  }
+  umpa_free(a);
+  umpa_free(head);
   largecache_ask_after(0);
   umpa_malloc_trim(0);
   umpa_page_check();
