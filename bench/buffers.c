@@ -23,6 +23,10 @@
  *   sparsevar malloc of 1 MiB to 1.875 MiB, eight sizes in turn, a byte
  *             written per 64 KiB: a buffer sized to each request and
  *             used in part (no size comes back before four others).
+ *   alvar     posix_memalign with alignments of 64 KiB to 2 MiB in turn,
+ *             of half the alignment plus 0-56 KiB (24 size and alignment
+ *             pairs in turn), one byte written: buffers aligned for
+ *             hardware or huge pages, of varied sizes.
  * With T threads every thread runs the same patterns at once (a barrier
  * between patterns); the figure is wall time per pair of one thread, so
  * perfect scaling keeps it constant.
@@ -35,10 +39,10 @@
 #include <string.h>
 
 enum { B64K, B256K, ALIGN4K, ALIGN64K, CALLOC, SHRINK, SPARSE, AL64K, AL2M,
-       SPARSE4M, SPARSEVAR, NPAT };
+       SPARSE4M, SPARSEVAR, ALVAR, NPAT };
 static const char *const names[NPAT] = {
     "64k",   "256k", "align4k",  "align64k", "calloc",   "shrink",
-    "sparse1m", "al64k", "al2m", "sparse4m", "sparsevar"};
+    "sparse1m", "al64k", "al2m", "sparse4m", "sparsevar", "alvar"};
 
 struct worker {
   pthread_t tid;
@@ -71,9 +75,11 @@ static void *aligned(size_t align, size_t size) {
 
 /* calloc clears 100000 bytes a pair: a tenth as many; al2m and sparse4m
  * map their block afresh a pair under some allocators (80 us with glibc
- * for al2m): a hundredth; sparsevar writes 16-30 pages a pair: a tenth. */
+ * for al2m): a hundredth; sparsevar writes 16-30 pages a pair, and alvar
+ * maps its block afresh under glibc: a tenth. */
 static long pairs_of(int pattern, long pairs) {
-  return pattern == CALLOC || pattern == SPARSEVAR  ? pairs / 10
+  return pattern == CALLOC || pattern == SPARSEVAR || pattern == ALVAR
+             ? pairs / 10
          : pattern == AL2M || pattern == SPARSE4M ? pairs / 100
                                                   : pairs;
 }
@@ -126,6 +132,12 @@ static void pair(int pattern, long i) {
       p = xmalloc(n);
       for (size_t at = (size_t)i % 4096; at < n; at += 64 * KiB)
         p[at] = (char)i;
+      break;
+    }
+    case ALVAR: {
+      size_t align = 64 * KiB << (i % 6);
+      p = aligned(align, align / 2 + (size_t)(i % 8) * 8 * KiB);
+      p[0] = (char)i;
       break;
     }
     default: /* SHRINK */
@@ -184,8 +196,8 @@ int main(int argc, char **argv) {
   double ns[NPAT];
   for (int p = 0; p < NPAT; p++)
     ns[p] = (double)pattern_ns[p] / (double)pairs_of(p, pairs);
-  printf("buffers: %d threads, %ld pairs each (calloc and sparsevar %ld, "
-         "al2m and sparse4m %ld): ns per pair:",
+  printf("buffers: %d threads, %ld pairs each (calloc, sparsevar and alvar "
+         "%ld, al2m and sparse4m %ld): ns per pair:",
          threads, pairs, pairs_of(CALLOC, pairs), pairs_of(AL2M, pairs));
   for (int p = 0; p < NPAT; p++) printf(" %s %.1f", names[p], ns[p]);
   printf("\n");
