@@ -1475,6 +1475,13 @@ UMPA_HIDDEN bool largecache_extend(struct pmeta *pm, size_t pages,
  * place, and so has the next block moved into the span's front half.
  * Memory as for largecache_take; NULL when no span is that big. */
 UMPA_HIDDEN void *largecache_take_room(size_t pages, unsigned flags);
+/* A cached block of exactly `pages` pages whose address is aligned to
+ * `align` bytes (a power of two above PAGE_SIZE), cut from a span whose
+ * front and back stay cached, or NULL: an aligned malloc served under one
+ * lock, where taking a bigger run and giving its ends back took three.
+ * Memory as for largecache_take. */
+UMPA_HIDDEN void *largecache_take_window(size_t pages, size_t align,
+                                         unsigned flags);
 /* A block of `pages` pages (a power of two), aligned to its size and all
  * of it with memory, cut from a cached span and handed over as a block of
  * `kind` (a superblock); NULL when no span has such a piece.  The pages

@@ -964,6 +964,66 @@ static void shed(struct lc_arena *a, struct pmeta *pm, bool recent,
   else drop(pm);
 }
 
+/* Where in span pm (pages from its head) a block of `pages` pages whose
+ * address is aligned to `align` bytes begins, or SIZE_MAX if none fits;
+ * how many of its pages lack memory in *need. */
+static size_t window_in(struct pmeta *pm, size_t pages, size_t align,
+                        size_t *need) {
+  uintptr_t a = (uintptr_t)pmeta_addr(pm);
+  size_t off = (((a + align - 1) & ~(uintptr_t)(align - 1)) - a) >> PAGE_SHIFT;
+  if (off + pages > pm->count) return SIZE_MAX;
+  *need = (pm->flags & PMF_FULL) ? 0 : pages - backed_in(pm, off, pages);
+  return off;
+}
+
+UMPA_HOT
+void *largecache_take_window(size_t pages, size_t align, unsigned flags) {
+  if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES || total_pages() < pages)
+    return NULL;
+  struct lc_arena *a = my_arena();
+  lock_and_decay(a);
+  /* As best_fit, a few looks per class: the window that needs the fewest
+   * pages populated. */
+  struct pmeta *pm = NULL;
+  size_t off = 0, need = 0;
+  for (uint64_t m = classes_from(a, class_of(pages)); m; m &= m - 1) {
+    unsigned c = (unsigned)__builtin_ctzll(m);
+    int looks = 4;
+    for (struct pmeta *n = a->list[c].next; n != &a->list[c] && looks--;
+         n = n->next) {
+      struct pmeta *cand = of_class_link(n);
+      size_t cand_need, o = window_in(cand, pages, align, &cand_need);
+      if (o != SIZE_MAX && (!pm || cand_need < need)) {
+        pm = cand;
+        off = o;
+        need = cand_need;
+      }
+    }
+    if (pm && !need) break;
+  }
+  if (!pm || (need && buddy_has_warm(&umpa_buddy, log2_ceil(pages)))) {
+    ulock_release(arena_mutex(a));
+    return NULL;
+  }
+  /* The front and the back stay cached (or go to the page layer when too
+   * small for a span), as largecache_take_aligned's do. */
+  size_t had = listed_backed(pm), back = pm->count - off - pages;
+  size_t in_win = pages - need;
+  size_t front_backed = off <= back
+                            ? backed_in(pm, 0, off)
+                            : had - in_win - backed_in(pm, off + pages, back);
+  took(a, pm);
+  unlist_span(a, pm, off >= LC_MIN_PAGES);
+  struct pmeta *win = pm;
+  if (off) {
+    win = page_split(pm, off);
+    shed(a, pm, false, front_backed);
+  }
+  if (back) shed(a, page_split(win, pages), true, had - front_backed - in_win);
+  ulock_release(arena_mutex(a));
+  return fill(win, flags);
+}
+
 void *largecache_take_room(size_t pages, unsigned flags) {
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES / 2 ||
       total_pages() < 2 * pages)

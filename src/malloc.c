@@ -281,8 +281,15 @@ static void *large_alloc_aligned(size_t pages, size_t align, bool zero) {
   char *p = held_take(pages, zero, align);
   if (p) return p;
   size_t extra = (align >> PAGE_SHIFT) - 1;
+  unsigned flags = large_flags(pages, zero);
   uint64_t clock = clock_scope_begin(); /* the run and both pieces */
-  p = large_run(pages + extra, large_flags(pages, zero));
+  p = largecache_take_window(pages, align, flags);
+  if (p) {
+    clock_scope_end(clock);
+    large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
+    return p;
+  }
+  p = large_run(pages + extra, flags);
   if (!p) {
     clock_scope_end(clock);
     return NULL;

@@ -1088,6 +1088,47 @@ static void test_lazy_big(void) {
   }
 }
 
+/* An aligned malloc that a cached span can hold takes its window from
+ * the span under one lock: the block is aligned, inside the span, has
+ * memory in every page (no fault when written), and the span's front and
+ * back stay cached. */
+static void test_aligned_from_span(void) {
+  umpa_malloc_trim(0);
+  const size_t n = 8 * MiB;
+  char *p = umpa_malloc(n);
+  REQUIRE(p);
+  memset(p, 3, n);
+  umpa_free(p);
+  held_flush(umpa_tl_heap);
+  size_t cached = largecache_bytes();
+  REQUIRE_MSG(cached >= n, "%zu bytes cached", cached);
+  for (size_t align = 64 * KiB; align <= 2 * MiB; align *= 2) {
+    size_t size = align / 2 + 8 * KiB;
+    void *a = NULL;
+    REQUIRE(umpa_posix_memalign(&a, align, size) == 0);
+    char *c = a;
+    CHECK_MSG(((uintptr_t)c & (align - 1)) == 0, "%p not aligned to %zu",
+              a, align);
+    CHECK_MSG(c >= p && c + size <= p + n, "align %zu: %p outside the span",
+              align, a);
+    long f0 = faults();
+    memset(c, 5, size);
+    if (!UNDER_ASAN)
+      CHECK_MSG(faults() == f0, "align %zu: %ld faults", align, faults() - f0);
+    /* All but the block's pages (and a piece too small for a span at
+     * either end) stay cached. */
+    size_t now = largecache_bytes(), block = (size + 4095) & ~(size_t)4095;
+    CHECK_MSG(now <= cached - block && now + block + 64 * KiB >= cached,
+              "align %zu: %zu bytes cached of %zu", align, now, cached);
+    CHECK(umpa_malloc_usable_size(a) >= size);
+    umpa_free(a);
+    held_flush(umpa_tl_heap);
+    cached = largecache_bytes();
+  }
+  umpa_malloc_trim(0);
+  umpa_page_check();
+}
+
 /* A phase of small blocks, all freed, then large ones: the empty
  * superblocks the store kept give way where a window of a large block's
  * size holds nothing else, their pages merge into a warm run, and the
@@ -1162,6 +1203,7 @@ int main(void) {
   test_ahead_spent_on_need();
   test_small_lazy_cached();
   test_phase_spill();
+  test_aligned_from_span();
   umpa_malloc_trim(0);
   umpa_page_check();
   return check_done("test_malloc_large");

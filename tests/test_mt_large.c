@@ -5,12 +5,12 @@
  * some calloc'd and checked zero, some grown by realloc (into the span
  * after them, which may be another arena's), and many handed to the next
  * thread to free (into the freeing thread's arena, next to spans of the
- * arena that cut them).  Now and then a thread allocates a burst of small
- * blocks and frees them all, so that the store holds empty superblocks
- * that other threads' large blocks take back (store_spill_for) while
- * their owners store and take superblocks.  One thread trims now and
- * then.  At the end every block is freed, the caches trimmed and the page
- * layer checked.
+ * arena that cut them); some are aligned by posix_memalign.  Now and
+ * then a thread allocates a burst of small blocks and frees them all, so
+ * that the store holds empty superblocks that other threads' large blocks
+ * take back (store_spill_for) while their owners store and take
+ * superblocks.  One thread trims now and then.  At the end every block is
+ * freed, the caches trimmed and the page layer checked.
  */
 #include "check.h"
 #include "internal.h"
@@ -144,7 +144,18 @@ static void *worker(void *arg) {
     b->seed = (unsigned)next_rand(&r);
     b->whole = what % 4 == 0;
     bool zero = what % 5 == 2;
-    b->p = zero ? umpa_calloc(1, b->n) : umpa_malloc(b->n);
+    if (!zero && what % 7 == 3) {
+      /* Aligned: a window of a cached span, or a run with its ends given
+       * back. */
+      size_t align = 64 * KiB << (next_rand(&r) % 6);
+      void *q = NULL;
+      if (umpa_posix_memalign(&q, align, b->n) == 0 &&
+          ((uintptr_t)q & (align - 1)))
+        bad("alignment", align);
+      b->p = q;
+    } else {
+      b->p = zero ? umpa_calloc(1, b->n) : umpa_malloc(b->n);
+    }
     if (!b->p) {
       bad("malloc", b->n);
       umpa_free(b);
