@@ -266,6 +266,15 @@ unsigned heap_count_in_use(void) {
   return n;
 }
 
+void heap_large_counts(size_t *blocks, size_t *bytes) {
+  ulock_acquire(&umpa_locks.heap_pool);
+  for (struct heap *h = heap_all; h; h = h->next_all) {
+    *blocks += atomic_load_explicit(&h->xlarge_blocks, memory_order_relaxed);
+    *bytes += atomic_load_explicit(&h->xlarge_bytes, memory_order_relaxed);
+  }
+  ulock_release(&umpa_locks.heap_pool);
+}
+
 unsigned heap_count_made(void) {
   ulock_acquire(&umpa_locks.heap_pool);
   unsigned n = heaps_made;

@@ -1143,6 +1143,12 @@ struct heap {
   uint32_t fork_gen;      /* umpa_locks.fork_gen when it was acquired */
   bool bare;              /* pooled, its front pages given back by a trim
                              (heap_trim): set up again when acquired */
+  /* Large blocks (and their bytes) its threads allocated less those they
+   * freed, which may be other threads' (so either may wrap below zero:
+   * only the sum over every heap means anything, heap_large_counts).  The
+   * owner adds by a load and a store; after `ticks`, so a trim of a
+   * pooled heap keeps them. */
+  _Atomic size_t xlarge_blocks, xlarge_bytes;
 };
 
 /* The sentinel a thread's heap pointer holds before its first malloc and
@@ -1405,6 +1411,9 @@ UMPA_HIDDEN bool store_masks_agree(void);
 /* Whether superblocks that h stored are still in the store, listed in
  * h's bins (read under the locks that guard those lists). */
 UMPA_HIDDEN bool store_holds_from(struct heap *h);
+/* The large blocks in use and their bytes, over every heap's counts
+ * (takes the heap pool's lock): what large_inuse in malloc.c counted. */
+UMPA_HIDDEN void heap_large_counts(size_t *blocks, size_t *bytes);
 /* Bytes of empty superblocks in the store: of class cls, or of all
  * classes when cls < 0. */
 UMPA_HIDDEN size_t heap_store_bytes(int cls);

@@ -175,8 +175,43 @@ static void *worker(void *arg) {
   return NULL;
 }
 
+static void *free_them(void *arg) {
+  void **v = arg;
+  for (unsigned i = 0; i < 8; i++) umpa_free(v[i]);
+  return NULL;
+}
+
+/* mallinfo's large blocks (hblks, hblkhd) are counted per heap, a block
+ * freed by another thread than its own taken off the freeing thread's
+ * count: the sum over the heaps still says what is in use. */
+static void test_counts_across_threads(void) {
+  struct umpa_mallinfo m0 = umpa_mallinfo();
+  void *v[8];
+  size_t bytes = 0;
+  for (unsigned i = 0; i < 8; i++) {
+    size_t n = 256 * KiB + i * PAGE;
+    REQUIRE((v[i] = umpa_malloc(n)));
+    bytes += n;
+  }
+  struct umpa_mallinfo m1 = umpa_mallinfo();
+  CHECK_MSG(m1.hblks == m0.hblks + 8 && m1.hblkhd == m0.hblkhd + bytes,
+            "%zu large blocks (%zu bytes) in use, %zu (%zu) before",
+            (size_t)m1.hblks, (size_t)m1.hblkhd, (size_t)m0.hblks,
+            (size_t)m0.hblkhd);
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, free_them, v) == 0);
+  pthread_join(t, NULL);
+  struct umpa_mallinfo m2 = umpa_mallinfo();
+  CHECK_MSG(m2.hblks == m0.hblks && m2.hblkhd == m0.hblkhd,
+            "%zu large blocks (%zu bytes) in use once another thread freed "
+            "them, %zu (%zu) before",
+            (size_t)m2.hblks, (size_t)m2.hblkhd, (size_t)m0.hblks,
+            (size_t)m0.hblkhd);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1) iterations = atol(argv[1]);
+  test_counts_across_threads();
   pthread_t th[THREADS];
   for (uintptr_t i = 0; i < THREADS; i++)
     REQUIRE(pthread_create(&th[i], NULL, worker, (void *)i) == 0);
@@ -194,6 +229,12 @@ int main(int argc, char **argv) {
          (unsigned long long)store_spills());
   if (!UNDER_ASAN && !UNDER_TSAN && iterations >= 2500 && cache_limit_max())
     CHECK(store_spills() > 0);
+  /* Every large block freed, a third of them by another thread than the
+   * one that allocated it: the heaps' counts sum to none in use. */
+  struct umpa_mallinfo mi = umpa_mallinfo();
+  CHECK_MSG(mi.hblks == 0 && mi.hblkhd == 0,
+            "%zu large blocks (%zu bytes) counted in use after all were freed",
+            (size_t)mi.hblks, (size_t)mi.hblkhd);
   umpa_malloc_trim(0);
   CHECK(umpa_page_check() == 0);
   CHECK_MSG(largecache_bytes() == 0, "%zu bytes cached after a trim",
