@@ -964,6 +964,32 @@ static void shed(struct lc_arena *a, struct pmeta *pm, bool recent,
   else drop(pm);
 }
 
+/* Take the window of `pages` pages at `off` pages into the listed span
+ * pm, `in_win` of them with memory, off its lists (its arena's lock held);
+ * returns the window's head.  The front and the back stay cached, or go to
+ * the page layer when too small for a span.  Their memory comes from the
+ * span's count: of the two only the shorter is counted (counting both read
+ * the whole span's bits on every new superblock, up to 8 KiB of them for a
+ * span of 256 MiB).  A front long enough to stay a span keeps the span's
+ * place in LRU order; the back is listed as freed now, as in
+ * largecache_take. */
+static struct pmeta *cut_window(struct lc_arena *a, struct pmeta *pm,
+                                size_t off, size_t pages, size_t in_win) {
+  size_t had = listed_backed(pm), back = pm->count - off - pages;
+  size_t front_backed = off <= back
+                            ? backed_in(pm, 0, off)
+                            : had - in_win - backed_in(pm, off + pages, back);
+  took(a, pm);
+  unlist_span(a, pm, off >= LC_MIN_PAGES);
+  struct pmeta *win = pm;
+  if (off) {
+    win = page_split(pm, off);
+    shed(a, pm, false, front_backed);
+  }
+  if (back) shed(a, page_split(win, pages), true, had - front_backed - in_win);
+  return win;
+}
+
 /* Where in span pm (pages from its head) a block of `pages` pages whose
  * address is aligned to `align` bytes begins, or SIZE_MAX if none fits;
  * how many of its pages lack memory in *need. */
@@ -1005,21 +1031,7 @@ void *largecache_take_window(size_t pages, size_t align, unsigned flags) {
     ulock_release(arena_mutex(a));
     return NULL;
   }
-  /* The front and the back stay cached (or go to the page layer when too
-   * small for a span), as largecache_take_aligned's do. */
-  size_t had = listed_backed(pm), back = pm->count - off - pages;
-  size_t in_win = pages - need;
-  size_t front_backed = off <= back
-                            ? backed_in(pm, 0, off)
-                            : had - in_win - backed_in(pm, off + pages, back);
-  took(a, pm);
-  unlist_span(a, pm, off >= LC_MIN_PAGES);
-  struct pmeta *win = pm;
-  if (off) {
-    win = page_split(pm, off);
-    shed(a, pm, false, front_backed);
-  }
-  if (back) shed(a, page_split(win, pages), true, had - front_backed - in_win);
+  struct pmeta *win = cut_window(a, pm, off, pages, pages - need);
   ulock_release(arena_mutex(a));
   return fill(win, flags);
 }
@@ -1144,24 +1156,7 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
     }
     if (!pm) return NULL;
   }
-  /* The pieces' memory from the span's: the window has it in every page,
-   * and of the front and the back only the shorter is counted (counting
-   * both read the whole span's bits on every new superblock, up to 8 KiB
-   * of them for a span of 256 MiB).  A front long enough to stay a span
-   * keeps the span's place in LRU order; the back is listed as freed now,
-   * as in largecache_take. */
-  size_t had = listed_backed(pm), back = pm->count - off - pages;
-  size_t front_backed = off <= back
-                            ? backed_in(pm, 0, off)
-                            : had - pages - backed_in(pm, off + pages, back);
-  took(a, pm);
-  unlist_span(a, pm, off >= LC_MIN_PAGES);
-  struct pmeta *win = pm;
-  if (off) {
-    win = page_split(pm, off);
-    shed(a, pm, false, front_backed);
-  }
-  if (back) shed(a, page_split(win, pages), true, had - front_backed - pages);
+  struct pmeta *win = cut_window(a, pm, off, pages, pages); /* all backed */
   ulock_release(arena_mutex(a));
   win->kind = (uint8_t)kind;
   win->flags = PMF_FULL;
