@@ -81,11 +81,23 @@ static UMPA_NOINLINE void *small_alloc_slow(size_t n, bool *zero) {
 
 /* Pop a block off sb's free list (the thread's current superblock of its
  * class): malloc's fast path, no lock and no atomic read-modify-write;
- * NULL when the list is empty. */
+ * NULL when the list is empty.
+ *
+ * The next block is fetched ahead: a run of mallocs of one class is a
+ * chain of loads, each block's link read from the block the last one
+ * found, and past the L1 each waited its full latency (threadtest: 45 %
+ * of malloc's samples on that load; 176-191 M pairs/s pinned, mimalloc
+ * 194-206, with the prefetch 198-214).  A random free list (larson) pays
+ * for the prefetches it does not use: 2-4 % slower there, still 1.2x
+ * mimalloc.  Choosing which to fetch by the distance between the two
+ * blocks cost larson more (a branch mispredicted, or a cmov in the
+ * chain).  A NULL link is fetched harmlessly. */
 static inline void *direct_pop(struct superblock *sb) {
   struct block *b = sb->free;
   if (UMPA_LIKELY(b)) {
-    sb->free = b->next;
+    struct block *n = b->next;
+    sb->free = n;
+    __builtin_prefetch(n);
     atomic_store_explicit(
         &sb->xused, atomic_load_explicit(&sb->xused, memory_order_relaxed) + 1,
         memory_order_relaxed);
