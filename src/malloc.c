@@ -86,8 +86,8 @@ static UMPA_NOINLINE void *small_alloc_slow(size_t n, bool *zero) {
  * The next block is fetched ahead: a run of mallocs of one class is a
  * chain of loads, each block's link read from the block the last one
  * found, and past the L1 each waited its full latency (threadtest: 45 %
- * of malloc's samples on that load; 176-191 M pairs/s pinned, mimalloc
- * 194-206, with the prefetch 198-214).  A random free list (larson) pays
+ * of malloc's samples on that load; 176-192 M pairs/s pinned, mimalloc
+ * 194-206, with the prefetch 196-214).  A random free list (larson) pays
  * for the prefetches it does not use: 2-4 % slower there, still 1.2x
  * mimalloc.  Choosing which to fetch by the distance between the two
  * blocks cost larson more (a branch mispredicted, or a cmov in the
