@@ -1,6 +1,6 @@
 /*
  * held.c - a thread's freed large blocks, kept whole for its next malloc of
- * the same size.
+ * the same size (the big one: of up to its size, down to half).
  *
  * A program that mallocs and frees a buffer of one size again and again
  * (an I/O buffer of 64 KiB, a scratch array) went through the large-block
@@ -91,6 +91,25 @@ static struct pmeta *claim(struct heap *h, unsigned i) {
   return pm;
 }
 
+/* Whether a held block of `held` pages may serve a malloc of `pages`: one
+ * of as many pages, or, for a big one (above HEAP_HELD_PAGES), of down to
+ * half as many.  Exact sizes alone missed every time for a buffer sized
+ * to each request (bench/buffers' sparsevar, 1 to 1.875 MiB in turn):
+ * each free evicted the big block held before, a locked exchange that
+ * waited for the program's writes into the block, and each malloc took
+ * the large cache's lock, shared by all threads (two threads: 0.55-1.5 us
+ * a pair each, glibc 0.14).  The big one is lazy and used sparsely, so
+ * what it has beyond a request is mostly pages without memory; the block
+ * keeps its size (malloc_usable_size, realloc in place).  The others
+ * count as touched whole: given out for smaller requests in a ring of
+ * varied blocks (Figure 7) they held memory for nothing, and holding each
+ * one that could serve a recent request kept it from merging with the
+ * large cache's spans: 5-10 % more faults there. */
+static inline bool held_fits(size_t held, size_t pages) {
+  if (held <= HEAP_HELD_PAGES) return held == pages;
+  return held - pages <= pages; /* wraps when held < pages */
+}
+
 UMPA_HOT
 void *held_take(size_t pages, bool zero, size_t align) {
   struct heap *h = own_heap();
@@ -101,11 +120,22 @@ void *held_take(size_t pages, bool zero, size_t align) {
       (uint16_t)(pages <= HEAP_HELD_BIG_PAGES ? pages : 0);
   h->held_next_want = (uint8_t)((h->held_next_want + 1) % HEAP_HELD);
   if (pages > HEAP_HELD_BIG_PAGES) return NULL;
-  for (unsigned i = 0; i < HEAP_HELD; i++) {
-    /* A stale value, left by a trim that emptied the slot, finds NULL. */
-    if (atomic_load_explicit(&h->xheld_pages[i], memory_order_relaxed) !=
-        pages)
-      continue;
+  unsigned skip = 0; /* slots put back for this request */
+  for (;;) {
+    /* The smallest block that fits.  A stale value, left by a trim that
+     * emptied the slot, finds NULL. */
+    unsigned i = HEAP_HELD;
+    size_t best = SIZE_MAX;
+    for (unsigned j = 0; j < HEAP_HELD; j++) {
+      size_t n = atomic_load_explicit(&h->xheld_pages[j],
+                                      memory_order_relaxed);
+      if (held_fits(n, pages) && n < best && !(skip & (1u << j))) {
+        best = n;
+        i = j;
+        if (n == pages) break; /* none fits better */
+      }
+    }
+    if (i == HEAP_HELD) break;
     struct pmeta *pm = claim(h, i);
     /* The owner alone writes the pages: once the slot is empty, they are
      * 0 again. */
@@ -116,10 +146,11 @@ void *held_take(size_t pages, bool zero, size_t align) {
       /* Clearing it would populate what the program left untouched, which
        * the large cache keeps as holes that read as zero: not for calloc.
        * Nor for an alignment its address lacks.  Back into its slot,
-       * which only the owner fills. */
-      atomic_store_explicit(&h->xheld_pages[i], (uint32_t)pages,
+       * which only the owner fills, and passed over for this request. */
+      atomic_store_explicit(&h->xheld_pages[i], (uint32_t)best,
                             memory_order_relaxed);
       atomic_store_explicit(&h->xheld[i], pm, memory_order_release);
+      skip |= 1u << i;
       continue;
     }
     pm->flags &= (uint8_t)~PMF_HELD;
@@ -158,20 +189,22 @@ static void evict(struct heap *h, unsigned i) {
   if (old) release(old);
 }
 
-/* Whether the thread asked for blocks of `pages` pages in its last
+/* Whether a block of `pages` pages could serve one of the thread's last
  * HEAP_HELD large mallocs.  A sentinel heap never asks (held_take sets up
  * a heap first), so nothing is held for a thread without one. */
 static bool wanted(const struct heap *h, size_t pages) {
   bool w = false;
-  for (unsigned i = 0; i < HEAP_HELD; i++) w |= h->held_wanted[i] == pages;
+  for (unsigned i = 0; i < HEAP_HELD; i++)
+    w |= held_fits(pages, h->held_wanted[i]);
   return w;
 }
 
 /* An empty slot of h's for a block of `pages` pages (`big`: the big one),
  * with the blocks held within HEAP_HELD_PAGES in all (a big one apart,
  * and the only one of its kind); the slots in turn are emptied until both
- * hold.  The pages of a slot are the owner's to write, so a filled slot's
- * are its block's. */
+ * hold; HEAP_HELD when a bigger big one is held and still wanted.  The
+ * pages of a slot are the owner's to write, so a filled slot's are its
+ * block's. */
 static unsigned make_room(struct heap *h, size_t pages, bool big) {
   for (;;) {
     size_t held = 0;
@@ -187,6 +220,11 @@ static unsigned make_room(struct heap *h, size_t pages, bool big) {
       }
     }
     if (big && big_slot != HEAP_HELD) {
+      /* The bigger of the two, while the thread still asks for its size:
+       * it serves the requests the smaller one would. */
+      size_t n = atomic_load_explicit(&h->xheld_pages[big_slot],
+                                      memory_order_relaxed);
+      if (n >= pages && wanted(h, n)) return HEAP_HELD;
       evict(h, big_slot);
       continue;
     }
@@ -212,6 +250,7 @@ bool held_put(struct pmeta *pm) {
   /* Holding is caching: not while the caches are off. */
   if (!umpa_opt.large_cache || !cache_limit_max()) return false;
   unsigned pick = holds_any(h) ? make_room(h, pages, big) : 0;
+  if (pick == HEAP_HELD) return false;
   /* As the large cache would take it: then calloc may reuse it too. */
   if (pm->flags & PMF_UNKNOWN) largecache_assume_touched(pm);
   pm->flags |= PMF_HELD;

@@ -1521,14 +1521,16 @@ UMPA_HIDDEN size_t largecache_listed_backed(struct pmeta *pm);
  * heap; held_age on the caller's own h; held_flush and held_bytes on any
  * heap in use (the pool lock keeps it so). */
 /* A large malloc of `pages` pages: noted, and served by a held block of
- * exactly as many pages at an address aligned to `align` (a power of two,
- * PAGE_SIZE or more; its pointer); with `zero` only by one whose pages all
- * have memory, cleared.  NULL if none.  Sets up the thread's heap if it
- * has none. */
+ * as many pages (the big one: up to twice as many, the block keeping its
+ * size) at an address aligned to `align` (a power of two, PAGE_SIZE or
+ * more; its pointer); with `zero` only by one whose pages all have
+ * memory, cleared.  NULL if none.  Sets up the thread's heap if it has
+ * none. */
 UMPA_HIDDEN void *held_take(size_t pages, bool zero, size_t align);
 /* Hold the freed large block pm (still counted in use); false if it is
- * not one to hold: too big, no heap, or of a size the thread did not ask
- * for in its last HEAP_HELD large mallocs. */
+ * not one to hold: too big, no heap, of a size that could serve none of
+ * the thread's last HEAP_HELD large mallocs, or a big one while a bigger
+ * big one is held and could serve one. */
 UMPA_HIDDEN bool held_put(struct pmeta *pm);
 /* On the heap's tick: release what was not refilled since the last. */
 UMPA_HIDDEN void held_age(struct heap *h);

@@ -11,6 +11,7 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 
@@ -59,6 +60,16 @@ static inline struct large_cache_opt fix_large_cache(void) {
 static inline void restore_large_cache(struct large_cache_opt was) {
   umpa_opt.large_cache = was.bytes;
   umpa_opt.large_cache_fixed = was.fixed;
+}
+
+/* The thread holds no large block and has asked for none lately, as at
+ * its start: a held block serves a malloc of up to twice its size, and a
+ * freed block is held when it could serve one of the thread's latest
+ * large mallocs (held.c), which earlier tests made. */
+static inline void forget_held(void) {
+  struct heap *h = umpa_tl_heap;
+  held_flush(h);
+  memset(h->held_wanted, 0, sizeof h->held_wanted);
 }
 
 /* First in main: decay off, so that timing cannot matter.  These tests

@@ -6,7 +6,9 @@
  * another thread (the owner idle or busy) and by the thread's exit;
  * counted by mallinfo as free, not in use.  Blocks aligned past a page
  * are cut to their own pages and held like the others.  One lazy block of
- * up to 16 MiB is held besides, while lazy blocks are found sparse.
+ * up to 16 MiB is held besides, while lazy blocks are found sparse; it
+ * serves a malloc of down to half its size, and of two such the bigger
+ * stays while its size is asked for.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -126,6 +128,93 @@ static void test_only_wanted(void) {
   CHECK_MSG(bytes <= (size_t)HEAP_HELD_PAGES * 4096 && bytes >= 900 * KiB,
             "%zu bytes held in %zu blocks", bytes, blocks);
   umpa_malloc_trim(0);
+}
+
+/* Nothing held, and no large malloc of the thread's remembered. */
+static void forget_held(void) {
+  umpa_malloc_trim(0);
+  memset(umpa_tl_heap->held_wanted, 0, sizeof umpa_tl_heap->held_wanted);
+}
+
+/* A held block of up to 1 MiB serves a malloc of its number of pages
+ * only; the big one also serves a malloc of down to half its size,
+ * keeping its size, after any held block that fits exactly. */
+static void test_fits(void) {
+  forget_held();
+  set_lazy_mode(true);
+  char *a = umpa_malloc(100 * KiB);
+  REQUIRE(a);
+  memset(a, 1, 100 * KiB);
+  umpa_free(a);
+  CHECK(held_now() == 100 * KiB);
+  char *c = umpa_malloc(60 * KiB);
+  REQUIRE(c);
+  CHECK(c != a);
+  umpa_free(c);
+  char *d = umpa_malloc(100 * KiB - 100);
+  CHECK(d == a);
+  umpa_free(d);
+  forget_held();
+  char *m = umpa_malloc(MiB), *big = umpa_malloc(3 * MiB / 2);
+  REQUIRE(m && big);
+  m[0] = big[0] = 1;
+  umpa_free(m);
+  umpa_free(big);
+  CHECK_MSG(held_now() == 5 * MiB / 2, "%zu bytes held", held_now());
+  char *e = umpa_malloc(MiB - 100), *f = umpa_malloc(MiB);
+  CHECK(e == m && f == big);
+  CHECK(umpa_malloc_usable_size(f) == 3 * MiB / 2);
+  CHECK(f[0] == 1); /* the program's own bytes */
+  umpa_free(e);
+  umpa_free(f);
+  char *g = umpa_malloc(700 * KiB); /* less than half the big one */
+  REQUIRE(g);
+  CHECK(g != big && g != m);
+  umpa_free(g);
+  umpa_malloc_trim(0);
+  CHECK(held_now() == 0);
+  umpa_page_check();
+}
+
+/* A buffer sized to each request, of 1.125 to 2 MiB in turn and written a
+ * byte per 64 KiB (as bench/buffers' sparsevar), is one block once the
+ * biggest was freed: exact sizes alone missed every time.  Of two big
+ * blocks freed, the bigger stays held while the thread asks for its size. */
+static void test_varied_big(void) {
+  forget_held();
+  set_lazy_mode(true);
+  char *seen = NULL;
+  bool same = true;
+  for (int i = 0; i < 64; i++) {
+    size_t n = MiB + (size_t)(i % 8 + 1) * (MiB / 8);
+    char *p = umpa_malloc(n);
+    REQUIRE(p);
+    for (size_t at = 0; at < n; at += 64 * KiB) p[at] = (char)i;
+    if (i == 8) seen = p;
+    if (i >= 8 && p != seen) same = false;
+    umpa_free(p);
+  }
+  CHECK(same);
+  CHECK_MSG(held_now() == 2 * MiB, "%zu bytes held", held_now());
+  char *x = umpa_malloc(2 * MiB), *y = umpa_malloc(1200 * KiB);
+  REQUIRE(x && y);
+  CHECK(x == seen && y != seen);
+  x[0] = y[0] = 1;
+  umpa_free(x);
+  umpa_free(y); /* smaller: released, x stays */
+  CHECK_MSG(held_now() == 2 * MiB, "%zu bytes held", held_now());
+  x = umpa_malloc(2 * MiB);
+  y = umpa_malloc(1200 * KiB);
+  REQUIRE(x && y);
+  CHECK(x == seen);
+  x[0] = y[0] = 1;
+  umpa_free(y);
+  CHECK(held_now() == 1200 * KiB);
+  umpa_free(x); /* bigger: replaces y */
+  CHECK_MSG(held_now() == 2 * MiB, "%zu bytes held", held_now());
+  umpa_malloc_trim(0);
+  CHECK(held_now() == 0);
+  umpa_page_check();
 }
 
 /* Holding is caching: with either cache turned off, nothing is held. */
@@ -423,7 +512,9 @@ int main(void) {
   test_reuse();
   test_aligned();
   test_only_wanted();
+  test_fits();
   test_big_lazy();
+  test_varied_big();
   test_caches_off();
   test_aged();
   test_trim_and_exit();
