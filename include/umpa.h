@@ -133,11 +133,19 @@ UMPA_API size_t umpa_page_trim(int severity);
  * out. */
 UMPA_API void umpa_page_prefill(size_t bytes);
 
-/* Set the cache limit in bytes and return the previous one.  Lowering it
+/* Passed to umpa_page_cache_limit: let the limit adapt again.  Returned by
+ * it: the limit it replaced was adaptive. */
+#define UMPA_PAGE_CACHE_ADAPTIVE ((size_t)-1)
+
+/* Set the cache limit in bytes, exact from then on, and return the previous
+ * limit: its bytes if it was exact, UMPA_PAGE_CACHE_ADAPTIVE if it adapted
+ * (the figure it had then is umpa_page_stats' cache_limit), so that passing
+ * back what a call returned restores the limit as it was.  Lowering it
  * releases what exceeds the new limit.  Until this is called (or
- * UMPA_PAGE_CACHE is set), the limit adapts: the most memory in use over
+ * UMPA_PAGE_CACHE is set), and after it is called with
+ * UMPA_PAGE_CACHE_ADAPTIVE, the limit adapts: the most memory in use over
  * the last one or two UMPA_DECAY_MS intervals, at least 4 MiB, at most
- * 256 MiB. */
+ * UMPA_PAGE_CACHE (256 MiB when unset).  Thread safe. */
 UMPA_API size_t umpa_page_cache_limit(size_t bytes);
 
 /* Number of buddy orders reported in umpa_page_stats.order[]: order k holds

@@ -281,13 +281,25 @@ size_t umpa_page_trim(int severity) {
   return cache_shrink_to(target) << PAGE_SHIFT;
 }
 
+/* The previous limit comes back as UMPA_PAGE_CACHE_ADAPTIVE when it
+ * adapted: returned as the figure of that moment, a caller that restored
+ * it fixed the limit there for good, at 4 MiB if the program was between
+ * phases (test_phase_spill then found a quarter of its phase stored).
+ * Two callers racing may see each other's settings half made: the limit
+ * and its kind are two words, as the options that set them are. */
 size_t umpa_page_cache_limit(size_t bytes) {
   page_init();
-  size_t old = cache_limit_pages();
-  atomic_store(&limit_pages, bytes >> PAGE_SHIFT);
-  atomic_store(&limit_fixed, true);
+  bool was_fixed = atomic_load(&limit_fixed);
+  size_t old = atomic_load(&limit_pages);
+  if (bytes == UMPA_PAGE_CACHE_ADAPTIVE) {
+    atomic_store(&limit_pages, umpa_opt.page_cache >> PAGE_SHIFT);
+    atomic_store(&limit_fixed, false);
+  } else {
+    atomic_store(&limit_pages, bytes >> PAGE_SHIFT);
+    atomic_store(&limit_fixed, true);
+  }
   cache_enforce();
-  return old << PAGE_SHIFT;
+  return was_fixed ? old << PAGE_SHIFT : UMPA_PAGE_CACHE_ADAPTIVE;
 }
 
 void umpa_page_prefill(size_t bytes) {

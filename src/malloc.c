@@ -877,7 +877,8 @@ int umpa_mallopt(int param, int value) {
   size_t v = (size_t)(ssize_t)value;
   switch (param) {
     case M_TRIM_THRESHOLD:
-      umpa_page_cache_limit(v);
+      /* -1, glibc's "never trim", is the largest limit, not "adaptive". */
+      umpa_page_cache_limit(v == UMPA_PAGE_CACHE_ADAPTIVE ? v - 1 : v);
       return 1;
     case M_MMAP_THRESHOLD:
       atomic_store(&large_threshold, v < SMALL_MAX ? v : SMALL_MAX);

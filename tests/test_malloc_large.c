@@ -1141,12 +1141,13 @@ static void test_aligned_from_span(void) {
  * "Spilling"). */
 static void test_phase_spill(void) {
   if (!cache_limit_max()) return; /* UMPA_PAGE_CACHE=0: nothing is stored */
-  /* The store's cap follows the cache's limit, which an earlier test
-   * (test_superblock_cut_no_release) left fixed at whatever the adaptive
-   * limit was when it ran: 4 MiB when the memory in use just then was
-   * small (a slow run, its peaks older than two 50 ms windows), and then
-   * 4 MiB of the phase's 19 were stored and this test failed.  So its own
-   * limit, room for the whole phase. */
+  /* The store's cap follows the cache's limit.  When
+   * umpa_page_cache_limit returned the adaptive limit's figure, an earlier
+   * test (test_superblock_cut_no_release) restored that and fixed it: at
+   * 4 MiB when the memory in use just then was small (a slow run, its
+   * peaks older than two 50 ms windows), and then 4 MiB of the phase's 19
+   * were stored and this test failed.  The adaptive limit may be that low
+   * too between phases, so this test sets its own: room for the phase. */
   size_t old_limit = umpa_page_cache_limit(64 * MiB);
   umpa_malloc_trim(0);
   const size_t n = 400000, big = 8;

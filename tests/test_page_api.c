@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -418,8 +419,12 @@ static void test_swap(void) {
 }
 
 static void test_cache_trim_prefill(void) {
+  /* Every test before restored the limit it found: adaptive, unless the
+   * environment set one. */
+  bool fixed = cache_limit_fixed();
+  size_t limit = st().cache_limit;
   size_t old = umpa_page_cache_limit(64 * MiB);
-  CHECK(old == st().cache_limit || true);
+  CHECK(old == (fixed ? limit : UMPA_PAGE_CACHE_ADAPTIVE));
   CHECK(umpa_page_cache_limit(64 * MiB) == 64 * MiB);
   umpa_page_trim(3);
   CHECK(st().cached == 0);
@@ -457,6 +462,38 @@ static void test_cache_trim_prefill(void) {
   umpa_page_cache_limit(4 * MiB);
   umpa_page_prefill(32 * MiB);
   CHECK(st().cached <= 4 * MiB && st().cached >= 2 * MiB);
+  umpa_page_cache_limit(old);
+  umpa_page_check();
+}
+
+/* Given UMPA_PAGE_CACHE_ADAPTIVE, the limit adapts again: it follows the
+ * memory in use, where an exact one stays put; umpa_page_cache_limit
+ * returns UMPA_PAGE_CACHE_ADAPTIVE for it, so a caller that restores what
+ * it got restores the adapting limit.  mallopt's "never trim" (-1) is the
+ * largest exact limit. */
+static void test_cache_limit_adaptive(void) {
+  size_t old = umpa_page_cache_limit(UMPA_PAGE_CACHE_ADAPTIVE);
+  CHECK(!cache_limit_fixed());
+  CHECK(umpa_page_cache_limit(8 * MiB) == UMPA_PAGE_CACHE_ADAPTIVE);
+  CHECK(st().cache_limit == 8 * MiB);
+  char *p = userpage_malloc(40 * MiB, 0);
+  REQUIRE(p);
+  CHECK(st().cache_limit == 8 * MiB); /* exact: stays */
+  CHECK(umpa_page_cache_limit(UMPA_PAGE_CACHE_ADAPTIVE) == 8 * MiB);
+  size_t max = umpa_opt.page_cache;
+  size_t want = 40 * MiB < max ? 40 * MiB : max;
+  CHECK_MSG(st().cache_limit >= want && st().cache_limit <= max,
+            "adaptive limit %zu with 40 MiB in use", st().cache_limit);
+  userpage_free(p, 40 * MiB);
+  /* A limit set and given back: adaptive again, whatever it read. */
+  size_t was = umpa_page_cache_limit(4 * MiB);
+  umpa_page_cache_limit(was);
+  CHECK(!cache_limit_fixed());
+  CHECK(umpa_mallopt(M_TRIM_THRESHOLD, -1) == 1);
+  CHECK(cache_limit_fixed());
+  size_t huge = umpa_page_cache_limit(UMPA_PAGE_CACHE_ADAPTIVE);
+  CHECK_MSG(huge != UMPA_PAGE_CACHE_ADAPTIVE && huge > ((size_t)1 << 60),
+            "limit %zu after M_TRIM_THRESHOLD -1", huge);
   umpa_page_cache_limit(old);
   umpa_page_check();
 }
@@ -685,6 +722,7 @@ int main(void) {
   heal_refused(true);
   test_release_locked();
   test_cache_trim_prefill();
+  test_cache_limit_adaptive();
   test_stats();
   return check_done("test_page_api");
 }
