@@ -197,7 +197,6 @@ static void count_span(struct lc_arena *a, struct pmeta *pm, size_t b,
   atomic_store_explicit(&a->xbacked,
                         atomic_load(&a->xbacked) + (size_t)sign * b,
                         memory_order_relaxed);
-  PC_ADD(xidle, (size_t)sign * pm->count);
 }
 
 /* Pages in spans, and of those pages with memory, in all arenas. */
@@ -1233,6 +1232,8 @@ size_t largecache_flush(void) {
 }
 
 size_t largecache_bytes(void) { return total_pages() << PAGE_SHIFT; }
+
+size_t largecache_pages(void) { return total_pages(); }
 
 unsigned largecache_arenas(void) { return arenas_used(); }
 
