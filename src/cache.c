@@ -163,8 +163,8 @@ static void release_inner(uintptr_t lo, uintptr_t hi) {
 }
 
 /* Release the metadata that describes only pages of free runs: the pmeta
- * entries after a run's head, its bits in the three page bitmaps and its
- * slots in the superblock map.  With every order's lock held nobody can
+ * entries after a run's head, its bits in the two page bitmaps, its bytes
+ * of the large cache's map and its slots in the superblock map.  With every order's lock held nobody can
  * take a listed run, so nobody writes what describes its pages; a write
  * after the locks are dropped faults in a zero page, which reads as "empty"
  * in each of these structures.  Only for full trims: otherwise the metadata
@@ -194,16 +194,18 @@ static void trim_metadata(void) {
         /* Without memory, the run has every bit clear, its head's too:
          * the bitmap page that holds the head's bit can go. */
         if (lo == 0 && hi == r->npages) {
-          /* A wholly free region: the three bitmaps lie end to end and
-           * share pages at their seams, which go too. */
+          /* A wholly free region: the two bitmaps lie end to end and
+           * share a page at their seam, which goes too. */
           release_inner((uintptr_t)r->xbacked,
-                        (uintptr_t)r->xcached + (hi + 7) / 8);
+                        (uintptr_t)r->xheads + (hi + 7) / 8);
         } else {
-          _Atomic uint64_t *maps[3] = {r->xbacked, r->xheads, r->xcached};
-          for (int m = 0; m < 3; m++)
+          _Atomic uint64_t *maps[2] = {r->xbacked, r->xheads};
+          for (int m = 0; m < 2; m++)
             release_inner((uintptr_t)maps[m] + (lo + 7) / 8,
                           (uintptr_t)maps[m] + hi / 8);
         }
+        /* No span ends in a free run: its bytes of the map are all 0. */
+        release_inner((uintptr_t)&r->xcached[lo], (uintptr_t)&r->xcached[hi]);
         /* The superblock map's page that holds the head's slot stays: a
          * superblock cut from the region later would fault it in.  A
          * region in the fast map never writes its own. */

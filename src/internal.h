@@ -372,10 +372,8 @@ struct pmeta {
   _Atomic uint8_t xtag;      /* PM_TAG(state, order) */
   uint8_t kind;              /* used head: enum pm_kind */
   uint8_t flags;             /* used head: PMF_* */
-  _Atomic uint8_t xmark;     /* a cached span's ends: its arena
-                                (largecache.c); a stored superblock's
-                                first two pages: its class and stripe
-                                (store.c) */
+  _Atomic uint8_t xmark;     /* a stored superblock's first two pages:
+                                its class and stripe (store.c) */
 };
 
 /* ---------------------------------------------------------------------------
@@ -396,7 +394,9 @@ struct region {
   _Atomic uint64_t *xbacked; /* bit per page: may hold data / has memory */
   _Atomic uint64_t *xheads;  /* bit per page: head of an allocated block */
   _Atomic uint64_t *xmeta_backed; /* bit per page of `meta`: populated */
-  _Atomic uint64_t *xcached; /* bit per page: head of a large-cache span */
+  _Atomic uint8_t *xcached;  /* byte per page: at a large-cache span's
+                                ends, its arena's index + 1, else 0
+                                (backed as used) */
   _Atomic uint64_t *xopen;   /* bit per 2^OPEN_ORDER pages: accessible */
   _Atomic uint8_t *xsb_map; /* per 64 KiB: log2 of the size of the
                                superblock there, 0 if none; unused (not

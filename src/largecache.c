@@ -32,9 +32,9 @@
  * Spans are listed by size class (four per power of two), most recently
  * freed first; the links live in the page layer's entries for the span's
  * second and third pages, so a span needs no memory of its own.  A span's
- * head is marked in its region's `xcached` bitmap, changed only under an
- * arena's lock (below), so a neighbour is recognised without reading
- * another thread's block.  The memory the cache holds is bounded
+ * ends are marked in its region's `xcached` byte map with its arena,
+ * changed only under that arena's lock (below), so a neighbour is
+ * recognised without reading another thread's block.  The memory the cache holds is bounded
  * (UMPA_LARGE_CACHE, and twice the memory in use by default); past it,
  * the spans freed longest ago go back to the page layer, whose own cache
  * limit then applies.
@@ -67,10 +67,9 @@ _Static_assert(LC_MIN_PAGES >= 4, "a span's last page is past its links");
  * lines between their cores at every call (bench/malloc's buffers_mt:
  * sparsevar took 1044 ns a pair at two threads against 353 at one, and
  * 752 with arenas; mimalloc 337).  Spans of different arenas never merge.
- * A span's arena is written in the entries at both its ends (`xmark`)
- * before its marks are set, and a neighbour's is read after its mark, so
- * a holder of one arena's lock recognises its own spans among the others'
- * without reading theirs. */
+ * A span's ends carry its arena's mark (see mark_ends), so a holder of one
+ * arena's lock recognises its own spans among the others' without reading
+ * theirs. */
 #define LC_ARENAS 8
 
 struct lc_arena {
@@ -118,8 +117,8 @@ static _Atomic unsigned lc_used = 1;
 static unsigned arenas_used(void) {
   return atomic_load_explicit(&lc_used, memory_order_relaxed);
 }
-/* Whether more than one arena is in use: then the `xcached` bits, whose
- * words spans of two arenas may share, change by locked instructions. */
+/* Whether more than one arena may be in use: then fork takes every
+ * arena's lock (largecache_lock_all). */
 static _Atomic bool lc_shared;
 
 /* Of the pages without memory that recent lazy blocks were handed out
@@ -214,52 +213,40 @@ static size_t total_backed(void) {
   return n;
 }
 
-/* One bit of `xcached`.  While one arena is in use, only its lock's holder
- * writes the bitmap, so a load and a store do: a locked or took 20 cycles,
- * and a large malloc and free set or clear eight of these bits.  Set with
- * release, after the span's `xmark` entries (see mark_ends). */
-static inline void mark_bit(_Atomic uint64_t *map, size_t i, bool on) {
-  _Atomic uint64_t *w = &map[i >> 6];
-  uint64_t bit = (uint64_t)1 << (i & 63);
-  if (atomic_load_explicit(&lc_shared, memory_order_relaxed)) {
-    if (on) atomic_fetch_or_explicit(w, bit, memory_order_release);
-    else atomic_fetch_and_explicit(w, ~bit, memory_order_release);
-    return;
-  }
-  uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
-  atomic_store_explicit(w, on ? v | bit : v & ~bit, memory_order_release);
+/* A span's mark: its arena's index + 1 (0: no span ends there). */
+static inline uint8_t mark_of(struct lc_arena *a) {
+  return (uint8_t)(a - lc_arenas + 1);
 }
 
-/* Whether page i of r is an end of a span listed in arena a: its mark,
- * then the arena written before it. */
+/* Whether page i of r is an end of a span listed in arena a. */
 static inline bool own_mark(struct lc_arena *a, struct region *r, size_t i) {
-  uint64_t w = atomic_load_explicit(&r->xcached[i >> 6], memory_order_acquire);
-  return (w >> (i & 63)) & 1 &&
-         atomic_load_explicit(&r->meta[i].xmark, memory_order_relaxed) ==
-             (uint8_t)(a - lc_arenas);
+  return atomic_load_explicit(&r->xcached[i], memory_order_acquire) ==
+         mark_of(a);
 }
 
 /* A listed span is marked at both ends: its head's and its last page's
- * bits are set in the region's `xcached` bitmap, and its last page's entry
- * holds its length, so that a block freed right after it finds its head at
- * once (merge_back).  The head was found by searching the heads bitmap
- * backwards, a word per 64 pages: with spans of up to 256 MiB that search
- * took 8.8 M of Figure 7's 217 M instructions (callgrind), 520 a free.
- * Entries inside a block are otherwise unused (LC_MIN_PAGES >= 4 keeps
- * the mark off the links), and only its arena's lock holder writes them while
- * the bit is set.  Every other test of the bitmap is at a block's head,
- * which a span's last page never is. */
+ * bytes of the region's `xcached` map hold its arena's mark, and its last
+ * page's entry holds its length, so that a block freed right after it
+ * finds its head at once (merge_back).  The head was found by searching
+ * the heads bitmap backwards, a word per 64 pages: with spans of up to
+ * 256 MiB that search took 8.8 M of Figure 7's 217 M instructions
+ * (callgrind), 520 a free.  Entries inside a block are otherwise unused
+ * (LC_MIN_PAGES >= 4 keeps the length off the links), and only its
+ * arena's lock holder writes them while the mark is set.  A byte a page,
+ * not a bit: spans of two arenas may end within 64 pages of each other,
+ * so a bit's word was changed by locked instructions once two arenas were
+ * in use, and each waited for the stores before it (a fifth of the time
+ * of a pair of aligned buffers of varied sizes, bench/buffers' alvar:
+ * 265 ns at one thread against 212 with plain stores).  Each byte has one
+ * writer, the holder of its span's arena's lock. */
 UMPA_HOT
 static void mark_ends(struct lc_arena *a, struct pmeta *pm, bool on) {
   size_t idx = pmeta_index(pm), last = idx + pm->count - 1;
-  if (on) {
-    uint8_t id = (uint8_t)(a - lc_arenas);
-    pm[pm->count - 1].count = pm->count;
-    atomic_store_explicit(&pm->xmark, id, memory_order_relaxed);
-    atomic_store_explicit(&pm[pm->count - 1].xmark, id, memory_order_relaxed);
-  }
-  mark_bit(pm->region->xcached, idx, on);
-  mark_bit(pm->region->xcached, last, on);
+  uint8_t m = on ? mark_of(a) : 0;
+  /* The length before the mark that lets a neighbour read it. */
+  if (on) pm[pm->count - 1].count = pm->count;
+  atomic_store_explicit(&pm->region->xcached[idx], m, memory_order_release);
+  atomic_store_explicit(&pm->region->xcached[last], m, memory_order_release);
 }
 
 /* List a span (its arena's lock held); `recent` puts it first in LRU
@@ -386,8 +373,9 @@ static struct pmeta *coalesce(struct lc_arena *a, struct pmeta *pm,
            room = pm->count < LC_SPAN_MAX_PAGES ? LC_SPAN_MAX_PAGES - pm->count
                                                 : 0;
     if (next >= r->mapped || room == 0) break;
-    if (bitmap_test(r->xcached, next)) {
-      if (!own_mark(a, r, next)) break; /* another arena's */
+    uint8_t m = atomic_load_explicit(&r->xcached[next], memory_order_acquire);
+    if (m) {
+      if (m != mark_of(a)) break; /* another arena's */
       struct pmeta *nx = &r->meta[next];
       if (nx->count > room) break;
       *backed += listed_backed(nx);
@@ -550,11 +538,9 @@ static void lock_and_decay(struct lc_arena *a) {
   decay_locked(a);
 }
 
-/* A first use of arena i past the first: from now on two arenas' spans
- * may share words of `xcached`, so every holder must change them by
- * locked instructions.  The flag is set first; taking and dropping every
- * arena's lock then waits out a holder that read it before, and every
- * later holder sees it. */
+/* A first use of arena i past the first: from now on a fork must take
+ * every arena's lock.  The flag is set first; taking and dropping every
+ * arena's lock then waits out a fork that read it before. */
 static UMPA_NOINLINE void arena_open(unsigned i) {
   atomic_store(&lc_shared, true);
   for (unsigned j = 0; j < LC_ARENAS; j++) {
@@ -730,10 +716,10 @@ bool largecache_put(struct pmeta *pm, bool freed) {
   /* What coalesce reads first: the marks of the spans on either side (see
    * prefetch_list_neighbours).  A block at a region's end prefetches past
    * its entries, which is harmless: a prefetch does not fault. */
-  __builtin_prefetch(&r->xcached[(idx + pages) >> 6]);
+  __builtin_prefetch(&r->xcached[idx + pages]);
   __builtin_prefetch(&r->meta[idx + pages]);
   if (idx) {
-    __builtin_prefetch(&r->xcached[(idx - 1) >> 6]);
+    __builtin_prefetch(&r->xcached[idx - 1]);
     __builtin_prefetch(&r->meta[idx - 1]);
   }
   /* A block populated lazily: learn which pages the program touched (one
@@ -930,15 +916,13 @@ bool largecache_extend(struct pmeta *pm, size_t pages, unsigned flags) {
   struct region *r = pm->region;
   size_t idx = pmeta_index(pm), old = pm->count, next = idx + old;
   size_t need = pages - old;
-  /* The bit is only changed under the lock: read first as a hint, so
-   * that a block with no span after it costs no lock. */
-  if (pages <= old || next >= r->mapped || !bitmap_test(r->xcached, next))
-    return false;
-  /* Whose span it is, as a hint; own_mark says for sure under the lock. */
-  unsigned id =
-      atomic_load_explicit(&r->meta[next].xmark, memory_order_relaxed);
-  if (id >= arenas_used()) return false;
-  struct lc_arena *a = &lc_arenas[id];
+  /* The mark is only changed under the lock: read first as a hint (whose
+   * span it is), so that a block with no span after it costs no lock;
+   * own_mark says for sure under the lock. */
+  if (pages <= old || next >= r->mapped) return false;
+  unsigned m = atomic_load_explicit(&r->xcached[next], memory_order_relaxed);
+  if (m == 0 || m > arenas_used()) return false;
+  struct lc_arena *a = &lc_arenas[m - 1];
   lock_and_decay(a);
   struct pmeta *nx = &r->meta[next];
   if (!own_mark(a, r, next) || nx->count < need) {

@@ -228,14 +228,18 @@ static struct region *region_try(unsigned shift, size_t mapped,
   size_t open_bytes = round_up(((npages >> OPEN_ORDER) + 63) / 64 * 8, 64);
   size_t sb_map_bytes =
       round_up(npages >> (GRANULE_SHIFT - PAGE_SHIFT), PAGE_SIZE);
+  size_t cached_bytes = round_up(npages, PAGE_SIZE);
   /* Header and bitmaps (backed at once), the superblock map (backed at
-   * once when the region has no part of the fast map, else unused) and the
-   * pmeta array (backed as used), each part starting on its own page. */
+   * once when the region has no part of the fast map, else unused), the
+   * large cache's byte map and the pmeta array (backed as used), each part
+   * starting on its own page.  The byte map is 8 times a bitmap's size,
+   * and a process that caches no large block never touches it. */
   size_t hot_bytes = round_up(round_up(sizeof(struct region), 64) +
-                                  3 * bitmap_bytes + meta_bitmap_bytes +
+                                  2 * bitmap_bytes + meta_bitmap_bytes +
                                   open_bytes,
                               PAGE_SIZE);
-  size_t meta_off = hot_bytes + sb_map_bytes;
+  size_t cached_off = hot_bytes + sb_map_bytes;
+  size_t meta_off = cached_off + cached_bytes;
   size_t meta_size = meta_off + meta_pages * PAGE_SIZE;
   char *m = meta_take(meta_size);
   if (!m) return NULL;
@@ -255,10 +259,10 @@ static struct region *region_try(unsigned shift, size_t mapped,
   r->thp = umpa_opt.thp != 0;
   r->xbacked = (_Atomic uint64_t *)(m + round_up(sizeof(struct region), 64));
   r->xheads = (_Atomic uint64_t *)((char *)r->xbacked + bitmap_bytes);
-  r->xcached = (_Atomic uint64_t *)((char *)r->xheads + bitmap_bytes);
-  r->xmeta_backed = (_Atomic uint64_t *)((char *)r->xcached + bitmap_bytes);
+  r->xmeta_backed = (_Atomic uint64_t *)((char *)r->xheads + bitmap_bytes);
   r->xopen = (_Atomic uint64_t *)((char *)r->xmeta_backed + meta_bitmap_bytes);
   r->xsb_map = (_Atomic uint8_t *)(m + hot_bytes);
+  r->xcached = (_Atomic uint8_t *)(m + cached_off);
   r->meta = (struct pmeta *)(m + meta_off);
   r->meta_size = meta_size;
   /* The fast map first: the region's own superblock map is only used, and
@@ -286,7 +290,7 @@ fail:
 
 /* Unless UMPA_REGION_SIZE is given, the first region is 64 MiB and each
  * next one twice the last, up to the 1 GiB default: a region's bitmaps are
- * populated when it is made (96 KiB per GiB), and a short-lived process
+ * populated when it is made (64 KiB per GiB), and a short-lived process
  * such as each of git's paid 60 us more to start with a 1 GiB region.
  * Under RLIMIT_AS, regions are at most a 32nd of the limit: the free part
  * of each counts against it, and Python's 300 MiB bytearray under a

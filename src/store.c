@@ -173,7 +173,7 @@ static void class_gone(unsigned cls) {
  * of stored superblocks without reading a header that may not be its to
  * read (and, in a locked process, may even be closed), and to know which
  * list's lock to take. */
-#define STORED_MARK 0x80u /* above any large-cache arena (largecache.c) */
+#define STORED_MARK 0x80u /* in the first mark: class 0 reads nonzero */
 
 static void mark_stored(struct superblock *sb, unsigned s1, unsigned cls) {
   struct pmeta *pm = pmeta_at(sb_start(sb));
