@@ -164,10 +164,10 @@ static void release_inner(uintptr_t lo, uintptr_t hi) {
 
 /* Release the metadata that describes only pages of free runs: the pmeta
  * entries after a run's head, its bits in the two page bitmaps, its bytes
- * of the large cache's map and its slots in the superblock map.  With every order's lock held nobody can
- * take a listed run, so nobody writes what describes its pages; a write
- * after the locks are dropped faults in a zero page, which reads as "empty"
- * in each of these structures.  Only for full trims: otherwise the metadata
+ * of the large cache's map and its slots in the superblock map.  With
+ * every order's lock held nobody can take a listed run, so nobody writes
+ * what describes its pages; a write after the locks are dropped faults in
+ * a zero page, which reads as "empty" in each of these structures.  Only for full trims: otherwise the metadata
  * of populated data is kept so that cache hits never fault.
  *
  * Only runs without memory: the shrink before this emptied the cache, but

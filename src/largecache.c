@@ -34,10 +34,10 @@
  * second and third pages, so a span needs no memory of its own.  A span's
  * ends are marked in its region's `xcached` byte map with its arena,
  * changed only under that arena's lock (below), so a neighbour is
- * recognised without reading another thread's block.  The memory the cache holds is bounded
- * (UMPA_LARGE_CACHE, and twice the memory in use by default); past it,
- * the spans freed longest ago go back to the page layer, whose own cache
- * limit then applies.
+ * recognised without reading another thread's block.  The memory the
+ * cache holds is bounded (UMPA_LARGE_CACHE, and twice the memory in use
+ * by default); past it, the spans freed longest ago go back to the page
+ * layer, whose own cache limit then applies.
  */
 #include "internal.h"
 
