@@ -63,9 +63,9 @@ static inline void restore_large_cache(struct large_cache_opt was) {
 }
 
 /* The thread holds no large block and has asked for none lately, as at
- * its start: a held block serves a malloc of up to twice its size, and a
- * freed block is held when it could serve one of the thread's latest
- * large mallocs (held.c), which earlier tests made. */
+ * its start: a freed block is held when it could serve one of the
+ * thread's latest large mallocs (held.c; a big one, one of down to half
+ * its size), which earlier tests made. */
 static inline void forget_held(void) {
   struct heap *h = umpa_tl_heap;
   held_flush(h);
