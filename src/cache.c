@@ -167,8 +167,9 @@ static void release_inner(uintptr_t lo, uintptr_t hi) {
  * of the large cache's map and its slots in the superblock map.  With
  * every order's lock held nobody can take a listed run, so nobody writes
  * what describes its pages; a write after the locks are dropped faults in
- * a zero page, which reads as "empty" in each of these structures.  Only for full trims: otherwise the metadata
- * of populated data is kept so that cache hits never fault.
+ * a zero page, which reads as "empty" in each of these structures.  Only
+ * for full trims: otherwise the metadata of populated data is kept so that
+ * cache hits never fault.
  *
  * Only runs without memory: the shrink before this emptied the cache, but
  * a free from another thread may have listed a backed run since (frees

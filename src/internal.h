@@ -651,19 +651,19 @@ UMPA_HIDDEN extern struct page_counters umpa_pc;
 #define PC_ADD(field, n) \
   atomic_fetch_add_explicit(&umpa_pc.field, (n), memory_order_relaxed)
 
-/* Pages in the large cache's spans: its arenas' own counts.  Added to one
+/* Bytes in the large cache's spans: its arenas' own counts.  Added to one
  * shared counter under each arena's lock, they made every span listed or
  * unlisted a locked add to a line all threads wrote: two threads taking
  * aligned buffers of varied sizes (bench/buffers' alvar) spent a quarter
  * of their time there, 1.3-1.5 us a pair against 1.1-1.25 now (0.29 us
  * against 0.26 at one thread). */
-UMPA_HIDDEN size_t largecache_pages(void);
+UMPA_HIDDEN size_t largecache_bytes(void);
 /* Pages in blocks in use, less what the caches above the page layer hold
  * idle (the large-block cache's spans, the store of empty superblocks). */
 static inline size_t pages_live(void) {
   size_t in_use = atomic_load_explicit(&umpa_pc.xin_use, memory_order_relaxed);
   size_t idle = atomic_load_explicit(&umpa_pc.xidle, memory_order_relaxed) +
-                largecache_pages();
+                (largecache_bytes() >> PAGE_SHIFT);
   return in_use > idle ? in_use - idle : 0;
 }
 
@@ -1564,7 +1564,6 @@ UMPA_HIDDEN void large_release(struct pmeta *pm);
 UMPA_HIDDEN void largecache_decay_idle(void);
 /* Give every cached block back to the page layer; returns bytes. */
 UMPA_HIDDEN size_t largecache_flush(void);
-UMPA_HIDDEN size_t largecache_bytes(void);
 /* The arenas the cache has opened: one, until threads of other arenas
  * free or take large blocks. */
 UMPA_HIDDEN unsigned largecache_arenas(void);

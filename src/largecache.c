@@ -1217,8 +1217,6 @@ size_t largecache_flush(void) {
 
 size_t largecache_bytes(void) { return total_pages() << PAGE_SHIFT; }
 
-size_t largecache_pages(void) { return total_pages(); }
-
 unsigned largecache_arenas(void) { return arenas_used(); }
 
 size_t largecache_spans(size_t *largest) {

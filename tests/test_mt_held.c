@@ -15,11 +15,7 @@
 #include <string.h>
 #include <umpa.h>
 
-#include "check.h"
-#include "internal.h"
-
-#define KiB ((size_t)1 << 10)
-#define MiB ((size_t)1 << 20)
+#include "large.h"
 
 static size_t held_now(void) {
   size_t blocks;
@@ -130,16 +126,11 @@ static void test_only_wanted(void) {
   umpa_malloc_trim(0);
 }
 
-/* Nothing held, and no large malloc of the thread's remembered. */
-static void forget_held(void) {
-  umpa_malloc_trim(0);
-  memset(umpa_tl_heap->held_wanted, 0, sizeof umpa_tl_heap->held_wanted);
-}
-
 /* A held block of up to 1 MiB serves a malloc of its number of pages
  * only; the big one also serves a malloc of down to half its size,
  * keeping its size, after any held block that fits exactly. */
 static void test_fits(void) {
+  umpa_malloc_trim(0);
   forget_held();
   set_lazy_mode(true);
   char *a = umpa_malloc(100 * KiB);
@@ -154,6 +145,7 @@ static void test_fits(void) {
   char *d = umpa_malloc(100 * KiB - 100);
   CHECK(d == a);
   umpa_free(d);
+  umpa_malloc_trim(0);
   forget_held();
   char *m = umpa_malloc(MiB), *big = umpa_malloc(3 * MiB / 2);
   REQUIRE(m && big);
@@ -181,6 +173,7 @@ static void test_fits(void) {
  * biggest was freed: exact sizes alone missed every time.  Of two big
  * blocks freed, the bigger stays held while the thread asks for its size. */
 static void test_varied_big(void) {
+  umpa_malloc_trim(0);
   forget_held();
   set_lazy_mode(true);
   char *seen = NULL;
