@@ -401,7 +401,7 @@ struct region {
   _Atomic uint8_t *xsb_map; /* per 64 KiB: log2 of the size of the
                                superblock there, 0 if none; unused (not
                                backed) when fast_map */
-  bool fast_map;          /* its superblock map is in umpa_sb_map */
+  bool fast_map;          /* its superblock map is in umpa_sb_fast.map */
   _Atomic bool xmoved;    /* pages were moved in or out (remap.c): its
                              VMAs may be split, see page_release_free */
   size_t meta_size;       /* bytes of the metadata mapping */
@@ -645,7 +645,7 @@ struct page_counters {
                              superblocks holds (within a batch per stripe);
                              the large cache counts its own per arena */
   _Atomic size_t xbacked; /* pages with a set backed bit */
-};
+} __attribute__((aligned(64))); /* written often: no other data on its lines */
 UMPA_HIDDEN extern struct page_counters umpa_pc;
 
 #define PC_ADD(field, n) \
@@ -658,12 +658,15 @@ UMPA_HIDDEN extern struct page_counters umpa_pc;
  * of their time there, 1.3-1.5 us a pair against 1.1-1.25 now (0.29 us
  * against 0.26 at one thread). */
 UMPA_HIDDEN size_t largecache_bytes(void);
+/* The same in pages, the other threads' arenas' counts as the calling
+ * thread read them within the coarse clock's tick (see others_seen). */
+UMPA_HIDDEN size_t largecache_pages_near(void);
 /* Pages in blocks in use, less what the caches above the page layer hold
  * idle (the large-block cache's spans, the store of empty superblocks). */
 static inline size_t pages_live(void) {
   size_t in_use = atomic_load_explicit(&umpa_pc.xin_use, memory_order_relaxed);
   size_t idle = atomic_load_explicit(&umpa_pc.xidle, memory_order_relaxed) +
-                (largecache_bytes() >> PAGE_SHIFT);
+                largecache_pages_near();
   return in_use > idle ? in_use - idle : 0;
 }
 
@@ -1206,8 +1209,8 @@ UMPA_HIDDEN bool superblock_recut(struct superblock *sb, unsigned cls);
 UMPA_HIDDEN void superblock_reorder(struct superblock *sb);
 /* The superblock holding p, or NULL if p is not in one (a large block, or
  * memory umpa does not own): p itself is never read.  The usual case is
- * one load: umpa_sb_map, one byte per 64 KiB of the 47-bit address space
- * (2 GiB reserved inaccessible; readable in a window that spans every
+ * one load: umpa_sb_fast.map, one byte per 64 KiB of the 47-bit address
+ * space (2 GiB reserved inaccessible; readable in a window that spans every
  * region it serves, so that a foreign pointer inside the window reads 0
  * and one outside it is refused by the bounds check), holds log2 of the
  * size of the superblock there, and sb_header_at computes the header from
@@ -1215,17 +1218,25 @@ UMPA_HIDDEN void superblock_reorder(struct superblock *sb);
  * and then the region's own superblock map if the fast map could not
  * cover it (no reservation under a tight RLIMIT_AS, an mprotect refused,
  * a region too far from the others). */
-UMPA_HIDDEN extern _Atomic uint8_t *umpa_sb_map;
-/* The readable window, in granules: [lo, lo + len), len 0 for none, as
- * one word (lo in the low 32 bits, len in the high ones: 47-bit addresses
- * have 2^31 granules, and the window spans at most SB_WINDOW_MAX), so that
- * a reader always sees a pair the writer stored.  It only grows: the
- * writer opens the new pages, then stores the word (release).  As two
- * words, a reader could pair the new, lower lo (a region reserved below
- * the others) with the old len, a window that no longer reached the top:
- * a free of a block there read "no superblock" and aborted as a foreign
- * pointer. */
-UMPA_HIDDEN extern _Atomic uint64_t umpa_sb_window;
+struct sb_fast {
+  _Atomic uint8_t *map;
+  /* The readable window, in granules: [lo, lo + len), len 0 for none, as
+   * one word (lo in the low 32 bits, len in the high ones: 47-bit
+   * addresses have 2^31 granules, and the window spans at most
+   * SB_WINDOW_MAX), so that a reader always sees a pair the writer
+   * stored.  It only grows: the writer opens the new pages, then stores
+   * the word (release).  As two words, a reader could pair the new, lower
+   * lo (a region reserved below the others) with the old len, a window
+   * that no longer reached the top: a free of a block there read "no
+   * superblock" and aborted as a foreign pointer. */
+  _Atomic uint64_t window;
+} __attribute__((aligned(64)));
+/* On a cache line of its own: every free reads it, and as two variables
+ * the linker put them on the line of the page layer's busiest counters
+ * (umpa_pc.xin_use), so that each page taken or given back by one thread
+ * made the next free of every other thread a cache miss (two threads
+ * taking aligned buffers: 6 % of their time in free's first load). */
+UMPA_HIDDEN extern struct sb_fast umpa_sb_fast;
 static inline uint64_t sb_window_lo(uint64_t w) { return (uint32_t)w; }
 static inline uint64_t sb_window_len(uint64_t w) { return w >> 32; }
 /* The slow path, through the region map.  When it returns NULL and rp is
@@ -1234,10 +1245,10 @@ static inline uint64_t sb_window_len(uint64_t w) { return w >> 32; }
 UMPA_HIDDEN struct superblock *superblock_of_slow(const void *p,
                                                  struct region **rp);
 static inline unsigned sb_map_shift(uintptr_t a) {
-  uint64_t w = atomic_load_explicit(&umpa_sb_window, memory_order_acquire);
+  uint64_t w = atomic_load_explicit(&umpa_sb_fast.window, memory_order_acquire);
   size_t g = a >> GRANULE_SHIFT;
   if (UMPA_UNLIKELY(g - sb_window_lo(w) >= sb_window_len(w))) return 0;
-  return atomic_load_explicit(&umpa_sb_map[g], memory_order_acquire);
+  return atomic_load_explicit(&umpa_sb_fast.map[g], memory_order_acquire);
 }
 /* superblock_of, and *rp as superblock_of_slow sets it when it is asked. */
 static inline struct superblock *superblock_lookup(const void *p,

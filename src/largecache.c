@@ -213,6 +213,66 @@ static size_t total_backed(void) {
   return n;
 }
 
+/* The calling thread's arena's index, which its heap picks (the first
+ * for a thread without a heap yet); the arena may not be open yet. */
+static unsigned own_index(void) {
+  struct heap *h = umpa_tl_heap;
+  return h != HEAP_NONE ? h->stripe % LC_ARENAS : 0;
+}
+
+/* The other arenas' counts as the thread last read them, at most a tick
+ * of the coarse clock (4 ms) ago.  The sums above read a line that each
+ * other arena's owner writes on its every large malloc and free: two
+ * threads taking aligned buffers of varied sizes (bench/buffers' alvar)
+ * spent half of their puts' and takes' time in those reads, for limits
+ * and hints that a few milliseconds' lag does not change.  A program
+ * with one arena reads its count exactly, as before. */
+struct others_seen {
+  uint64_t at;
+  unsigned own;
+  size_t pages, backed;
+};
+static __thread struct others_seen tl_others
+    __attribute__((tls_model("initial-exec")));
+
+static const struct others_seen *others_seen(unsigned own) {
+  struct others_seen *o = &tl_others;
+  uint64_t now = now_coarse();
+  if (o->at == now && o->own == own) return o;
+  o->at = now;
+  o->own = own;
+  o->pages = o->backed = 0;
+  for (unsigned i = 0, used = arenas_used(); i < used; i++)
+    if (i != own) {
+      o->pages +=
+          atomic_load_explicit(&lc_arenas[i].xpages, memory_order_relaxed);
+      o->backed +=
+          atomic_load_explicit(&lc_arenas[i].xbacked, memory_order_relaxed);
+    }
+  return o;
+}
+
+/* Pages in the calling thread's own arena's spans, the only ones that
+ * take_window and take_room search. */
+static size_t own_pages(void) {
+  unsigned own = own_index();
+  return own < arenas_used() ? atomic_load_explicit(&lc_arenas[own].xpages,
+                                                    memory_order_relaxed)
+                             : 0;
+}
+
+/* total_pages and total_backed with the other arenas' counts as seen. */
+static size_t near_pages(void) {
+  if (arenas_used() == 1) return total_pages();
+  return own_pages() + others_seen(own_index())->pages;
+}
+
+static size_t near_backed(struct lc_arena *a) {
+  if (arenas_used() == 1) return total_backed();
+  return atomic_load_explicit(&a->xbacked, memory_order_relaxed) +
+         others_seen((unsigned)(a - lc_arenas))->backed;
+}
+
 /* A span's mark: its arena's index + 1 (0: no span ends there). */
 static inline uint8_t mark_of(struct lc_arena *a) {
   return (uint8_t)(a - lc_arenas + 1);
@@ -555,8 +615,7 @@ static UMPA_NOINLINE void arena_open(unsigned i) {
 /* The calling thread's arena, which its heap's index picks (the first for
  * a thread without a heap yet). */
 static struct lc_arena *my_arena(void) {
-  struct heap *h = umpa_tl_heap;
-  unsigned i = h != HEAP_NONE ? h->stripe % LC_ARENAS : 0;
+  unsigned i = own_index();
   if (UMPA_UNLIKELY(i >= atomic_load_explicit(&lc_used, memory_order_acquire)))
     arena_open(i);
   return &lc_arenas[i];
@@ -743,9 +802,11 @@ bool largecache_put(struct pmeta *pm, bool freed) {
                                        : bitmap_count(r->xbacked, idx, pages);
   pm = coalesce(a, pm, &backed);
   list_span(a, pm, true, backed);
+  /* Exact sums only when the cache may be over its limit. */
   size_t cached;
-  while ((cached = total_backed()) > limit && evict(a, cached - limit)) {
-  }
+  if (near_backed(a) > limit)
+    while ((cached = total_backed()) > limit && evict(a, cached - limit)) {
+    }
   ulock_release(arena_mutex(a));
   cache_enforce();
   return true;
@@ -878,7 +939,7 @@ static struct lc_arena *fullest_other(struct lc_arena *own, size_t pages) {
 UMPA_HOT
 void *largecache_take(size_t pages, unsigned flags, bool *declined) {
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES ||
-      total_pages() < pages / 4)
+      near_pages() < pages / 4)
     return NULL;
   struct lc_arena *a = my_arena();
   lock_and_decay(a);
@@ -991,7 +1052,7 @@ static size_t window_in(struct pmeta *pm, size_t pages, size_t align,
 
 UMPA_HOT
 void *largecache_take_window(size_t pages, size_t align, unsigned flags) {
-  if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES || total_pages() < pages)
+  if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES || own_pages() < pages)
     return NULL;
   struct lc_arena *a = my_arena();
   lock_and_decay(a);
@@ -1025,7 +1086,7 @@ void *largecache_take_window(size_t pages, size_t align, unsigned flags) {
 
 void *largecache_take_room(size_t pages, unsigned flags) {
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES / 2 ||
-      total_pages() < 2 * pages)
+      own_pages() < 2 * pages)
     return NULL;
   /* The thread's own arena alone: a move that finds no room there grows
    * the block by the page layer's means. */
@@ -1216,6 +1277,8 @@ size_t largecache_flush(void) {
 }
 
 size_t largecache_bytes(void) { return total_pages() << PAGE_SHIFT; }
+
+size_t largecache_pages_near(void) { return near_pages(); }
 
 unsigned largecache_arenas(void) { return arenas_used(); }
 

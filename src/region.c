@@ -34,8 +34,7 @@ UMPA_BIG_BSS static _Atomic uintptr_t region_map[MAP_SLOTS];
 static struct region *_Atomic regions_head;
 /* The fast superblock map (see superblock_of in internal.h): one byte per
  * 64 KiB of the address space, set up with the first region. */
-_Atomic uint8_t *umpa_sb_map;
-_Atomic uint64_t umpa_sb_window;
+struct sb_fast umpa_sb_fast;
 static _Atomic size_t reserved_bytes, metadata_bytes;
 static _Atomic uint64_t regions_made, regions_retired;
 _Atomic uint32_t umpa_retire_gen;
@@ -98,7 +97,7 @@ struct region *region_of(const void *p) {
  * another, so the window is normally little more than they are. */
 #define SB_WINDOW_MAX ((uint64_t)64 << 20)
 _Static_assert(ADDRESS_BITS - GRANULE_SHIFT <= 32 && SB_WINDOW_MAX >> 32 == 0,
-               "the window's lo and len fit one word (umpa_sb_window)");
+               "the window's lo and len fit one word (umpa_sb_fast.window)");
 
 /* Open r's part of the fast superblock map for writing, and the window
  * around it for reading (reserving the map with the first region).
@@ -108,10 +107,11 @@ static void fast_map_open(struct region *r) {
   const size_t len = (size_t)1 << (ADDRESS_BITS - GRANULE_SHIFT);
   /* Under an address-space limit the 2 GiB would be taken from the
    * program's budget: only reserve it when it is a small part of that. */
-  if (!umpa_sb_map && os_address_space_limit() / 16 >= len)
-    umpa_sb_map = os_reserve(len);
-  if (!umpa_sb_map) return;
-  uint64_t win = atomic_load_explicit(&umpa_sb_window, memory_order_relaxed);
+  if (!umpa_sb_fast.map && os_address_space_limit() / 16 >= len)
+    umpa_sb_fast.map = os_reserve(len);
+  if (!umpa_sb_fast.map) return;
+  uint64_t win =
+      atomic_load_explicit(&umpa_sb_fast.window, memory_order_relaxed);
   uint64_t w = sb_window_len(win), wlo = sb_window_lo(win), whi = wlo + w;
   uint64_t glo = r->base >> GRANULE_SHIFT;
   uint64_t ghi = glo + (r->mapped >> (GRANULE_SHIFT - PAGE_SHIFT));
@@ -120,7 +120,7 @@ static void fast_map_open(struct region *r) {
   ghi = (ghi + PAGE_SIZE - 1) & ~(uint64_t)(PAGE_SIZE - 1);
   uint64_t nlo = w && wlo < glo ? wlo : glo, nhi = w && whi > ghi ? whi : ghi;
   if (nhi - nlo > SB_WINDOW_MAX) return;
-  char *m = (char *)umpa_sb_map;
+  char *m = (char *)umpa_sb_fast.map;
   /* The gap between the old window and r is opened for reading, then r's
    * part for writing; the new window is published last, so a reader
    * inside it only ever reads opened pages. */
@@ -130,7 +130,7 @@ static void fast_map_open(struct region *r) {
   r->fast_map = ok && os_open(m + glo, ghi - glo, true) &&
                 os_populate(m + glo, ghi - glo, true, NULL) == 0;
   if (r->fast_map)
-    atomic_store_explicit(&umpa_sb_window, (nhi - nlo) << 32 | nlo,
+    atomic_store_explicit(&umpa_sb_fast.window, (nhi - nlo) << 32 | nlo,
                           memory_order_release);
 }
 
@@ -141,7 +141,8 @@ static void fast_map_open(struct region *r) {
  * the new superblocks of 4-8 KiB classes on the 2-core VM, with no page
  * fault counted (a page not touched for a while costs that there). */
 static inline _Atomic uint8_t *sb_map_of(struct region *r) {
-  return r->fast_map ? &umpa_sb_map[r->base >> GRANULE_SHIFT] : r->xsb_map;
+  return r->fast_map ? &umpa_sb_fast.map[r->base >> GRANULE_SHIFT]
+                     : r->xsb_map;
 }
 
 /* Write `shift` into the superblock map for the superblock of `pages`

@@ -129,7 +129,7 @@ static void all_cases(void) {
  * address on either side of the window is answered without reading the
  * map, where a read would fault. */
 static void window(void) {
-  uint64_t w = atomic_load(&umpa_sb_window);
+  uint64_t w = atomic_load(&umpa_sb_fast.window);
   size_t len = sb_window_len(w), lo = sb_window_lo(w);
   CHECK(len > 0);
   CHECK_MSG(len <= 64 * MiB, "window of %zu MiB", len >> 20);
@@ -147,15 +147,26 @@ static int tight(void) {
   /* Set by the parent before exec: no region of a GiB, no fast map. */
   void *p = umpa_malloc(100); /* the first allocation makes a region */
   REQUIRE(p);
-  CHECK(sb_window_len(atomic_load(&umpa_sb_window)) == 0);
+  CHECK(sb_window_len(atomic_load(&umpa_sb_fast.window)) == 0);
   CHECK(!region_of(p)->fast_map);
   umpa_free(p);
   all_cases();
   return check_done("test_malloc_map (tight RLIMIT_AS)");
 }
 
+/* Every free reads the fast map's two words: they have a cache line of
+ * their own, and the page layer's counters (written on every page taken
+ * or given back) lines of theirs.  Linked as two variables beside
+ * umpa_pc, the words shared its busiest line, and each page operation of
+ * one thread cost the next free of every other thread a cache miss. */
+static void own_lines(void) {
+  CHECK((uintptr_t)&umpa_sb_fast % 64 == 0 && sizeof umpa_sb_fast == 64);
+  CHECK((uintptr_t)&umpa_pc % 64 == 0 && sizeof umpa_pc % 64 == 0);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "tight") == 0) return tight();
+  own_lines();
   all_cases();
   struct rlimit rl;
   if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur == RLIM_INFINITY)
