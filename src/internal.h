@@ -1234,8 +1234,8 @@ struct sb_fast {
 /* On a cache line of its own: every free reads it, and as two variables
  * the linker put them on the line of the page layer's busiest counters
  * (umpa_pc.xin_use), so that each page taken or given back by one thread
- * made the next free of every other thread a cache miss (two threads
- * taking aligned buffers: 6 % of their time in free's first load). */
+ * made the next free of every other thread a cache miss (small pairs
+ * beside a thread taking aligned buffers: 4.6-5.5 ns, now 4.2-4.4). */
 UMPA_HIDDEN extern struct sb_fast umpa_sb_fast;
 static inline uint64_t sb_window_lo(uint64_t w) { return (uint32_t)w; }
 static inline uint64_t sb_window_len(uint64_t w) { return w >> 32; }
