@@ -34,7 +34,7 @@
  * pointers, writing their page in every process.  So there is one
  * sentinel, not one for "no heap yet" and one for "heap gone" (a TLS flag
  * tells those apart), and only its direct array holds pointers (nothing
- * reads its bins): 44 relocations on one page, which the loader then
+ * reads its bins): a relocation per class on one page, which the loader then
  * write-protects, where two sentinels with their bins took 4 pages and a
  * page fault each.  The global heap (never allocated from: only its lists
  * are used) and the shared heap (set up when first used) start as zeros,

@@ -263,11 +263,14 @@ typedef struct ulock {
   _Atomic uint32_t xwaiting;  /* threads in the slow path now */
   _Atomic uint64_t xacquires; /* updated while held, read racily */
   _Atomic uint64_t xwaits;
-  _Atomic uint64_t xwaiters_max;
+  /* 32 bits: a lock is 32 bytes, and the fork page holds one per size
+   * class (struct fork_locks). */
+  _Atomic uint32_t xwaiters_max;
   uint8_t kind;               /* LOCK_SPIN or LOCK_MUTEX */
   uint8_t fork_held;          /* taken by fork's prepare handler */
   uint16_t fork_depth;        /* its thread's acquisitions since */
 } ulock_t;
+_Static_assert(sizeof(ulock_t) == 32, "see xwaiters_max");
 
 UMPA_HIDDEN void ulock_init(ulock_t *l, int kind);
 UMPA_HIDDEN void ulock_acquire_slow(ulock_t *l);
@@ -838,15 +841,15 @@ static inline size_t pages_of(size_t bytes) {
 #endif /* UMPA_INTERNAL_H */
 
 /* ---------------------------------------------------------------------------
- * Size classes (src/sizeclass.c).  16-byte steps up to 128 bytes, then four
- * classes per power of two up to SMALL_MAX (eight from 4 to 8 KiB): a block
- * wastes at most 15 bytes below 128 bytes and under 20 % of its size above
- * (12.5 % from 4 to 8 KiB).  Larger requests are page-layer blocks of
- * their own.
+ * Size classes (src/sizeclass.c).  16-byte steps up to 128 bytes, then
+ * four or eight classes per power of two up to SMALL_MAX (eight in
+ * (256 B, 2 KiB] and (4 KiB, 8 KiB]): a block wastes at most 15 bytes below
+ * 128 bytes, and above under 11 % of its size where there are eight, under
+ * 20 % where four.  Larger requests are page-layer blocks of their own.
  * ------------------------------------------------------------------------- */
 
 #define SMALL_MAX ((size_t)32 << 10)
-#define NUM_CLASSES 44
+#define NUM_CLASSES 56
 
 struct size_class {
   uint32_t size;     /* block size, a multiple of 16 */

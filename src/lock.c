@@ -33,10 +33,10 @@ void ulock_init(ulock_t *l, int kind) {
 }
 
 static void note_waiter(ulock_t *l) {
-  uint64_t now = atomic_fetch_add_explicit(&l->xwaiting, 1,
+  uint32_t now = atomic_fetch_add_explicit(&l->xwaiting, 1,
                                            memory_order_relaxed) + 1u;
   atomic_fetch_add_explicit(&l->xwaits, 1, memory_order_relaxed);
-  uint64_t max = atomic_load_explicit(&l->xwaiters_max, memory_order_relaxed);
+  uint32_t max = atomic_load_explicit(&l->xwaiters_max, memory_order_relaxed);
   while (now > max &&
          !atomic_compare_exchange_weak_explicit(&l->xwaiters_max, &max, now,
                                                 memory_order_relaxed,

@@ -2,18 +2,26 @@
  * sizeclass.c - the size classes of the heap and their superblock sizes.
  *
  * 16-byte steps up to 128 bytes (glibc's alignment, so every block is
- * 16-byte aligned), then four classes per power of two up to 32 KiB,
- * except eight between 4 and 8 KiB: the worst internal waste is 15 bytes
- * below 128 bytes, under 20 % of the block above (a request just over
- * 2^k + j*2^(k-2) gets the next class, 2^(k-2) more) and under 12.5 %
- * between 4 and 8 KiB.  That range holds "a page and a header": sqlite's
- * page cache keeps 4368-byte entries (a 4 KiB page and its header), which
- * the 5120-byte class padded by 17 %, 2.4 MB of a 14.5 MB peak in
- * tests/preload's workload; with 4608 its peak RSS fell 7 % (perl's too).
- * Finer classes everywhere cost more than they saved: each class in use
- * keeps a superblock's worth of touched free blocks, and with eight
- * classes per power of two sqlite's peak RSS rose 10 % (8 above 4 KiB:
- * no change).
+ * 16-byte aligned), then a number of classes per power of two (`steps`):
+ * eight in (256 B, 2 KiB] and (4 KiB, 8 KiB], four in the other ranges up
+ * to 32 KiB.  A request just over a class gets the next one, 1/n of the
+ * range's bottom more, so the worst internal waste is 15 bytes below 128
+ * bytes, under 1/9 (11 %) of the block with eight classes and under 1/5
+ * (20 %) with four.
+ *
+ * Where the eighths are is measured (peak RSS of real programs under
+ * LD_PRELOAD).  jq keeps its JSON objects in 392-byte blocks, which four
+ * classes per power of two put in 448 (14 % padding: 188.8 MB against
+ * glibc's 173.5; eighths: 416 and 179.3 MB).  sqlite's page cache keeps
+ * 4368-byte entries (a 4 KiB page and its header): the 5120-byte class
+ * padded them by 17 %, 2.4 MB of a 14.5 MB peak, and the eighths there
+ * took 7 % off sqlite's peak RSS (perl's too).  Finer is not better
+ * everywhere: each class in use keeps a superblock's worth of touched
+ * free blocks, and eighths in (128, 256] too raised sqlite's peak from
+ * 21.1 to 23.9 MB.  Between 256 bytes and 2 KiB they changed sqlite,
+ * python, perl, gcc, clang and node by 1 % or less either way.  (2 KiB,
+ * 4 KiB] keeps four for want of room: a class takes a lock on the page
+ * that fork writes (struct fork_locks), which is full.
  *
  * Superblocks are 64 KiB up to 1 KiB blocks, 256 KiB up to 8 KiB and
  * 512 KiB up to 32 KiB, so that each holds at least 15 blocks: Hoard's
@@ -28,16 +36,25 @@
 struct size_class umpa_class[NUM_CLASSES];
 uint8_t umpa_class_of16[SMALL_MAX / 16 + 1];
 
-#define FINE_LO 4096 /* (FINE_LO, 2 * FINE_LO]: eight classes, not four */
+/* Classes per power of two above 128 bytes, by range: (128, 256] first,
+ * (16 KiB, 32 KiB] last. */
+#define STEPS 4, 8, 8, 8, 4, 8, 4, 4
+#define SUM8(a, b, c, d, e, f, g, h) \
+  ((a) + (b) + (c) + (d) + (e) + (f) + (g) + (h))
+#define APPLY(m, ...) m(__VA_ARGS__)
+static const uint8_t steps[] = {STEPS};
+_Static_assert(sizeof steps == 8 && 128 << 8 == SMALL_MAX,
+               "one entry per power of two from 128 bytes to SMALL_MAX");
+_Static_assert(8 + APPLY(SUM8, STEPS) == NUM_CLASSES,
+               "NUM_CLASSES counts the classes of steps[]");
 
 static size_t class_size(unsigned c) {
   if (c < 8) return 16 * (c + 1);
-  if (c < 8 + 4 * 5) /* (128, FINE_LO]: 5 powers of two, quarters */
-    return ((size_t)128 << ((c - 8) / 4)) / 4 * (4 + (c - 8) % 4 + 1);
-  if (c < 8 + 4 * 5 + 8) /* (FINE_LO, 2 * FINE_LO]: eighths */
-    return FINE_LO + FINE_LO / 8 * (c - (8 + 4 * 5) + 1);
-  c -= 8 + 4 * 5 + 8; /* (2 * FINE_LO, SMALL_MAX]: quarters */
-  return ((size_t)2 * FINE_LO << (c / 4)) / 4 * (4 + c % 4 + 1);
+  c -= 8;
+  unsigned i = 0;
+  while (c >= steps[i]) c -= steps[i++];
+  size_t lo = (size_t)128 << i;
+  return lo + lo / steps[i] * (c + 1);
 }
 
 uint32_t sizeclass_fit(size_t room, size_t size) {

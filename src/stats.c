@@ -45,7 +45,8 @@ void umpa_page_stats(struct umpa_page_stats *out) {
     o->free_runs = load(&lv->xfree_runs);
     o->lock_acquires = load(&umpa_locks.order[k].lock.xacquires);
     o->lock_waits = load(&umpa_locks.order[k].lock.xwaits);
-    o->waiters_max = load(&umpa_locks.order[k].lock.xwaiters_max);
+    o->waiters_max = atomic_load_explicit(
+        &umpa_locks.order[k].lock.xwaiters_max, memory_order_relaxed);
     o->splits = load(&lv->xsplits);
     o->merges = load(&lv->xmerges);
   }

@@ -62,8 +62,8 @@ struct stripe {
    * header. */
   _Atomic uint64_t xoldest[NUM_CLASSES];
   /* Bit c: class c's list is not empty.  A sweep visits those alone (a
-   * thread's tick sweeps two stripes: 44 classes each cost 570
-   * instructions a sweep, a sixth of a slow path). */
+   * thread's tick sweeps two stripes: the 44 classes of the time cost
+   * 570 instructions a sweep, a sixth of a slow path). */
   _Atomic uint64_t xclasses;
   /* Pages of the superblocks it holds.  Counted per stripe, not in one
    * word: threads on two stripes that each store and take their
