@@ -19,9 +19,11 @@
  * everywhere: each class in use keeps a superblock's worth of touched
  * free blocks, and eighths in (128, 256] too raised sqlite's peak from
  * 21.1 to 23.9 MB.  Between 256 bytes and 2 KiB they changed sqlite,
- * python, perl, gcc, clang and node by 1 % or less either way.  (2 KiB,
- * 4 KiB] keeps four for want of room: a class takes a lock on the page
- * that fork writes (struct fork_locks), which is full.
+ * python, gcc, clang and node by 2 % or less either way (perl's peak
+ * varies by 10 % from run to run), and made batches of 100 blocks freed
+ * newest first 8 % slower (more classes, more superblocks touched).
+ * (2 KiB, 4 KiB] keeps four for want of room: a class takes a lock on
+ * the page that fork writes (struct fork_locks), which is full.
  *
  * Superblocks are 64 KiB up to 1 KiB blocks, 256 KiB up to 8 KiB and
  * 512 KiB up to 32 KiB, so that each holds at least 15 blocks: Hoard's
