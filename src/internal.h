@@ -1484,8 +1484,17 @@ UMPA_HIDDEN bool largecache_may_populate(size_t pages);
  * replaces on fresh mappings, less of a saving where the page tables
  * exist (docs/ARCHITECTURE.md). */
 UMPA_HIDDEN unsigned largecache_ahead(unsigned flags);
-/* A cached block of exactly `pages` pages (the surplus of a bigger span
- * stays cached), or NULL.  `flags` (UMPA_ZERO, UMPA_LAZY|PAGE_WARM) say
+/* The most pages a large block of `pages` pages taken from the cache may
+ * keep beyond them (largecache_take): fewer than a span's least, and an
+ * eighth of the block. */
+static inline size_t largecache_slack(size_t pages) {
+  size_t most = 7, share = pages / 8; /* 7: LC_MIN_PAGES - 1 */
+  return share < most ? share : most;
+}
+/* A cached block of `pages` pages, or of up to largecache_slack(pages)
+ * more when the span's surplus is too small to stay cached and has memory
+ * (the surplus of a bigger span stays cached), or NULL; its pmeta count
+ * says which.  `flags` (UMPA_ZERO, UMPA_LAZY|PAGE_WARM) say
  * how the pages without memory are treated, as for page_alloc.  With
  * `declined`, a best fit that lacks memory for half its pages or more is
  * not taken while store_may_spill says stored superblocks may give a warm

@@ -8,7 +8,8 @@
  * a busy heap rarely has: populating one costs a fault per page.  Here a
  * freed large block stays a block ("span"), merged with the cached spans
  * and the free runs on either side of it; a request takes the best fitting
- * span and the surplus becomes a span of its own.  A request that fits
+ * span and the surplus becomes a span of its own (or, under 8 pages and
+ * with memory, stays with the block: largecache_slack).  A request that fits
  * memory-backed pages is served with no system call and no fault.
  *
  * A span may include pages without memory: the unused tail of a run a
@@ -46,6 +47,8 @@
 #include <string.h>
 
 #define LC_MIN_PAGES 8                 /* 32 KiB: smaller are superblocks */
+_Static_assert(LC_MIN_PAGES == 8,
+               "largecache_slack (internal.h) keeps fewer than LC_MIN_PAGES");
 _Static_assert(LC_MIN_PAGES >= 4, "a span's last page is past its links");
 #define LC_MAX_PAGES ((size_t)1 << 14) /* 64 MiB: bigger go straight back */
 #define LC_SPAN_MAX_PAGES ((size_t)1 << 16) /* 256 MiB: see merge_back */
@@ -850,10 +853,12 @@ static void *fill(struct pmeta *pm, unsigned flags) {
 }
 
 /* Take the listed span pm off its lists and cut it to its first `pages`
- * pages (its arena's lock held): the rest stays cached as a span of its own, or
- * goes back to the page layer when too small for one. */
+ * pages (its arena's lock held): the rest stays cached as a span of its own,
+ * or, too small for one, goes back to the page layer, unless `slack` and the
+ * block may keep it (largecache_slack). */
 UMPA_HOT
-static void take_front(struct lc_arena *a, struct pmeta *pm, size_t pages) {
+static void take_front(struct lc_arena *a, struct pmeta *pm, size_t pages,
+                       bool slack) {
   prefetch_list_neighbours(pm);
   __builtin_prefetch(pm + pages, 1);       /* the surplus's head */
   __builtin_prefetch(&pm->region->xheads[(pmeta_index(pm) + pages) >> 6], 1);
@@ -868,6 +873,9 @@ static void take_front(struct lc_arena *a, struct pmeta *pm, size_t pages) {
      * (the front is the smaller part to count). */
     size_t left = had == 0 ? 0 : had - backed_in(pm, 0, pages);
     list_span(a, page_split(pm, pages), true, left);
+  } else if (slack && surplus <= largecache_slack(pages) &&
+             (pm->flags & PMF_FULL)) {
+    /* The block keeps it. */
   } else if (surplus) {
     pm->count = (uint32_t)pages;
     PC_ADD(xin_use, -surplus);
@@ -968,7 +976,7 @@ void *largecache_take(size_t pages, unsigned flags, bool *declined) {
     ulock_release(arena_mutex(a));
     return NULL;
   }
-  take_front(a, pm, pages);
+  take_front(a, pm, pages, true);
   ulock_release(arena_mutex(a));
   return fill(pm, flags);
 }
@@ -990,7 +998,7 @@ bool largecache_extend(struct pmeta *pm, size_t pages, unsigned flags) {
     ulock_release(arena_mutex(a));
     return false;
   }
-  take_front(a, nx, need);
+  take_front(a, nx, need, false);
   ulock_release(arena_mutex(a));
   /* The front gets its memory as a taken block does, before it joins: on
    * failure fill gives it back to the page layer and the block is as it

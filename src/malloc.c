@@ -326,14 +326,15 @@ static void *large_alloc_aligned(size_t pages, size_t align, bool zero) {
     return NULL;
   }
   char *a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
-  size_t front = (size_t)(a - p) >> PAGE_SHIFT, back = extra - front;
+  size_t front = (size_t)(a - p) >> PAGE_SHIFT;
   struct pmeta *pm = pmeta_at(p);
   if (front) {
     struct pmeta *rest = page_split(pm, front);
     large_give_back_piece(pm);
     pm = rest;
   }
-  if (back) large_give_back_piece(page_split(pm, pages));
+  /* The back, and what the run kept beyond it (largecache_slack). */
+  if (pm->count > pages) large_give_back_piece(page_split(pm, pages));
   clock_scope_end(clock);
   large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
   return a;
@@ -355,7 +356,8 @@ static void *large_alloc(size_t n, size_t align, bool zero) {
   char *p = held_take(pages, zero, PAGE_SIZE);
   if (p) return p;
   p = large_run(pages, large_flags(pages, zero));
-  if (p) large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
+  /* Its count: a block from the large cache may have kept a surplus. */
+  if (p) large_inuse(1, (ssize_t)((size_t)pmeta_at(p)->count << PAGE_SHIFT));
   return p;
 }
 

@@ -2,7 +2,7 @@
  * test_malloc_large.c - large malloc blocks: reuse from the large-block
  * cache without faults, a first large block that makes no region of its
  * own, small lazy blocks cached without asking the kernel, best fit with
- * the surplus given back, growth over the free tail of a block's run, idle
+ * the surplus given back (a few pages of it kept by the block), growth over the free tail of a block's run, idle
  * blocks decay (also while the program only makes small requests), calloc
  * of reused blocks is zero, fresh blocks are carved
  * next to each other, a ring of varied blocks keeps its footprint near its
@@ -168,6 +168,47 @@ static void test_carved_adjacent(void) {
   CHECK(r[c - 1] == 3);
   umpa_free(big);
   umpa_free(r);
+  umpa_page_check();
+  umpa_malloc_trim(0);
+}
+
+/* A cached span a request leaves a surplus of under 8 pages in (too small
+ * to stay cached) with memory: the block keeps up to an eighth of its own
+ * size of it, instead of handing it to the buddy, from which the span's
+ * next merge claimed it back (two trips through the shared buddy for a
+ * ring of varied buffers).  A bigger surplus still goes back; the counts
+ * of large blocks in use follow the block's own size. */
+static void test_slack(void) {
+  umpa_malloc_trim(0);
+  const size_t P = 4096;
+  char *blk[5];
+  for (int i = 0; i < 5; i++) REQUIRE(blk[i] = umpa_malloc(20 * P));
+  for (int i = 1; i < 5; i++) REQUIRE(blk[i] == blk[i - 1] + 20 * P);
+  memset(blk[1], 1, 20 * P);
+  memset(blk[3], 3, 20 * P);
+  /* Other sizes, so that the thread holds neither freed block. */
+  void *other[4];
+  for (int i = 0; i < 4; i++) REQUIRE(other[i] = umpa_malloc((40 + i) * P));
+  umpa_free(blk[1]); /* two 20-page spans, between blocks in use */
+  umpa_free(blk[3]);
+  struct umpa_mallinfo m0 = umpa_mallinfo();
+  char *e = umpa_malloc(18 * P - 100); /* surplus 2 <= 18 / 8: kept */
+  REQUIRE(e == blk[1]);
+  CHECK(umpa_malloc_usable_size(e) == 20 * P);
+  CHECK(e[0] == 1 && e[20 * P - 1] == 1);
+  struct umpa_mallinfo m1 = umpa_mallinfo();
+  CHECK(m1.hblkhd - m0.hblkhd == 20 * P);
+  char *f = umpa_malloc(17 * P); /* surplus 3 > 17 / 8: given back */
+  REQUIRE(f == blk[3]);
+  CHECK(umpa_malloc_usable_size(f) == 17 * P);
+  struct umpa_mallinfo m2 = umpa_mallinfo();
+  CHECK(m2.hblkhd - m1.hblkhd == 17 * P);
+  umpa_free(e);
+  umpa_free(f);
+  struct umpa_mallinfo m3 = umpa_mallinfo();
+  CHECK(m3.hblkhd == m0.hblkhd);
+  for (int i = 0; i < 5; i += 2) umpa_free(blk[i]);
+  for (int i = 0; i < 4; i++) umpa_free(other[i]);
   umpa_page_check();
   umpa_malloc_trim(0);
 }
@@ -1197,6 +1238,7 @@ int main(void) {
   test_calloc_reused();
   test_grow_over_tail();
   test_carved_adjacent();
+  test_slack();
   test_stretch_joins_old_end();
   test_no_borrow();
   test_mixed_ring();
