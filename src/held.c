@@ -92,10 +92,8 @@ static struct pmeta *claim(struct heap *h, unsigned i) {
 }
 
 /* Whether a held block of `held` pages may serve a malloc of `pages`: one
- * of as many pages (or of the few more a block taken from the large cache
- * may have kept: largecache_slack, without which that block would never
- * be held again for its own size), or, for a big one (above
- * HEAP_HELD_PAGES), of down to half as many.  Exact sizes alone missed every time for a buffer sized
+ * of as many pages, or, for a big one (above HEAP_HELD_PAGES), of down to
+ * half as many.  Exact sizes alone missed every time for a buffer sized
  * to each request (bench/buffers' sparsevar, 1 to 1.875 MiB in turn):
  * each free evicted the big block held before, a locked exchange that
  * waited for the program's writes into the block, and each malloc took
@@ -108,8 +106,7 @@ static struct pmeta *claim(struct heap *h, unsigned i) {
  * one that could serve a recent request kept it from merging with the
  * large cache's spans: 5-10 % more faults there. */
 static inline bool held_fits(size_t held, size_t pages) {
-  if (held <= HEAP_HELD_PAGES)
-    return held >= pages && held - pages <= largecache_slack(pages);
+  if (held <= HEAP_HELD_PAGES) return held == pages;
   return held - pages <= pages; /* wraps when held < pages */
 }
 
@@ -196,14 +193,17 @@ static void evict(struct heap *h, unsigned i) {
  * HEAP_HELD large mallocs.  A sentinel heap never asks (held_take sets up
  * a heap first), so nothing is held for a thread without one. */
 static bool wanted(const struct heap *h, size_t pages) {
-  /* The exact size first, the common case: the slack's tests on every
-   * free made bench/buffers' shrink 12 % slower. */
   bool w = false;
-  for (unsigned i = 0; i < HEAP_HELD; i++) w |= h->held_wanted[i] == pages;
-  if (UMPA_LIKELY(w)) return true;
   for (unsigned i = 0; i < HEAP_HELD; i++)
     w |= held_fits(pages, h->held_wanted[i]);
   return w;
+}
+
+bool held_repeated(size_t pages) {
+  const struct heap *h = umpa_tl_heap;
+  unsigned n = 0;
+  for (unsigned i = 0; i < HEAP_HELD; i++) n += h->held_wanted[i] == pages;
+  return n >= 2;
 }
 
 /* An empty slot of h's for a block of `pages` pages (`big`: the big one),

@@ -691,6 +691,11 @@ UMPA_HIDDEN void page_init(void);
  * largecache_ahead allows (see largecache_may_populate).  The page layer
  * ignores it (the block stays lazy). */
 #define PAGE_AHEAD 0x400u
+/* Internal flag, for largecache_take alone: a size the thread asks for
+ * again and again, whose block must keep no slack (largecache_slack), or
+ * the thread could never hold it for that size (held.c holds exact
+ * sizes).  Nothing below the large cache sees it. */
+#define LC_EXACT 0x800u
 
 /* Take a run of npages pages out of the buddy (head PM_BUSY, count = its
  * backed pages), growing the address space if needed; NULL when the kernel
@@ -1485,8 +1490,8 @@ UMPA_HIDDEN bool largecache_may_populate(size_t pages);
  * exist (docs/ARCHITECTURE.md). */
 UMPA_HIDDEN unsigned largecache_ahead(unsigned flags);
 /* The most pages a large block of `pages` pages taken from the cache may
- * keep beyond them (largecache_take): fewer than a span's least, and an
- * eighth of the block. */
+ * keep beyond them (largecache_take, unless LC_EXACT): fewer than a span's
+ * least, and an eighth of the block. */
 static inline size_t largecache_slack(size_t pages) {
   size_t most = 7, share = pages / 8; /* 7: LC_MIN_PAGES - 1 */
   return share < most ? share : most;
@@ -1564,6 +1569,9 @@ UMPA_HIDDEN void *held_take(size_t pages, bool zero, size_t align);
  * the thread's last HEAP_HELD large mallocs, or a big one while a bigger
  * big one is held and could serve one. */
 UMPA_HIDDEN bool held_put(struct pmeta *pm);
+/* Whether the thread asked for `pages` pages in another of its last
+ * HEAP_HELD large mallocs besides the one held_take just noted. */
+UMPA_HIDDEN bool held_repeated(size_t pages);
 /* On the heap's tick: release what was not refilled since the last. */
 UMPA_HIDDEN void held_age(struct heap *h);
 /* Release all of h's held blocks: h is the caller's own heap, or one whose

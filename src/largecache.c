@@ -976,9 +976,9 @@ void *largecache_take(size_t pages, unsigned flags, bool *declined) {
     ulock_release(arena_mutex(a));
     return NULL;
   }
-  take_front(a, pm, pages, true);
+  take_front(a, pm, pages, !(flags & LC_EXACT));
   ulock_release(arena_mutex(a));
-  return fill(pm, flags);
+  return fill(pm, flags & ~LC_EXACT);
 }
 
 bool largecache_extend(struct pmeta *pm, size_t pages, unsigned flags) {

@@ -252,12 +252,14 @@ static char *spilled_run(size_t pages, unsigned flags) {
 static char *large_run(size_t pages, unsigned flags) {
   int saved = errno;
   uint64_t clock = clock_scope_begin();
+  unsigned take = flags;
+  flags &= ~LC_EXACT; /* the large cache's alone */
   for (int again = 1;; again = 0) {
     bool declined = false;
-    char *p = largecache_take(pages, flags, &declined);
+    char *p = largecache_take(pages, take, &declined);
     if (!p && (declined || store_may_spill(pages))) {
       p = spilled_run(pages, flags);
-      if (!p && declined) p = largecache_take(pages, flags, NULL);
+      if (!p && declined) p = largecache_take(pages, take, NULL);
     }
     if (!p) p = largecache_grow(pages, flags);
     if (!p) {
@@ -355,7 +357,9 @@ static void *large_alloc(size_t n, size_t align, bool zero) {
    * one of the large cache's credits, which a held block must not. */
   char *p = held_take(pages, zero, PAGE_SIZE);
   if (p) return p;
-  p = large_run(pages, large_flags(pages, zero));
+  /* A size asked for again: exact, so that the thread may hold it. */
+  p = large_run(pages, large_flags(pages, zero) |
+                           (held_repeated(pages) ? LC_EXACT : 0));
   /* Its count: a block from the large cache may have kept a surplus. */
   if (p) large_inuse(1, (ssize_t)((size_t)pmeta_at(p)->count << PAGE_SHIFT));
   return p;

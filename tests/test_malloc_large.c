@@ -176,8 +176,9 @@ static void test_carved_adjacent(void) {
  * to stay cached) with memory: the block keeps up to an eighth of its own
  * size of it, instead of handing it to the buddy, from which the span's
  * next merge claimed it back (two trips through the shared buddy for a
- * ring of varied buffers).  A bigger surplus still goes back; the counts
- * of large blocks in use follow the block's own size. */
+ * ring of varied buffers).  A bigger surplus still goes back, and so does
+ * any for a size the thread asks for again; the counts of large blocks in
+ * use follow the block's own size. */
 static void test_slack(void) {
   umpa_malloc_trim(0);
   const size_t P = 4096;
@@ -207,6 +208,17 @@ static void test_slack(void) {
   umpa_free(f);
   struct umpa_mallinfo m3 = umpa_mallinfo();
   CHECK(m3.hblkhd == m0.hblkhd);
+  /* A size the thread asks for again takes no slack: held exact, the
+   * block comes back from its slot at the next malloc (a block of 20
+   * pages could never be held for 18). */
+  char *g = umpa_malloc(18 * P);
+  REQUIRE(g == blk[1]);
+  CHECK(umpa_malloc_usable_size(g) == 18 * P);
+  umpa_free(g);
+  char *h = umpa_malloc(18 * P);
+  CHECK(h == g);
+  CHECK(umpa_malloc_usable_size(h) == 18 * P);
+  umpa_free(h);
   for (int i = 0; i < 5; i += 2) umpa_free(blk[i]);
   for (int i = 0; i < 4; i++) umpa_free(other[i]);
   umpa_page_check();
