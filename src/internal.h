@@ -691,11 +691,6 @@ UMPA_HIDDEN void page_init(void);
  * largecache_ahead allows (see largecache_may_populate).  The page layer
  * ignores it (the block stays lazy). */
 #define PAGE_AHEAD 0x400u
-/* Internal flag, for largecache_take alone: a size the thread asks for
- * again and again, whose block must keep no slack (largecache_slack), or
- * the thread could never hold it for that size (held.c holds exact
- * sizes).  Nothing below the large cache sees it. */
-#define LC_EXACT 0x800u
 
 /* Take a run of npages pages out of the buddy (head PM_BUSY, count = its
  * backed pages), growing the address space if needed; NULL when the kernel
@@ -1490,7 +1485,7 @@ UMPA_HIDDEN bool largecache_may_populate(size_t pages);
  * exist (docs/ARCHITECTURE.md). */
 UMPA_HIDDEN unsigned largecache_ahead(unsigned flags);
 /* The most pages a large block of `pages` pages taken from the cache may
- * keep beyond them (largecache_take, unless LC_EXACT): fewer than a span's
+ * keep beyond them (largecache_take, unless `exact`): fewer than a span's
  * least, and an eighth of the block. */
 static inline size_t largecache_slack(size_t pages) {
   size_t most = 7, share = pages / 8; /* 7: LC_MIN_PAGES - 1 */
@@ -1498,13 +1493,16 @@ static inline size_t largecache_slack(size_t pages) {
 }
 /* A cached block of `pages` pages, or of up to largecache_slack(pages)
  * more when the span's surplus is too small to stay cached and has memory
- * (the surplus of a bigger span stays cached), or NULL; its pmeta count
- * says which.  `flags` (UMPA_ZERO, UMPA_LAZY|PAGE_WARM) say
+ * and the block need not be `exact` (the surplus of a bigger span stays
+ * cached), or NULL; its pmeta count says which.  `exact`: a size the
+ * thread asks for again and again, which it could never hold for that
+ * size with a slack (held.c holds exact sizes).  `flags` (UMPA_ZERO,
+ * UMPA_LAZY|PAGE_WARM) say
  * how the pages without memory are treated, as for page_alloc.  With
  * `declined`, a best fit that lacks memory for half its pages or more is
  * not taken while store_may_spill says stored superblocks may give a warm
  * run instead: NULL, and *declined set. */
-UMPA_HIDDEN void *largecache_take(size_t pages, unsigned flags,
+UMPA_HIDDEN void *largecache_take(size_t pages, unsigned flags, bool exact,
                                   bool *declined);
 /* Grow the large block pm, in use, to `pages` pages in place over the
  * cached span that starts right after it, whose rest stays cached: a block

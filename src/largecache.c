@@ -945,7 +945,8 @@ static struct lc_arena *fullest_other(struct lc_arena *own, size_t pages) {
 }
 
 UMPA_HOT
-void *largecache_take(size_t pages, unsigned flags, bool *declined) {
+void *largecache_take(size_t pages, unsigned flags, bool exact,
+                      bool *declined) {
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES ||
       near_pages() < pages / 4)
     return NULL;
@@ -976,9 +977,9 @@ void *largecache_take(size_t pages, unsigned flags, bool *declined) {
     ulock_release(arena_mutex(a));
     return NULL;
   }
-  take_front(a, pm, pages, !(flags & LC_EXACT));
+  take_front(a, pm, pages, !exact);
   ulock_release(arena_mutex(a));
-  return fill(pm, flags & ~LC_EXACT);
+  return fill(pm, flags);
 }
 
 bool largecache_extend(struct pmeta *pm, size_t pages, unsigned flags) {

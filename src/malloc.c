@@ -248,18 +248,17 @@ static char *spilled_run(size_t pages, unsigned flags) {
 }
 
 /* A run of `pages` pages from the large cache (or from memory the store
- * gives up for it), else the page layer; the caller counts it in use. */
-static char *large_run(size_t pages, unsigned flags) {
+ * gives up for it), else the page layer; the caller counts it in use.
+ * `exact`: as for largecache_take. */
+static char *large_run(size_t pages, unsigned flags, bool exact) {
   int saved = errno;
   uint64_t clock = clock_scope_begin();
-  unsigned take = flags;
-  flags &= ~LC_EXACT; /* the large cache's alone */
   for (int again = 1;; again = 0) {
     bool declined = false;
-    char *p = largecache_take(pages, take, &declined);
+    char *p = largecache_take(pages, flags, exact, &declined);
     if (!p && (declined || store_may_spill(pages))) {
       p = spilled_run(pages, flags);
-      if (!p && declined) p = largecache_take(pages, take, NULL);
+      if (!p && declined) p = largecache_take(pages, flags, exact, NULL);
     }
     if (!p) p = largecache_grow(pages, flags);
     if (!p) {
@@ -322,7 +321,7 @@ static void *large_alloc_aligned(size_t pages, size_t align, bool zero) {
     large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
     return p;
   }
-  p = large_run(pages + extra, flags);
+  p = large_run(pages + extra, flags, false); /* the back cuts a slack */
   if (!p) {
     clock_scope_end(clock);
     return NULL;
@@ -358,8 +357,7 @@ static void *large_alloc(size_t n, size_t align, bool zero) {
   char *p = held_take(pages, zero, PAGE_SIZE);
   if (p) return p;
   /* A size asked for again: exact, so that the thread may hold it. */
-  p = large_run(pages, large_flags(pages, zero) |
-                           (held_repeated(pages) ? LC_EXACT : 0));
+  p = large_run(pages, large_flags(pages, zero), held_repeated(pages));
   /* Its count: a block from the large cache may have kept a surplus. */
   if (p) large_inuse(1, (ssize_t)((size_t)pmeta_at(p)->count << PAGE_SHIFT));
   return p;
