@@ -176,6 +176,15 @@ static void ring_fill(char **ring, long s, uint64_t *rng) {
   touch_pages(ring[s], n);
 }
 
+/* Steps of the ring pattern: the oldest buffer freed, a new one in its
+ * place. */
+static void ring_steps(char **ring, long steps, uint64_t *rng) {
+  for (long i = 0; i < steps; i++) {
+    free(ring[i % RING_SLOTS]);
+    ring_fill(ring, i % RING_SLOTS, rng);
+  }
+}
+
 static void *work(void *arg) {
   struct worker *w = arg;
   uint64_t t = 0;
@@ -186,15 +195,9 @@ static void *work(void *arg) {
     long n = pairs_of(pattern, w->pairs);
     if (pattern == RING) {
       for (long s = 0; s < RING_SLOTS; s++) ring_fill(ring, s, &rng);
-      for (long i = 0; i < n / 2; i++) {
-        free(ring[i % RING_SLOTS]);
-        ring_fill(ring, i % RING_SLOTS, &rng);
-      }
+      ring_steps(ring, n / 2, &rng);
       lap(w, &t, -1);
-      for (long i = 0; i < n; i++) {
-        free(ring[i % RING_SLOTS]);
-        ring_fill(ring, i % RING_SLOTS, &rng);
-      }
+      ring_steps(ring, n, &rng);
     } else {
       for (long i = 0; i < n; i++) pair(pattern, i);
     }
