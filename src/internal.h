@@ -1484,16 +1484,9 @@ UMPA_HIDDEN bool largecache_may_populate(size_t pages);
  * replaces on fresh mappings, less of a saving where the page tables
  * exist (docs/ARCHITECTURE.md). */
 UMPA_HIDDEN unsigned largecache_ahead(unsigned flags);
-/* The most pages a large block of `pages` pages taken from the cache may
- * keep beyond them (largecache_take, unless `exact`): fewer than a span's
- * least, and an eighth of the block. */
-static inline size_t largecache_slack(size_t pages) {
-  size_t most = 7, share = pages / 8; /* 7: LC_MIN_PAGES - 1 */
-  return share < most ? share : most;
-}
-/* A cached block of `pages` pages, or of up to largecache_slack(pages)
- * more when the span's surplus is too small to stay cached and has memory
- * and the block need not be `exact` (the surplus of a bigger span stays
+/* A cached block of `pages` pages, or of up to 7 more when the span's
+ * surplus is too small to stay cached (under 8 pages) and has memory and
+ * the block need not be `exact` (the surplus of a bigger span stays
  * cached), or NULL; its pmeta count says which.  `exact`: a size the
  * thread asks for again and again, which it could never hold for that
  * size with a slack (held.c holds exact sizes).  `flags` (UMPA_ZERO,
@@ -1532,6 +1525,15 @@ UMPA_HIDDEN void *largecache_take_window(size_t pages, size_t align,
  * stay counted in the heap's arena.  So freed large blocks become small
  * blocks' memory without a fault, as the page layer's warm runs do. */
 UMPA_HIDDEN void *largecache_take_aligned(size_t pages, unsigned kind);
+/* A large block of fewer pages than a span's least (under 8: a 5 KiB
+ * malloc served as pages, or any block under a lowered large threshold)
+ * when the page layer has no warm run for it: an aligned window of the
+ * next power of two pages cut from a span with memory, as for a
+ * superblock, the pages beyond `pages` kept as the block's slack unless
+ * `exact`; cleared for UMPA_ZERO in `flags`.  NULL otherwise: the page
+ * layer serves it. */
+UMPA_HIDDEN void *largecache_take_small(size_t pages, unsigned flags,
+                                        bool exact);
 /* A fresh block carved off the front of a new 64 MiB run whose rest is
  * cached for the next ones; NULL when the request is too big for that or
  * the page layer has a warm run that fits (page_alloc then serves it). */
@@ -1607,6 +1609,11 @@ UMPA_HIDDEN extern __thread struct heap *umpa_tl_heap
 /* Set when the thread's heap was given up (its exit began): the thread's
  * later allocations (other destructors') take the shared heap. */
 UMPA_HIDDEN extern __thread bool umpa_tl_gone
+    __attribute__((tls_model("initial-exec")));
+/* The stripe of the heap it gave up (set with umpa_tl_gone): the large
+ * cache's arena that takes the blocks it held and frees later, the one
+ * they came from, where they merge with the spans around them. */
+UMPA_HIDDEN extern __thread uint8_t umpa_tl_gone_stripe
     __attribute__((tls_model("initial-exec")));
 /* Give the calling thread a heap; returns the sentinel HEAP_NONE if it
  * cannot have one (inside initialisation, out of memory, or gone). */

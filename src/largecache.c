@@ -9,7 +9,7 @@
  * freed large block stays a block ("span"), merged with the cached spans
  * and the free runs on either side of it; a request takes the best fitting
  * span and the surplus becomes a span of its own (or, under 8 pages and
- * with memory, stays with the block: largecache_slack).  A request that fits
+ * with memory, stays with the block as its slack).  A request that fits
  * memory-backed pages is served with no system call and no fault.
  *
  * A span may include pages without memory: the unused tail of a run a
@@ -48,7 +48,7 @@
 
 #define LC_MIN_PAGES 8                 /* 32 KiB: smaller are superblocks */
 _Static_assert(LC_MIN_PAGES == 8,
-               "largecache_slack (internal.h) keeps fewer than LC_MIN_PAGES");
+               "largecache_take's contract (internal.h) says 7 more at most");
 _Static_assert(LC_MIN_PAGES >= 4, "a span's last page is past its links");
 #define LC_MAX_PAGES ((size_t)1 << 14) /* 64 MiB: bigger go straight back */
 #define LC_SPAN_MAX_PAGES ((size_t)1 << 16) /* 256 MiB: see merge_back */
@@ -136,7 +136,8 @@ static _Atomic unsigned lc_credit;
 static _Atomic uint64_t lc_ask_after;
 
 static unsigned class_of(size_t pages) {
-  unsigned k = log2_floor(pages); /* pages >= 8: k >= 3 */
+  if (pages < LC_MIN_PAGES) return 0; /* a window for a small block */
+  unsigned k = log2_floor(pages); /* k >= 3 */
   unsigned quarter = (unsigned)((pages >> (k - 2)) & 3);
   unsigned c = (k - 3) * 4 + quarter;
   return c < LC_CLASSES ? c : LC_CLASSES - 1;
@@ -217,10 +218,11 @@ static size_t total_backed(void) {
 }
 
 /* The calling thread's arena's index, which its heap picks (the first
- * for a thread without a heap yet); the arena may not be open yet. */
+ * for a thread without a heap yet; for one whose exit gave its heap up,
+ * that heap's: see umpa_tl_gone_stripe); the arena may not be open yet. */
 static unsigned own_index(void) {
   struct heap *h = umpa_tl_heap;
-  return h != HEAP_NONE ? h->stripe % LC_ARENAS : 0;
+  return (h != HEAP_NONE ? h->stripe : umpa_tl_gone_stripe) % LC_ARENAS;
 }
 
 /* The other arenas' counts as the thread last read them, at most a tick
@@ -854,8 +856,8 @@ static void *fill(struct pmeta *pm, unsigned flags) {
 
 /* Take the listed span pm off its lists and cut it to its first `pages`
  * pages (its arena's lock held): the rest stays cached as a span of its own,
- * or, too small for one, goes back to the page layer, unless `slack` and the
- * block may keep it (largecache_slack). */
+ * or, too small for one, stays with the block when `slack` and it has
+ * memory, else goes back to the page layer. */
 UMPA_HOT
 static void take_front(struct lc_arena *a, struct pmeta *pm, size_t pages,
                        bool slack) {
@@ -873,9 +875,8 @@ static void take_front(struct lc_arena *a, struct pmeta *pm, size_t pages,
      * (the front is the smaller part to count). */
     size_t left = had == 0 ? 0 : had - backed_in(pm, 0, pages);
     list_span(a, page_split(pm, pages), true, left);
-  } else if (slack && surplus <= largecache_slack(pages) &&
-             (pm->flags & PMF_FULL)) {
-    /* The block keeps it. */
+  } else if (slack && (pm->flags & PMF_FULL)) {
+    /* The block keeps it (docs/ARCHITECTURE.md, "Slack"). */
   } else if (surplus) {
     pm->count = (uint32_t)pages;
     PC_ADD(xin_use, -surplus);
@@ -927,15 +928,18 @@ static struct pmeta *best_fit(struct lc_arena *a, size_t pages, size_t *need) {
   return pm;
 }
 
-/* The arena other than `own` that holds the most pages in spans, if it
- * holds at least `pages`: where a thread looks when its own has nothing
- * that fits, before the page layer's fresh pages (a thread that frees
- * what another mallocs would otherwise strand them). */
+/* The arena other than `own` whose spans hold the most memory, if more
+ * than half a block of `pages` pages: where a thread looks when its own
+ * has nothing that fits, before new pages (a thread that frees what
+ * another mallocs would otherwise strand them).  Only for memory: pages
+ * without it are had as cheaply from a stretch of the thread's own
+ * (largecache_take). */
 static struct lc_arena *fullest_other(struct lc_arena *own, size_t pages) {
   struct lc_arena *best = NULL;
-  size_t most = pages ? pages - 1 : 0;
+  size_t most = pages / 2;
   for (unsigned i = 0, used = arenas_used(); i < used; i++) {
-    size_t n = atomic_load_explicit(&lc_arenas[i].xpages, memory_order_relaxed);
+    size_t n =
+        atomic_load_explicit(&lc_arenas[i].xbacked, memory_order_relaxed);
     if (&lc_arenas[i] != own && n > most) {
       best = &lc_arenas[i];
       most = n;
@@ -959,6 +963,14 @@ void *largecache_take(size_t pages, unsigned flags, bool exact,
     if (!(a = fullest_other(a, pages))) return NULL;
     lock_and_decay(a);
     pm = best_fit(a, pages, &need);
+    /* Not another arena's pages without memory (the cold end of its
+     * stretch): blocks of two threads cut side by side there write the
+     * same lines of the page layer's bitmaps and span marks at every
+     * malloc and free (docs/ARCHITECTURE.md, "Arenas"). */
+    if (pm && need >= pages / 2) {
+      ulock_release(arena_mutex(a));
+      return NULL;
+    }
   }
   /* A fit that lacks memory for half its pages or more (a stretch's
    * fresh end, say) is worth less than stored superblocks that merge into
@@ -1218,6 +1230,19 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
   win->kind = (uint8_t)kind;
   win->flags = PMF_FULL;
   return pmeta_addr(win);
+}
+
+UMPA_HOT
+void *largecache_take_small(size_t pages, unsigned flags, bool exact) {
+  if (pages >= LC_MIN_PAGES || buddy_has_warm(&umpa_buddy, log2_ceil(pages)))
+    return NULL;
+  size_t window = (size_t)1 << log2_ceil(pages);
+  char *p = largecache_take_aligned(window, KIND_LARGE);
+  if (!p) return NULL;
+  struct pmeta *pm = pmeta_at(p);
+  if (window > pages && exact) drop(page_split(pm, pages));
+  if (flags & UMPA_ZERO) memset(p, 0, (size_t)pm->count << PAGE_SHIFT);
+  return p;
 }
 
 UMPA_HOT

@@ -260,6 +260,7 @@ static char *large_run(size_t pages, unsigned flags, bool exact) {
       p = spilled_run(pages, flags);
       if (!p && declined) p = largecache_take(pages, flags, exact, NULL);
     }
+    if (!p) p = largecache_take_small(pages, flags, exact);
     if (!p) p = largecache_grow(pages, flags);
     if (!p) {
       /* A warm run, or one of a new region: decided before it is known. */
@@ -334,7 +335,7 @@ static void *large_alloc_aligned(size_t pages, size_t align, bool zero) {
     large_give_back_piece(pm);
     pm = rest;
   }
-  /* The back, and what the run kept beyond it (largecache_slack). */
+  /* The back, and what the run kept beyond it (its slack). */
   if (pm->count > pages) large_give_back_piece(page_split(pm, pages));
   clock_scope_end(clock);
   large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));

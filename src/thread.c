@@ -31,6 +31,7 @@
 __thread struct heap *umpa_tl_heap __attribute__((tls_model("initial-exec"))) =
     HEAP_NONE;
 __thread bool umpa_tl_gone __attribute__((tls_model("initial-exec")));
+__thread uint8_t umpa_tl_gone_stripe __attribute__((tls_model("initial-exec")));
 
 /* 0 new, 1 the core is being set up, 2 core ready (hooks being
  * registered), 3 everything ready. */
@@ -40,6 +41,7 @@ static pthread_key_t heap_key;
 static void thread_exit(void *arg) {
   struct heap *h = arg;
   umpa_tl_gone = true;
+  umpa_tl_gone_stripe = h->stripe;
   umpa_tl_heap = HEAP_NONE;
   heap_abandon(h);
 }

@@ -19,6 +19,7 @@
 
 #include "as_pages.h"
 
+#include <malloc.h>
 #include <string.h>
 #include <time.h>
 
@@ -173,12 +174,11 @@ static void test_carved_adjacent(void) {
 }
 
 /* A cached span a request leaves a surplus of under 8 pages in (too small
- * to stay cached) with memory: the block keeps up to an eighth of its own
- * size of it, instead of handing it to the buddy, from which the span's
- * next merge claimed it back (two trips through the shared buddy for a
- * ring of varied buffers).  A bigger surplus still goes back, and so does
- * any for a size the thread asks for again; the counts of large blocks in
- * use follow the block's own size. */
+ * to stay cached) with memory: the block keeps it, instead of handing it
+ * to the buddy, from which the span's next merge claimed it back (two
+ * trips through the shared buddy for a ring of varied buffers).  A size
+ * the thread asks for again gets an exact block; the counts of large
+ * blocks in use follow the block's own size. */
 static void test_slack(void) {
   umpa_malloc_trim(0);
   const size_t P = 4096;
@@ -193,17 +193,18 @@ static void test_slack(void) {
   umpa_free(blk[1]); /* two 20-page spans, between blocks in use */
   umpa_free(blk[3]);
   struct umpa_mallinfo m0 = umpa_mallinfo();
-  char *e = umpa_malloc(18 * P - 100); /* surplus 2 <= 18 / 8: kept */
+  char *e = umpa_malloc(18 * P - 100); /* a surplus of 2 pages: kept */
   REQUIRE(e == blk[1]);
   CHECK(umpa_malloc_usable_size(e) == 20 * P);
   CHECK(e[0] == 1 && e[20 * P - 1] == 1);
   struct umpa_mallinfo m1 = umpa_mallinfo();
   CHECK(m1.hblkhd - m0.hblkhd == 20 * P);
-  char *f = umpa_malloc(17 * P); /* surplus 3 > 17 / 8: given back */
+  char *f = umpa_malloc(13 * P); /* 7, more than an eighth: kept too */
   REQUIRE(f == blk[3]);
-  CHECK(umpa_malloc_usable_size(f) == 17 * P);
+  CHECK(umpa_malloc_usable_size(f) == 20 * P);
+  CHECK(f[0] == 3 && f[20 * P - 1] == 3);
   struct umpa_mallinfo m2 = umpa_mallinfo();
-  CHECK(m2.hblkhd - m1.hblkhd == 17 * P);
+  CHECK(m2.hblkhd - m1.hblkhd == 20 * P);
   umpa_free(e);
   umpa_free(f);
   struct umpa_mallinfo m3 = umpa_mallinfo();
@@ -759,6 +760,40 @@ static void test_superblock_from_cache(void) {
   umpa_page_check();
 }
 
+/* A block of under 8 pages (under a lowered large threshold, or a 4-8 KiB
+ * class's first blocks) when the page layer has no warm run for it: cut
+ * from a cached span's memory without a fault, as a new superblock is,
+ * where it would have faulted in on fresh pages.  A 3-page calloc takes a
+ * window of 4, cleared, and keeps the fourth page as its slack. */
+static void test_small_from_span(void) {
+  umpa_malloc_trim(0);
+  size_t big = 2 * MiB;
+  char *p = umpa_malloc(big);
+  REQUIRE(p);
+  memset(p, 1, big);
+  umpa_free(p);
+  held_flush(umpa_tl_heap);
+  umpa_page_trim(3); /* no warm run left in the page layer */
+  REQUIRE(umpa_mallopt(M_MMAP_THRESHOLD, 4096) == 1);
+  long f = faults();
+  char *q = umpa_malloc(8 * KiB);
+  char *r = umpa_calloc(1, 12 * KiB);
+  REQUIRE(q && r);
+  memset(q, 2, 8 * KiB);
+  long took = faults() - f;
+  CHECK_MSG(q >= p && q < p + big, "8 KiB block %p, freed block %p", q, p);
+  CHECK_MSG(r >= p && r < p + big, "12 KiB block %p, freed block %p", r, p);
+  CHECK(umpa_malloc_usable_size(r) == 16 * KiB);
+  CHECK(nonzero_bytes(r, 12 * KiB, 1) == 0);
+  if (!UNDER_ASAN)
+    CHECK_MSG(took == 0, "%ld faults for two small blocks", took);
+  umpa_free(q);
+  umpa_free(r);
+  REQUIRE(umpa_mallopt(M_MMAP_THRESHOLD, (int)SMALL_MAX) == 1);
+  umpa_page_check();
+  umpa_malloc_trim(0);
+}
+
 /* A span's memory need not be at its front: here a span is an untouched
  * (lazy) 1 MiB block merged with the touched 2 MiB block after it, and
  * a new 512 KiB superblock is cut from the memory inside it, not faulted
@@ -1263,6 +1298,7 @@ int main(void) {
   test_trim();
   test_stats_line();
   test_superblock_from_cache();
+  test_small_from_span();
   test_superblock_inside_span();
   test_superblock_window_counts();
   test_superblock_cut_no_release();

@@ -209,9 +209,62 @@ static void test_counts_across_threads(void) {
             (size_t)m0.hblkhd);
 }
 
+/* A thread whose own arena has no span for a request takes another
+ * arena's only for its memory.  A new thread's first large block is not
+ * cut from the cold rest of the stretch another thread's block came from
+ * (the two threads' blocks would lie side by side for good, writing the
+ * same lines of the page bitmaps and span marks), but a block another
+ * thread freed, with its memory, is taken back (a thread that frees what
+ * another mallocs strands nothing). */
+static void *malloc_one(void *arg) {
+  size_t n = (size_t)(uintptr_t)arg;
+  unsigned char *p = umpa_malloc(n);
+  if (p) memset(p, 9, n);
+  return p;
+}
+
+static void *malloc_free_one(void *arg) {
+  void *p = malloc_one(arg);
+  umpa_free(p); /* held, then cached when the thread exits */
+  return p;
+}
+
+static void *run_one(void *(*fn)(void *), size_t n) {
+  pthread_t t;
+  void *p = NULL;
+  REQUIRE(pthread_create(&t, NULL, fn, (void *)(uintptr_t)n) == 0);
+  pthread_join(t, &p);
+  return p;
+}
+
+static void test_other_arenas(void) {
+  umpa_malloc_trim(0);
+  const size_t MiB = (size_t)1 << 20;
+  unsigned char *first = umpa_malloc(MiB);
+  REQUIRE(first);
+  size_t rest = 0;
+  largecache_spans(&rest); /* the cold rest of first's stretch */
+  REQUIRE(rest >= MiB);
+  unsigned char *q = run_one(malloc_one, 256 * KiB);
+  REQUIRE(q);
+  CHECK_MSG(q < first || q >= first + MiB + rest,
+            "a new thread's block %p in the stretch of block %p", (void *)q,
+            (void *)first);
+  unsigned char *w = run_one(malloc_free_one, 512 * KiB);
+  unsigned char *z = run_one(malloc_one, 512 * KiB);
+  CHECK_MSG(z == w, "block %p, another thread freed %p", (void *)z,
+            (void *)w);
+  CHECK(z && z[0] == 9 && z[512 * KiB - 1] == 9);
+  umpa_free(z);
+  umpa_free(q);
+  umpa_free(first);
+  umpa_malloc_trim(0);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1) iterations = atol(argv[1]);
   test_counts_across_threads();
+  test_other_arenas();
   pthread_t th[THREADS];
   for (uintptr_t i = 0; i < THREADS; i++)
     REQUIRE(pthread_create(&th[i], NULL, worker, (void *)i) == 0);
