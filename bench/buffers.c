@@ -37,6 +37,12 @@
  *             (umpa's first 5000 steps averaged 1.6 us, its next 295000
  *             0.4, as it gathered freed spans that fit), and emptied
  *             after.
+ *   handoff   buffers of 32-256 KiB (random sizes), a byte written per
+ *             page, each handed to the next thread (the last to the
+ *             first) through a queue of 64, which frees it after reading
+ *             its first byte: a pipeline's stages (producer and consumer;
+ *             one thread hands them to itself).  Per buffer, after half
+ *             as many untimed.
  * With T threads every thread runs the same patterns at once (a barrier
  * between patterns); the figure is wall time per pair of one thread, so
  * perfect scaling keeps it constant.
@@ -49,14 +55,21 @@
 #include <string.h>
 
 enum { B64K, B256K, ALIGN4K, ALIGN64K, CALLOC, SHRINK, SPARSE, AL64K, AL2M,
-       SPARSE4M, SPARSEVAR, ALVAR, RING, NPAT };
+       SPARSE4M, SPARSEVAR, ALVAR, RING, HANDOFF, NPAT };
 static const char *const names[NPAT] = {
-    "64k",   "256k", "align4k",  "align64k", "calloc",   "shrink",
-    "sparse1m", "al64k", "al2m", "sparse4m", "sparsevar", "alvar", "ring"};
+    "64k",      "256k",     "align4k",   "align64k", "calloc",
+    "shrink",   "sparse1m", "al64k",     "al2m",     "sparse4m",
+    "sparsevar", "alvar",   "ring",      "handoff"};
 
 #define RING_SLOTS 64
 #define RING_MIN (32 * KiB)
 #define RING_MAX (256 * KiB)
+
+/* The handoff pattern's queue into one thread: its predecessor fills the
+ * slots in turn, it empties them in turn. */
+struct queue {
+  _Atomic(char *) slot[RING_SLOTS];
+} __attribute__((aligned(64)));
 
 struct worker {
   pthread_t tid;
@@ -64,6 +77,7 @@ struct worker {
   pthread_barrier_t *sync;
   long pairs;
   struct rss_marks *marks;
+  struct queue *in, *out; /* own queue, the next thread's */
 };
 
 static uint64_t pattern_ns[NPAT];
@@ -95,7 +109,7 @@ static long pairs_of(int pattern, long pairs) {
   return pattern == CALLOC || pattern == SPARSEVAR || pattern == ALVAR
              ? pairs / 10
          : pattern == AL2M || pattern == SPARSE4M ? pairs / 100
-         : pattern == RING                        ? pairs / 4
+         : pattern == RING || pattern == HANDOFF  ? pairs / 4
                                                   : pairs;
 }
 
@@ -185,6 +199,37 @@ static void ring_steps(char **ring, long steps, uint64_t *rng) {
   }
 }
 
+/* The next buffer from w's queue, freed; false if none is there yet. */
+static bool handoff_take(struct worker *w, long *taken) {
+  _Atomic(char *) *s = &w->in->slot[*taken % RING_SLOTS];
+  char *p = atomic_load_explicit(s, memory_order_acquire);
+  if (!p) return false;
+  atomic_store_explicit(s, NULL, memory_order_relaxed);
+  sink = p[0];
+  free(p);
+  ++*taken;
+  return true;
+}
+
+/* `steps` buffers handed on, and as many taken from the predecessor. */
+static void handoff_steps(struct worker *w, long steps, uint64_t *rng) {
+  long taken = 0;
+  for (long i = 0; i < steps; i++) {
+    size_t n = rand_between(rng, RING_MIN, RING_MAX);
+    char *p = xmalloc(n);
+    touch_pages(p, n);
+    _Atomic(char *) *s = &w->out->slot[i % RING_SLOTS];
+    while (atomic_load_explicit(s, memory_order_acquire)) {
+      if (!handoff_take(w, &taken)) sched_yield(); /* the next one is behind */
+    }
+    atomic_store_explicit(s, p, memory_order_release);
+    while (handoff_take(w, &taken)) {
+    }
+  }
+  while (taken < steps)
+    if (!handoff_take(w, &taken)) sched_yield();
+}
+
 static void *work(void *arg) {
   struct worker *w = arg;
   uint64_t t = 0;
@@ -198,6 +243,10 @@ static void *work(void *arg) {
       ring_steps(ring, n / 2, &rng);
       lap(w, &t, -1);
       ring_steps(ring, n, &rng);
+    } else if (pattern == HANDOFF) {
+      handoff_steps(w, n / 2, &rng);
+      lap(w, &t, -1);
+      handoff_steps(w, n, &rng);
     } else {
       for (long i = 0; i < n; i++) pair(pattern, i);
     }
@@ -222,11 +271,15 @@ int main(int argc, char **argv) {
   pthread_barrier_t sync;
   pthread_barrier_init(&sync, NULL, (unsigned)threads);
   struct worker *w = calloc((size_t)threads, sizeof *w);
-  if (!w) {
+  struct queue *q = aligned_alloc(64, (size_t)threads * sizeof *q);
+  if (!w || !q) {
     perror("calloc");
     return 1;
   }
+  memset(q, 0, (size_t)threads * sizeof *q);
   for (int i = 0; i < threads; i++) {
+    w[i].in = &q[i];
+    w[i].out = &q[(i + 1) % threads];
     w[i].index = i;
     w[i].sync = &sync;
     w[i].pairs = pairs;
@@ -235,12 +288,14 @@ int main(int argc, char **argv) {
   }
   for (int i = 0; i < threads; i++) pthread_join(w[i].tid, NULL);
   free(w);
+  free(q);
   rss_mark_end(&m);
   double ns[NPAT];
   for (int p = 0; p < NPAT; p++)
     ns[p] = (double)pattern_ns[p] / (double)pairs_of(p, pairs);
   printf("buffers: %d threads, %ld pairs each (calloc, sparsevar and alvar "
-         "%ld, al2m and sparse4m %ld, ring %ld steps): ns per pair:",
+         "%ld, al2m and sparse4m %ld, ring and handoff %ld steps): ns per "
+         "pair:",
          threads, pairs, pairs_of(CALLOC, pairs), pairs_of(AL2M, pairs),
          pairs_of(RING, pairs));
   for (int p = 0; p < NPAT; p++) printf(" %s %.1f", names[p], ns[p]);

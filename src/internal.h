@@ -376,7 +376,9 @@ struct pmeta {
   uint8_t kind;              /* used head: enum pm_kind */
   uint8_t flags;             /* used head: PMF_* */
   _Atomic uint8_t xmark;     /* a stored superblock's first two pages:
-                                its class and stripe (store.c) */
+                                its class and stripe (store.c); a large
+                                block's head: the large cache's arena it
+                                was cut from + 1, or 0 (largecache.c) */
 };
 
 /* ---------------------------------------------------------------------------
@@ -1588,10 +1590,11 @@ UMPA_HIDDEN size_t held_bytes(struct heap *h, size_t *blocks);
 /* malloc.c: a freed large block leaves malloc (counted out of use): to
  * the large cache, else to the page layer. */
 UMPA_HIDDEN void large_release(struct pmeta *pm);
-/* Age the cache as a large request does (UMPA_DECAY_MS), unless another
- * thread holds its lock: the small-object slow paths call this now and
- * then, so that a program whose large requests stopped does not keep the
- * blocks it freed last until it exits. */
+/* Age the cache as a large request does (UMPA_DECAY_MS), and list the
+ * blocks threads returned to other threads' arenas, unless another thread
+ * holds the lock: the small-object slow paths call this now and then, so
+ * that a program whose large requests stopped does not keep the blocks it
+ * freed last until it exits. */
 UMPA_HIDDEN void largecache_decay_idle(void);
 /* Give every cached block back to the page layer; returns bytes. */
 UMPA_HIDDEN size_t largecache_flush(void);

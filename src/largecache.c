@@ -63,9 +63,11 @@ _Static_assert(LC_MIN_PAGES >= 4, "a span's last page is past its links");
 #define LC_ASK_SHARE 64                /* time per time asking, if sparse */
 
 /* The cache is cut into arenas, each a cache of its own: lists, lock and
- * clock.  A thread frees into, and takes from first, the arena its heap's
- * index picks; only when its own has no span that fits does it look into
- * the fullest other one.  With one lock for all, two threads whose large
+ * clock.  A thread takes from the arena its heap's index picks, and only
+ * when its own has no span that fits, for memory, from the other one with
+ * the most; a block goes back to the arena it was cut from (its head's
+ * mark: set_origin), by another thread through a stack the arena's
+ * next lock holder lists (give_returned).  With one lock for all, two threads whose large
  * blocks all met in the cache waited for each other and moved its lists'
  * lines between their cores at every call (bench/malloc's buffers_mt:
  * sparsevar took 1044 ns a pair at two threads against 353 at one, and
@@ -92,6 +94,11 @@ struct lc_arena {
   /* Written under the lock, read without: */
   _Atomic size_t xpages;  /* pages in spans */
   _Atomic size_t xbacked; /* of those, pages with memory */
+  /* Blocks cut from this arena that other threads freed while its lock
+   * was held, linked through their heads' `next` (see largecache_put),
+   * for the next holder to list: on a line of its own, which they write. */
+  _Atomic(struct pmeta *) xreturned __attribute__((aligned(64)));
+  _Atomic uint64_t xreturned_n; /* about: their pages << 16 | blocks */
 } __attribute__((aligned(64)));
 _Static_assert(LC_CLASSES <= 64, "one bit a class");
 _Static_assert(LC_ARENAS <= 255, "an arena's index is a byte");
@@ -281,6 +288,12 @@ static size_t near_backed(struct lc_arena *a) {
 /* A span's mark: its arena's index + 1 (0: no span ends there). */
 static inline uint8_t mark_of(struct lc_arena *a) {
   return (uint8_t)(a - lc_arenas + 1);
+}
+
+/* A block handed out from arena a's spans remembers a in its head's
+ * mark, to be freed back there (largecache_put). */
+static inline void set_origin(struct lc_arena *a, struct pmeta *pm) {
+  atomic_store_explicit(&pm->xmark, mark_of(a), memory_order_relaxed);
 }
 
 /* Whether page i of r is an end of a span listed in arena a. */
@@ -587,15 +600,44 @@ static void decay_locked(struct lc_arena *a) {
   }
 }
 
-/* Lock arena a, its lists set up on the first lock. */
-static void arena_lock(struct lc_arena *a) {
-  ulock_acquire(arena_mutex(a));
+static void put_locked(struct lc_arena *a, struct pmeta *pm);
+
+/* List the blocks other threads returned to arena a (its lock held). */
+static UMPA_NOINLINE void take_returned(struct lc_arena *a) {
+  struct pmeta *pm =
+      atomic_exchange_explicit(&a->xreturned, NULL, memory_order_acquire);
+  atomic_store_explicit(&a->xreturned_n, 0, memory_order_relaxed);
+  while (pm) {
+    struct pmeta *next = pm->next;
+    pm->flags &= (uint8_t)~PMF_CACHED;
+    put_locked(a, pm);
+    pm = next;
+  }
+}
+
+/* Arena a just locked: its lists set up on the first lock, and what other
+ * threads returned to it meanwhile listed. */
+static void arena_locked(struct lc_arena *a) {
   if (UMPA_UNLIKELY(!a->ready)) {
     for (unsigned c = 0; c < LC_CLASSES; c++)
       a->list[c].next = a->list[c].prev = &a->list[c];
     a->lru.next = a->lru.prev = &a->lru;
     a->ready = true;
   }
+  if (UMPA_UNLIKELY(atomic_load_explicit(&a->xreturned, memory_order_relaxed)))
+    take_returned(a);
+}
+
+static void arena_lock(struct lc_arena *a) {
+  ulock_acquire(arena_mutex(a));
+  arena_locked(a);
+}
+
+/* Lock arena a if nobody holds it. */
+static bool arena_try(struct lc_arena *a) {
+  if (!ulock_try(arena_mutex(a))) return false;
+  arena_locked(a);
+  return true;
 }
 
 static void lock_and_decay(struct lc_arena *a) {
@@ -626,13 +668,26 @@ static struct lc_arena *my_arena(void) {
   return &lc_arenas[i];
 }
 
+/* The arena a freed large block pm goes to: the one it was cut from, if
+ * its head says so, else the calling thread's. */
+static struct lc_arena *origin_of(struct pmeta *pm) {
+  unsigned m = atomic_load_explicit(&pm->xmark, memory_order_relaxed);
+  if (m && m <= atomic_load_explicit(&lc_used, memory_order_acquire))
+    return &lc_arenas[m - 1];
+  return my_arena();
+}
+
 UMPA_HOT
 void largecache_decay_idle(void) {
-  if (!decay_age_ns() || !above_keep()) return;
+  /* Also what other threads returned to an arena whose thread has gone
+   * quiet: nobody else would list it before the next trim. */
+  bool decay = decay_age_ns() && above_keep();
   for (unsigned i = 0, used = arenas_used(); i < used; i++) {
     struct lc_arena *a = &lc_arenas[i];
-    if (!ulock_try(arena_mutex(a))) continue;
-    decay_locked(a);
+    if (!decay && !atomic_load_explicit(&a->xreturned, memory_order_relaxed))
+      continue;
+    if (!arena_try(a)) continue;
+    if (decay) decay_locked(a);
     ulock_release(arena_mutex(a));
   }
 }
@@ -761,6 +816,44 @@ void largecache_ask_after(uint64_t t) {
   atomic_store_explicit(&lc_ask_after, t, memory_order_relaxed);
 }
 
+/* Return the block pm, freed by a thread of another arena, to arena a,
+ * whose thread lists it at its next lock: the two threads would otherwise
+ * take turns with a's lock and lines at every free.  True when a's
+ * returned blocks have grown to RETURNED_MAX or RETURNED_MAX_PAGES: then
+ * the caller lists them if a's lock is free (an idle arena's owner may
+ * not come back for them soon). */
+#define RETURNED_MAX 32
+#define RETURNED_MAX_PAGES 2048 /* 8 MiB */
+static bool give_returned(struct lc_arena *a, struct pmeta *pm) {
+  /* Read first: once pushed, the block is the lock holder's to merge. */
+  uint64_t add = ((uint64_t)pm->count << 16) + 1;
+  pm->flags |= PMF_CACHED; /* a second free of it is a double free */
+  struct pmeta *top = atomic_load_explicit(&a->xreturned, memory_order_relaxed);
+  do {
+    pm->next = top;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &a->xreturned, &top, pm, memory_order_release, memory_order_relaxed));
+  /* Counted after the push and zeroed after the take: a count that runs
+   * ahead of the stack by a block or two between them only moves the
+   * next listing a little earlier. */
+  uint64_t n =
+      atomic_fetch_add_explicit(&a->xreturned_n, add, memory_order_relaxed) +
+      add;
+  return (n & 0xffff) >= RETURNED_MAX || (n >> 16) >= RETURNED_MAX_PAGES;
+}
+
+/* List the freed block pm in arena a, merged with what lies around it
+ * (a's lock held). */
+UMPA_HOT
+static void put_locked(struct lc_arena *a, struct pmeta *pm) {
+  size_t backed = pm->flags & PMF_FULL
+                      ? pm->count
+                      : bitmap_count(pm->region->xbacked, pmeta_index(pm),
+                                     pm->count);
+  pm = coalesce(a, pm, &backed);
+  list_span(a, pm, true, backed);
+}
+
 UMPA_HOT
 bool largecache_put(struct pmeta *pm, bool freed) {
   size_t pages = pm->count;
@@ -801,12 +894,15 @@ bool largecache_put(struct pmeta *pm, bool freed) {
   if (pages < LC_MIN_PAGES || pages > LC_MAX_PAGES || pages > limit)
     return false;
   if (freed && (pm->flags & (PMF_UNKNOWN | PMF_LOOSE))) settle_backed(pm);
-  struct lc_arena *a = my_arena();
+  struct lc_arena *a = origin_of(pm);
+  if (a != my_arena()) {
+    if (!give_returned(a, pm) || !arena_try(a)) return true;
+    ulock_release(arena_mutex(a));
+    cache_enforce();
+    return true;
+  }
   lock_and_decay(a);
-  size_t backed = pm->flags & PMF_FULL ? pages
-                                       : bitmap_count(r->xbacked, idx, pages);
-  pm = coalesce(a, pm, &backed);
-  list_span(a, pm, true, backed);
+  put_locked(a, pm);
   /* Exact sums only when the cache may be over its limit. */
   size_t cached;
   if (near_backed(a) > limit)
@@ -868,6 +964,7 @@ static void take_front(struct lc_arena *a, struct pmeta *pm, size_t pages,
   size_t had = listed_backed(pm);
   took(a, pm);
   unlist_span(a, pm, false);
+  set_origin(a, pm);
   struct region *r = pm->region;
   size_t surplus = pm->count - pages, idx = pmeta_index(pm);
   if (surplus >= LC_MIN_PAGES) {
@@ -1056,6 +1153,7 @@ static struct pmeta *cut_window(struct lc_arena *a, struct pmeta *pm,
     shed(a, pm, false, front_backed);
   }
   if (back) shed(a, page_split(win, pages), true, had - front_backed - in_win);
+  set_origin(a, win);
   return win;
 }
 
@@ -1145,6 +1243,7 @@ void *largecache_take_room(size_t pages, unsigned flags) {
    * (the span holds twice the block), so no piece is empty. */
   struct pmeta *blk = page_split(pm, (pm->count - pages) / 2);
   struct pmeta *room = page_split(blk, pages);
+  set_origin(a, blk);
   shed(a, pm, true, SIZE_MAX);
   shed(a, room, true, SIZE_MAX);
   ulock_release(arena_mutex(a));
@@ -1227,6 +1326,8 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
   }
   struct pmeta *win = cut_window(a, pm, off, pages, pages); /* all backed */
   ulock_release(arena_mutex(a));
+  /* A superblock's mark is the store's (store.c): none until stored. */
+  if (kind != KIND_LARGE) atomic_store_explicit(&win->xmark, 0, memory_order_relaxed);
   win->kind = (uint8_t)kind;
   win->flags = PMF_FULL;
   return pmeta_addr(win);
@@ -1287,6 +1388,7 @@ void *largecache_grow(size_t pages, unsigned flags) {
   pm = merge_back(a, pm, &backed);
   size_t front = backed_in(pm, 0, pages);
   list_span(a, page_split(pm, pages), true, backed - front);
+  set_origin(a, pm);
   ulock_release(arena_mutex(a));
   return fill(pm, flags);
 }

@@ -237,11 +237,19 @@ static unsigned large_flags(size_t pages, bool zero) {
          (largecache_may_populate(pages) ? PAGE_AHEAD : 0);
 }
 
+/* A large block that no span of the large cache gave: freed, it goes to
+ * the freeing thread's arena (see largecache_put). */
+static char *no_origin(char *p) {
+  if (p) atomic_store_explicit(&pmeta_at(p)->xmark, 0, memory_order_relaxed);
+  return p;
+}
+
 /* A run of `pages` pages where stored superblocks gave way to it (their
  * window merged into free runs with memory), or NULL. */
 static char *spilled_run(size_t pages, unsigned flags) {
   void *w = store_spill_for(pages);
-  char *p = w ? page_alloc_at(w, pages, largecache_ahead(flags), KIND_LARGE)
+  char *p = w ? no_origin(page_alloc_at(w, pages, largecache_ahead(flags),
+                                        KIND_LARGE))
               : NULL;
   if (p) heap_account_arena((ssize_t)(pages << PAGE_SHIFT));
   return p;
@@ -264,7 +272,7 @@ static char *large_run(size_t pages, unsigned flags, bool exact) {
     if (!p) p = largecache_grow(pages, flags);
     if (!p) {
       /* A warm run, or one of a new region: decided before it is known. */
-      p = page_alloc(pages, largecache_ahead(flags), KIND_LARGE);
+      p = no_origin(page_alloc(pages, largecache_ahead(flags), KIND_LARGE));
       if (p) heap_account_arena((ssize_t)(pages << PAGE_SHIFT));
     }
     if (p) {
@@ -332,6 +340,9 @@ static void *large_alloc_aligned(size_t pages, size_t align, bool zero) {
   struct pmeta *pm = pmeta_at(p);
   if (front) {
     struct pmeta *rest = page_split(pm, front);
+    atomic_store_explicit(&rest->xmark,
+                          atomic_load_explicit(&pm->xmark, memory_order_relaxed),
+                          memory_order_relaxed);
     large_give_back_piece(pm);
     pm = rest;
   }
@@ -654,6 +665,7 @@ static void *large_resize(void *p, struct pmeta *pm, size_t n) {
     if (moved) return moved;
   }
   void *q = page_resize(p, pm, old, pages, largecache_ahead(fl));
+  if (q && q != p) no_origin(q);
   if (q) {
     ssize_t delta = ((ssize_t)pages - (ssize_t)old) * (ssize_t)PAGE_SIZE;
     large_inuse(0, delta);

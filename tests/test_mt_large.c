@@ -261,10 +261,66 @@ static void test_other_arenas(void) {
   umpa_malloc_trim(0);
 }
 
+/* A block freed by a thread other than the one whose arena it was cut
+ * from goes back to that arena (a producer's buffers that a consumer frees
+ * come back to the producer, instead of piling up in the consumer's arena
+ * while the producer faults in new ones).  Its thread lists it at its next
+ * lock of the arena; a thread that has returned many blocks to an idle
+ * arena lists them itself. */
+struct returns {
+  unsigned char **blk;
+  int n;
+  size_t listed; /* the cache's bytes after the frees */
+};
+
+static void *free_all(void *arg) {
+  struct returns *r = arg;
+  umpa_free(umpa_malloc(16)); /* a heap, and an arena, of its own */
+  for (int i = 0; i < r->n; i++) umpa_free(r->blk[i]);
+  r->listed = largecache_bytes();
+  return NULL;
+}
+
+static void test_returned_to_origin(void) {
+  umpa_malloc_trim(0);
+  const size_t n = 192 * KiB;
+  unsigned char *b = umpa_malloc(n);
+  REQUIRE(b);
+  memset(b, 4, n);
+  struct returns one = {&b, 1, 0};
+  pthread_t t;
+  REQUIRE(pthread_create(&t, NULL, free_all, &one) == 0);
+  pthread_join(t, NULL);
+  unsigned char *again = umpa_malloc(n);
+  CHECK_MSG(again == b, "block %p, freed by another thread %p",
+            (void *)again, (void *)b);
+  CHECK(again && again[0] == 4 && again[n - 1] == 4);
+  umpa_free(again);
+  umpa_malloc_trim(0);
+  /* 40 blocks: the freeing thread lists them once it has returned 32 (or
+   * 8 MiB), as this thread takes no lock of its arena meanwhile. */
+  enum { MANY = 40 };
+  unsigned char *many[MANY];
+  for (int i = 0; i < MANY; i++) {
+    REQUIRE(many[i] = umpa_malloc(64 * KiB + (size_t)i * 4096));
+    many[i][0] = 1;
+  }
+  size_t before = largecache_bytes();
+  struct returns all = {many, MANY, 0};
+  REQUIRE(pthread_create(&t, NULL, free_all, &all) == 0);
+  pthread_join(t, NULL);
+  CHECK_MSG(all.listed >= before + 28 * 64 * KiB,
+            "%zu bytes cached after another thread freed %d blocks, %zu "
+            "before", all.listed, MANY, before);
+  umpa_malloc_trim(0);
+  CHECK(umpa_page_check() == 0);
+}
+
 int main(int argc, char **argv) {
   if (argc > 1) iterations = atol(argv[1]);
   test_counts_across_threads();
   test_other_arenas();
+  test_returned_to_origin();
   pthread_t th[THREADS];
   for (uintptr_t i = 0; i < THREADS; i++)
     REQUIRE(pthread_create(&th[i], NULL, worker, (void *)i) == 0);
