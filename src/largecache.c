@@ -66,10 +66,11 @@ _Static_assert(LC_MIN_PAGES >= 4, "a span's last page is past its links");
  * clock.  A thread takes from the arena its heap's index picks, and only
  * when its own has no span that fits, for memory, from the other one with
  * the most; a block goes back to the arena it was cut from (its head's
- * mark: set_origin), by another thread through a stack the arena's
- * next lock holder lists (give_returned).  With one lock for all, two threads whose large
- * blocks all met in the cache waited for each other and moved its lists'
- * lines between their cores at every call (bench/malloc's buffers_mt:
+ * mark: set_origin), by another thread through a stack that the arena's
+ * next lock holder lists (give_returned).  With one lock for all, two
+ * threads whose large blocks all met in the cache waited for each other
+ * and moved its lists' lines between their cores at every call
+ * (bench/malloc's buffers_mt:
  * sparsevar took 1044 ns a pair at two threads against 353 at one, and
  * 752 with arenas; mimalloc 337).  Spans of different arenas never merge.
  * A span's ends carry its arena's mark (see mark_ends), so a holder of one
@@ -94,9 +95,9 @@ struct lc_arena {
   /* Written under the lock, read without: */
   _Atomic size_t xpages;  /* pages in spans */
   _Atomic size_t xbacked; /* of those, pages with memory */
-  /* Blocks cut from this arena that other threads freed while its lock
-   * was held, linked through their heads' `next` (see largecache_put),
-   * for the next holder to list: on a line of its own, which they write. */
+  /* Blocks cut from this arena that other threads freed, linked through
+   * their heads' `next` (give_returned), for the next holder of the lock
+   * to list: on a line of their own, which those threads write. */
   _Atomic(struct pmeta *) xreturned __attribute__((aligned(64)));
   _Atomic uint64_t xreturned_n; /* about: their pages << 16 | blocks */
 } __attribute__((aligned(64)));
@@ -895,7 +896,8 @@ bool largecache_put(struct pmeta *pm, bool freed) {
     return false;
   if (freed && (pm->flags & (PMF_UNKNOWN | PMF_LOOSE))) settle_backed(pm);
   struct lc_arena *a = origin_of(pm);
-  if (a != my_arena()) {
+  /* (Compared by index: a thread that only frees opens no arena.) */
+  if ((unsigned)(a - lc_arenas) != own_index()) {
     if (!give_returned(a, pm) || !arena_try(a)) return true;
     ulock_release(arena_mutex(a));
     cache_enforce();
@@ -973,7 +975,7 @@ static void take_front(struct lc_arena *a, struct pmeta *pm, size_t pages,
     size_t left = had == 0 ? 0 : had - backed_in(pm, 0, pages);
     list_span(a, page_split(pm, pages), true, left);
   } else if (slack && (pm->flags & PMF_FULL)) {
-    /* The block keeps it (docs/ARCHITECTURE.md, "Slack"). */
+    /* The block keeps it (docs/ARCHITECTURE.md, "Large blocks"). */
   } else if (surplus) {
     pm->count = (uint32_t)pages;
     PC_ADD(xin_use, -surplus);
@@ -1063,7 +1065,7 @@ void *largecache_take(size_t pages, unsigned flags, bool exact,
     /* Not another arena's pages without memory (the cold end of its
      * stretch): blocks of two threads cut side by side there write the
      * same lines of the page layer's bitmaps and span marks at every
-     * malloc and free (docs/ARCHITECTURE.md, "Arenas"). */
+     * malloc and free (docs/ARCHITECTURE.md, "Large blocks"). */
     if (pm && need >= pages / 2) {
       ulock_release(arena_mutex(a));
       return NULL;
@@ -1327,7 +1329,8 @@ void *largecache_take_aligned(size_t pages, unsigned kind) {
   struct pmeta *win = cut_window(a, pm, off, pages, pages); /* all backed */
   ulock_release(arena_mutex(a));
   /* A superblock's mark is the store's (store.c): none until stored. */
-  if (kind != KIND_LARGE) atomic_store_explicit(&win->xmark, 0, memory_order_relaxed);
+  if (kind != KIND_LARGE)
+    atomic_store_explicit(&win->xmark, 0, memory_order_relaxed);
   win->kind = (uint8_t)kind;
   win->flags = PMF_FULL;
   return pmeta_addr(win);

@@ -340,9 +340,8 @@ static void *large_alloc_aligned(size_t pages, size_t align, bool zero) {
   struct pmeta *pm = pmeta_at(p);
   if (front) {
     struct pmeta *rest = page_split(pm, front);
-    atomic_store_explicit(&rest->xmark,
-                          atomic_load_explicit(&pm->xmark, memory_order_relaxed),
-                          memory_order_relaxed);
+    uint8_t origin = atomic_load_explicit(&pm->xmark, memory_order_relaxed);
+    atomic_store_explicit(&rest->xmark, origin, memory_order_relaxed);
     large_give_back_piece(pm);
     pm = rest;
   }

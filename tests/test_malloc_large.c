@@ -787,6 +787,13 @@ static void test_small_from_span(void) {
   CHECK(nonzero_bytes(r, 12 * KiB, 1) == 0);
   if (!UNDER_ASAN)
     CHECK_MSG(took == 0, "%ld faults for two small blocks", took);
+  /* Asked for again, 12 KiB is exact: the window's fourth page goes back
+   * to the page layer. */
+  char *e = umpa_malloc(12 * KiB);
+  REQUIRE(e);
+  CHECK(umpa_malloc_usable_size(e) == 12 * KiB);
+  CHECK(umpa_page_check() == 0);
+  umpa_free(e);
   umpa_free(q);
   umpa_free(r);
   REQUIRE(umpa_mallopt(M_MMAP_THRESHOLD, (int)SMALL_MAX) == 1);
