@@ -656,10 +656,11 @@ static struct superblock *steal_idle(struct heap *h, unsigned cls) {
 /* A class of blocks of a page or more gets no superblock for its first
  * HEAP_AS_PAGES_FIRST blocks in a heap: they are large blocks of whole
  * pages, from the thread's held blocks, the page layer's backed free runs
- * or a cached span's memory (largecache_take_small).  A class's first superblock cost its first malloc and free 4 us
- * in Figure 7 (4-8 KiB: a 256 KiB run cut from the large cache or fresh
- * pages, the header's first write a fault, every line of it cold), where
- * a class used a few times needs none: Figure 7's 4-8 KiB requests are
+ * or a cached span's memory (largecache_take_small).  A class's first
+ * superblock cost its first malloc and free 4 us in Figure 7 (4-8 KiB: a
+ * 256 KiB run cut from the large cache or fresh pages, the header's first
+ * write a fault, every line of it cold), where a class used a few times
+ * needs none: Figure 7's 4-8 KiB requests are
  * one in 2000, each of its eight classes used about once a run, as a
  * program's occasional 5 KiB buffer is.  Served as pages they took 2.8 us
  * above the writes against 4.4 (medians of 8 interleaved runs).  The

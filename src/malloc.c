@@ -338,15 +338,20 @@ static void *large_alloc_aligned(size_t pages, size_t align, bool zero) {
   char *a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
   size_t front = (size_t)(a - p) >> PAGE_SHIFT;
   struct pmeta *pm = pmeta_at(p);
+  /* Each piece goes back to, or stays counted from, the run's arena. */
+  uint8_t origin = atomic_load_explicit(&pm->xmark, memory_order_relaxed);
   if (front) {
     struct pmeta *rest = page_split(pm, front);
-    uint8_t origin = atomic_load_explicit(&pm->xmark, memory_order_relaxed);
     atomic_store_explicit(&rest->xmark, origin, memory_order_relaxed);
     large_give_back_piece(pm);
     pm = rest;
   }
   /* The back, and what the run kept beyond it (its slack). */
-  if (pm->count > pages) large_give_back_piece(page_split(pm, pages));
+  if (pm->count > pages) {
+    struct pmeta *back = page_split(pm, pages);
+    atomic_store_explicit(&back->xmark, origin, memory_order_relaxed);
+    large_give_back_piece(back);
+  }
   clock_scope_end(clock);
   large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
   return a;
