@@ -182,12 +182,18 @@ static void pair(int pattern, long i) {
   free(p);
 }
 
-/* A ring buffer of the ring pattern: a new block of a random size in slot
- * s, a byte written per page. */
-static void ring_fill(char **ring, long s, uint64_t *rng) {
+/* A buffer of the ring and handoff patterns: of a random size, a byte
+ * written per page. */
+static char *ring_buffer(uint64_t *rng) {
   size_t n = rand_between(rng, RING_MIN, RING_MAX);
-  ring[s] = xmalloc(n);
-  touch_pages(ring[s], n);
+  char *p = xmalloc(n);
+  touch_pages(p, n);
+  return p;
+}
+
+/* A ring buffer of the ring pattern: a new one in slot s. */
+static void ring_fill(char **ring, long s, uint64_t *rng) {
+  ring[s] = ring_buffer(rng);
 }
 
 /* Steps of the ring pattern: the oldest buffer freed, a new one in its
@@ -215,9 +221,7 @@ static bool handoff_take(struct worker *w, long *taken) {
 static void handoff_steps(struct worker *w, long steps, uint64_t *rng) {
   long taken = 0;
   for (long i = 0; i < steps; i++) {
-    size_t n = rand_between(rng, RING_MIN, RING_MAX);
-    char *p = xmalloc(n);
-    touch_pages(p, n);
+    char *p = ring_buffer(rng);
     _Atomic(char *) *s = &w->out->slot[i % RING_SLOTS];
     while (atomic_load_explicit(s, memory_order_acquire)) {
       if (!handoff_take(w, &taken)) sched_yield(); /* the next one is behind */

@@ -1066,10 +1066,7 @@ void *largecache_take(size_t pages, unsigned flags, bool exact,
      * stretch): blocks of two threads cut side by side there write the
      * same lines of the page layer's bitmaps and span marks at every
      * malloc and free (docs/ARCHITECTURE.md, "Large blocks"). */
-    if (pm && need >= pages / 2) {
-      ulock_release(arena_mutex(a));
-      return NULL;
-    }
+    if (pm && need >= pages / 2) pm = NULL;
   }
   /* A fit that lacks memory for half its pages or more (a stretch's
    * fresh end, say) is worth less than stored superblocks that merge into

@@ -296,6 +296,16 @@ static void large_give_back(struct pmeta *pm, bool freed) {
   heap_account_arena(-(ssize_t)(pages << PAGE_SHIFT));
 }
 
+/* page_split for a large block: the tail goes back to, or is handed
+ * out from, the same arena as the head (its origin, largecache_put). */
+static struct pmeta *large_split(struct pmeta *pm, size_t keep) {
+  struct pmeta *tail = page_split(pm, keep);
+  atomic_store_explicit(&tail->xmark,
+                        atomic_load_explicit(&pm->xmark, memory_order_relaxed),
+                        memory_order_relaxed);
+  return tail;
+}
+
 /* Give back a piece of a run that was never handed out.  The page layer's
  * bits say exactly which of its pages have memory (the program never
  * touched them), where a lazy block's are only a guess: without this, the
@@ -338,20 +348,13 @@ static void *large_alloc_aligned(size_t pages, size_t align, bool zero) {
   char *a = (char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
   size_t front = (size_t)(a - p) >> PAGE_SHIFT;
   struct pmeta *pm = pmeta_at(p);
-  /* Each piece goes back to, or stays counted from, the run's arena. */
-  uint8_t origin = atomic_load_explicit(&pm->xmark, memory_order_relaxed);
   if (front) {
-    struct pmeta *rest = page_split(pm, front);
-    atomic_store_explicit(&rest->xmark, origin, memory_order_relaxed);
+    struct pmeta *rest = large_split(pm, front);
     large_give_back_piece(pm);
     pm = rest;
   }
   /* The back, and what the run kept beyond it (its slack). */
-  if (pm->count > pages) {
-    struct pmeta *back = page_split(pm, pages);
-    atomic_store_explicit(&back->xmark, origin, memory_order_relaxed);
-    large_give_back_piece(back);
-  }
+  if (pm->count > pages) large_give_back_piece(large_split(pm, pages));
   clock_scope_end(clock);
   large_inuse(1, (ssize_t)(pages << PAGE_SHIFT));
   return a;
