@@ -315,6 +315,13 @@ static inline void ulock_release(ulock_t *l) {
     l->fork_depth--;
     return;
   }
+  /* A spinlock's word is never 2, and nobody sleeps on it: a plain
+   * release store, where the exchange's locked instruction would wait for
+   * every store before it (the program's page writes included). */
+  if (l->kind == LOCK_SPIN) {
+    atomic_store_explicit(&l->xword, 0, memory_order_release);
+    return;
+  }
   if (UMPA_UNLIKELY(atomic_exchange_explicit(&l->xword, 0,
                                              memory_order_release) == 2))
     ulock_release_slow(l);
