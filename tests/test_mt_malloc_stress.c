@@ -2,7 +2,8 @@
  * test_mt_malloc_stress.c - threads allocate, fill, verify and free blocks
  * of every size class and some large ones, hand many of them to other
  * threads through a shared mailbox (so most frees are cross-thread), and
- * reallocate, while one of them calls malloc_trim now and then; then a
+ * reallocate, while one of them calls malloc_trim now and then (a fifth
+ * of the blocks are aligned, to 16 B up to 2 MiB); then a
  * shorter round with more threads than the store has stripes (so heaps
  * share stripes, and take what other stripes stored); at the end every
  * heap is trimmed and the page layer checked.
@@ -66,11 +67,27 @@ static void *worker(void *arg) {
     size_t n = random_size(&r);
     unsigned op = (unsigned)(r % 10);
     if (!slot[i]) {
-      slot[i] = op < 2 ? umpa_calloc(1, n) : umpa_malloc(n);
+      /* Aligned blocks too: inside superblocks (the first aligned block of
+       * a run, blocks in front of the header) and windows of large ones,
+       * all freed by whichever thread gets them. */
+      size_t align = (size_t)16 << (r >> 40) % 18; /* 16 B to 2 MiB */
+      if (op < 2) {
+        slot[i] = umpa_calloc(1, n);
+        align = 16;
+      } else if (op == 2) {
+        void *q = NULL;
+        slot[i] = umpa_posix_memalign(&q, align, n) == 0 ? q : NULL;
+      } else if (op == 3) {
+        slot[i] = umpa_aligned_alloc(align, n);
+      } else {
+        slot[i] = umpa_malloc(n);
+        align = 16;
+      }
       if (!slot[i]) {
         bad("malloc");
         continue;
       }
+      if ((uintptr_t)slot[i] & (align - 1)) bad("requested alignment");
       if (op < 2) {
         for (size_t k = 0; k < n; k++)
           if (slot[i][k]) {
