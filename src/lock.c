@@ -5,6 +5,10 @@
  * (UMPA_PAGE_LOCK) measured side by side, as the parallel-buddy seed does.
  * The spinlock yields after a bounded spin: on a 2-core machine with more
  * threads than cores a pure spin would burn the holder's time slice.
+ * It is released by a plain store (internal.h): nothing in umpa depends
+ * on a release being a full barrier, and the exchange's locked
+ * instruction waited for the program's page writes before it (one
+ * thread's ring of 32-256 KiB buffers, two arena locks a step: 4-8 %).
  *
  * It also holds the page of the locks fork takes (see struct fork_locks).
  */
