@@ -70,7 +70,7 @@ static void *worker(void *arg) {
       /* Aligned blocks too: inside superblocks (the first aligned block of
        * a run, blocks in front of the header) and windows of large ones,
        * all freed by whichever thread gets them. */
-      size_t align = (size_t)16 << (r >> 40) % 18; /* 16 B to 2 MiB */
+      size_t align = (size_t)16 << ((r >> 40) % 18); /* 16 B to 2 MiB */
       if (op < 2) {
         slot[i] = umpa_calloc(1, n);
         align = 16;
