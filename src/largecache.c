@@ -897,14 +897,16 @@ bool largecache_put(struct pmeta *pm, bool freed) {
   if (freed && (pm->flags & (PMF_UNKNOWN | PMF_LOOSE))) settle_backed(pm);
   struct lc_arena *a = origin_of(pm);
   /* (Compared by index: a thread that only frees opens no arena.) */
-  if ((unsigned)(a - lc_arenas) != own_index()) {
+  if ((unsigned)(a - lc_arenas) == own_index()) {
+    lock_and_decay(a);
+    put_locked(a, pm);
+  } else {
+    /* Onto a's stack; listed here (by arena_try) only once the stack has
+     * grown and nobody holds a's lock, and then aged and bounded as a
+     * put into a is. */
     if (!give_returned(a, pm) || !arena_try(a)) return true;
-    ulock_release(arena_mutex(a));
-    cache_enforce();
-    return true;
+    decay_locked(a);
   }
-  lock_and_decay(a);
-  put_locked(a, pm);
   /* Exact sums only when the cache may be over its limit. */
   size_t cached;
   if (near_backed(a) > limit)
